@@ -1,0 +1,206 @@
+//! Conversions at the JS boundary: Rust errors into JS `Error`s, JS values into typed readings,
+//! replies and failures. Nothing here panics, whatever JavaScript passes.
+
+use js_sys::{Error as JsError, Object, Reflect};
+use serde::de::DeserializeOwned;
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::error::Error;
+use crate::host::{FailureClass, HostFailure, HostOpKind, HostOutcome, HostReply, SessionId};
+
+/// The largest integer a JS number holds exactly.
+const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+/// Turns an engine error into a JS `Error` with `name = "ForemanError"`, a stable `code`, and
+/// the variant's fields as properties (`key`, `field`, `member`, `op`, `class`, `call`).
+pub(crate) fn to_js(error: &Error) -> JsValue {
+    let js = JsError::new(&error.to_string());
+    js.set_name("ForemanError");
+    let obj: &Object = js.as_ref();
+    set(obj, "code", &error.code().into());
+    match error {
+        Error::InvalidConfig { key, .. } => set(obj, "key", &key.into()),
+        Error::InvalidHost { member, .. } => set(obj, "member", &member.into()),
+        Error::InvalidInput { field, .. } => set(obj, "field", &field.into()),
+        Error::HostFailed { op, class, .. } => {
+            set(obj, "op", &op.name().into());
+            set(obj, "class", &class.name().into());
+        }
+        Error::HostBadReply { op, .. } => set(obj, "op", &op.name().into()),
+        Error::HostBadReading { reading, .. } => set(obj, "reading", &(*reading).into()),
+        Error::UnknownCall { call } => set(obj, "call", &(*call).into()),
+        _ => {}
+    }
+    js.into()
+}
+
+/// Sets a property; an object that refuses (frozen, a proxy that throws) keeps its old value.
+pub(crate) fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &key.into(), value);
+}
+
+/// Reads a property; a getter that throws reads as `undefined`.
+pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
+    if !obj.is_object() && !obj.is_function() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Deserializes `value` into `T`, refusing keys outside `allowed` and naming the path of the
+/// first bad field. `undefined` and `null` read as an empty object, so every field takes its
+/// default. (serde-wasm-bindgen reads only the fields a struct names, so `deny_unknown_fields`
+/// alone would let a typo through.)
+pub(crate) fn from_js<T: DeserializeOwned>(
+    value: JsValue,
+    root: &str,
+    allowed: &[&str],
+    wrap: impl Fn(String, String) -> Error,
+) -> Result<T, Error> {
+    let value = if value.is_undefined() || value.is_null() {
+        Object::new().into()
+    } else {
+        value
+    };
+    if !value.is_object() || value.is_function() || js_sys::Array::is_array(&value) {
+        return Err(wrap(
+            root.into(),
+            format!("must be a plain object, got {}", type_name(&value)),
+        ));
+    }
+    let keys = Object::keys(value.unchecked_ref::<Object>());
+    for key in keys.iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !allowed.contains(&key.as_str()) {
+            return Err(wrap(
+                key,
+                format!("unknown key; expected one of: {}", allowed.join(", ")),
+            ));
+        }
+    }
+    let deserializer = serde_wasm_bindgen::Deserializer::from(value);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let message = message
+            .strip_prefix("Error: ")
+            .unwrap_or(&message)
+            .to_owned();
+        // A missing field is reported at its parent; name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned);
+        let path = match (path.as_str(), missing) {
+            (".", Some(field)) => field,
+            (".", None) => root.to_owned(),
+            (_, Some(field)) => format!("{path}.{field}"),
+            (_, None) => path,
+        };
+        wrap(path, message)
+    })
+}
+
+/// A JS number that must be finite, non-negative and exact as an integer; fractions are floored.
+pub(crate) fn non_negative(value: &JsValue) -> Result<u64, String> {
+    let Some(n) = value.as_f64() else {
+        return Err(format!("expected a number, got {}", type_name(value)));
+    };
+    if !n.is_finite() || !(0.0..=MAX_SAFE).contains(&n) {
+        return Err(format!("expected a finite number in 0..=2^53-1, got {n}"));
+    }
+    Ok(n.floor() as u64)
+}
+
+/// `typeof`-like description for error messages.
+pub(crate) fn type_name(value: &JsValue) -> String {
+    if value.is_null() {
+        "null".into()
+    } else if js_sys::Array::is_array(value) {
+        "an array".into()
+    } else {
+        value
+            .js_typeof()
+            .as_string()
+            .unwrap_or_else(|| "an unknown value".into())
+    }
+}
+
+/// Parses the host's answer to `op` into a typed outcome.
+pub(crate) fn reply(op: HostOpKind, value: &JsValue) -> HostOutcome {
+    match op {
+        HostOpKind::CreateSession => {
+            // Accept the id itself or a Session object as the SDK returns it.
+            let id = value.as_string().or_else(|| get(value, "id").as_string());
+            match id {
+                Some(id) if !id.trim().is_empty() && id.len() <= 256 => {
+                    HostOutcome::Ok(HostReply::SessionCreated(SessionId(id)))
+                }
+                _ => HostOutcome::BadReply(format!(
+                    "expected a session id string or an object with a string `id`, got {}",
+                    type_name(value)
+                )),
+            }
+        }
+    }
+}
+
+/// Classifies a rejection from the host.
+///
+/// In order: an explicit `class` property naming a [`FailureClass`] wins; an `AbortError` or
+/// `MessageAbortedError` is a cancel; a numeric `status`/`statusCode` (also under `data`, as the
+/// SDK nests it) is classified by [`FailureClass::from_status`]; anything else is upstream.
+/// `retryAfterMs` (ms) or `retryAfter` (s) is kept.
+pub(crate) fn failure(value: &JsValue) -> HostFailure {
+    let class = class_of(value);
+    let message = get(value, "message")
+        .as_string()
+        .or_else(|| value.as_string())
+        .or_else(|| {
+            value
+                .dyn_ref::<JsError>()
+                .map(|e| String::from(e.to_string()))
+        })
+        .unwrap_or_else(|| format!("the host rejected with {}", type_name(value)));
+    let retry_after_ms = non_negative(&get(value, "retryAfterMs")).ok().or_else(|| {
+        non_negative(&get(value, "retryAfter"))
+            .ok()
+            .map(|s| s.saturating_mul(1000))
+    });
+    HostFailure {
+        class,
+        message,
+        retry_after_ms,
+    }
+}
+
+fn class_of(value: &JsValue) -> FailureClass {
+    let named = get(value, "class").as_string();
+    let from_name = match named.as_deref() {
+        Some("upstream") => Some(FailureClass::Upstream),
+        Some("rate_limited") => Some(FailureClass::RateLimited),
+        Some("timeout") => Some(FailureClass::Timeout),
+        Some("cancelled") => Some(FailureClass::Cancelled),
+        Some("invalid") => Some(FailureClass::Invalid),
+        _ => None,
+    };
+    if let Some(class) = from_name {
+        return class;
+    }
+    if matches!(
+        get(value, "name").as_string().as_deref(),
+        Some("AbortError" | "MessageAbortedError")
+    ) {
+        return FailureClass::Cancelled;
+    }
+    let data = get(value, "data");
+    let status = [
+        get(value, "status"),
+        get(value, "statusCode"),
+        get(&data, "statusCode"),
+    ]
+    .iter()
+    .find_map(|v| non_negative(v).ok())
+    .and_then(|s| u16::try_from(s).ok());
+    status.map_or(FailureClass::Upstream, FailureClass::from_status)
+}

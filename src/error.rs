@@ -1,0 +1,166 @@
+//! One error type for the whole engine, with stable codes.
+//!
+//! Every fallible operation in the core returns [`Result<T, Error>`]. Each variant says what the
+//! caller should do next. [`Error::code`] is the contract with JavaScript: `bindings/` turns an
+//! `Error` into a JS `Error` whose `code` property is that string, and the strings never change
+//! meaning once released.
+
+use std::fmt;
+
+use crate::host::{FailureClass, HostOpKind};
+
+/// Why the engine refused or failed. `code()` is the contract with JavaScript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration cannot be used. Fix the named key; nothing was created.
+    InvalidConfig {
+        /// Dotted path of the offending key, e.g. `lanes.worker`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The host object does not provide what the engine needs. Fix the host; nothing was created.
+    InvalidHost {
+        /// The member that is missing or of the wrong type, e.g. `createSession`.
+        member: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An argument cannot be used. Do not retry it unchanged.
+    InvalidInput {
+        /// The argument or field at fault.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A host operation failed. `class` says whether a retry can help.
+    HostFailed {
+        /// Which operation failed.
+        op: HostOpKind,
+        /// How the failure counts (upstream, rate limited, timeout, cancelled, invalid).
+        class: FailureClass,
+        /// The host's own message, for people.
+        message: String,
+    },
+    /// The host answered an operation with a value of the wrong shape. Fix the host.
+    HostBadReply {
+        /// Which operation answered.
+        op: HostOpKind,
+        /// What was expected and what came instead.
+        reason: String,
+    },
+    /// A host reading (`now`, `memory`) was unusable. Fix the host.
+    HostBadReading {
+        /// Which reading.
+        reading: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// No host call with this id is pending: it was settled already or never existed.
+    UnknownCall {
+        /// The id the host passed.
+        call: u32,
+    },
+    /// The engine was disposed; create a new one.
+    Disposed,
+}
+
+impl Error {
+    /// The stable, machine-readable code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidConfig { .. } => "INVALID_CONFIG",
+            Error::InvalidHost { .. } => "INVALID_HOST",
+            Error::InvalidInput { .. } => "INVALID_INPUT",
+            Error::HostFailed { .. } => "HOST_FAILED",
+            Error::HostBadReply { .. } => "HOST_BAD_REPLY",
+            Error::HostBadReading { .. } => "HOST_BAD_READING",
+            Error::UnknownCall { .. } => "UNKNOWN_CALL",
+            Error::Disposed => "DISPOSED",
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidConfig`].
+    pub fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn input(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidConfig { key, reason } => write!(f, "invalid config `{key}`: {reason}"),
+            Error::InvalidHost { member, reason } => write!(f, "invalid host `{member}`: {reason}"),
+            Error::InvalidInput { field, reason } => write!(f, "invalid `{field}`: {reason}"),
+            Error::HostFailed { op, class, message } => {
+                write!(f, "host {} failed ({}): {message}", op.name(), class.name())
+            }
+            Error::HostBadReply { op, reason } => {
+                write!(f, "host {} answered with a bad value: {reason}", op.name())
+            }
+            Error::HostBadReading { reading, reason } => {
+                write!(f, "host reading `{reading}` is unusable: {reason}")
+            }
+            Error::UnknownCall { call } => write!(f, "no host call {call} is pending"),
+            Error::Disposed => write!(f, "the engine was disposed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let all = [
+            Error::config("a", "b"),
+            Error::InvalidHost {
+                member: "m".into(),
+                reason: "r".into(),
+            },
+            Error::input("f", "r"),
+            Error::HostFailed {
+                op: HostOpKind::CreateSession,
+                class: FailureClass::Upstream,
+                message: "m".into(),
+            },
+            Error::HostBadReply {
+                op: HostOpKind::CreateSession,
+                reason: "r".into(),
+            },
+            Error::HostBadReading {
+                reading: "now",
+                reason: "r".into(),
+            },
+            Error::UnknownCall { call: 1 },
+            Error::Disposed,
+        ];
+        let mut codes: Vec<_> = all.iter().map(Error::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+
+    #[test]
+    fn display_names_the_key() {
+        assert_eq!(
+            Error::config("lanes.worker", "must be at least 1").to_string(),
+            "invalid config `lanes.worker`: must be at least 1"
+        );
+    }
+}

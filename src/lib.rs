@@ -1,0 +1,29 @@
+//! # foreman
+//!
+//! Runs many OpenCode sub-agent sessions in parallel, safely: admission before any session
+//! exists, bookkeeping of every session created, and typed errors with stable codes. The crate
+//! builds natively (everything but [`bindings`] is plain Rust, tested with `cargo test`) and to
+//! WebAssembly, where [`bindings`] exports the `Engine` class a JavaScript host drives.
+//!
+//! Layers, from the bottom: [`error`] ← [`host`] ← [`sessions`] ← [`engine`] ← `bindings`.
+//! See `ARCHITECTURE.md` for the codemap and the invariants each layer keeps.
+//!
+//! Time and memory come from the host ([`host::Host`]): `std::time::Instant` traps on wasm32.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod sessions;
+
+/// The `#[wasm_bindgen]` API. It compiles natively too, but its functions need a JS engine.
+pub mod bindings;
+
+pub use config::{Config, ConfigInput};
+pub use engine::{CreateSession, Engine, Settled, Stats};
+pub use error::Error;
+pub use host::{
+    CallId, FailureClass, FakeHost, Host, HostOutcome, HostRequest, MemoryReading, SessionId,
+};
