@@ -116,6 +116,8 @@ pub(crate) fn whole_number(key: &str, value: f64, min: u32, max: u32) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn lanes(pairs: &[(&str, f64)]) -> Result<Config, Error> {
         let lanes = pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();

@@ -371,6 +371,8 @@ impl Host for FakeHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn create(call: u32) -> HostRequest {
         HostRequest {

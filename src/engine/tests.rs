@@ -1,5 +1,7 @@
 use super::*;
 use crate::host::{FailureClass, FakeHost, Host, HostFailure, OpProfile};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn worker(title: Option<&str>) -> CreateSession {
     CreateSession {

@@ -87,6 +87,8 @@ impl SessionBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn record() -> SessionRecord {
         SessionRecord {
