@@ -1,0 +1,30 @@
+# foreman: `make demo` and `make test` are all a fresh machine needs; both set up what is missing.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+PORT ?= 8080
+
+.PHONY: setup build demo test bench clean
+
+## setup: install the pinned toolchain, browsers and npm packages that are missing (idempotent)
+setup:
+	@scripts/setup.sh
+
+## build: compile the wasm package into pkg/ (wasm-pack --target web, release, wasm-opt)
+build: setup
+	wasm-pack build --target web --release --mode no-install --out-dir pkg
+
+## demo: build, then serve the demo page on 127.0.0.1 and print its address
+demo: build
+	node scripts/serve.mjs $(PORT)
+
+## test: build, then run every suite and print each runner's summary line
+test: build
+	@scripts/test.sh
+
+## bench: criterion benchmarks of the native core
+bench: setup
+	cargo bench --bench engine
+
+clean:
+	cargo clean
+	rm -rf pkg

@@ -1,0 +1,125 @@
+// Unit tests of the plugin under Bun (OpenCode's runtime), against the real wasm package. The
+// OpenCode server itself is exercised by tests/e2e; here the SDK client is a recording stand-in.
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { formatStatus } from "../src/format.ts";
+import { createHost, HostCallError, memoryReading, type SessionClient } from "../src/host.ts";
+import { foreman } from "../src/plugin.ts";
+import { loadEngine } from "../src/wasm.ts";
+
+type Reply = Awaited<ReturnType<SessionClient["session"]["create"]>>;
+
+function recordingClient(replies: Reply[]) {
+  const calls: unknown[] = [];
+  const client = {
+    session: {
+      async create(options: unknown) {
+        calls.push(options);
+        const reply = replies.shift();
+        if (!reply) throw new Error("no reply scripted");
+        return reply;
+      },
+    },
+    app: { log: async () => ({}) },
+  };
+  return { client, calls };
+}
+
+const cargoVersion = /^version = "(.+)"$/m.exec(readFileSync(new URL("../../Cargo.toml", import.meta.url), "utf8"))?.[1];
+
+describe("wasm under Bun", () => {
+  test("the engine loads and reports the crate version", () => {
+    expect(loadEngine().version()).toBe(cargoVersion!);
+  });
+});
+
+describe("host", () => {
+  test("createSession sends parent, title and directory, and answers the id", async () => {
+    const { client, calls } = recordingClient([{ data: { id: "ses_1" }, response: { status: 200 } }]);
+    const engine = new (loadEngine())(createHost(client, "/work/project"));
+    const id = await engine.createSession({ agent: "worker", parentID: "ses_parent", title: "t" });
+    expect(id).toBe("ses_1");
+    expect(calls).toEqual([{ body: { parentID: "ses_parent", title: "t" }, query: { directory: "/work/project" } }]);
+    expect(engine.stats().sessions.created).toBe(1);
+  });
+
+  test("an SDK error result becomes a classified engine error", async () => {
+    const { client } = recordingClient([
+      { error: { name: "TooManyRequests" }, response: { status: 429 } },
+      { error: { name: "NotFoundError", data: { message: "no parent" } }, response: { status: 404 } },
+      { error: { name: "UnknownError" }, response: { status: 500 } },
+    ]);
+    const engine = new (loadEngine())(createHost(client, "/p"));
+    const classes = [];
+    for (let i = 0; i < 3; i++) {
+      const err = await engine.createSession({ agent: "worker" }).catch((e: any) => e);
+      expect(err.code).toBe("HOST_FAILED");
+      classes.push(err.class);
+    }
+    expect(classes).toEqual(["rate_limited", "invalid", "upstream"]);
+    expect(engine.stats().sessions.failed).toBe(3);
+  });
+
+  test("a thrown HostCallError keeps its status", () => {
+    const e = new HostCallError("x", 429, null);
+    expect(e.status).toBe(429);
+    expect(e.name).toBe("HostCallError");
+  });
+
+  test("memory readings are positive and within the limit's scale", () => {
+    const m = memoryReading();
+    expect(m.used).toBeGreaterThan(0);
+    expect(m.limit).toBeGreaterThan(m.used / 4);
+  });
+});
+
+describe("plugin", () => {
+  const input = (client: unknown) => ({ client, directory: "/p", worktree: "/p" }) as any;
+
+  test("foreman_status answers from the engine", async () => {
+    const { client } = recordingClient([]);
+    const hooks = await foreman(input(client), { lanes: { worker: 16 } });
+    const out = await hooks.tool!.foreman_status.execute({}, {} as any);
+    expect(out).toContain(`foreman v${cargoVersion} (wasm engine)`);
+    expect(out).toContain("lanes (pending/limit): other 0/4, planner 0/2, reviewer 0/4, worker 0/16");
+    expect(out).toContain("sessions: 0 created, 0 failed, mean create n/a");
+    await hooks.dispose!();
+  });
+
+  test("a bad option fails the load with the engine's typed error", async () => {
+    const { client } = recordingClient([]);
+    const err = await foreman(input(client), { lanes: { worker: -1 } }).catch((e) => e);
+    expect(err.name).toBe("ForemanError");
+    expect(err.code).toBe("INVALID_CONFIG");
+    expect(err.key).toBe("lanes.worker");
+  });
+
+  test("the entry module exports only the plugin module", async () => {
+    const entry = await import("../index.ts");
+    expect(Object.keys(entry)).toEqual(["default"]);
+    expect(entry.default.id).toBe("foreman");
+    expect(typeof entry.default.server).toBe("function");
+  });
+});
+
+describe("format", () => {
+  test("status renders every figure", () => {
+    const text = formatStatus({
+      version: "9.9.9",
+      now: 1,
+      memory: { used: 512 * 2 ** 20, limit: 1024 * 2 ** 20, perMille: 500 },
+      pendingCalls: 2,
+      sessions: { created: 3, failed: 1, meanCreateMs: 20.25 },
+      lanes: [{ name: "worker", limit: 8, pendingCalls: 2 }],
+    });
+    expect(text).toBe(
+      [
+        "foreman v9.9.9 (wasm engine)",
+        "lanes (pending/limit): worker 2/8",
+        "sessions: 3 created, 1 failed, mean create 20.3 ms",
+        "host calls pending: 2",
+        "memory: 50.0 % of 1024 MiB",
+      ].join("\n"),
+    );
+  });
+});
