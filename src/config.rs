@@ -2,42 +2,136 @@
 //!
 //! [`ConfigInput`] is the shape users write (camelCase in JavaScript); unknown keys are refused so a
 //! typo never silently falls back to a default. [`Config::from_input`] checks every value and
-//! names the offending key in its [`Error::InvalidConfig`].
+//! names the offending key in its [`Error::InvalidConfig`]. Defaults are those of the design:
+//!
+//! | key | default |
+//! |---|---|
+//! | `lanes` | planner 2, worker 8, reviewer 4, other 4 (agents without a lane share `other`) |
+//! | `keys` | none: a provider/model key is unlimited unless listed, e.g. `{ "openai/gpt-5": 4 }` |
+//! | `breaker` | `failureThreshold` 5, `openMs` 30 000, `maxOpenMs` 300 000, `closeAfter` 2 |
+//! | `adaptive` | `enabled` true, `growAfter` 3, `windowMs` 5 000 |
+//! | `pressure` | `refuseAt` 0.8, `resumeBelow` 0.75, `staleMs` 10 000 |
+//! | `fairness` | `lowEvery` 8: a waiting lower level goes after 8 higher admissions in its lane |
 //!
 //! Invariants:
-//! 1. A `Config` only exists validated: every lane limit is in `1..=MAX_LIMIT`.
-//! 2. The lane `other` always exists; agents without a lane of their own share it.
+//! 1. A `Config` only exists validated: every limit is in `1..=MAX_LIMIT`, every duration in
+//!    `1..=MAX_MS`, and `resumeBelow ≤ refuseAt`.
+//! 2. The lane `other` always exists.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::control::{AimdConfig, BreakerConfig, GateConfig};
 use crate::error::Error;
 
 /// The highest concurrency limit accepted anywhere: far above any provider's rate limit, low
 /// enough that a typo (`80000`) is caught.
 pub const MAX_LIMIT: u32 = 1024;
 
+/// The longest duration accepted, ms (one day).
+pub const MAX_MS: u32 = 86_400_000;
+
 /// The lane agents without a lane of their own share.
 pub const OTHER_LANE: &str = "other";
 
-/// Configuration as the user writes it. Every field is optional; missing fields take the defaults
-/// documented on [`Config`].
+/// Configuration as the user writes it. Every field is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigInput {
-    /// Concurrency per agent type, merged over the defaults, e.g. `{ worker: 16 }`.
+    /// Concurrency per agent type, merged over the defaults.
     pub lanes: Option<BTreeMap<String, f64>>,
+    /// Concurrency per provider/model key.
+    pub keys: Option<BTreeMap<String, f64>>,
+    /// Circuit-breaker settings.
+    pub breaker: Option<BreakerInput>,
+    /// Adaptive-limit settings.
+    pub adaptive: Option<AdaptiveInput>,
+    /// Memory-pressure gate settings.
+    pub pressure: Option<PressureInput>,
+    /// Priority fairness settings.
+    pub fairness: Option<FairnessInput>,
 }
+
+/// `breaker` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BreakerInput {
+    /// Consecutive counted failures that open the breaker.
+    pub failure_threshold: Option<f64>,
+    /// First open period, ms.
+    pub open_ms: Option<f64>,
+    /// Longest open period, ms.
+    pub max_open_ms: Option<f64>,
+    /// Probe successes that close it.
+    pub close_after: Option<f64>,
+}
+
+/// `adaptive` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdaptiveInput {
+    /// Whether limits adapt.
+    pub enabled: Option<bool>,
+    /// Consecutive successes per +1.
+    pub grow_after: Option<f64>,
+    /// Minimum time between decreases, ms.
+    pub window_ms: Option<f64>,
+}
+
+/// `pressure` as written; fractions of the host's memory limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PressureInput {
+    /// Refuse LOW work at or above this fraction.
+    pub refuse_at: Option<f64>,
+    /// Accept it again below this fraction.
+    pub resume_below: Option<f64>,
+    /// Readings older than this are stale, ms.
+    pub stale_ms: Option<f64>,
+}
+
+/// `fairness` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FairnessInput {
+    /// Higher-priority admissions after which a waiting lower level goes.
+    pub low_every: Option<f64>,
+}
+
+/// The keys each object in a config may have, by path; the JS boundary refuses others.
+pub const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "lanes", "keys", "breaker", "adaptive", "pressure", "fairness",
+        ],
+    ),
+    (
+        "breaker",
+        &["failureThreshold", "openMs", "maxOpenMs", "closeAfter"],
+    ),
+    ("adaptive", &["enabled", "growAfter", "windowMs"]),
+    ("pressure", &["refuseAt", "resumeBelow", "staleMs"]),
+    ("fairness", &["lowEvery"]),
+];
 
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     lanes: BTreeMap<String, u32>,
+    keys: BTreeMap<String, u32>,
+    /// Circuit-breaker settings.
+    pub breaker: BreakerConfig,
+    /// Adaptive-limit settings.
+    pub adaptive: AimdConfig,
+    /// Memory-pressure gate settings.
+    pub pressure: GateConfig,
+    /// Higher-priority admissions after which a waiting lower level goes (K).
+    pub low_every: u32,
 }
 
 impl Default for Config {
-    /// Lanes planner 2, worker 8, reviewer 4, other 4.
     fn default() -> Self {
         let lanes = [
             ("planner", 2),
@@ -48,26 +142,109 @@ impl Default for Config {
         .into_iter()
         .map(|(name, limit)| (name.to_owned(), limit))
         .collect();
-        Config { lanes }
+        Config {
+            lanes,
+            keys: BTreeMap::new(),
+            breaker: BreakerConfig::default(),
+            adaptive: AimdConfig::default(),
+            pressure: GateConfig::default(),
+            low_every: 8,
+        }
     }
 }
 
 impl Config {
     /// Validates user input over the defaults.
     pub fn from_input(input: ConfigInput) -> Result<Self, Error> {
-        let mut config = Config::default();
+        let mut c = Config::default();
         for (name, limit) in input.lanes.unwrap_or_default() {
             let key = format!("lanes.{name}");
             validate_name(&key, &name)?;
-            let limit = whole_number(&key, limit, 1, MAX_LIMIT)?;
-            config.lanes.insert(name, limit);
+            c.lanes
+                .insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
         }
-        Ok(config)
+        for (name, limit) in input.keys.unwrap_or_default() {
+            let key = format!("keys.{name}");
+            validate_name(&key, &name)?;
+            c.keys
+                .insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
+        }
+        if let Some(b) = input.breaker {
+            set(
+                &mut c.breaker.failure_threshold,
+                "breaker.failureThreshold",
+                b.failure_threshold,
+                1,
+                1000,
+            )?;
+            set_ms(&mut c.breaker.open_ms, "breaker.openMs", b.open_ms)?;
+            set_ms(
+                &mut c.breaker.max_open_ms,
+                "breaker.maxOpenMs",
+                b.max_open_ms,
+            )?;
+            set(
+                &mut c.breaker.close_after,
+                "breaker.closeAfter",
+                b.close_after,
+                1,
+                1000,
+            )?;
+            if c.breaker.max_open_ms < c.breaker.open_ms {
+                return Err(Error::config(
+                    "breaker.maxOpenMs",
+                    "must be at least breaker.openMs",
+                ));
+            }
+        }
+        if let Some(a) = input.adaptive {
+            if let Some(enabled) = a.enabled {
+                c.adaptive.enabled = enabled;
+            }
+            set(
+                &mut c.adaptive.grow_after,
+                "adaptive.growAfter",
+                a.grow_after,
+                1,
+                1000,
+            )?;
+            set_ms(&mut c.adaptive.window_ms, "adaptive.windowMs", a.window_ms)?;
+        }
+        if let Some(p) = input.pressure {
+            if let Some(v) = p.refuse_at {
+                c.pressure.refuse_at_per_mille = fraction("pressure.refuseAt", v)?;
+            }
+            if let Some(v) = p.resume_below {
+                c.pressure.resume_below_per_mille = fraction("pressure.resumeBelow", v)?;
+            }
+            set_ms(&mut c.pressure.stale_ms, "pressure.staleMs", p.stale_ms)?;
+            if c.pressure.resume_below_per_mille > c.pressure.refuse_at_per_mille {
+                return Err(Error::config(
+                    "pressure.resumeBelow",
+                    "must not exceed pressure.refuseAt",
+                ));
+            }
+        }
+        if let Some(f) = input.fairness {
+            set(
+                &mut c.low_every,
+                "fairness.lowEvery",
+                f.low_every,
+                1,
+                1_000_000,
+            )?;
+        }
+        Ok(c)
     }
 
     /// The lanes and their configured limits, by name.
     pub fn lanes(&self) -> &BTreeMap<String, u32> {
         &self.lanes
+    }
+
+    /// The provider/model keys with a configured limit.
+    pub fn keys(&self) -> &BTreeMap<String, u32> {
+        &self.keys
     }
 
     /// The lane an agent type runs in: its own if configured, else `other`.
@@ -82,18 +259,42 @@ impl Config {
 
 fn validate_name(key: &str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= 128
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@'));
     if ok {
         Ok(())
     } else {
         Err(Error::config(
             key,
-            "names are 1–64 characters of A–Z, a–z, 0–9, - _ . /",
+            "names are 1–128 characters of A–Z, a–z, 0–9, - _ . / : @",
         ))
     }
+}
+
+fn set(target: &mut u32, key: &str, value: Option<f64>, min: u32, max: u32) -> Result<(), Error> {
+    if let Some(v) = value {
+        *target = whole_number(key, v, min, max)?;
+    }
+    Ok(())
+}
+
+fn set_ms(target: &mut u64, key: &str, value: Option<f64>) -> Result<(), Error> {
+    if let Some(v) = value {
+        *target = u64::from(whole_number(key, v, 1, MAX_MS)?);
+    }
+    Ok(())
+}
+
+fn fraction(key: &str, value: f64) -> Result<u64, Error> {
+    if !value.is_finite() || value <= 0.0 || value > 1.0 {
+        return Err(Error::config(
+            key,
+            format!("must be a fraction in (0, 1], got {value}"),
+        ));
+    }
+    Ok((value * 1000.0).round() as u64)
 }
 
 /// Checks that a JavaScript number is a whole number in `min..=max`.
@@ -121,7 +322,17 @@ mod tests {
 
     fn lanes(pairs: &[(&str, f64)]) -> Result<Config, Error> {
         let lanes = pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
-        Config::from_input(ConfigInput { lanes: Some(lanes) })
+        Config::from_input(ConfigInput {
+            lanes: Some(lanes),
+            ..ConfigInput::default()
+        })
+    }
+
+    fn key_of(err: Error) -> String {
+        match err {
+            Error::InvalidConfig { key, .. } => key,
+            other => panic!("not a config error: {other}"),
+        }
     }
 
     #[test]
@@ -131,6 +342,18 @@ mod tests {
         assert_eq!(c.lanes()["worker"], 8);
         assert_eq!(c.lanes()["reviewer"], 4);
         assert_eq!(c.lanes()[OTHER_LANE], 4);
+        assert_eq!(
+            c.breaker,
+            BreakerConfig {
+                failure_threshold: 5,
+                open_ms: 30_000,
+                max_open_ms: 300_000,
+                close_after: 2
+            }
+        );
+        assert_eq!(c.pressure.refuse_at_per_mille, 800);
+        assert_eq!(c.pressure.resume_below_per_mille, 750);
+        assert_eq!(c.low_every, 8);
     }
 
     #[test]
@@ -146,18 +369,75 @@ mod tests {
         for bad in [0.0, -1.0, 2.5, f64::NAN, f64::INFINITY, 1025.0] {
             let err = lanes(&[("worker", bad)]).unwrap_err();
             assert_eq!(err.code(), "INVALID_CONFIG");
-            assert!(
-                matches!(&err, Error::InvalidConfig { key, .. } if key == "lanes.worker"),
-                "{err}"
-            );
+            assert_eq!(key_of(err), "lanes.worker");
         }
     }
 
     #[test]
     fn bad_lane_names_are_refused() {
-        for bad in ["", "has space", "é", &"x".repeat(65)] {
+        for bad in ["", "has space", "é", &"x".repeat(129)] {
             assert_eq!(lanes(&[(bad, 1.0)]).unwrap_err().code(), "INVALID_CONFIG");
         }
+    }
+
+    #[test]
+    fn nested_settings_are_validated_with_their_path() {
+        let input = |f: &dyn Fn(&mut ConfigInput)| {
+            let mut i = ConfigInput::default();
+            f(&mut i);
+            Config::from_input(i)
+        };
+        let err = input(&|i| {
+            i.breaker = Some(BreakerInput {
+                open_ms: Some(0.0),
+                ..Default::default()
+            })
+        });
+        assert_eq!(key_of(err.unwrap_err()), "breaker.openMs");
+        let err = input(&|i| {
+            i.breaker = Some(BreakerInput {
+                max_open_ms: Some(10.0),
+                ..Default::default()
+            })
+        });
+        assert_eq!(key_of(err.unwrap_err()), "breaker.maxOpenMs");
+        let err = input(&|i| {
+            i.pressure = Some(PressureInput {
+                refuse_at: Some(1.5),
+                ..Default::default()
+            })
+        });
+        assert_eq!(key_of(err.unwrap_err()), "pressure.refuseAt");
+        let err = input(&|i| {
+            i.pressure = Some(PressureInput {
+                resume_below: Some(0.9),
+                ..Default::default()
+            })
+        });
+        assert_eq!(key_of(err.unwrap_err()), "pressure.resumeBelow");
+        let err = input(&|i| {
+            i.fairness = Some(FairnessInput {
+                low_every: Some(0.0),
+            })
+        });
+        assert_eq!(key_of(err.unwrap_err()), "fairness.lowEvery");
+        let ok = input(&|i| {
+            i.pressure = Some(PressureInput {
+                refuse_at: Some(0.9),
+                resume_below: Some(0.85),
+                stale_ms: Some(2000.0),
+            });
+            i.keys = Some([("openai/gpt-5".to_owned(), 3.0)].into());
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                ok.pressure.refuse_at_per_mille,
+                ok.pressure.resume_below_per_mille
+            ),
+            (900, 850)
+        );
+        assert_eq!(ok.keys()["openai/gpt-5"], 3);
     }
 
     #[test]

@@ -57,6 +57,26 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
+    /// Host memory is at or above the gate's ceiling: LOW work is refused. Retry after load drops,
+    /// or submit at a higher priority.
+    MemoryPressure {
+        /// Bytes in use at the last reading.
+        used: u64,
+        /// The host's limit at the last reading.
+        limit: u64,
+    },
+    /// The provider/model key's circuit breaker is open and the task asked to fail fast.
+    BreakerOpen {
+        /// The key.
+        key: String,
+        /// When the breaker lets a probe through, host ms; `None` while a probe decides.
+        retry_at_ms: Option<u64>,
+    },
+    /// The wait queue holds as many tasks as it can. Retry after some finish.
+    QueueFull {
+        /// The most tasks that can wait.
+        limit: u64,
+    },
     /// No host call with this id is pending: it was settled already or never existed.
     UnknownCall {
         /// The id the host passed.
@@ -76,6 +96,9 @@ impl Error {
             Error::HostFailed { .. } => "HOST_FAILED",
             Error::HostBadReply { .. } => "HOST_BAD_REPLY",
             Error::HostBadReading { .. } => "HOST_BAD_READING",
+            Error::MemoryPressure { .. } => "MEMORY_PRESSURE",
+            Error::BreakerOpen { .. } => "BREAKER_OPEN",
+            Error::QueueFull { .. } => "QUEUE_FULL",
             Error::UnknownCall { .. } => "UNKNOWN_CALL",
             Error::Disposed => "DISPOSED",
         }
@@ -113,6 +136,28 @@ impl fmt::Display for Error {
             Error::HostBadReading { reading, reason } => {
                 write!(f, "host reading `{reading}` is unusable: {reason}")
             }
+            Error::MemoryPressure { used, limit } => {
+                write!(
+                    f,
+                    "memory pressure: {used} of {limit} bytes in use; LOW work is refused"
+                )
+            }
+            Error::BreakerOpen {
+                key,
+                retry_at_ms: Some(at),
+            } => {
+                write!(f, "circuit breaker for `{key}` is open until {at} ms")
+            }
+            Error::BreakerOpen {
+                key,
+                retry_at_ms: None,
+            } => {
+                write!(
+                    f,
+                    "circuit breaker for `{key}` is half-open and a probe is in flight"
+                )
+            }
+            Error::QueueFull { limit } => write!(f, "the wait queue is full ({limit} tasks)"),
             Error::UnknownCall { call } => write!(f, "no host call {call} is pending"),
             Error::Disposed => write!(f, "the engine was disposed"),
         }
@@ -149,6 +194,12 @@ mod tests {
                 reading: "now",
                 reason: "r".into(),
             },
+            Error::MemoryPressure { used: 1, limit: 2 },
+            Error::BreakerOpen {
+                key: "k".into(),
+                retry_at_ms: None,
+            },
+            Error::QueueFull { limit: 1 },
             Error::UnknownCall { call: 1 },
             Error::Disposed,
         ];

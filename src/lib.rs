@@ -5,7 +5,8 @@
 //! builds natively (everything but [`bindings`] is plain Rust, tested with `cargo test`) and to
 //! WebAssembly, where [`bindings`] exports the `Engine` class a JavaScript host drives.
 //!
-//! Layers, from the bottom: [`error`] ← [`host`] ← [`sessions`] ← [`engine`] ← `bindings`.
+//! Layers, from the bottom: [`error`], [`ids`] ← [`host`] ← [`control`], [`sessions`] ←
+//! [`engine`] ← `bindings`.
 //! See `ARCHITECTURE.md` for the codemap and the invariants each layer keeps.
 //!
 //! Time and memory come from the host ([`host::Host`]): `std::time::Instant` traps on wasm32.
@@ -13,9 +14,11 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod ids;
 pub mod sessions;
 
 /// The `#[wasm_bindgen]` API. It compiles natively too, but its functions need a JS engine.
@@ -27,3 +30,4 @@ pub use error::Error;
 pub use host::{
     CallId, FailureClass, FakeHost, Host, HostOutcome, HostRequest, MemoryReading, SessionId,
 };
+pub use ids::{Priority, TaskId};

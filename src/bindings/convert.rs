@@ -28,6 +28,18 @@ pub(crate) fn to_js(error: &Error) -> JsValue {
         }
         Error::HostBadReply { op, .. } => set(obj, "op", &op.name().into()),
         Error::HostBadReading { reading, .. } => set(obj, "reading", &(*reading).into()),
+        Error::MemoryPressure { used, limit } => {
+            set(obj, "used", &(*used as f64).into());
+            set(obj, "limit", &(*limit as f64).into());
+        }
+        Error::BreakerOpen { key, retry_at_ms } => {
+            set(obj, "key", &key.into());
+            set(
+                obj,
+                "retryAt",
+                &retry_at_ms.map_or(JsValue::NULL, |t| (t as f64).into()),
+            );
+        }
         Error::UnknownCall { call } => set(obj, "call", &(*call).into()),
         _ => {}
     }
@@ -47,14 +59,15 @@ pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// Deserializes `value` into `T`, refusing keys outside `allowed` and naming the path of the
-/// first bad field. `undefined` and `null` read as an empty object, so every field takes its
-/// default. (serde-wasm-bindgen reads only the fields a struct names, so `deny_unknown_fields`
-/// alone would let a typo through.)
+/// Deserializes `value` into `T`, refusing keys outside `schema` and naming the path of the
+/// first bad field. `schema` lists, per object path (`""` for the root, `"breaker"` for a
+/// nested object), the keys that object may have. `undefined` and `null` read as an empty
+/// object, so every field takes its default. (serde-wasm-bindgen reads only the fields a struct
+/// names, so `deny_unknown_fields` alone would let a typo through.)
 pub(crate) fn from_js<T: DeserializeOwned>(
     value: JsValue,
     root: &str,
-    allowed: &[&str],
+    schema: &[(&str, &[&str])],
     wrap: impl Fn(String, String) -> Error,
 ) -> Result<T, Error> {
     let value = if value.is_undefined() || value.is_null() {
@@ -62,20 +75,40 @@ pub(crate) fn from_js<T: DeserializeOwned>(
     } else {
         value
     };
-    if !value.is_object() || value.is_function() || js_sys::Array::is_array(&value) {
+    if !is_plain_object(&value) {
         return Err(wrap(
             root.into(),
             format!("must be a plain object, got {}", type_name(&value)),
         ));
     }
-    let keys = Object::keys(value.unchecked_ref::<Object>());
-    for key in keys.iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !allowed.contains(&key.as_str()) {
+    for (path, allowed) in schema {
+        let object = if path.is_empty() {
+            value.clone()
+        } else {
+            get(&value, path)
+        };
+        if object.is_undefined() {
+            continue;
+        }
+        if !is_plain_object(&object) {
             return Err(wrap(
-                key,
-                format!("unknown key; expected one of: {}", allowed.join(", ")),
+                (*path).into(),
+                format!("must be a plain object, got {}", type_name(&object)),
             ));
+        }
+        for key in Object::keys(object.unchecked_ref::<Object>()).iter() {
+            let key = key.as_string().unwrap_or_default();
+            if !allowed.contains(&key.as_str()) {
+                let at = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                return Err(wrap(
+                    at,
+                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+                ));
+            }
         }
     }
     let deserializer = serde_wasm_bindgen::Deserializer::from(value);
@@ -99,6 +132,10 @@ pub(crate) fn from_js<T: DeserializeOwned>(
         };
         wrap(path, message)
     })
+}
+
+fn is_plain_object(value: &JsValue) -> bool {
+    value.is_object() && !value.is_function() && !js_sys::Array::is_array(value)
 }
 
 /// A JS number that must be finite, non-negative and exact as an integer; fractions are floored.

@@ -22,7 +22,7 @@ use wasm_bindgen::prelude::*;
 
 use self::convert::{failure, from_js, reply, to_js};
 use self::host::{HostFunctions, JsHost};
-use crate::config::{Config, ConfigInput};
+use crate::config::{CONFIG_SCHEMA, Config, ConfigInput};
 use crate::engine::{CreateSession, Engine as Core, Settled};
 use crate::error::Error;
 use crate::host::{CallId, Host, HostOutcome, SessionId};
@@ -44,11 +44,28 @@ export interface ForemanHost {
   createSession(input: { agent: string; parentID?: string; title: string }, callId: number): Promise<string | { id: string }> | undefined;
 }
 
-/** Engine configuration. Unknown keys are refused with code INVALID_CONFIG. */
+/** Engine configuration. Every key is optional; unknown keys are refused with code
+ * INVALID_CONFIG naming the key (e.g. `breaker.openMs`). */
 export interface ForemanConfig {
-  /** Concurrency per agent type, merged over the defaults planner 2, worker 8, reviewer 4, other 4.
-   * Whole numbers in 1..=1024. Agents without a lane share `other`. */
+  /** Concurrency per agent type, merged over the defaults planner 2, worker 8, reviewer 4,
+   * other 4. Whole numbers in 1..=1024. Agents without a lane share `other`. */
   lanes?: Record<string, number>;
+  /** Concurrency per provider/model key, e.g. `{ "anthropic/claude-sonnet-4": 4 }`. Keys not
+   * listed are unlimited (but still have a circuit breaker). */
+  keys?: Record<string, number>;
+  /** Per-key circuit breaker. Opens after `failureThreshold` (5) consecutive upstream errors or
+   * timeouts, stays open `openMs` (30 000; ×2 with jitter on repeated trips, up to `maxOpenMs`
+   * 300 000), then lets one probe at a time through; `closeAfter` (2) probe successes close it. */
+  breaker?: { failureThreshold?: number; openMs?: number; maxOpenMs?: number; closeAfter?: number };
+  /** Adaptive limits (AIMD) under the configured ones: +1 after `growAfter` (3) successes while
+   * at least half is in use, ×0.5 on an upstream error, timeout or 429, at most once per
+   * `windowMs` (5 000). */
+  adaptive?: { enabled?: boolean; growAfter?: number; windowMs?: number };
+  /** Memory gate: LOW work is refused at `refuseAt` (0.8) of the host's limit and accepted again
+   * below `resumeBelow` (0.75); a reading older than `staleMs` (10 000) no longer counts. */
+  pressure?: { refuseAt?: number; resumeBelow?: number; staleMs?: number };
+  /** A waiting lower priority goes after `lowEvery` (8) higher-priority admissions. */
+  fairness?: { lowEvery?: number };
 }
 
 /** Input of `createSession`. */
@@ -73,7 +90,7 @@ export interface ForemanStats {
 export interface ForemanError extends Error {
   name: "ForemanError";
   code: "INVALID_CONFIG" | "INVALID_HOST" | "INVALID_INPUT" | "HOST_FAILED" | "HOST_BAD_REPLY"
-      | "HOST_BAD_READING" | "UNKNOWN_CALL" | "DISPOSED";
+      | "HOST_BAD_READING" | "MEMORY_PRESSURE" | "BREAKER_OPEN" | "QUEUE_FULL" | "UNKNOWN_CALL" | "DISPOSED";
   /** With HOST_FAILED: how the failure counts. */
   class?: "upstream" | "rate_limited" | "timeout" | "cancelled" | "invalid";
 }
@@ -100,10 +117,8 @@ extern "C" {
 
 type Waiter = (Function, Function);
 
-/// The keys `ForemanConfig` accepts.
-const CONFIG_KEYS: &[&str] = &["lanes"];
 /// The keys `CreateSessionInput` accepts.
-const CREATE_SESSION_KEYS: &[&str] = &["agent", "parentID", "title"];
+const CREATE_SESSION_SCHEMA: &[(&str, &[&str])] = &[("", &["agent", "parentID", "title"])];
 
 struct Inner {
     core: RefCell<Core>,
@@ -170,7 +185,7 @@ impl Engine {
     #[wasm_bindgen(constructor)]
     pub fn new(host: HostObject, config: Option<ConfigObject>) -> Result<Engine, JsValue> {
         let config = config.map_or(JsValue::UNDEFINED, Into::into);
-        let input: ConfigInput = from_js(config, "config", CONFIG_KEYS, |key, reason| {
+        let input: ConfigInput = from_js(config, "config", CONFIG_SCHEMA, |key, reason| {
             Error::InvalidConfig { key, reason }
         })
         .map_err(|e| to_js(&e))?;
@@ -288,7 +303,7 @@ impl Engine {
 impl Engine {
     fn try_create_session(&self, input: JsValue) -> Result<Promise, JsValue> {
         let dto: CreateSessionDto =
-            from_js(input, "input", CREATE_SESSION_KEYS, |field, reason| {
+            from_js(input, "input", CREATE_SESSION_SCHEMA, |field, reason| {
                 Error::InvalidInput { field, reason }
             })
             .map_err(|e| to_js(&e))?;

@@ -1,0 +1,618 @@
+//! The concurrency controller: who may start, when.
+//!
+//! A task asks to start with its lane (from its agent type), its provider/model key (optional)
+//! and a priority. It starts — is *admitted* and gets a [`Permit`] — when its lane has a free
+//! slot under the lane's effective limit, its key (if limited) has one too, the key's breaker
+//! lets it through, and, for LOW work, the memory gate is open. Everything is driven by the
+//! caller: `submit`, `cancel`, `complete`, `observe_memory` change state, and `admit(now)`
+//! returns the tasks that may start now. Nothing here keeps a timer; `next_deadline` says when
+//! the controller would decide differently by itself (an open breaker's end, a stale reading),
+//! so the host arms at most one timer.
+//!
+//! **Ordering.** Waiters sit in one FIFO per (lane, key) class and priority level. Among the
+//! waiters that may start, the controller admits the highest priority, oldest first — except
+//! that a lower level which has waited through `low_every` (K, default 8) admissions of higher
+//! levels in its lane goes next (LOW before NORMAL when both are due). So with `p` LOW waiters
+//! ahead of it in its lane, a LOW waiter is admitted within `(p + 1)·(K + 1)` admissions in its
+//! lane once it can run (gate open, key available); in time, with the lane saturated by tasks of
+//! at most `D` ms on `C` slots, within `⌈(p + 1)·(K + 1) / C⌉·D` ms.
+//!
+//! Invariants:
+//! 1. Live permits per lane (key) never exceed its effective limit at the time they were issued,
+//!    and effective limits never exceed configured ones.
+//! 2. Every task is in at most one place: waiting, or holding a permit. A task id that holds a
+//!    permit is refused at `submit`; ids of waiting tasks are the caller's to keep unique (the
+//!    engine allocates them), so a backlog costs no per-task index.
+//! 3. Among waiters of one class and level, admission order is submission order (FIFO), whatever
+//!    is cancelled in between.
+//! 4. Refusals at submit create nothing: `MemoryPressure` for LOW work while the gate is closed,
+//!    `BreakerOpen` for `fail_fast` work while its key's breaker refuses.
+
+mod breaker;
+mod gate;
+mod limiter;
+mod permit;
+mod queue;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub use self::breaker::{Breaker, BreakerConfig, BreakerState, Outcome, Verdict};
+pub use self::gate::{Gate, GateConfig};
+pub use self::limiter::{Aimd, AimdConfig};
+pub use self::permit::Permit;
+pub use self::queue::{List, MAX_NODES, Nodes};
+
+use self::permit::Ledger;
+use crate::config::Config;
+use crate::error::Error;
+use crate::host::MemoryReading;
+use crate::ids::{Priority, TaskId};
+
+/// Most distinct provider/model keys one controller tracks.
+pub const MAX_KEYS: usize = 1024;
+
+/// What a task asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The task.
+    pub task: TaskId,
+    /// Its agent type; decides the lane.
+    pub agent: &'a str,
+    /// Its provider/model key, e.g. `anthropic/claude-sonnet-4`.
+    pub key: Option<&'a str>,
+    /// Its priority.
+    pub priority: Priority,
+    /// Refuse at once (`BreakerOpen`) instead of waiting while the key's breaker refuses.
+    pub fail_fast: bool,
+}
+
+/// A task that may start now, with its permit.
+#[derive(Debug)]
+pub struct Admission {
+    /// The task.
+    pub task: TaskId,
+    /// Its slot; drop it (or pass it to `complete`) when the task settles.
+    pub permit: Permit,
+}
+
+#[derive(Debug)]
+struct LaneState {
+    name: String,
+    limit: Aimd,
+    queued: [u32; 3],
+    /// Admissions of higher levels since each level was last served while it waited.
+    debt: [u32; 3],
+}
+
+#[derive(Debug)]
+struct KeyState {
+    name: String,
+    limit: Option<Aimd>,
+    breaker: Breaker,
+    queued: u32,
+}
+
+#[derive(Debug)]
+struct Class {
+    lane: usize,
+    key: Option<usize>,
+    lists: [List; 3],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    task: TaskId,
+    seq: u64,
+}
+
+/// A waiting task's place in line: what `cancel` needs to unlink it in O(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    task: TaskId,
+    class: u32,
+    level: Priority,
+    node: u32,
+    seq: u64,
+}
+
+impl Ticket {
+    /// The task waiting.
+    pub fn task(&self) -> TaskId {
+        self.task
+    }
+}
+
+/// Per-lane figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneView {
+    /// Lane name.
+    pub name: String,
+    /// Permits held.
+    pub in_use: u32,
+    /// Configured limit.
+    pub limit: u32,
+    /// Effective (adaptive) limit.
+    pub effective: u32,
+    /// Waiters per level, HIGH, NORMAL, LOW.
+    pub queued: [u32; 3],
+}
+
+/// Per-key figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyView {
+    /// Provider/model key.
+    pub name: String,
+    /// Permits held.
+    pub in_use: u32,
+    /// Configured limit, if any.
+    pub limit: Option<u32>,
+    /// Effective limit, if limited.
+    pub effective: Option<u32>,
+    /// Waiters for this key.
+    pub queued: u32,
+    /// Breaker state.
+    pub breaker: BreakerState,
+    /// When the breaker lets the next probe through, if it is open.
+    pub next_probe_at: Option<u64>,
+}
+
+/// Memory-gate figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateView {
+    /// Whether LOW work is refused now.
+    pub closed: bool,
+    /// Whether the last reading is stale (or missing).
+    pub stale: bool,
+    /// The last reading, per-mille of the limit.
+    pub per_mille: Option<u64>,
+}
+
+/// A view of the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlStats {
+    /// Lanes, in name order.
+    pub lanes: Vec<LaneView>,
+    /// Keys, in first-use order.
+    pub keys: Vec<KeyView>,
+    /// The memory gate.
+    pub gate: GateView,
+}
+
+/// Admission order: (forced turn first, then level, then arrival); smaller goes first.
+type Rank = (u8, u8, u64);
+
+/// The controller. See the module docs.
+#[derive(Debug)]
+pub struct Controller {
+    lanes: Vec<LaneState>,
+    lane_index: HashMap<String, usize>,
+    other_lane: usize,
+    keys: Vec<KeyState>,
+    key_index: HashMap<String, usize>,
+    key_limits: HashMap<String, u32>,
+    classes: Vec<Class>,
+    class_index: HashMap<(usize, Option<usize>), usize>,
+    nodes: Nodes<Waiter>,
+    gate: Gate,
+    ledger: Rc<Ledger>,
+    breaker_config: BreakerConfig,
+    aimd_config: AimdConfig,
+    low_every: u32,
+    seq: u64,
+    rng: fastrand::Rng,
+}
+
+impl Controller {
+    /// A controller for `config`; `seed` drives the breaker's jitter (deterministic per seed).
+    pub fn new(config: &Config, seed: u64) -> Self {
+        let lanes: Vec<LaneState> = config
+            .lanes()
+            .iter()
+            .map(|(name, &limit)| LaneState {
+                name: name.clone(),
+                limit: Aimd::new(limit, config.adaptive),
+                queued: [0; 3],
+                debt: [0; 3],
+            })
+            .collect();
+        let lane_index: HashMap<String, usize> = lanes
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.clone(), i))
+            .collect();
+        let other_lane = lane_index
+            .get(crate::config::OTHER_LANE)
+            .copied()
+            .unwrap_or(0);
+        let ledger = Rc::new(Ledger::default());
+        ledger.grow(lanes.len(), 0);
+        Controller {
+            lanes,
+            lane_index,
+            other_lane,
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+            key_limits: config.keys().iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            classes: Vec::new(),
+            class_index: HashMap::new(),
+            nodes: Nodes::default(),
+            gate: Gate::new(config.pressure),
+            ledger,
+            breaker_config: config.breaker,
+            aimd_config: config.adaptive,
+            low_every: config.low_every,
+            seq: 0,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// Queues a task. Refuses LOW work while the memory gate is closed, and `fail_fast` work
+    /// while its key's breaker refuses; a refusal queues nothing.
+    pub fn submit(&mut self, now: u64, request: Request<'_>) -> Result<Ticket, Error> {
+        self.collect_releases();
+        let task = request.task;
+        if self.ledger.is_live(task) {
+            return Err(Error::input("task", format!("{task} is already running")));
+        }
+        let lane = self
+            .lane_index
+            .get(request.agent)
+            .copied()
+            .unwrap_or(self.other_lane);
+        let key = match request.key {
+            Some(name) => Some(self.intern_key(name)?),
+            None => None,
+        };
+        if request.priority == Priority::Low && self.gate.is_closed(now) {
+            let (used, limit) = self
+                .gate
+                .last()
+                .map_or((0, 0), |(_, r)| (r.used(), r.limit()));
+            return Err(Error::MemoryPressure { used, limit });
+        }
+        if let Some(k) = key {
+            if request.fail_fast {
+                if let Verdict::Refuse { retry_at } = self.keys[k].breaker.check(now) {
+                    return Err(Error::BreakerOpen {
+                        key: self.keys[k].name.clone(),
+                        retry_at_ms: retry_at,
+                    });
+                }
+            }
+            self.keys[k].queued += 1;
+        }
+        let class = self.class_of(lane, key);
+        self.seq += 1;
+        let level = request.priority;
+        let waiter = Waiter {
+            task,
+            seq: self.seq,
+        };
+        let Ok(node) = self
+            .nodes
+            .push_back(&mut self.classes[class].lists[level.index()], waiter)
+        else {
+            if let Some(k) = key {
+                self.keys[k].queued -= 1;
+            }
+            return Err(Error::QueueFull {
+                limit: MAX_NODES as u64,
+            });
+        };
+        self.lanes[lane].queued[level.index()] += 1;
+        Ok(Ticket {
+            task,
+            class: class as u32,
+            level,
+            node,
+            seq: self.seq,
+        })
+    }
+
+    /// Removes the waiting task `ticket` names. Returns false when it is no longer waiting
+    /// (admitted, or already cancelled); a running task is cancelled by settling it and dropping
+    /// its permit.
+    pub fn cancel(&mut self, ticket: Ticket) -> bool {
+        self.collect_releases();
+        // The sequence number is unique per submission: a stale ticket whose slot was reused by
+        // another waiter does not match.
+        if self
+            .nodes
+            .get(ticket.node)
+            .is_none_or(|w| w.seq != ticket.seq)
+        {
+            return false;
+        }
+        let Some(class) = self.classes.get_mut(ticket.class as usize) else {
+            return false;
+        };
+        if self
+            .nodes
+            .remove(&mut class.lists[ticket.level.index()], ticket.node)
+            .is_none()
+        {
+            return false;
+        }
+        let (lane, key) = (class.lane, class.key);
+        self.dequeued(lane, key, ticket.level);
+        true
+    }
+
+    /// Admits every waiter that may start at `now`, in order. Call after any change.
+    pub fn admit(&mut self, now: u64) -> Vec<Admission> {
+        self.collect_releases();
+        let mut admitted = Vec::new();
+        let gate_closed = self.gate.is_closed(now);
+        while let Some((class, level, verdict)) = self.best_candidate(now, gate_closed) {
+            let c = &mut self.classes[class];
+            let Some(waiter) = self.nodes.pop_front(&mut c.lists[level.index()]) else {
+                break;
+            };
+            let (lane, key) = (c.lane, c.key);
+            self.dequeued(lane, key, level);
+            self.charge_debt(lane, level);
+            if let Some(k) = key {
+                self.keys[k].breaker.on_start(verdict);
+            }
+            let permit = Permit::issue(
+                &self.ledger,
+                waiter.task,
+                lane,
+                key,
+                verdict == Verdict::Probe,
+            );
+            admitted.push(Admission {
+                task: waiter.task,
+                permit,
+            });
+        }
+        admitted
+    }
+
+    /// Records how a running task ended and releases its permit. Call `admit` afterwards: the
+    /// freed slot (or a grown limit) may let waiters start.
+    pub fn complete(&mut self, now: u64, mut permit: Permit, outcome: Outcome) {
+        self.collect_releases();
+        let (lane, key) = (permit.lane(), permit.key());
+        let limited_key = key.filter(|&k| self.keys[k].limit.is_some());
+        let in_use = match limited_key {
+            Some(k) => self.ledger.key_in_use(k),
+            None => self.ledger.lane_in_use(lane),
+        };
+        // The key's limit adapts when the key is limited (the provider is what pushes back);
+        // otherwise the lane's.
+        let limiter = match limited_key {
+            Some(k) => self.keys[k].limit.as_mut(),
+            None => Some(&mut self.lanes[lane].limit),
+        };
+        if let Some(limiter) = limiter {
+            if outcome == Outcome::Success {
+                limiter.on_success(in_use);
+            } else if outcome.is_backoff_signal() {
+                limiter.on_backoff(now);
+            }
+        }
+        if let Some(k) = key {
+            let jitter = self.rng.f64();
+            self.keys[k]
+                .breaker
+                .on_outcome(now, outcome, permit.is_probe(), jitter);
+        }
+        permit.mark_recorded();
+        drop(permit);
+        self.collect_releases();
+    }
+
+    /// Takes a memory reading made at `now`.
+    pub fn observe_memory(&mut self, now: u64, reading: MemoryReading) {
+        self.gate.observe(now, reading);
+    }
+
+    /// The earliest time after `now` at which `admit` could admit a waiter that it cannot admit
+    /// now without any other event: the end of an open period of a key with waiters, or the
+    /// moment a closed gate's reading goes stale while LOW work waits.
+    pub fn next_deadline(&self, now: u64) -> Option<u64> {
+        let breakers = self
+            .keys
+            .iter()
+            .filter(|k| k.queued > 0)
+            .filter_map(|k| k.breaker.next_deadline())
+            .filter(|&t| t > now);
+        let low_waiting = self
+            .lanes
+            .iter()
+            .any(|l| l.queued[Priority::Low.index()] > 0);
+        let gate = if low_waiting {
+            self.gate.next_deadline(now)
+        } else {
+            None
+        };
+        breakers.chain(gate).min()
+    }
+
+    /// A view of the controller at `now`.
+    pub fn stats(&self, now: u64) -> ControlStats {
+        let lanes = self
+            .lanes
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LaneView {
+                name: l.name.clone(),
+                in_use: self.ledger.lane_in_use(i),
+                limit: l.limit.configured(),
+                effective: l.limit.effective(),
+                queued: l.queued,
+            })
+            .collect();
+        let keys = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| KeyView {
+                name: k.name.clone(),
+                in_use: self.ledger.key_in_use(i),
+                limit: k.limit.as_ref().map(Aimd::configured),
+                effective: k.limit.as_ref().map(Aimd::effective),
+                queued: k.queued,
+                breaker: k.breaker.state(),
+                next_probe_at: k.breaker.next_deadline(),
+            })
+            .collect();
+        let gate = GateView {
+            closed: self.gate.is_closed(now),
+            stale: self.gate.is_stale(now),
+            per_mille: self.gate.last().map(|(_, r)| r.per_mille()),
+        };
+        ControlStats { lanes, keys, gate }
+    }
+
+    /// Tasks waiting.
+    pub fn waiting(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the task `ticket` names is still waiting.
+    pub fn is_waiting(&self, ticket: &Ticket) -> bool {
+        self.nodes
+            .get(ticket.node)
+            .is_some_and(|w| w.seq == ticket.seq)
+    }
+
+    /// Permits issued and released over the controller's life.
+    pub fn permit_totals(&self) -> (u64, u64) {
+        self.ledger.totals()
+    }
+
+    /// The breaker of `key`, if the key was ever used.
+    pub fn breaker(&self, key: &str) -> Option<&Breaker> {
+        self.key_index.get(key).map(|&k| &self.keys[k].breaker)
+    }
+
+    fn intern_key(&mut self, name: &str) -> Result<usize, Error> {
+        if let Some(&k) = self.key_index.get(name) {
+            return Ok(k);
+        }
+        if name.is_empty() || name.len() > 256 {
+            return Err(Error::input("key", "must be 1–256 bytes"));
+        }
+        if self.keys.len() >= MAX_KEYS {
+            return Err(Error::input(
+                "key",
+                format!("more than {MAX_KEYS} distinct provider/model keys"),
+            ));
+        }
+        let k = self.keys.len();
+        self.keys.push(KeyState {
+            name: name.to_owned(),
+            limit: self
+                .key_limits
+                .get(name)
+                .map(|&l| Aimd::new(l, self.aimd_config)),
+            breaker: Breaker::new(self.breaker_config),
+            queued: 0,
+        });
+        self.key_index.insert(name.to_owned(), k);
+        self.ledger.grow(self.lanes.len(), self.keys.len());
+        Ok(k)
+    }
+
+    fn class_of(&mut self, lane: usize, key: Option<usize>) -> usize {
+        *self.class_index.entry((lane, key)).or_insert_with(|| {
+            self.classes.push(Class {
+                lane,
+                key,
+                lists: [List::default(); 3],
+            });
+            self.classes.len() - 1
+        })
+    }
+
+    fn dequeued(&mut self, lane: usize, key: Option<usize>, level: Priority) {
+        let l = &mut self.lanes[lane];
+        l.queued[level.index()] -= 1;
+        if l.queued[level.index()] == 0 {
+            l.debt[level.index()] = 0; // nobody of this level waits: nothing is owed
+        }
+        if let Some(k) = key {
+            self.keys[k].queued -= 1;
+        }
+    }
+
+    fn charge_debt(&mut self, lane: usize, served: Priority) {
+        let l = &mut self.lanes[lane];
+        l.debt[served.index()] = 0;
+        for lower in Priority::ALL.iter().filter(|p| **p > served) {
+            if l.queued[lower.index()] > 0 {
+                l.debt[lower.index()] += 1;
+            }
+        }
+    }
+
+    /// The waiter to admit next, per the ordering in the module docs.
+    fn best_candidate(&self, now: u64, gate_closed: bool) -> Option<(usize, Priority, Verdict)> {
+        let mut best: Option<(Rank, usize, Priority, Verdict)> = None;
+        for (ci, class) in self.classes.iter().enumerate() {
+            if class.lists.iter().all(List::is_empty) {
+                continue;
+            }
+            let lane = &self.lanes[class.lane];
+            if self.ledger.lane_in_use(class.lane) >= lane.limit.effective() {
+                continue;
+            }
+            let verdict = match class.key {
+                Some(k) => {
+                    let key = &self.keys[k];
+                    if key
+                        .limit
+                        .as_ref()
+                        .is_some_and(|l| self.ledger.key_in_use(k) >= l.effective())
+                    {
+                        continue;
+                    }
+                    match key.breaker.check(now) {
+                        Verdict::Refuse { .. } => continue,
+                        v => v,
+                    }
+                }
+                None => Verdict::Allow,
+            };
+            for level in Priority::ALL {
+                if level == Priority::Low && gate_closed {
+                    continue;
+                }
+                let Some(front) = class.lists[level.index()].front() else {
+                    continue;
+                };
+                let Some(waiter) = self.nodes.get(front) else {
+                    continue;
+                };
+                let forced = level != Priority::High && lane.debt[level.index()] >= self.low_every;
+                let rank = if forced {
+                    (0, 2 - level.index() as u8, waiter.seq)
+                } else {
+                    (1, level.index() as u8, waiter.seq)
+                };
+                if best.as_ref().is_none_or(|(r, ..)| rank < *r) {
+                    best = Some((rank, ci, level, verdict));
+                }
+            }
+        }
+        best.map(|(_, class, level, verdict)| (class, level, verdict))
+    }
+
+    /// Applies permits dropped since the last call: a probe that ended without an outcome frees
+    /// its breaker for the next probe.
+    fn collect_releases(&mut self) {
+        for release in self.ledger.take_releases() {
+            if let Some(k) = release.key {
+                if release.probe && !release.outcome_recorded {
+                    self.keys[k].breaker.abandon_probe();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
