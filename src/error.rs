@@ -77,6 +77,19 @@ pub enum Error {
         /// The most tasks that can wait.
         limit: u64,
     },
+    /// A concurrent transaction committed a key this one writes. Begin a new transaction.
+    Conflict {
+        /// The key (lossy UTF-8).
+        key: String,
+    },
+    /// A journal failed verification. `record` is the 1-based position of the first bad record
+    /// in the export (one past the last when the export ends early).
+    JournalInvalid {
+        /// The first bad record.
+        record: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No host call with this id is pending: it was settled already or never existed.
     UnknownCall {
         /// The id the host passed.
@@ -99,6 +112,8 @@ impl Error {
             Error::MemoryPressure { .. } => "MEMORY_PRESSURE",
             Error::BreakerOpen { .. } => "BREAKER_OPEN",
             Error::QueueFull { .. } => "QUEUE_FULL",
+            Error::Conflict { .. } => "CONFLICT",
+            Error::JournalInvalid { .. } => "JOURNAL_INVALID",
             Error::UnknownCall { .. } => "UNKNOWN_CALL",
             Error::Disposed => "DISPOSED",
         }
@@ -158,6 +173,12 @@ impl fmt::Display for Error {
                 )
             }
             Error::QueueFull { limit } => write!(f, "the wait queue is full ({limit} tasks)"),
+            Error::Conflict { key } => {
+                write!(f, "write conflict on `{key}`: begin a new transaction")
+            }
+            Error::JournalInvalid { record, reason } => {
+                write!(f, "journal record {record} is invalid: {reason}")
+            }
             Error::UnknownCall { call } => write!(f, "no host call {call} is pending"),
             Error::Disposed => write!(f, "the engine was disposed"),
         }
@@ -200,6 +221,11 @@ mod tests {
                 retry_at_ms: None,
             },
             Error::QueueFull { limit: 1 },
+            Error::Conflict { key: "k".into() },
+            Error::JournalInvalid {
+                record: 1,
+                reason: "r".into(),
+            },
             Error::UnknownCall { call: 1 },
             Error::Disposed,
         ];

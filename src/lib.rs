@@ -5,8 +5,8 @@
 //! builds natively (everything but [`bindings`] is plain Rust, tested with `cargo test`) and to
 //! WebAssembly, where [`bindings`] exports the `Engine` class a JavaScript host drives.
 //!
-//! Layers, from the bottom: [`error`], [`ids`] ← [`host`] ← [`control`], [`sessions`] ←
-//! [`engine`] ← `bindings`.
+//! Layers, from the bottom: [`error`], [`ids`] ← [`host`] ← [`control`], [`sessions`],
+//! [`store`] ← [`engine`] ← `bindings`.
 //! See `ARCHITECTURE.md` for the codemap and the invariants each layer keeps.
 //!
 //! Time and memory come from the host ([`host::Host`]): `std::time::Instant` traps on wasm32.
@@ -20,6 +20,7 @@ pub mod error;
 pub mod host;
 pub mod ids;
 pub mod sessions;
+pub mod store;
 
 /// The `#[wasm_bindgen]` API. It compiles natively too, but its functions need a JS engine.
 pub mod bindings;

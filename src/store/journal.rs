@@ -1,0 +1,303 @@
+//! The journal: one record per commit, chained by SHA-256 so any change to history shows.
+//!
+//! # Encoding (version 1)
+//!
+//! All integers are unsigned big-endian. A **record** is the canonical encoding of one commit:
+//!
+//! ```text
+//! record  = seq:u64  count:u32  change{count}
+//! change  = key_len:u32  key:byte{key_len}  op:u8  [value_len:u32  value:byte{value_len}]
+//!           op 0 = delete (no value), op 1 = put (value follows)
+//! ```
+//!
+//! Changes are sorted by key bytes (lexicographic) and keys are unique, so one change set has
+//! exactly one encoding. `seq` is the commit's sequence number: 1 for the first commit, then +1.
+//!
+//! The **chain**: `hash(seq) = SHA-256(hash(seq − 1) ‖ 0x00 ‖ record)`, with `hash(0)` = 32 zero
+//! bytes. The `0x00` byte separates record hashing from any other use of the hash (as RFC 6962
+//! prefixes leaves with 0x00). The **head** is `(seq, hash)` of the last record; the host keeps a
+//! copy outside the module, so a truncated or rewritten journal cannot also rewrite the head.
+//!
+//! An **export** is a sequence of frames, one per record, oldest first:
+//!
+//! ```text
+//! frame = record_len:u32  record:byte{record_len}  hash:byte{32}
+//! ```
+//!
+//! To verify an export without this library: start from the anchor `(seq, hash)` — `(0, 32 zero
+//! bytes)` for an export of the whole journal — and for each frame check that the record's
+//! `seq` is the previous seq + 1, recompute the hash as above and compare it with the frame's;
+//! at the end, the last `(seq, hash)` must equal the head the host kept.
+//!
+//! Invariants:
+//! 1. Records are appended in seq order with no gaps; `head` is the last record's.
+//! 2. `verify` accepts an export iff it is exactly the records `anchor.seq + 1 ..= head.seq`.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// A SHA-256 hash.
+pub type Hash = [u8; 32];
+
+/// `(seq, hash)` of a journal position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number of the last record (0 before any).
+    pub seq: u64,
+    /// Its chained hash.
+    pub hash: Hash,
+}
+
+impl Head {
+    /// The position before the first record.
+    pub const GENESIS: Head = Head {
+        seq: 0,
+        hash: [0; 32],
+    };
+}
+
+/// One change: a put (`Some(value)`) or a delete (`None`).
+pub type Change = (Vec<u8>, Option<Vec<u8>>);
+
+/// One committed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Sequence number.
+    pub seq: u64,
+    /// Canonical bytes.
+    pub bytes: Vec<u8>,
+    /// Chained hash.
+    pub hash: Hash,
+}
+
+/// Encodes a change set as a record. `changes` must be sorted by key with unique keys (a
+/// `BTreeMap`'s order).
+pub fn encode_record<'a>(
+    seq: u64,
+    changes: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&(changes.len() as u32).to_be_bytes());
+    for (key, value) in changes {
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(key);
+        match value {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out
+}
+
+/// Decodes a record into its seq and changes, checking that it is canonical.
+pub fn decode_record(bytes: &[u8]) -> Result<(u64, Vec<Change>), String> {
+    let mut r = Reader { bytes, at: 0 };
+    let seq = u64::from_be_bytes(r.array()?);
+    let count = u32::from_be_bytes(r.array()?);
+    let mut changes: Vec<Change> = Vec::new();
+    for _ in 0..count {
+        let key = r.chunk()?.to_vec();
+        let value = match r.byte()? {
+            0 => None,
+            1 => Some(r.chunk()?.to_vec()),
+            op => return Err(format!("unknown op {op}")),
+        };
+        if changes.last().is_some_and(|(prev, _)| *prev >= key) {
+            return Err("changes are not sorted by unique key".into());
+        }
+        changes.push((key, value));
+    }
+    if r.at != bytes.len() {
+        return Err(format!("{} trailing bytes", bytes.len() - r.at));
+    }
+    Ok((seq, changes))
+}
+
+/// `SHA-256(prev ‖ 0x00 ‖ record)`.
+pub fn chain(prev: &Hash, record: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update([0u8]);
+    h.update(record);
+    h.finalize().into()
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or("truncated")?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn chunk(&mut self) -> Result<&'a [u8], String> {
+        let len = u32::from_be_bytes(self.array()?) as usize;
+        self.take(len)
+    }
+}
+
+/// The journal of one store.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    anchor: Head,
+    records: Vec<Record>,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal {
+            anchor: Head::GENESIS,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl Journal {
+    /// The last record's position.
+    pub fn head(&self) -> Head {
+        self.records.last().map_or(self.anchor, |r| Head {
+            seq: r.seq,
+            hash: r.hash,
+        })
+    }
+
+    /// Appends the record for commit `seq` with `changes`; returns its hash.
+    pub(crate) fn append<'a>(
+        &mut self,
+        seq: u64,
+        changes: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Hash {
+        let bytes = encode_record(seq, changes);
+        let hash = chain(&self.head().hash, &bytes);
+        self.records.push(Record { seq, bytes, hash });
+        hash
+    }
+
+    /// The records with `seq ≥ from_seq`, as export frames.
+    pub fn export(&self, from_seq: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in self.records.iter().filter(|r| r.seq >= from_seq) {
+            out.extend_from_slice(&(r.bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(&r.bytes);
+            out.extend_from_slice(&r.hash);
+        }
+        out
+    }
+
+    /// The anchor: the position before the first record kept.
+    pub fn anchor(&self) -> Head {
+        self.anchor
+    }
+
+    /// Drops the records up to and including `seq` (the host has persisted them); the head and
+    /// later exports are unchanged, and the anchor moves to `seq`.
+    pub fn forget_through(&mut self, seq: u64) {
+        let keep_from = self.records.partition_point(|r| r.seq <= seq);
+        if keep_from > 0 {
+            let last = &self.records[keep_from - 1];
+            self.anchor = Head {
+                seq: last.seq,
+                hash: last.hash,
+            };
+            self.records.drain(..keep_from);
+        }
+    }
+
+    /// Records kept in memory.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is kept.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Splits an export into frames, without checking hashes.
+pub fn frames(export: &[u8]) -> Result<Vec<(Vec<u8>, Hash)>, Error> {
+    let mut r = Reader {
+        bytes: export,
+        at: 0,
+    };
+    let mut out = Vec::new();
+    while r.at < export.len() {
+        let index = out.len() as u64 + 1;
+        let bad = |reason: String| Error::JournalInvalid {
+            record: index,
+            reason,
+        };
+        let record = r.chunk().map_err(bad)?.to_vec();
+        let hash: Hash = r.array().map_err(bad)?;
+        out.push((record, hash));
+    }
+    Ok(out)
+}
+
+/// Verifies `export` from `anchor` to `expected_head`; the error names the first bad record
+/// (1-based position in the export).
+pub fn verify(
+    export: &[u8],
+    anchor: Head,
+    expected_head: Head,
+) -> Result<Vec<(u64, Vec<Change>)>, Error> {
+    let mut at = anchor;
+    let mut decoded = Vec::new();
+    for (i, (record, hash)) in frames(export)?.into_iter().enumerate() {
+        let index = i as u64 + 1;
+        let bad = |reason: String| Error::JournalInvalid {
+            record: index,
+            reason,
+        };
+        let (seq, changes) = decode_record(&record).map_err(bad)?;
+        if seq != at.seq + 1 {
+            return Err(bad(format!("seq {seq} follows {}", at.seq)));
+        }
+        let expected = chain(&at.hash, &record);
+        if expected != hash {
+            return Err(bad("hash does not match the chain".into()));
+        }
+        at = Head { seq, hash };
+        decoded.push((seq, changes));
+    }
+    if at != expected_head {
+        let reason = if at.seq == expected_head.seq {
+            format!("the hash at seq {} differs from the head's", at.seq)
+        } else {
+            format!(
+                "the journal ends at seq {} but the head is seq {}",
+                at.seq, expected_head.seq
+            )
+        };
+        return Err(Error::JournalInvalid {
+            record: decoded.len() as u64 + 1,
+            reason,
+        });
+    }
+    Ok(decoded)
+}
