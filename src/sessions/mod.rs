@@ -1,14 +1,18 @@
 //! Session bookkeeping: which OpenCode sessions the engine created, for whom, and what it cost.
 //!
-//! The book only records; it performs no I/O. The engine asks the host to create a session and
-//! tells the book when the host answered.
+//! [`SessionBook`] records every session created through `Engine::createSession` (sessions the
+//! caller owns); [`Pool`] keeps the sessions the engine itself owns for sub-agent tasks, from
+//! warm to deleted. Both only record; the engine performs the I/O.
 //!
 //! Invariants:
 //! 1. A session id is recorded at most once; a duplicate id from the host is refused.
 //! 2. `created + failed` equals the number of creations the host has answered.
 
+mod pool;
+
 use std::collections::BTreeMap;
 
+pub use self::pool::{Acquired, Pool, PoolConfig, PoolCounters, State};
 use crate::host::SessionId;
 
 /// What the book knows of one session.

@@ -1,0 +1,400 @@
+//! The session pool: which sessions the engine owns, what each may be used for, and when each
+//! may be deleted. Pure bookkeeping — the engine performs the host calls the pool asks for.
+//!
+//! OpenCode has no API to make a used session empty again, so a session's life is one way:
+//!
+//! ```text
+//!  (created) ──▶ Warm ──acquire──▶ InUse ──release──▶ Parked ──follow-up──▶ InUse …
+//!                 │                   │ failed/cancelled    │ idle > 5 min, or 10 turns used
+//!                 │ idle > 5 min,     ▼                     ▼
+//!                 └ unhealthy ──▶ Retiring (abort sent if it may be busy)
+//!                                    │ 10 s without activity, not busy
+//!                                    ▼
+//!                                 Deleting ──deleted──▶ (gone)
+//! ```
+//!
+//! - A new task always gets an **empty** session: a `Warm` one (a *hit*) or a fresh one the
+//!   engine creates (a *miss*). A `Parked` session is never handed to a new task.
+//! - A follow-up may continue in its predecessor's session (*affinity*) while that session is
+//!   `Parked` and has served fewer than `max_turns` turns.
+//! - Warm sessions are made on demand: [`Pool::to_prewarm`] asks for at most `warm_per_agent`
+//!   per (agent, parent), and never more than the work waiting for them.
+//! - Deletion waits for `delete_quiet_ms` without activity and never happens while busy:
+//!   OpenCode keeps writing a session's rows shortly after it reports idle.
+//!
+//! Invariants:
+//! 1. Every session the pool has heard of is in exactly one state until `deleted`: no orphan.
+//! 2. A session is `InUse` by at most one task.
+//! 3. A session is never deleted while busy, nor within `delete_quiet_ms` of its last activity.
+
+use std::collections::BTreeMap;
+
+use crate::host::SessionId;
+
+/// Pool settings (the design's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Warm sessions kept per (agent, parent), at most (default 5).
+    pub warm_per_agent: u32,
+    /// Turns one session serves before it is retired (default 10).
+    pub max_turns: u32,
+    /// Interval between health checks of an owned session, ms (default 60 000).
+    pub health_every_ms: u64,
+    /// A warm or parked session unused this long is retired, ms (default 300 000).
+    pub idle_retire_ms: u64,
+    /// Quiet time before a retired session is deleted, ms (default 10 000).
+    pub delete_quiet_ms: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            warm_per_agent: 5,
+            max_turns: 10,
+            health_every_ms: 60_000,
+            idle_retire_ms: 300_000,
+            delete_quiet_ms: 10_000,
+        }
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Empty, ready for a new task.
+    Warm,
+    /// Serving a task.
+    InUse,
+    /// Used, idle, kept for a follow-up.
+    Parked,
+    /// Waiting for quiet before deletion; `abort` says whether an abort must be sent first.
+    Retiring {
+        /// Whether the engine still has to abort it.
+        abort: bool,
+    },
+    /// The engine asked the host to delete it.
+    Deleting,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    agent: String,
+    parent: Option<SessionId>,
+    state: State,
+    turns: u32,
+    busy: bool,
+    last_activity: u64,
+    last_check: u64,
+}
+
+/// Counters for the stats view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolCounters {
+    /// New tasks served by a warm session.
+    pub hits: u64,
+    /// New tasks that needed a fresh session.
+    pub misses: u64,
+    /// Sessions created for the pool.
+    pub creates: u64,
+    /// Follow-ups served in their predecessor's session.
+    pub affinity_hits: u64,
+    /// Sessions retired.
+    pub retirements: u64,
+    /// Sessions deleted.
+    pub deletes: u64,
+}
+
+/// What `acquire` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// A warm session, now in use.
+    Hit(SessionId),
+    /// None warm: create one and report it with [`Pool::created_in_use`].
+    Miss,
+}
+
+/// The pool. See the module docs.
+#[derive(Debug, Default)]
+pub struct Pool {
+    config: PoolConfig,
+    sessions: BTreeMap<SessionId, Entry>,
+    counters: PoolCounters,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(config: PoolConfig) -> Self {
+        Pool {
+            config,
+            sessions: BTreeMap::new(),
+            counters: PoolCounters::default(),
+        }
+    }
+
+    /// Hands a new task an empty session for `agent` under `parent`, if one is warm.
+    pub fn acquire(&mut self, agent: &str, parent: Option<&SessionId>, now: u64) -> Acquired {
+        let warm = self
+            .sessions
+            .iter()
+            .find(|(_, e)| {
+                e.state == State::Warm && e.agent == agent && e.parent.as_ref() == parent
+            })
+            .map(|(id, _)| id.clone());
+        match warm {
+            Some(id) => {
+                if let Some(e) = self.sessions.get_mut(&id) {
+                    e.state = State::InUse;
+                    e.turns = 1;
+                    e.last_activity = now;
+                }
+                self.counters.hits += 1;
+                Acquired::Hit(id)
+            }
+            None => {
+                self.counters.misses += 1;
+                Acquired::Miss
+            }
+        }
+    }
+
+    /// Continues in `session` for a follow-up, if it is parked and has turns left.
+    pub fn acquire_affinity(&mut self, session: &SessionId, now: u64) -> bool {
+        let max = self.config.max_turns;
+        match self.sessions.get_mut(session) {
+            Some(e) if e.state == State::Parked && !e.busy && e.turns < max => {
+                e.state = State::InUse;
+                e.turns += 1;
+                e.last_activity = now;
+                self.counters.affinity_hits += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a session the engine created for a task that is using it now.
+    pub fn created_in_use(
+        &mut self,
+        id: SessionId,
+        agent: &str,
+        parent: Option<SessionId>,
+        now: u64,
+    ) {
+        self.insert(id, agent, parent, State::InUse, 1, now);
+    }
+
+    /// Records a session the engine created to keep warm.
+    pub fn created_warm(
+        &mut self,
+        id: SessionId,
+        agent: &str,
+        parent: Option<SessionId>,
+        now: u64,
+    ) {
+        self.insert(id, agent, parent, State::Warm, 0, now);
+    }
+
+    /// A task is done with `session`. A success parks it for follow-ups (or retires it when its
+    /// turns are used up); a failure or cancel retires it, with an abort when it may be busy.
+    pub fn release(&mut self, session: &SessionId, succeeded: bool, now: u64) {
+        let max = self.config.max_turns;
+        let Some(e) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if e.state != State::InUse {
+            return;
+        }
+        e.last_activity = now;
+        if succeeded && e.turns < max {
+            e.state = State::Parked;
+        } else {
+            let abort = !succeeded || e.busy;
+            e.state = State::Retiring { abort };
+            self.counters.retirements += 1;
+        }
+    }
+
+    /// Host activity on `session` (a status or message event); `busy` as the host reports.
+    pub fn activity(&mut self, session: &SessionId, busy: bool, now: u64) {
+        if let Some(e) = self.sessions.get_mut(session) {
+            e.busy = busy;
+            e.last_activity = now;
+        }
+    }
+
+    /// The host deleted `session` (its own `session.deleted` event, or our delete succeeded).
+    pub fn deleted(&mut self, session: &SessionId) {
+        if self.sessions.remove(session).is_some() {
+            self.counters.deletes += 1;
+        }
+    }
+
+    /// A health check answered; an unhealthy session that is not in use is retired.
+    pub fn health(&mut self, session: &SessionId, healthy: bool, now: u64) {
+        let Some(e) = self.sessions.get_mut(session) else {
+            return;
+        };
+        e.last_check = now;
+        if !healthy && matches!(e.state, State::Warm | State::Parked) {
+            e.state = State::Retiring { abort: true };
+            self.counters.retirements += 1;
+        }
+    }
+
+    /// Moves time to `now`: warm and parked sessions idle for `idle_retire_ms` retire.
+    pub fn tick(&mut self, now: u64) {
+        let idle = self.config.idle_retire_ms;
+        for e in self.sessions.values_mut() {
+            if matches!(e.state, State::Warm | State::Parked)
+                && now.saturating_sub(e.last_activity) >= idle
+            {
+                e.state = State::Retiring { abort: e.busy };
+                self.counters.retirements += 1;
+            }
+        }
+    }
+
+    /// Sessions to abort now (retiring and possibly busy). Marks them aborted.
+    pub fn to_abort(&mut self) -> Vec<SessionId> {
+        let mut out = Vec::new();
+        for (id, e) in self.sessions.iter_mut() {
+            if e.state == (State::Retiring { abort: true }) {
+                e.state = State::Retiring { abort: false };
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// Sessions that may be deleted at `now`: retiring, aborted, not busy, quiet for
+    /// `delete_quiet_ms`. Marks them `Deleting`.
+    pub fn to_delete(&mut self, now: u64) -> Vec<SessionId> {
+        let quiet = self.config.delete_quiet_ms;
+        let mut out = Vec::new();
+        for (id, e) in self.sessions.iter_mut() {
+            if e.state == (State::Retiring { abort: false })
+                && !e.busy
+                && now.saturating_sub(e.last_activity) >= quiet
+            {
+                e.state = State::Deleting;
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// A delete failed: the session waits for quiet again.
+    pub fn delete_failed(&mut self, session: &SessionId, now: u64) {
+        if let Some(e) = self.sessions.get_mut(session) {
+            if e.state == State::Deleting {
+                e.state = State::Retiring { abort: false };
+                e.last_activity = now;
+            }
+        }
+    }
+
+    /// Owned sessions due a health check at `now` (warm and parked ones). Marks them checked.
+    pub fn to_check(&mut self, now: u64) -> Vec<SessionId> {
+        let every = self.config.health_every_ms;
+        let mut out = Vec::new();
+        for (id, e) in self.sessions.iter_mut() {
+            if matches!(e.state, State::Warm | State::Parked)
+                && now.saturating_sub(e.last_check) >= every
+            {
+                e.last_check = now;
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// How many warm sessions to create for (`agent`, `parent`) when `waiting` new tasks for
+    /// them are queued: up to `warm_per_agent`, minus those warm already.
+    pub fn to_prewarm(&self, agent: &str, parent: Option<&SessionId>, waiting: u32) -> u32 {
+        let warm = self
+            .sessions
+            .values()
+            .filter(|e| e.state == State::Warm && e.agent == agent && e.parent.as_ref() == parent)
+            .count() as u32;
+        waiting.min(self.config.warm_per_agent).saturating_sub(warm)
+    }
+
+    /// When the pool next needs a tick: the earliest idle retirement, quiet deletion or health
+    /// check.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let c = self.config;
+        self.sessions
+            .values()
+            .filter_map(|e| match e.state {
+                State::Warm | State::Parked => {
+                    Some((e.last_activity + c.idle_retire_ms).min(e.last_check + c.health_every_ms))
+                }
+                State::Retiring { abort: false } if !e.busy => {
+                    Some(e.last_activity + c.delete_quiet_ms)
+                }
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The state of `session`, if the pool owns it.
+    pub fn state(&self, session: &SessionId) -> Option<State> {
+        self.sessions.get(session).map(|e| e.state)
+    }
+
+    /// Sessions per state: (warm, in use, parked, retiring, deleting).
+    pub fn census(&self) -> (usize, usize, usize, usize, usize) {
+        let mut c = (0, 0, 0, 0, 0);
+        for e in self.sessions.values() {
+            match e.state {
+                State::Warm => c.0 += 1,
+                State::InUse => c.1 += 1,
+                State::Parked => c.2 += 1,
+                State::Retiring { .. } => c.3 += 1,
+                State::Deleting => c.4 += 1,
+            }
+        }
+        c
+    }
+
+    /// Sessions owned.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether the pool owns no session.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> PoolCounters {
+        self.counters
+    }
+
+    fn insert(
+        &mut self,
+        id: SessionId,
+        agent: &str,
+        parent: Option<SessionId>,
+        state: State,
+        turns: u32,
+        now: u64,
+    ) {
+        let entry = Entry {
+            agent: agent.to_owned(),
+            parent,
+            state,
+            turns,
+            busy: false,
+            last_activity: now,
+            last_check: now,
+        };
+        if self.sessions.insert(id, entry).is_none() {
+            self.counters.creates += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
