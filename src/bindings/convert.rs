@@ -6,7 +6,10 @@ use serde::de::DeserializeOwned;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::Error;
-use crate::host::{FailureClass, HostFailure, HostOpKind, HostOutcome, HostReply, SessionId};
+use crate::host::{
+    AssistantMessage, FailureClass, HostFailure, HostOpKind, HostOutcome, HostReply, MessageError,
+    SessionHealth, SessionId,
+};
 
 /// The largest integer a JS number holds exactly.
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
@@ -164,6 +167,14 @@ pub(crate) fn type_name(value: &JsValue) -> String {
 }
 
 /// Parses the host's answer to `op` into a typed outcome.
+///
+/// - `createSession`: the id, or a Session object with a string `id`;
+/// - `prompt`, `abort`, `deleteSession`: any value (the call succeeded);
+/// - `lastAssistantMessage`: `null`/`undefined` before the first message, else an OpenCode
+///   message — `{ info, parts }` as `session.messages` returns it, or the `info` object itself:
+///   `time.created`, `time.completed`, `finish`, `error { name, data { message, statusCode } }`;
+///   text from the `text` parts (or a `text` field);
+/// - `checkSession`: `"busy"`, `"idle"` or `"gone"`.
 pub(crate) fn reply(op: HostOpKind, value: &JsValue) -> HostOutcome {
     match op {
         HostOpKind::CreateSession => {
@@ -179,7 +190,96 @@ pub(crate) fn reply(op: HostOpKind, value: &JsValue) -> HostOutcome {
                 )),
             }
         }
+        HostOpKind::Prompt | HostOpKind::Abort | HostOpKind::DeleteSession => {
+            HostOutcome::Ok(HostReply::Done)
+        }
+        HostOpKind::LastAssistantMessage => {
+            if value.is_undefined() || value.is_null() {
+                return HostOutcome::Ok(HostReply::Message(None));
+            }
+            match message(value) {
+                Ok(m) => HostOutcome::Ok(HostReply::Message(Some(m))),
+                Err(reason) => HostOutcome::BadReply(reason),
+            }
+        }
+        HostOpKind::CheckSession => match value.as_string().as_deref() {
+            Some("busy") => {
+                HostOutcome::Ok(HostReply::Health(SessionHealth::Exists { busy: true }))
+            }
+            Some("idle") => {
+                HostOutcome::Ok(HostReply::Health(SessionHealth::Exists { busy: false }))
+            }
+            Some("gone") => HostOutcome::Ok(HostReply::Health(SessionHealth::Gone)),
+            _ => HostOutcome::BadReply(format!(
+                "expected \"busy\", \"idle\" or \"gone\", got {}",
+                type_name(value)
+            )),
+        },
     }
+}
+
+fn message(value: &JsValue) -> Result<AssistantMessage, String> {
+    let info = get(value, "info");
+    let info = if info.is_object() {
+        info
+    } else {
+        value.clone()
+    };
+    if !info.is_object() {
+        return Err(format!(
+            "expected a message object, got {}",
+            type_name(value)
+        ));
+    }
+    let time = get(&info, "time");
+    let created_ms =
+        non_negative(&get(&time, "created")).map_err(|e| format!("time.created: {e}"))?;
+    let completed = get(&time, "completed");
+    let completed_ms = if completed.is_undefined() || completed.is_null() {
+        None
+    } else {
+        Some(non_negative(&completed).map_err(|e| format!("time.completed: {e}"))?)
+    };
+    let finish = get(&info, "finish").as_string();
+    let error = get(&info, "error");
+    let error = if error.is_object() {
+        let name = get(&error, "name").as_string().unwrap_or_default();
+        let data = get(&error, "data");
+        let message = get(&data, "message")
+            .as_string()
+            .or_else(|| get(&error, "message").as_string())
+            .unwrap_or_default();
+        Some(match name.as_str() {
+            "MessageAbortedError" => MessageError::Aborted,
+            "APIError" => {
+                let status = non_negative(&get(&data, "statusCode"))
+                    .ok()
+                    .and_then(|s| u16::try_from(s).ok());
+                MessageError::Api { status, message }
+            }
+            _ => MessageError::Other { name, message },
+        })
+    } else {
+        None
+    };
+    let parts = get(value, "parts");
+    let text = if js_sys::Array::is_array(&parts) {
+        js_sys::Array::from(&parts)
+            .iter()
+            .filter(|p| get(p, "type").as_string().as_deref() == Some("text"))
+            .filter_map(|p| get(&p, "text").as_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        get(value, "text").as_string().unwrap_or_default()
+    };
+    Ok(AssistantMessage {
+        created_ms,
+        completed_ms,
+        finish,
+        error,
+        text,
+    })
 }
 
 /// Classifies a rejection from the host.

@@ -29,7 +29,7 @@ extern "C" {
 
 use super::convert::{get, non_negative, set, type_name};
 use crate::error::Error;
-use crate::host::{Host, HostOp, HostOpKind, HostRequest, MemoryReading};
+use crate::host::{Host, HostOp, HostOpKind, HostRequest, MemoryReading, SessionId};
 
 /// The host's functions, checked once at construction.
 pub(crate) struct HostFunctions {
@@ -37,6 +37,13 @@ pub(crate) struct HostFunctions {
     now: Function,
     memory: Function,
     create_session: Function,
+    /// The session operations, each optional until the engine needs it: a request for a
+    /// missing one fails with class `invalid`.
+    prompt: Option<Function>,
+    abort: Option<Function>,
+    delete_session: Option<Function>,
+    last_assistant_message: Option<Function>,
+    check_session: Option<Function>,
 }
 
 /// The host functions together with the engine's settle functions.
@@ -66,10 +73,23 @@ impl HostFunctions {
                     reason: format!("must be a function, got {}", type_name(&v)),
                 })
         };
+        let optional = |kind: HostOpKind| -> Result<Option<Function>, Error> {
+            let value = get(&host, kind.name());
+            if value.is_undefined() {
+                Ok(None)
+            } else {
+                function(kind.name()).map(Some)
+            }
+        };
         Ok(HostFunctions {
             now: function("now")?,
             memory: function("memory")?,
             create_session: function(HostOpKind::CreateSession.name())?,
+            prompt: optional(HostOpKind::Prompt)?,
+            abort: optional(HostOpKind::Abort)?,
+            delete_session: optional(HostOpKind::DeleteSession)?,
+            last_assistant_message: optional(HostOpKind::LastAssistantMessage)?,
+            check_session: optional(HostOpKind::CheckSession)?,
             this: host,
         })
     }
@@ -89,24 +109,57 @@ impl JsHost {
     /// Starts `request` and arranges for its answer to reach the engine.
     fn call(&self, request: HostRequest) {
         let call = JsValue::from(request.call.get());
-        let (function, input) = match &request.op {
+        let input = Object::new();
+        let function = match &request.op {
             HostOp::CreateSession {
                 agent,
                 parent,
                 title,
             } => {
-                let input = Object::new();
                 set(&input, "agent", &agent.into());
                 if let Some(parent) = parent {
                     set(&input, "parentID", &parent.as_str().into());
                 }
                 set(&input, "title", &title.into());
-                (&self.f.create_session, input)
+                Some(&self.f.create_session)
+            }
+            HostOp::Prompt {
+                session,
+                agent,
+                model,
+                text,
+            } => {
+                set(&input, "sessionID", &session.as_str().into());
+                set(&input, "agent", &agent.into());
+                if let Some(model) = model {
+                    set(&input, "model", &model.into());
+                }
+                set(&input, "text", &text.into());
+                self.f.prompt.as_ref()
+            }
+            HostOp::Abort { session } => self.session_input(&input, session, &self.f.abort),
+            HostOp::DeleteSession { session } => {
+                self.session_input(&input, session, &self.f.delete_session)
+            }
+            HostOp::LastAssistantMessage { session } => {
+                self.session_input(&input, session, &self.f.last_assistant_message)
+            }
+            HostOp::CheckSession { session } => {
+                self.session_input(&input, session, &self.f.check_session)
             }
         };
         let settle = |f: &Function, v: &JsValue| {
             // The settle functions are ours and never throw.
             let _ = f.call2(&JsValue::NULL, &call, v);
+        };
+        let Some(function) = function else {
+            let error = js_sys::Error::new(&format!(
+                "the host has no `{}` function",
+                request.op.kind().name()
+            ));
+            set(error.as_ref(), "class", &"invalid".into());
+            settle(&self.settle_err, &error.into());
+            return;
         };
         match function.call2(&self.f.this, &input, &call) {
             Err(thrown) => settle(&self.settle_err, &thrown),
@@ -124,6 +177,16 @@ impl JsHost {
 }
 
 impl JsHost {
+    fn session_input<'a>(
+        &self,
+        input: &Object,
+        session: &SessionId,
+        f: &'a Option<Function>,
+    ) -> Option<&'a Function> {
+        set(input, "sessionID", &session.as_str().into());
+        f.as_ref()
+    }
+
     /// The last good clock reading.
     pub(crate) fn last_now(&self) -> u64 {
         self.last_now.get()

@@ -42,6 +42,15 @@ export interface ForemanHost {
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */
   createSession(input: { agent: string; parentID?: string; title: string }, callId: number): Promise<string | { id: string }> | undefined;
+  /** The session operations sub-agent tasks use. Optional while only `createSession` is used;
+   * when present each must be a function (else INVALID_HOST), and a call to a missing one
+   * fails with class "invalid". */
+  prompt?(input: { sessionID: string; agent: string; model?: string; text: string }, callId: number): Promise<unknown> | undefined;
+  abort?(input: { sessionID: string }, callId: number): Promise<unknown> | undefined;
+  deleteSession?(input: { sessionID: string }, callId: number): Promise<unknown> | undefined;
+  /** The newest assistant message (`{ info, parts }` or its `info`), or null before the first. */
+  lastAssistantMessage?(input: { sessionID: string }, callId: number): Promise<unknown> | undefined;
+  checkSession?(input: { sessionID: string }, callId: number): Promise<"busy" | "idle" | "gone"> | undefined;
 }
 
 /** Engine configuration. Every key is optional; unknown keys are refused with code

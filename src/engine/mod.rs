@@ -198,6 +198,13 @@ impl Engine {
                 self.sessions.record_failed();
                 Settled::Failed(Error::HostBadReply { op, reason })
             }
+            (op, HostOutcome::Ok(reply)) => {
+                self.sessions.record_failed();
+                Settled::Failed(Error::HostBadReply {
+                    op,
+                    reason: format!("unexpected reply {reply:?}"),
+                })
+            }
         })
     }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::host::{FailureClass, FakeHost, Host, HostFailure, OpProfile};
+use crate::host::{Delivery, FailureClass, FakeHost, Host, HostFailure, OpProfile};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -22,9 +22,11 @@ fn drive(engine: &mut Engine, host: &FakeHost) -> Vec<Settled> {
     }
     let mut settled = Vec::new();
     while host.in_flight() > 0 {
-        for (call, outcome) in host.advance(1) {
-            let now = host.now_ms().unwrap();
-            settled.push(engine.resolve(now, call, outcome).unwrap());
+        for delivery in host.advance(1) {
+            if let Delivery::Answer(call, outcome) = delivery {
+                let now = host.now_ms().unwrap();
+                settled.push(engine.resolve(now, call, outcome).unwrap());
+            }
         }
     }
     settled

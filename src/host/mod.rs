@@ -4,7 +4,9 @@
 //! operations (create a session, …). An operation is a [`HostRequest`] tagged with a [`CallId`];
 //! the host starts it and later reports its [`HostOutcome`] back to the engine *by that id*
 //! (`Engine::resolve`). So the hot path passes integers, never closures, and the engine core can be
-//! driven identically by the JS host, by tests and by the deterministic [`FakeHost`].
+//! driven identically by the JS host, by tests and by the deterministic [`FakeHost`]. Besides
+//! answers, the host forwards [`HostEvent`]s from OpenCode's bus (busy, retry, idle, error,
+//! deleted), and [`AssistantMessage`] carries what the completion rule reads.
 //!
 //! Invariants:
 //! 1. A `CallId` names one request for its whole life; ids are not reused while a call is pending.
@@ -13,9 +15,11 @@
 //! 3. Readings are validated where they enter (`MemoryReading::new`): the core sees only
 //!    well-formed values.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+mod fake;
+
 use std::fmt;
+
+pub use self::fake::{Delivery, FakeHost, OpProfile, PromptProfile};
 
 use crate::error::Error;
 
@@ -53,6 +57,16 @@ impl SessionId {
 pub enum HostOpKind {
     /// `createSession(agent, parent, title)` → session id.
     CreateSession,
+    /// `prompt(session, …)`: OpenCode's `promptAsync`, answered as soon as it is accepted.
+    Prompt,
+    /// `abort(session)`.
+    Abort,
+    /// `deleteSession(session)`.
+    DeleteSession,
+    /// `lastAssistantMessage(session)` → the newest assistant message, if any.
+    LastAssistantMessage,
+    /// `checkSession(session)` → whether it exists and is busy.
+    CheckSession,
 }
 
 impl HostOpKind {
@@ -60,6 +74,11 @@ impl HostOpKind {
     pub fn name(self) -> &'static str {
         match self {
             HostOpKind::CreateSession => "createSession",
+            HostOpKind::Prompt => "prompt",
+            HostOpKind::Abort => "abort",
+            HostOpKind::DeleteSession => "deleteSession",
+            HostOpKind::LastAssistantMessage => "lastAssistantMessage",
+            HostOpKind::CheckSession => "checkSession",
         }
     }
 }
@@ -77,6 +96,37 @@ pub enum HostOp {
         /// The title; OpenCode asks a model for one when it is missing, so there always is one.
         title: String,
     },
+    /// Send `text` to `session` as `agent`, with `model` (`provider/model`) when set.
+    Prompt {
+        /// The session; never a busy one (OpenCode would join the running turn).
+        session: SessionId,
+        /// The agent that answers.
+        agent: String,
+        /// `provider/model`, or the agent's default.
+        model: Option<String>,
+        /// The prompt.
+        text: String,
+    },
+    /// Abort whatever `session` is running.
+    Abort {
+        /// The session.
+        session: SessionId,
+    },
+    /// Delete `session` (after abort and quiet; never while busy).
+    DeleteSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// Fetch the newest assistant message of `session`.
+    LastAssistantMessage {
+        /// The session.
+        session: SessionId,
+    },
+    /// Check that `session` exists, and whether it is busy.
+    CheckSession {
+        /// The session.
+        session: SessionId,
+    },
 }
 
 impl HostOp {
@@ -84,6 +134,23 @@ impl HostOp {
     pub fn kind(&self) -> HostOpKind {
         match self {
             HostOp::CreateSession { .. } => HostOpKind::CreateSession,
+            HostOp::Prompt { .. } => HostOpKind::Prompt,
+            HostOp::Abort { .. } => HostOpKind::Abort,
+            HostOp::DeleteSession { .. } => HostOpKind::DeleteSession,
+            HostOp::LastAssistantMessage { .. } => HostOpKind::LastAssistantMessage,
+            HostOp::CheckSession { .. } => HostOpKind::CheckSession,
+        }
+    }
+
+    /// The session the operation acts on (none for `CreateSession`).
+    pub fn session(&self) -> Option<&SessionId> {
+        match self {
+            HostOp::CreateSession { .. } => None,
+            HostOp::Prompt { session, .. }
+            | HostOp::Abort { session }
+            | HostOp::DeleteSession { session }
+            | HostOp::LastAssistantMessage { session }
+            | HostOp::CheckSession { session } => Some(session),
         }
     }
 }
@@ -103,6 +170,121 @@ pub struct HostRequest {
 pub enum HostReply {
     /// The session `createSession` made.
     SessionCreated(SessionId),
+    /// `prompt`, `abort` or `deleteSession` was accepted.
+    Done,
+    /// `lastAssistantMessage`: the newest assistant message, or `None` before the first.
+    Message(Option<AssistantMessage>),
+    /// `checkSession`.
+    Health(SessionHealth),
+}
+
+/// What `checkSession` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionHealth {
+    /// The session exists; `busy` as its status says.
+    Exists {
+        /// Whether it is busy (or retrying).
+        busy: bool,
+    },
+    /// The session no longer exists.
+    Gone,
+}
+
+/// The error OpenCode put on an assistant message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageError {
+    /// `MessageAbortedError`: the turn was aborted.
+    Aborted,
+    /// `APIError` from the provider, after OpenCode's own retries.
+    Api {
+        /// The HTTP status, when known.
+        status: Option<u16>,
+        /// The provider's message.
+        message: String,
+    },
+    /// Any other error (agent errors, output length, …).
+    Other {
+        /// The error's name.
+        name: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl MessageError {
+    /// How the failure counts: aborted → cancelled; an API 429 → rate limited; other API
+    /// statuses by [`FailureClass::from_status`] (no status → upstream); anything else is an
+    /// agent error → invalid.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            MessageError::Aborted => FailureClass::Cancelled,
+            MessageError::Api {
+                status: Some(s), ..
+            } => FailureClass::from_status(*s),
+            MessageError::Api { status: None, .. } => FailureClass::Upstream,
+            MessageError::Other { .. } => FailureClass::Invalid,
+        }
+    }
+}
+
+/// The parts of an assistant message the completion rule reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssistantMessage {
+    /// When it was created, host ms (the host's clock, as `now()` reads it).
+    pub created_ms: u64,
+    /// When it was completed, if it was.
+    pub completed_ms: Option<u64>,
+    /// The finish reason (`stop`, `tool-calls`, `length`, …).
+    pub finish: Option<String>,
+    /// The error on it, if any.
+    pub error: Option<MessageError>,
+    /// Its text, for the task's result.
+    pub text: String,
+}
+
+impl AssistantMessage {
+    /// Whether the turn is over: completed, and not stopped for tool calls (the model will go
+    /// on after the tools answer).
+    pub fn is_final(&self) -> bool {
+        self.completed_ms.is_some() && self.finish.as_deref() != Some("tool-calls")
+    }
+}
+
+/// Events the host forwards from OpenCode's bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// `session.status` busy.
+    Busy(SessionId),
+    /// `session.status` retry: OpenCode is retrying a provider error itself.
+    Retry {
+        /// The session.
+        session: SessionId,
+        /// OpenCode's attempt number.
+        attempt: u32,
+        /// When it retries next, host ms.
+        next_ms: u64,
+    },
+    /// `session.status` idle / `session.idle`. Arrives twice after an abort or an error.
+    Idle(SessionId),
+    /// `session.error`.
+    Error {
+        /// The session.
+        session: SessionId,
+        /// The error.
+        error: MessageError,
+    },
+    /// `session.deleted`.
+    Deleted(SessionId),
+}
+
+impl HostEvent {
+    /// The session the event is about.
+    pub fn session(&self) -> &SessionId {
+        match self {
+            HostEvent::Busy(s) | HostEvent::Idle(s) | HostEvent::Deleted(s) => s,
+            HostEvent::Retry { session, .. } | HostEvent::Error { session, .. } => session,
+        }
+    }
 }
 
 /// How a failure counts. It drives the breaker, the adaptive limit and retries differently.
@@ -216,174 +398,11 @@ pub trait Host {
     fn start(&self, request: HostRequest);
 }
 
-/// Simulated cost of one kind of host operation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OpProfile {
-    /// Shortest latency in ms.
-    pub min_ms: u64,
-    /// Longest latency in ms (uniform between the two).
-    pub max_ms: u64,
-    /// Probability in [0, 1] that the operation fails with an upstream error.
-    pub failure_rate: f64,
-    /// Probability in [0, 1] that it fails with a 429.
-    pub rate_limit_rate: f64,
-}
-
-impl Default for OpProfile {
-    fn default() -> Self {
-        // Measured `session.create` on the real server: median 20–24 ms.
-        OpProfile {
-            min_ms: 15,
-            max_ms: 30,
-            failure_rate: 0.0,
-            rate_limit_rate: 0.0,
-        }
-    }
-}
-
-/// A deterministic simulated host: a fake clock that moves only when told, a settable memory
-/// reading, and operations that complete after a seeded random latency.
-///
-/// Invariants:
-/// 1. Same seed, same calls, same `advance` steps ⇒ same outcomes in the same order.
-/// 2. Outcomes are delivered in order of completion time, ties by call id.
-#[derive(Debug)]
-pub struct FakeHost {
-    clock: Cell<u64>,
-    memory: Cell<MemoryReading>,
-    rng: RefCell<fastrand::Rng>,
-    create_session: Cell<OpProfile>,
-    in_flight: RefCell<Vec<(u64, CallId, HostOutcome)>>,
-    started: RefCell<VecDeque<HostRequest>>,
-    sessions_created: Cell<u64>,
-}
-
-impl FakeHost {
-    /// A simulator seeded with `seed`, clock at 0, 25 % of a 1 GiB memory budget in use.
-    pub fn new(seed: u64) -> Self {
-        FakeHost {
-            clock: Cell::new(0),
-            memory: Cell::new(MemoryReading {
-                used: 256 << 20,
-                limit: 1 << 30,
-            }),
-            rng: RefCell::new(fastrand::Rng::with_seed(seed)),
-            create_session: Cell::new(OpProfile::default()),
-            in_flight: RefCell::new(Vec::new()),
-            started: RefCell::new(VecDeque::new()),
-            sessions_created: Cell::new(0),
-        }
-    }
-
-    /// Sets how `createSession` behaves from now on.
-    pub fn set_create_session(&self, profile: OpProfile) {
-        self.create_session.set(profile);
-    }
-
-    /// Sets the memory reading the host reports.
-    pub fn set_memory(&self, reading: MemoryReading) {
-        self.memory.set(reading);
-    }
-
-    /// Number of operations started and not yet delivered.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.borrow().len()
-    }
-
-    /// Every request started so far, oldest first, for assertions.
-    pub fn started(&self) -> Vec<HostRequest> {
-        self.started.borrow().iter().cloned().collect()
-    }
-
-    /// Sessions the simulated server actually created.
-    pub fn sessions_created(&self) -> u64 {
-        self.sessions_created.get()
-    }
-
-    /// Moves the clock forward by `ms` and returns the outcomes that completed meanwhile, in
-    /// completion order (ties by call id).
-    pub fn advance(&self, ms: u64) -> Vec<(CallId, HostOutcome)> {
-        let now = self.clock.get().saturating_add(ms);
-        self.clock.set(now);
-        let mut in_flight = self.in_flight.borrow_mut();
-        in_flight.sort_by_key(|(due, call, _)| (*due, *call));
-        let ready = in_flight
-            .iter()
-            .take_while(|(due, _, _)| *due <= now)
-            .count();
-        in_flight
-            .drain(..ready)
-            .map(|(_, call, outcome)| (call, outcome))
-            .collect()
-    }
-
-    fn simulate(&self, op: &HostOp) -> (u64, HostOutcome) {
-        let mut rng = self.rng.borrow_mut();
-        match op {
-            HostOp::CreateSession { agent, .. } => {
-                let p = self.create_session.get();
-                let latency = rng.u64(p.min_ms..=p.max_ms.max(p.min_ms));
-                let roll = rng.f64();
-                let outcome = if roll < p.failure_rate {
-                    HostOutcome::Failed(HostFailure {
-                        class: FailureClass::Upstream,
-                        message: "simulated 503".into(),
-                        retry_after_ms: None,
-                    })
-                } else if roll < p.failure_rate + p.rate_limit_rate {
-                    HostOutcome::Failed(HostFailure {
-                        class: FailureClass::RateLimited,
-                        message: "simulated 429".into(),
-                        retry_after_ms: Some(1_000),
-                    })
-                } else {
-                    let n = self.sessions_created.get() + 1;
-                    self.sessions_created.set(n);
-                    HostOutcome::Ok(HostReply::SessionCreated(SessionId(format!(
-                        "ses_{agent}_{n}"
-                    ))))
-                };
-                (latency, outcome)
-            }
-        }
-    }
-}
-
-impl Host for FakeHost {
-    fn now_ms(&self) -> Result<u64, Error> {
-        Ok(self.clock.get())
-    }
-
-    fn memory(&self) -> Result<MemoryReading, Error> {
-        Ok(self.memory.get())
-    }
-
-    fn start(&self, request: HostRequest) {
-        let (latency, outcome) = self.simulate(&request.op);
-        let due = self.clock.get().saturating_add(latency);
-        self.in_flight
-            .borrow_mut()
-            .push((due, request.call, outcome));
-        self.started.borrow_mut().push_back(request);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn create(call: u32) -> HostRequest {
-        HostRequest {
-            call: CallId(call),
-            op: HostOp::CreateSession {
-                agent: "worker".into(),
-                parent: None,
-                title: "t".into(),
-            },
-        }
-    }
 
     #[test]
     fn memory_reading_rejects_zero_limit() {
@@ -412,33 +431,34 @@ mod tests {
     }
 
     #[test]
-    fn fake_host_delivers_nothing_before_its_latency() {
-        let host = FakeHost::new(7);
-        host.set_create_session(OpProfile {
-            min_ms: 20,
-            max_ms: 20,
-            ..OpProfile::default()
-        });
-        host.start(create(1));
-        assert!(host.advance(19).is_empty());
-        let done = host.advance(1);
-        assert_eq!(done.len(), 1);
-        assert_eq!(done[0].0, CallId(1));
-        assert_eq!(host.now_ms().unwrap(), 20);
+    fn message_errors_classify_as_the_design_says() {
+        assert_eq!(MessageError::Aborted.class(), FailureClass::Cancelled);
+        let api = |status| MessageError::Api {
+            status,
+            message: String::new(),
+        };
+        assert_eq!(api(Some(429)).class(), FailureClass::RateLimited);
+        assert_eq!(api(Some(500)).class(), FailureClass::Upstream);
+        assert_eq!(api(None).class(), FailureClass::Upstream);
+        assert_eq!(api(Some(400)).class(), FailureClass::Invalid);
+        let other = MessageError::Other {
+            name: "MessageOutputLengthError".into(),
+            message: String::new(),
+        };
+        assert_eq!(other.class(), FailureClass::Invalid);
     }
 
     #[test]
-    fn fake_host_is_deterministic_per_seed() {
-        let run = |seed| {
-            let host = FakeHost::new(seed);
-            host.set_create_session(OpProfile {
-                failure_rate: 0.3,
-                ..OpProfile::default()
-            });
-            (0..50).for_each(|i| host.start(create(i)));
-            host.advance(1_000)
+    fn a_message_stopped_for_tool_calls_is_not_final() {
+        let m = |completed, finish: &str| AssistantMessage {
+            created_ms: 1,
+            completed_ms: completed,
+            finish: Some(finish.into()),
+            error: None,
+            text: String::new(),
         };
-        assert_eq!(run(42), run(42));
-        assert_ne!(run(42), run(43));
+        assert!(m(Some(2), "stop").is_final());
+        assert!(!m(Some(2), "tool-calls").is_final());
+        assert!(!m(None, "stop").is_final());
     }
 }
