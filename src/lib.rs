@@ -9,7 +9,8 @@
 //! [`sessions`], [`store`] ← [`engine`] ← `bindings`.
 //! See `ARCHITECTURE.md` for the codemap and the invariants each layer keeps.
 //!
-//! Time and memory come from the host ([`host::Host`]): `std::time::Instant` traps on wasm32.
+//! Time and memory come from the host ([`host::Host`]): the standard library clock traps on
+//! wasm32.
 
 #![forbid(unsafe_code)]
 

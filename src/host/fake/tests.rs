@@ -21,6 +21,15 @@ fn with_session(seed: u64, profile: PromptProfile) -> (FakeHost, SessionId) {
     (host, s.clone())
 }
 
+/// Turns that start at once and never finish.
+fn hung() -> PromptProfile {
+    PromptProfile {
+        hang_rate: 1.0,
+        gap_max_ms: 0,
+        ..PromptProfile::default()
+    }
+}
+
 fn call(host: &FakeHost, id: u32, op: HostOp) {
     host.start(HostRequest {
         call: CallId(id),
@@ -159,14 +168,7 @@ fn a_failed_turn_retries_then_errors_and_idles_twice() {
 
 #[test]
 fn a_hung_turn_stays_busy_until_aborted_then_idles_twice() {
-    let (host, s) = with_session(
-        6,
-        PromptProfile {
-            hang_rate: 1.0,
-            gap_max_ms: 0,
-            ..PromptProfile::default()
-        },
-    );
+    let (host, s) = with_session(6, hung());
     call(&host, 2, prompt(&s));
     let d = host.advance(3_600_000);
     assert_eq!(events(&d), ["busy"]);
@@ -205,14 +207,7 @@ fn an_abort_voids_the_rest_of_the_turn() {
 
 #[test]
 fn deleting_busy_or_too_soon_is_counted_and_deleting_after_quiet_is_clean() {
-    let (host, s) = with_session(
-        8,
-        PromptProfile {
-            hang_rate: 1.0,
-            gap_max_ms: 0,
-            ..PromptProfile::default()
-        },
-    );
+    let (host, s) = with_session(8, hung());
     call(&host, 2, prompt(&s));
     host.advance(1_000);
     call(&host, 3, HostOp::DeleteSession { session: s.clone() });
@@ -248,14 +243,7 @@ fn deleting_busy_or_too_soon_is_counted_and_deleting_after_quiet_is_clean() {
 
 #[test]
 fn prompting_a_busy_session_is_counted() {
-    let (host, s) = with_session(
-        11,
-        PromptProfile {
-            hang_rate: 1.0,
-            gap_max_ms: 0,
-            ..PromptProfile::default()
-        },
-    );
+    let (host, s) = with_session(11, hung());
     call(&host, 2, prompt(&s));
     host.advance(1_000);
     call(&host, 3, prompt(&s));
@@ -265,14 +253,7 @@ fn prompting_a_busy_session_is_counted() {
 
 #[test]
 fn memory_follows_the_busy_sessions() {
-    let (host, s) = with_session(
-        12,
-        PromptProfile {
-            hang_rate: 1.0,
-            gap_max_ms: 0,
-            ..PromptProfile::default()
-        },
-    );
+    let (host, s) = with_session(12, hung());
     host.set_memory(MemoryReading::new(100, 1_000).unwrap());
     host.set_memory_per_busy(50);
     assert_eq!(host.memory().unwrap().used(), 100);
