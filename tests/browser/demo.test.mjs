@@ -29,7 +29,7 @@ before(async () => {
   await page.goto(`${base}/www/`);
   await page.waitForFunction(() => document.getElementById("state")?.textContent !== "loading"
     && document.getElementById("state")?.textContent !== "running", null, { timeout: 30_000 });
-});
+}, { timeout: 90_000 });
 
 after(async () => {
   await browser?.close();

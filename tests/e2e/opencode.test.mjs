@@ -82,6 +82,9 @@ function verdict(result) {
   return problems;
 }
 
+// Bounded so a stuck server fails the run instead of hanging it.
+const LIMIT = { timeout: 180_000 };
+
 before(async () => {
   model = await startFakeModel();
   opencode = new Opencode();
@@ -89,14 +92,14 @@ before(async () => {
   broken = opencode.project("broken-project", { modelUrl: model.url, plugins: [brokenPluginCopy(opencode.root)] });
   await opencode.start();
   client = createOpencodeClient({ baseUrl: opencode.url });
-});
+}, LIMIT);
 
 after(async () => {
   await opencode?.stop();
   await model?.close();
 });
 
-test("the plugin loads in real OpenCode and the wasm engine answers foreman_status", async () => {
+test("the plugin loads in real OpenCode and the wasm engine answers foreman_status", LIMIT, async () => {
   const result = await askForStatus(good);
   assert.deepEqual(verdict(result), []);
   const output = result.toolPart.state.output;
@@ -108,7 +111,7 @@ test("the plugin loads in real OpenCode and the wasm engine answers foreman_stat
   assert.equal(result.replyError, undefined);
 });
 
-test("the plugin's host creates real sessions under a parent through the engine", async () => {
+test("the plugin's host creates real sessions under a parent through the engine", LIMIT, async () => {
   const parent = await client.session.create({ body: { title: "foreman parent" }, query: { directory: good } });
   const bun = join(repo, "node_modules", ".bin", "bun");
   const { stdout } = await run(bun, [join(repo, "tests", "e2e", "host-probe.ts"), opencode.url, good, parent.data.id], { cwd: repo, env: opencode.env });
@@ -126,7 +129,7 @@ test("the plugin's host creates real sessions under a parent through the engine"
   assert.deepEqual(children.data.map((c) => c.id).sort(), [...probe.ids].sort());
 });
 
-test("the same check fails for a plugin that cannot load", async () => {
+test("the same check fails for a plugin that cannot load", LIMIT, async () => {
   const result = await askForStatus(broken);
   const problems = verdict(result);
   assert.ok(problems.length > 0, "a broken plugin must not pass the check");
