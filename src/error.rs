@@ -90,6 +90,20 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// No task has this id.
+    UnknownTask {
+        /// The id.
+        task: u32,
+    },
+    /// A task cannot move between these states (a bug in the caller; nothing was written).
+    IllegalTransition {
+        /// The task.
+        task: u32,
+        /// Its state.
+        from: &'static str,
+        /// The state asked for.
+        to: &'static str,
+    },
     /// No host call with this id is pending: it was settled already or never existed.
     UnknownCall {
         /// The id the host passed.
@@ -114,6 +128,8 @@ impl Error {
             Error::QueueFull { .. } => "QUEUE_FULL",
             Error::Conflict { .. } => "CONFLICT",
             Error::JournalInvalid { .. } => "JOURNAL_INVALID",
+            Error::UnknownTask { .. } => "UNKNOWN_TASK",
+            Error::IllegalTransition { .. } => "ILLEGAL_TRANSITION",
             Error::UnknownCall { .. } => "UNKNOWN_CALL",
             Error::Disposed => "DISPOSED",
         }
@@ -179,6 +195,10 @@ impl fmt::Display for Error {
             Error::JournalInvalid { record, reason } => {
                 write!(f, "journal record {record} is invalid: {reason}")
             }
+            Error::UnknownTask { task } => write!(f, "no task {task}"),
+            Error::IllegalTransition { task, from, to } => {
+                write!(f, "task {task} cannot move from {from} to {to}")
+            }
             Error::UnknownCall { call } => write!(f, "no host call {call} is pending"),
             Error::Disposed => write!(f, "the engine was disposed"),
         }
@@ -225,6 +245,12 @@ mod tests {
             Error::JournalInvalid {
                 record: 1,
                 reason: "r".into(),
+            },
+            Error::UnknownTask { task: 1 },
+            Error::IllegalTransition {
+                task: 1,
+                from: "a",
+                to: "b",
             },
             Error::UnknownCall { call: 1 },
             Error::Disposed,

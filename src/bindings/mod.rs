@@ -100,7 +100,7 @@ export interface ForemanError extends Error {
   name: "ForemanError";
   code: "INVALID_CONFIG" | "INVALID_HOST" | "INVALID_INPUT" | "HOST_FAILED" | "HOST_BAD_REPLY"
       | "HOST_BAD_READING" | "MEMORY_PRESSURE" | "BREAKER_OPEN" | "QUEUE_FULL" | "CONFLICT" | "JOURNAL_INVALID"
-      | "UNKNOWN_CALL" | "DISPOSED";
+      | "UNKNOWN_TASK" | "ILLEGAL_TRANSITION" | "UNKNOWN_CALL" | "DISPOSED";
   /** With HOST_FAILED: how the failure counts. */
   class?: "upstream" | "rate_limited" | "timeout" | "cancelled" | "invalid";
 }

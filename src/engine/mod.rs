@@ -13,6 +13,9 @@
 //!    wrap-around).
 //! 3. After `dispose`, every method refuses with `Disposed`, and no request is queued.
 
+pub mod task;
+pub mod tasks;
+
 use std::collections::BTreeMap;
 
 use crate::config::Config;

@@ -1,0 +1,556 @@
+//! Tasks as the store keeps them: the spec a user submitted, the state it is in, and the rules
+//! for moving between states.
+//!
+//! ```text
+//! Queued ─▶ Admitted ─▶ SessionAcquired ─▶ Dispatched ─▶ Running ─▶ Succeeded
+//!   │           │              │                │            │ ╲
+//!   │           └──────────────┴────────────────┴────────────┴──▶ Failed | Cancelled | TimedOut
+//!   │                                           └──▶ Succeeded (idle after the grace period)
+//!   └──▶ Cancelled (cancelled while queued, or a dependency did not succeed)
+//! any started state ─▶ Queued (a retry: a new attempt)
+//! Unknown (set by a restore for work in flight) ─▶ Running | Succeeded | Failed | Cancelled
+//! ```
+//!
+//! Invariants:
+//! 1. Only the transitions above are legal; settled states (Succeeded, Failed, Cancelled,
+//!    TimedOut) are final.
+//! 2. A record has one canonical encoding (`encode`), and `decode(encode(r)) == r`.
+//! 3. A spec is valid before it is a task: every field checked, named in the error.
+
+use crate::error::Error;
+use crate::host::{FailureClass, SessionId};
+use crate::ids::{Priority, TaskId};
+
+/// Longest prompt accepted, bytes (1 MiB).
+pub const MAX_PROMPT: usize = 1 << 20;
+/// Longest short text field (agent, model, ids, keys), bytes.
+pub const MAX_NAME: usize = 256;
+/// Most dependencies of one task.
+pub const MAX_DEPS: usize = 256;
+/// Most retries a task may ask for.
+pub const MAX_RETRIES: u32 = 10;
+/// The longest deadline, ms (one day); the default is 30 min.
+pub const MAX_DEADLINE_MS: u64 = 86_400_000;
+/// The default deadline, ms.
+pub const DEFAULT_DEADLINE_MS: u64 = 30 * 60_000;
+
+/// What a user asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// Agent type; decides the lane.
+    pub agent: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Time allowed from dispatch to settlement, ms.
+    pub deadline_ms: u64,
+    /// `provider/model`; also the key of its limit and breaker.
+    pub model: Option<String>,
+    /// The orchestrating session the sub-agent runs under.
+    pub parent: Option<SessionId>,
+    /// A key that makes a repeated submission return the first task instead of a new one, and
+    /// that marks the task safe to re-run after a crash.
+    pub idempotency_key: Option<String>,
+    /// Tasks that must succeed before this one starts.
+    pub depends_on: Vec<TaskId>,
+    /// Extra attempts after an upstream failure or timeout (default 0: one retry layer is
+    /// OpenCode's own).
+    pub retries: u32,
+    /// Refuse at once instead of waiting while the model's breaker is open.
+    pub fail_fast: bool,
+    /// Continue in this task's session (a follow-up), when it is free.
+    pub follow_up_of: Option<TaskId>,
+}
+
+impl TaskSpec {
+    /// A spec with the defaults: NORMAL, 30 min deadline, no model, parent, deps or retries.
+    pub fn new(agent: impl Into<String>, prompt: impl Into<String>) -> Self {
+        TaskSpec {
+            agent: agent.into(),
+            prompt: prompt.into(),
+            priority: Priority::Normal,
+            deadline_ms: DEFAULT_DEADLINE_MS,
+            model: None,
+            parent: None,
+            idempotency_key: None,
+            depends_on: Vec::new(),
+            retries: 0,
+            fail_fast: false,
+            follow_up_of: None,
+        }
+    }
+
+    /// Checks every field (invariant 3). Dependencies are checked against the store by the
+    /// registry, which knows which ids exist.
+    pub fn validate(&self) -> Result<(), Error> {
+        name("agent", &self.agent)?;
+        if self.prompt.trim().is_empty() {
+            return Err(Error::input("prompt", "must not be empty"));
+        }
+        if self.prompt.len() > MAX_PROMPT {
+            return Err(Error::input(
+                "prompt",
+                format!("must be at most {MAX_PROMPT} bytes"),
+            ));
+        }
+        if self.deadline_ms == 0 || self.deadline_ms > MAX_DEADLINE_MS {
+            return Err(Error::input(
+                "deadlineMs",
+                format!("must be in 1..={MAX_DEADLINE_MS}"),
+            ));
+        }
+        if let Some(model) = &self.model {
+            name("model", model)?;
+            if !model.contains('/') {
+                return Err(Error::input("model", "must be `provider/model`"));
+            }
+        }
+        if let Some(parent) = &self.parent {
+            name("parentID", parent.as_str())?;
+        }
+        if let Some(key) = &self.idempotency_key {
+            name("idempotencyKey", key)?;
+        }
+        if self.depends_on.len() > MAX_DEPS {
+            return Err(Error::input(
+                "dependsOn",
+                format!("at most {MAX_DEPS} dependencies"),
+            ));
+        }
+        let mut deps = self.depends_on.clone();
+        deps.sort_unstable();
+        if deps.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::input("dependsOn", "lists a task twice"));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(Error::input(
+                "retries",
+                format!("must be at most {MAX_RETRIES}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn name(field: &str, value: &str) -> Result<(), Error> {
+    if value.trim().is_empty() {
+        return Err(Error::input(field, "must not be empty"));
+    }
+    if value.len() > MAX_NAME {
+        return Err(Error::input(
+            field,
+            format!("must be at most {MAX_NAME} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting for admission (and for its dependencies).
+    Queued,
+    /// Holds a permit; no session yet.
+    Admitted,
+    /// Has an empty session (from the pool or created), not prompted yet.
+    SessionAcquired {
+        /// The session.
+        session: SessionId,
+    },
+    /// The prompt was accepted at `at_ms`; the host has not reported busy yet.
+    Dispatched {
+        /// The session.
+        session: SessionId,
+        /// Host time of dispatch.
+        at_ms: u64,
+    },
+    /// The host reported the session busy (or retrying).
+    Running {
+        /// The session.
+        session: SessionId,
+        /// Host time of dispatch.
+        at_ms: u64,
+    },
+    /// Done; the last assistant message's text.
+    Succeeded {
+        /// The session it ran in.
+        session: SessionId,
+        /// The result text.
+        text: String,
+    },
+    /// Failed for good.
+    Failed {
+        /// How the failure counts.
+        class: FailureClass,
+        /// Why.
+        message: String,
+    },
+    /// Cancelled: by the user, or because a dependency did not succeed.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+    /// The deadline passed; the session was aborted.
+    TimedOut,
+    /// In flight when the engine stopped; the outcome is not known until reconciled.
+    Unknown {
+        /// The session it was running in, if it had one.
+        session: Option<SessionId>,
+    },
+}
+
+impl TaskState {
+    /// The stable name JavaScript sees.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Admitted => "admitted",
+            TaskState::SessionAcquired { .. } => "session_acquired",
+            TaskState::Dispatched { .. } => "dispatched",
+            TaskState::Running { .. } => "running",
+            TaskState::Succeeded { .. } => "succeeded",
+            TaskState::Failed { .. } => "failed",
+            TaskState::Cancelled { .. } => "cancelled",
+            TaskState::TimedOut => "timed_out",
+            TaskState::Unknown { .. } => "unknown",
+        }
+    }
+
+    /// Whether the state is final.
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded { .. }
+                | TaskState::Failed { .. }
+                | TaskState::Cancelled { .. }
+                | TaskState::TimedOut
+        )
+    }
+
+    /// Whether a permit is held in this state.
+    pub fn holds_permit(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Admitted
+                | TaskState::SessionAcquired { .. }
+                | TaskState::Dispatched { .. }
+                | TaskState::Running { .. }
+        )
+    }
+
+    /// The session the task uses, if any.
+    pub fn session(&self) -> Option<&SessionId> {
+        match self {
+            TaskState::SessionAcquired { session }
+            | TaskState::Dispatched { session, .. }
+            | TaskState::Running { session, .. }
+            | TaskState::Succeeded { session, .. } => Some(session),
+            TaskState::Unknown { session } => session.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn tag(&self) -> u8 {
+        match self {
+            TaskState::Queued => 0,
+            TaskState::Admitted => 1,
+            TaskState::SessionAcquired { .. } => 2,
+            TaskState::Dispatched { .. } => 3,
+            TaskState::Running { .. } => 4,
+            TaskState::Succeeded { .. } => 5,
+            TaskState::Failed { .. } => 6,
+            TaskState::Cancelled { .. } => 7,
+            TaskState::TimedOut => 8,
+            TaskState::Unknown { .. } => 9,
+        }
+    }
+}
+
+/// Whether `from → to` is legal (invariant 1). A move to `Unknown` is a restore's, not a
+/// transition.
+pub fn is_legal(from: &TaskState, to: &TaskState) -> bool {
+    use TaskState as S;
+    let settle = |to: &S| matches!(to, S::Failed { .. } | S::Cancelled { .. } | S::TimedOut);
+    match (from, to) {
+        (s, _) if s.is_settled() => false,
+        (_, S::Unknown { .. }) => false,
+        (S::Queued, S::Admitted) => true,
+        (S::Queued, S::Cancelled { .. }) => true,
+        (S::Queued, S::Failed { .. }) => true,
+        (S::Admitted, S::SessionAcquired { .. }) => true,
+        (S::SessionAcquired { .. }, S::Dispatched { .. }) => true,
+        (S::Dispatched { .. }, S::Running { .. }) => true,
+        (S::Dispatched { .. } | S::Running { .. }, S::Succeeded { .. }) => true,
+        (
+            S::Admitted | S::SessionAcquired { .. } | S::Dispatched { .. } | S::Running { .. },
+            S::Queued,
+        ) => true,
+        (
+            S::Admitted | S::SessionAcquired { .. } | S::Dispatched { .. } | S::Running { .. },
+            to,
+        ) => settle(to),
+        (
+            S::Unknown { .. },
+            S::Running { .. } | S::Succeeded { .. } | S::Failed { .. } | S::Cancelled { .. },
+        ) => true,
+        _ => false,
+    }
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The task.
+    pub id: TaskId,
+    /// What was asked.
+    pub spec: TaskSpec,
+    /// Where it is.
+    pub state: TaskState,
+    /// Attempts started (a retry adds one).
+    pub attempts: u32,
+    /// Host time of submission.
+    pub created_ms: u64,
+    /// Host time of the last transition.
+    pub updated_ms: u64,
+}
+
+impl TaskRecord {
+    /// The canonical bytes (invariant 2): version byte 1, then the fields in order, integers
+    /// big-endian, strings and lists length-prefixed with u32, options as a 0/1 byte.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64 + self.spec.prompt.len()));
+        w.u8(1);
+        w.u32(self.id.get());
+        let s = &self.spec;
+        w.str(&s.agent);
+        w.str(&s.prompt);
+        w.u8(s.priority.index() as u8);
+        w.u64(s.deadline_ms);
+        w.opt_str(s.model.as_deref());
+        w.opt_str(s.parent.as_ref().map(SessionId::as_str));
+        w.opt_str(s.idempotency_key.as_deref());
+        w.u32(s.depends_on.len() as u32);
+        for d in &s.depends_on {
+            w.u32(d.get());
+        }
+        w.u32(s.retries);
+        w.u8(u8::from(s.fail_fast));
+        match s.follow_up_of {
+            Some(t) => {
+                w.u8(1);
+                w.u32(t.get());
+            }
+            None => w.u8(0),
+        }
+        w.u8(self.state.tag());
+        match &self.state {
+            TaskState::Queued | TaskState::Admitted | TaskState::TimedOut => {}
+            TaskState::SessionAcquired { session } => w.str(session.as_str()),
+            TaskState::Dispatched { session, at_ms } | TaskState::Running { session, at_ms } => {
+                w.str(session.as_str());
+                w.u64(*at_ms);
+            }
+            TaskState::Succeeded { session, text } => {
+                w.str(session.as_str());
+                w.str(text);
+            }
+            TaskState::Failed { class, message } => {
+                w.u8(class_tag(*class));
+                w.str(message);
+            }
+            TaskState::Cancelled { reason } => w.str(reason),
+            TaskState::Unknown { session } => w.opt_str(session.as_ref().map(SessionId::as_str)),
+        }
+        w.u32(self.attempts);
+        w.u64(self.created_ms);
+        w.u64(self.updated_ms);
+        w.0
+    }
+
+    /// Decodes canonical bytes; anything else is refused.
+    pub fn decode(bytes: &[u8]) -> Result<TaskRecord, String> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.u8()? != 1 {
+            return Err("unknown task record version".into());
+        }
+        let id = TaskId(r.u32()?);
+        let agent = r.str()?;
+        let prompt = r.str()?;
+        let priority = *Priority::ALL.get(r.u8()? as usize).ok_or("bad priority")?;
+        let deadline_ms = r.u64()?;
+        let model = r.opt_str()?;
+        let parent = r.opt_str()?.map(SessionId);
+        let idempotency_key = r.opt_str()?;
+        let n = r.u32()? as usize;
+        if n > MAX_DEPS {
+            return Err("too many dependencies".into());
+        }
+        let depends_on = (0..n)
+            .map(|_| r.u32().map(TaskId))
+            .collect::<Result<_, _>>()?;
+        let retries = r.u32()?;
+        let fail_fast = r.bool()?;
+        let follow_up_of = if r.bool()? {
+            Some(TaskId(r.u32()?))
+        } else {
+            None
+        };
+        let state = match r.u8()? {
+            0 => TaskState::Queued,
+            1 => TaskState::Admitted,
+            2 => TaskState::SessionAcquired {
+                session: SessionId(r.str()?),
+            },
+            3 => TaskState::Dispatched {
+                session: SessionId(r.str()?),
+                at_ms: r.u64()?,
+            },
+            4 => TaskState::Running {
+                session: SessionId(r.str()?),
+                at_ms: r.u64()?,
+            },
+            5 => TaskState::Succeeded {
+                session: SessionId(r.str()?),
+                text: r.str()?,
+            },
+            6 => TaskState::Failed {
+                class: class_of(r.u8()?)?,
+                message: r.str()?,
+            },
+            7 => TaskState::Cancelled { reason: r.str()? },
+            8 => TaskState::TimedOut,
+            9 => TaskState::Unknown {
+                session: r.opt_str()?.map(SessionId),
+            },
+            t => return Err(format!("unknown state {t}")),
+        };
+        let attempts = r.u32()?;
+        let created_ms = r.u64()?;
+        let updated_ms = r.u64()?;
+        if r.at != bytes.len() {
+            return Err("trailing bytes".into());
+        }
+        let spec = TaskSpec {
+            agent,
+            prompt,
+            priority,
+            deadline_ms,
+            model,
+            parent,
+            idempotency_key,
+            depends_on,
+            retries,
+            fail_fast,
+            follow_up_of,
+        };
+        Ok(TaskRecord {
+            id,
+            spec,
+            state,
+            attempts,
+            created_ms,
+            updated_ms,
+        })
+    }
+}
+
+fn class_tag(c: FailureClass) -> u8 {
+    match c {
+        FailureClass::Upstream => 0,
+        FailureClass::RateLimited => 1,
+        FailureClass::Timeout => 2,
+        FailureClass::Cancelled => 3,
+        FailureClass::Invalid => 4,
+    }
+}
+
+fn class_of(tag: u8) -> Result<FailureClass, String> {
+    Ok(match tag {
+        0 => FailureClass::Upstream,
+        1 => FailureClass::RateLimited,
+        2 => FailureClass::Timeout,
+        3 => FailureClass::Cancelled,
+        4 => FailureClass::Invalid,
+        t => return Err(format!("unknown failure class {t}")),
+    })
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+            None => self.u8(0),
+        }
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or("truncated task record")?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self) -> Result<bool, String> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(format!("bad flag {b}")),
+        }
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_be_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn str(&mut self) -> Result<String, String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "bad UTF-8".to_string())
+    }
+    fn opt_str(&mut self) -> Result<Option<String>, String> {
+        if self.bool()? {
+            self.str().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
