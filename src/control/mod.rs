@@ -310,6 +310,36 @@ impl Controller {
         })
     }
 
+    /// The refusals `submit` would make for such a request, without queuing anything.
+    pub fn check(
+        &self,
+        now: u64,
+        agent: &str,
+        key: Option<&str>,
+        priority: Priority,
+        fail_fast: bool,
+    ) -> Result<(), Error> {
+        let _ = agent; // every agent has a lane (its own or `other`)
+        if priority == Priority::Low && self.gate.is_closed(now) {
+            let (used, limit) = self
+                .gate
+                .last()
+                .map_or((0, 0), |(_, r)| (r.used(), r.limit()));
+            return Err(Error::MemoryPressure { used, limit });
+        }
+        if let (Some(name), true) = (key, fail_fast) {
+            if let Some(&k) = self.key_index.get(name) {
+                if let Verdict::Refuse { retry_at } = self.keys[k].breaker.check(now) {
+                    return Err(Error::BreakerOpen {
+                        key: name.to_owned(),
+                        retry_at_ms: retry_at,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the waiting task `ticket` names. Returns false when it is no longer waiting
     /// (admitted, or already cancelled); a running task is cancelled by settling it and dropping
     /// its permit.
@@ -374,26 +404,15 @@ impl Controller {
     /// freed slot (or a grown limit) may let waiters start.
     pub fn complete(&mut self, now: u64, mut permit: Permit, outcome: Outcome) {
         self.collect_releases();
-        let (lane, key) = (permit.lane(), permit.key());
-        let limited_key = key.filter(|&k| self.keys[k].limit.is_some());
-        let in_use = match limited_key {
-            Some(k) => self.ledger.key_in_use(k),
-            None => self.ledger.lane_in_use(lane),
-        };
-        // The key's limit adapts when the key is limited (the provider is what pushes back);
-        // otherwise the lane's.
-        let limiter = match limited_key {
-            Some(k) => self.keys[k].limit.as_mut(),
-            None => Some(&mut self.lanes[lane].limit),
-        };
-        if let Some(limiter) = limiter {
+        let in_use = self.in_use_for(&permit);
+        if let Some(limiter) = self.limiter_for(&permit) {
             if outcome == Outcome::Success {
                 limiter.on_success(in_use);
             } else if outcome.is_backoff_signal() {
                 limiter.on_backoff(now);
             }
         }
-        if let Some(k) = key {
+        if let Some(k) = permit.key() {
             let jitter = self.rng.f64();
             self.keys[k]
                 .breaker
@@ -402,6 +421,32 @@ impl Controller {
         permit.mark_recorded();
         drop(permit);
         self.collect_releases();
+    }
+
+    /// A running task met a rate limit that the host is retrying by itself (OpenCode's `retry`
+    /// status): the adaptive limit backs off, the breaker does not count it, and the task keeps
+    /// its permit.
+    pub fn rate_limited(&mut self, now: u64, permit: &Permit) {
+        if let Some(limiter) = self.limiter_for(permit) {
+            limiter.on_backoff(now);
+        }
+    }
+
+    /// Permits in use on the resource whose limit adapts for `permit`.
+    fn in_use_for(&self, permit: &Permit) -> u32 {
+        match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
+            Some(k) => self.ledger.key_in_use(k),
+            None => self.ledger.lane_in_use(permit.lane()),
+        }
+    }
+
+    /// The limit that adapts for `permit`: its key's when the key is limited (the provider is
+    /// what pushes back), otherwise its lane's.
+    fn limiter_for(&mut self, permit: &Permit) -> Option<&mut Aimd> {
+        match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
+            Some(k) => self.keys[k].limit.as_mut(),
+            None => Some(&mut self.lanes[permit.lane()].limit),
+        }
     }
 
     /// Takes a memory reading made at `now`.

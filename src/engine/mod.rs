@@ -13,6 +13,7 @@
 //!    wrap-around).
 //! 3. After `dispose`, every method refuses with `Disposed`, and no request is queued.
 
+pub mod orchestrator;
 pub mod task;
 pub mod tasks;
 

@@ -197,6 +197,9 @@ pub enum TaskState {
     Unknown {
         /// The session it was running in, if it had one.
         session: Option<SessionId>,
+        /// Host time of its dispatch (the completion rule only accepts a message created at or
+        /// after it); 0 when it was never dispatched.
+        at_ms: u64,
     },
 }
 
@@ -246,7 +249,7 @@ impl TaskState {
             | TaskState::Dispatched { session, .. }
             | TaskState::Running { session, .. }
             | TaskState::Succeeded { session, .. } => Some(session),
-            TaskState::Unknown { session } => session.as_ref(),
+            TaskState::Unknown { session, .. } => session.as_ref(),
             _ => None,
         }
     }
@@ -360,7 +363,10 @@ impl TaskRecord {
                 w.str(message);
             }
             TaskState::Cancelled { reason } => w.str(reason),
-            TaskState::Unknown { session } => w.opt_str(session.as_ref().map(SessionId::as_str)),
+            TaskState::Unknown { session, at_ms } => {
+                w.opt_str(session.as_ref().map(SessionId::as_str));
+                w.u64(*at_ms);
+            }
         }
         w.u32(self.attempts);
         w.u64(self.created_ms);
@@ -422,6 +428,7 @@ impl TaskRecord {
             8 => TaskState::TimedOut,
             9 => TaskState::Unknown {
                 session: r.opt_str()?.map(SessionId),
+                at_ms: r.u64()?,
             },
             t => return Err(format!("unknown state {t}")),
         };

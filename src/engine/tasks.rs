@@ -178,10 +178,11 @@ impl TaskTable {
                     restored.unknown.push(record.id);
                     continue; // already journaled as unknown
                 }
-                TaskState::Dispatched { .. } | TaskState::Running { .. } => {
+                TaskState::Dispatched { at_ms, .. } | TaskState::Running { at_ms, .. } => {
                     restored.unknown.push(record.id);
                     TaskState::Unknown {
                         session: session.clone(),
+                        at_ms: *at_ms,
                     }
                 }
                 _ => continue,

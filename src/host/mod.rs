@@ -19,7 +19,12 @@ mod fake;
 
 use std::fmt;
 
-pub use self::fake::{Delivery, FakeHost, OpProfile, PromptProfile};
+pub use self::fake::{Delivery, FakeHost, OpProfile, PromptProfile, Violations};
+
+/// No violations: what a careful client leaves in [`FakeHost::violations`].
+pub fn fake_violations_none() -> Violations {
+    Violations::default()
+}
 
 use crate::error::Error;
 

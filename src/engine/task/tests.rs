@@ -41,6 +41,7 @@ fn every_state() -> Vec<TaskState> {
         TaskState::TimedOut,
         TaskState::Unknown {
             session: Some(session()),
+            at_ms: 5,
         },
     ]
 }

@@ -191,7 +191,8 @@ fn restore_keeps_settled_work_requeues_unprompted_work_and_marks_prompted_work_u
     assert_eq!(
         state(3),
         TaskState::Unknown {
-            session: Some(s("s3"))
+            session: Some(s("s3")),
+            at_ms: 4
         }
     );
     assert_eq!(

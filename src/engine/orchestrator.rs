@@ -1,0 +1,936 @@
+//! The orchestrator: sub-agent tasks from submission to settlement, over the host.
+//!
+//! It joins the pieces: the [`TaskTable`] (one journaled commit per transition), the
+//! [`Controller`] (admission before any session exists), the session [`Pool`], and the host,
+//! which it drives sans-I/O like the rest of the core: requests go to an outbox
+//! ([`Orchestrator::take_requests`]); answers come back by call id ([`Orchestrator::on_answer`]),
+//! bus events by session ([`Orchestrator::on_event`]), and time by [`Orchestrator::tick`], which
+//! the host calls at [`Orchestrator::next_deadline`].
+//!
+//! **Completion rule** (from the real server): a task is done only when the host reported idle
+//! for its session after it was seen busy — or, with no busy seen, once `GRACE_MS` passed since
+//! dispatch (the status map is empty for seconds after a prompt, exactly as when done) — and the
+//! last assistant message, created at or after dispatch, is final (completed, not stopped for
+//! tool calls). Its error, if any, classifies the outcome. Idles come twice after an abort or an
+//! error: a second one finds the check already pending or the task settled, and does nothing.
+//!
+//! **Failures.** A prompt that ends in `APIError` is settled as failed: OpenCode already retried
+//! it, so it is re-sent only when the task asked for `retries` (one retry layer). `retry`
+//! statuses are a signal for the adaptive limit, never a failure. Session creation, which
+//! OpenCode does not retry, is retried here with full-jitter backoff.
+//!
+//! Invariants:
+//! 1. Every accepted task is in exactly one state; the permit is released once, by the move
+//!    into a settled state (or back to the queue for a retry).
+//! 2. A session is prompted only when the pool says it is free; it is never deleted while busy
+//!    or within the quiet period (the pool decides).
+//! 3. A dependent starts only after all its dependencies succeeded; a failed or cancelled
+//!    dependency cancels it, with that reason.
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::control::{Controller, Outcome, Permit, Request, Ticket};
+use crate::error::Error;
+use crate::host::{
+    CallId, FailureClass, HostEvent, HostOp, HostOutcome, HostReply, HostRequest, SessionHealth,
+    SessionId,
+};
+use crate::ids::TaskId;
+use crate::sessions::{Acquired, Pool, PoolConfig};
+
+use super::task::{TaskSpec, TaskState};
+use super::tasks::{Restored, TaskTable};
+
+/// With no busy seen, an idle counts only this long after dispatch, ms.
+pub const GRACE_MS: u64 = 5_000;
+/// How often a dispatched task with no busy seen is checked, ms.
+pub const POLL_MS: u64 = 5_000;
+/// Attempts at creating a session before the task fails.
+pub const CREATE_ATTEMPTS: u32 = 3;
+/// How soon a task refused by the gate or a breaker after acceptance asks again, ms.
+pub const REQUEUE_MS: u64 = 1_000;
+/// Full-jitter backoff base and cap, ms.
+pub const BACKOFF_BASE_MS: u64 = 2_000;
+/// See [`BACKOFF_BASE_MS`].
+pub const BACKOFF_CAP_MS: u64 = 60_000;
+
+/// What a host call was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallFor {
+    Create(TaskId),
+    Prompt(TaskId),
+    Abort(Option<TaskId>, SessionId),
+    LastMessage(TaskId),
+    Delete(SessionId),
+    Check(SessionId),
+}
+
+/// What the orchestrator keeps for a task that is not settled.
+#[derive(Debug, Default)]
+struct Live {
+    ticket: Option<Ticket>,
+    permit: Option<Permit>,
+    seen_busy: bool,
+    check_pending: bool,
+    next_poll: Option<u64>,
+    deadline_at: Option<u64>,
+    retry_at: Option<u64>,
+    create_attempts: u32,
+    cancelling: Option<String>,
+    blocked_on_deps: bool,
+}
+
+/// A task's transition, for listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// The task.
+    pub task: TaskId,
+    /// Its new state's name.
+    pub state: &'static str,
+}
+
+/// The orchestrator. See the module docs.
+#[derive(Debug)]
+pub struct Orchestrator {
+    tasks: TaskTable,
+    controller: Controller,
+    pool: Pool,
+    live: BTreeMap<TaskId, Live>,
+    calls: BTreeMap<CallId, CallFor>,
+    by_session: BTreeMap<SessionId, TaskId>,
+    outbox: Vec<HostRequest>,
+    events: Vec<TaskEvent>,
+    next_call: u32,
+    rng: fastrand::Rng,
+}
+
+impl Orchestrator {
+    /// An orchestrator for `config`; `seed` drives jitter.
+    pub fn new(config: &Config, seed: u64) -> Self {
+        Self::with_table(config, seed, TaskTable::new())
+    }
+
+    fn with_table(config: &Config, seed: u64, tasks: TaskTable) -> Self {
+        Orchestrator {
+            tasks,
+            controller: Controller::new(config, seed),
+            pool: Pool::new(PoolConfig::default()),
+            live: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            by_session: BTreeMap::new(),
+            outbox: Vec::new(),
+            events: Vec::new(),
+            next_call: 1,
+            rng: fastrand::Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    /// Rebuilds an orchestrator from a journal (see `TaskTable::restore`): unknown tasks are
+    /// reconciled through the host (their last message is read), requeued ones wait for
+    /// admission again, and sessions nobody owns any more are aborted and retired.
+    pub fn restore(
+        config: &Config,
+        seed: u64,
+        export: &[u8],
+        head: crate::store::Head,
+        now: u64,
+    ) -> Result<(Self, Restored), Error> {
+        let (tasks, restored) = TaskTable::restore(export, head, now)?;
+        let mut o = Self::with_table(config, seed, tasks);
+        for record in o.tasks.all() {
+            match &record.state {
+                TaskState::Queued => {
+                    o.live.insert(record.id, Live::default());
+                    o.enqueue(now, record.id)?;
+                }
+                TaskState::Unknown { session, .. } => {
+                    let mut live = Live::default();
+                    if let Some(s) = session {
+                        o.pool.created_in_use(
+                            s.clone(),
+                            &record.spec.agent,
+                            record.spec.parent.clone(),
+                            now,
+                        );
+                        o.by_session.insert(s.clone(), record.id);
+                        live.check_pending = true;
+                        o.live.insert(record.id, live);
+                        o.call(
+                            CallFor::LastMessage(record.id),
+                            HostOp::LastAssistantMessage { session: s.clone() },
+                        );
+                    } else {
+                        o.live.insert(record.id, live);
+                        o.settle(
+                            now,
+                            record.id,
+                            TaskState::Failed {
+                                class: FailureClass::Invalid,
+                                message: "lost in a restart before it had a session".into(),
+                            },
+                        )?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Sessions nobody owns any more: the pool aborts them, then deletes them after quiet.
+        for s in &restored.orphan_sessions {
+            o.pool.created_in_use(s.clone(), "", None, now);
+            o.pool.release(s, false, now);
+        }
+        o.pump(now);
+        Ok((o, restored))
+    }
+
+    /// Accepts a task. It waits for its dependencies, then for admission.
+    /// Refusals (`MEMORY_PRESSURE` for LOW work, `BREAKER_OPEN` with `fail_fast`, invalid input)
+    /// create no task.
+    pub fn submit(&mut self, now: u64, spec: TaskSpec) -> Result<TaskId, Error> {
+        spec.validate()?;
+        self.controller.check(
+            now,
+            &spec.agent,
+            spec.model.as_deref(),
+            spec.priority,
+            spec.fail_fast,
+        )?;
+        let deps = spec.depends_on.clone();
+        let (id, new) = self.tasks.submit(now, spec)?;
+        if !new {
+            return Ok(id);
+        }
+        self.emit(id, "queued");
+        self.live.insert(id, Live::default());
+        // A dependency that already failed cancels the task at once.
+        for dep in &deps {
+            if let Some(r) = self.tasks.get(*dep) {
+                if r.state.is_settled() && !matches!(r.state, TaskState::Succeeded { .. }) {
+                    self.cancel_with(now, id, format!("dependency {} did not succeed", dep.get()))?;
+                    return Ok(id);
+                }
+            }
+        }
+        self.enqueue(now, id)?;
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Cancels a task: a queued one at once; an admitted one when its session arrives; a
+    /// running one by aborting it through the host and settling when the abort is confirmed.
+    /// Returns false when the task is already settled.
+    pub fn cancel(&mut self, now: u64, task: TaskId) -> Result<bool, Error> {
+        let record = self
+            .tasks
+            .get(task)
+            .ok_or(Error::UnknownTask { task: task.get() })?;
+        if record.state.is_settled() {
+            return Ok(false);
+        }
+        self.cancel_with(now, task, "cancelled by the user".into())?;
+        self.pump(now);
+        Ok(true)
+    }
+
+    /// The host's answer to call `call`.
+    pub fn on_answer(&mut self, now: u64, call: CallId, outcome: HostOutcome) -> Result<(), Error> {
+        let purpose = self
+            .calls
+            .remove(&call)
+            .ok_or(Error::UnknownCall { call: call.get() })?;
+        match (purpose, outcome) {
+            (CallFor::Create(task), HostOutcome::Ok(HostReply::SessionCreated(session))) => {
+                let agent = self
+                    .tasks
+                    .get(task)
+                    .map(|r| r.spec.agent)
+                    .unwrap_or_default();
+                let parent = self.tasks.get(task).and_then(|r| r.spec.parent);
+                self.pool
+                    .created_in_use(session.clone(), &agent, parent, now);
+                if self.live.get(&task).is_some_and(|l| l.cancelling.is_some())
+                    || !self.is_open(task)
+                {
+                    self.pool.release(&session, false, now);
+                    let reason = self
+                        .live
+                        .get(&task)
+                        .and_then(|l| l.cancelling.clone())
+                        .unwrap_or_default();
+                    if self.is_open(task) {
+                        self.settle(now, task, TaskState::Cancelled { reason })?;
+                    }
+                } else {
+                    self.acquired(now, task, session)?;
+                }
+            }
+            (CallFor::Create(task), outcome) => {
+                let class = failure_class(&outcome);
+                let attempts = self.live.get(&task).map_or(0, |l| l.create_attempts);
+                if self.live.get(&task).is_some_and(|l| l.cancelling.is_some()) {
+                    let reason = self
+                        .live
+                        .get(&task)
+                        .and_then(|l| l.cancelling.clone())
+                        .unwrap_or_default();
+                    self.settle(now, task, TaskState::Cancelled { reason })?;
+                } else if matches!(class, FailureClass::Upstream | FailureClass::RateLimited)
+                    && attempts < CREATE_ATTEMPTS
+                {
+                    let delay = self.backoff(attempts);
+                    if let Some(l) = self.live.get_mut(&task) {
+                        l.retry_at = Some(now + delay);
+                    }
+                } else {
+                    self.settle(
+                        now,
+                        task,
+                        TaskState::Failed {
+                            class,
+                            message: describe(&outcome),
+                        },
+                    )?;
+                }
+            }
+            (CallFor::Prompt(task), HostOutcome::Ok(_)) => {
+                let record = self.tasks.get(task);
+                if let Some(TaskState::SessionAcquired { session }) = record.map(|r| r.state) {
+                    let deadline = self.tasks.get(task).map_or(0, |r| r.spec.deadline_ms);
+                    self.transition(
+                        now,
+                        task,
+                        TaskState::Dispatched {
+                            session,
+                            at_ms: now,
+                        },
+                    )?;
+                    if let Some(l) = self.live.get_mut(&task) {
+                        l.deadline_at = Some(now + deadline);
+                        l.next_poll = Some(now + GRACE_MS);
+                    }
+                }
+            }
+            (CallFor::Prompt(task), outcome) => {
+                if self.is_open(task) {
+                    let class = failure_class(&outcome);
+                    self.fail_or_retry(now, task, class, describe(&outcome))?;
+                }
+            }
+            (CallFor::LastMessage(task), outcome) => {
+                if let Some(l) = self.live.get_mut(&task) {
+                    l.check_pending = false;
+                }
+                if let HostOutcome::Ok(HostReply::Message(message)) = outcome {
+                    self.judge(now, task, message)?;
+                } else if self
+                    .tasks
+                    .get(task)
+                    .is_some_and(|r| matches!(r.state, TaskState::Unknown { .. }))
+                {
+                    // Reconciling, and the session is gone: the outcome is lost.
+                    self.settle(
+                        now,
+                        task,
+                        TaskState::Failed {
+                            class: FailureClass::Invalid,
+                            message: "its session is gone".into(),
+                        },
+                    )?;
+                }
+            }
+            (CallFor::Abort(Some(task), _), _) => {
+                // The abort is confirmed: a cancelled task settles now.
+                if let Some(reason) = self.live.get(&task).and_then(|l| l.cancelling.clone()) {
+                    if self.is_open(task) {
+                        self.settle(now, task, TaskState::Cancelled { reason })?;
+                    }
+                }
+            }
+            (CallFor::Abort(None, _), _) => {}
+            (CallFor::Delete(session), HostOutcome::Ok(_)) => self.pool.deleted(&session),
+            (CallFor::Delete(session), _) => self.pool.delete_failed(&session, now),
+            (CallFor::Check(session), HostOutcome::Ok(HostReply::Health(h))) => {
+                self.pool.health(&session, h != SessionHealth::Gone, now);
+                if h == SessionHealth::Gone {
+                    self.pool.deleted(&session);
+                }
+            }
+            (CallFor::Check(session), _) => self.pool.health(&session, false, now),
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// A bus event from the host.
+    pub fn on_event(&mut self, now: u64, event: HostEvent) -> Result<(), Error> {
+        let session = event.session().clone();
+        let task = self
+            .by_session
+            .get(&session)
+            .copied()
+            .filter(|t| self.is_open(*t));
+        match event {
+            HostEvent::Busy(_) | HostEvent::Retry { .. } => {
+                self.pool.activity(&session, true, now);
+                if let Some(task) = task {
+                    if let HostEvent::Retry { .. } = event {
+                        if let Some(permit) = self.live.get(&task).and_then(|l| l.permit.as_ref()) {
+                            self.controller.rate_limited(now, permit);
+                        }
+                    }
+                    if let Some(l) = self.live.get_mut(&task) {
+                        l.seen_busy = true;
+                    }
+                    if let Some(TaskState::Dispatched { session, at_ms }) =
+                        self.tasks.get(task).map(|r| r.state)
+                    {
+                        self.transition(now, task, TaskState::Running { session, at_ms })?;
+                    }
+                }
+            }
+            HostEvent::Idle(_) => {
+                self.pool.activity(&session, false, now);
+                if let Some(task) = task {
+                    let (seen_busy, pending) = self
+                        .live
+                        .get(&task)
+                        .map_or((false, true), |l| (l.seen_busy, l.check_pending));
+                    let at = match self.tasks.get(task).map(|r| r.state) {
+                        Some(
+                            TaskState::Dispatched { at_ms, .. } | TaskState::Running { at_ms, .. },
+                        ) => Some(at_ms),
+                        _ => None,
+                    };
+                    // The early-idle trap: before busy and within the grace, idle means nothing.
+                    if let Some(at) = at {
+                        if !pending && (seen_busy || now >= at + GRACE_MS) {
+                            self.check(task, session);
+                        }
+                    }
+                }
+            }
+            HostEvent::Error { .. } => self.pool.activity(&session, false, now),
+            HostEvent::Deleted(_) => {
+                self.pool.deleted(&session);
+                if let Some(task) = task {
+                    self.settle(
+                        now,
+                        task,
+                        TaskState::Failed {
+                            class: FailureClass::Invalid,
+                            message: "its session was deleted".into(),
+                        },
+                    )?;
+                }
+                self.by_session.remove(&session);
+            }
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Moves time to `now`: deadlines, grace checks, retries, pool upkeep, breaker and gate ends.
+    pub fn tick(&mut self, now: u64) -> Result<(), Error> {
+        let due: Vec<(TaskId, Due)> = self
+            .live
+            .iter()
+            .filter_map(|(id, l)| {
+                if l.deadline_at.is_some_and(|d| d <= now) {
+                    Some((*id, Due::Deadline))
+                } else if l.retry_at.is_some_and(|r| r <= now) {
+                    Some((*id, Due::Retry))
+                } else if l.next_poll.is_some_and(|p| p <= now) && !l.seen_busy && !l.check_pending
+                {
+                    Some((*id, Due::Poll))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (task, due) in due {
+            match due {
+                Due::Deadline => self.time_out(now, task)?,
+                Due::Retry => {
+                    if let Some(l) = self.live.get_mut(&task) {
+                        l.retry_at = None;
+                    }
+                    match self.tasks.get(task).map(|r| r.state) {
+                        Some(TaskState::Admitted) => self.create_session(task),
+                        Some(TaskState::Queued) => self.enqueue(now, task)?,
+                        _ => {}
+                    }
+                }
+                Due::Poll => {
+                    if let Some(l) = self.live.get_mut(&task) {
+                        l.next_poll = Some(now + POLL_MS);
+                    }
+                    if let Some(s) = self
+                        .tasks
+                        .get(task)
+                        .and_then(|r| r.state.session().cloned())
+                    {
+                        self.check(task, s);
+                    }
+                }
+            }
+        }
+        self.pool.tick(now);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Takes the queued host requests, oldest first.
+    pub fn take_requests(&mut self) -> Vec<HostRequest> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Takes the task transitions since the last call, for listeners.
+    pub fn take_events(&mut self) -> Vec<TaskEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The earliest time `tick` has something to do.
+    pub fn next_deadline(&self, now: u64) -> Option<u64> {
+        let tasks = self.live.values().flat_map(|l| {
+            let poll = l.next_poll.filter(|_| !l.seen_busy && !l.check_pending);
+            [l.deadline_at, l.retry_at, poll]
+        });
+        tasks
+            .flatten()
+            .chain(self.controller.next_deadline(now))
+            .chain(self.pool.next_deadline())
+            .min()
+    }
+
+    /// The task table (records, journal).
+    pub fn tasks(&self) -> &TaskTable {
+        &self.tasks
+    }
+
+    /// The controller (stats, permits).
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// The controller, to feed memory readings.
+    pub fn controller_mut(&mut self) -> &mut Controller {
+        &mut self.controller
+    }
+
+    /// The session pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Tasks not settled.
+    pub fn open_tasks(&self) -> usize {
+        self.live.len()
+    }
+
+    // ---- internals ----
+
+    fn is_open(&self, task: TaskId) -> bool {
+        self.live.contains_key(&task)
+    }
+
+    fn emit(&mut self, task: TaskId, state: &'static str) {
+        self.events.push(TaskEvent { task, state });
+    }
+
+    fn transition(&mut self, now: u64, task: TaskId, to: TaskState) -> Result<(), Error> {
+        let name = to.name();
+        self.tasks.transition(now, task, to)?;
+        self.emit(task, name);
+        Ok(())
+    }
+
+    fn call(&mut self, purpose: CallFor, op: HostOp) {
+        let call = CallId(self.next_call);
+        self.next_call = self.next_call.wrapping_add(1).max(1);
+        self.calls.insert(call, purpose);
+        self.outbox.push(HostRequest { call, op });
+    }
+
+    /// Puts a queued task in line with the controller once its dependencies succeeded.
+    fn enqueue(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
+        let Some(record) = self.tasks.get(task) else {
+            return Ok(());
+        };
+        let ready = record.spec.depends_on.iter().all(|d| {
+            matches!(
+                self.tasks.get(*d).map(|r| r.state),
+                Some(TaskState::Succeeded { .. })
+            )
+        });
+        if !ready {
+            if let Some(l) = self.live.get_mut(&task) {
+                l.blocked_on_deps = true;
+            }
+            return Ok(());
+        }
+        let request = Request {
+            task,
+            agent: &record.spec.agent,
+            key: record.spec.model.as_deref(),
+            priority: record.spec.priority,
+            fail_fast: record.spec.fail_fast,
+        };
+        match self.controller.submit(now, request) {
+            Ok(ticket) => {
+                if let Some(l) = self.live.get_mut(&task) {
+                    l.ticket = Some(ticket);
+                    l.blocked_on_deps = false;
+                }
+                Ok(())
+            }
+            // Refused now (the gate closed, or the breaker opened, since it was accepted): it
+            // stays queued and asks again shortly.
+            Err(e) if matches!(e.code(), "MEMORY_PRESSURE" | "BREAKER_OPEN") => {
+                if let Some(l) = self.live.get_mut(&task) {
+                    l.retry_at = Some(now + REQUEUE_MS);
+                }
+                Ok(())
+            }
+            Err(e) => self.settle(
+                now,
+                task,
+                TaskState::Failed {
+                    class: FailureClass::Invalid,
+                    message: e.to_string(),
+                },
+            ),
+        }
+    }
+
+    /// Admits what may start and starts it.
+    fn pump(&mut self, now: u64) {
+        for admission in self.controller.admit(now) {
+            let task = admission.task;
+            if let Some(l) = self.live.get_mut(&task) {
+                l.ticket = None;
+                l.permit = Some(admission.permit);
+            } else {
+                continue; // settled meanwhile: dropping the permit releases it
+            }
+            if self.transition(now, task, TaskState::Admitted).is_err() {
+                continue;
+            }
+            let Some(record) = self.tasks.get(task) else {
+                continue;
+            };
+            let follow = record
+                .spec
+                .follow_up_of
+                .and_then(|p| self.tasks.get(p))
+                .and_then(|r| r.state.session().cloned());
+            if let Some(session) = follow.filter(|s| self.pool.acquire_affinity(s, now)) {
+                let _ = self.acquired(now, task, session);
+                continue;
+            }
+            match self
+                .pool
+                .acquire(&record.spec.agent, record.spec.parent.as_ref(), now)
+            {
+                Acquired::Hit(session) => {
+                    let _ = self.acquired(now, task, session);
+                }
+                Acquired::Miss => self.create_session(task),
+            }
+        }
+        for session in self.pool.to_abort() {
+            self.call(
+                CallFor::Abort(None, session.clone()),
+                HostOp::Abort { session },
+            );
+        }
+        for session in self.pool.to_delete(now) {
+            self.call(
+                CallFor::Delete(session.clone()),
+                HostOp::DeleteSession { session },
+            );
+        }
+        for session in self.pool.to_check(now) {
+            self.call(
+                CallFor::Check(session.clone()),
+                HostOp::CheckSession { session },
+            );
+        }
+    }
+
+    fn create_session(&mut self, task: TaskId) {
+        let Some(record) = self.tasks.get(task) else {
+            return;
+        };
+        if let Some(l) = self.live.get_mut(&task) {
+            l.create_attempts += 1;
+        }
+        let title = format!("foreman: {} #{}", record.spec.agent, task.get());
+        self.call(
+            CallFor::Create(task),
+            HostOp::CreateSession {
+                agent: record.spec.agent,
+                parent: record.spec.parent,
+                title,
+            },
+        );
+    }
+
+    fn acquired(&mut self, now: u64, task: TaskId, session: SessionId) -> Result<(), Error> {
+        self.by_session.insert(session.clone(), task);
+        self.transition(
+            now,
+            task,
+            TaskState::SessionAcquired {
+                session: session.clone(),
+            },
+        )?;
+        let Some(record) = self.tasks.get(task) else {
+            return Ok(());
+        };
+        let op = HostOp::Prompt {
+            session,
+            agent: record.spec.agent,
+            model: record.spec.model,
+            text: record.spec.prompt,
+        };
+        self.call(CallFor::Prompt(task), op);
+        Ok(())
+    }
+
+    fn check(&mut self, task: TaskId, session: SessionId) {
+        if let Some(l) = self.live.get_mut(&task) {
+            if l.check_pending {
+                return;
+            }
+            l.check_pending = true;
+        }
+        self.call(
+            CallFor::LastMessage(task),
+            HostOp::LastAssistantMessage { session },
+        );
+    }
+
+    /// Applies the completion rule to the last assistant message.
+    fn judge(
+        &mut self,
+        now: u64,
+        task: TaskId,
+        message: Option<crate::host::AssistantMessage>,
+    ) -> Result<(), Error> {
+        let Some(record) = self.tasks.get(task) else {
+            return Ok(());
+        };
+        let (session, at) = match &record.state {
+            TaskState::Dispatched { session, at_ms } | TaskState::Running { session, at_ms } => {
+                (session.clone(), *at_ms)
+            }
+            TaskState::Unknown {
+                session: Some(session),
+                at_ms,
+            } => (session.clone(), *at_ms),
+            _ => return Ok(()),
+        };
+        let Some(message) = message.filter(|m| m.created_ms >= at && m.is_final()) else {
+            if matches!(record.state, TaskState::Unknown { .. }) {
+                // Still running after a restart: watch it again.
+                self.transition(now, task, TaskState::Running { session, at_ms: at })?;
+                if let Some(l) = self.live.get_mut(&task) {
+                    l.seen_busy = true;
+                    l.deadline_at = Some(now + record.spec.deadline_ms);
+                }
+            }
+            return Ok(()); // not done yet: a later idle (or poll) checks again
+        };
+        match message.error {
+            None => self.settle(
+                now,
+                task,
+                TaskState::Succeeded {
+                    session,
+                    text: message.text,
+                },
+            ),
+            Some(error) => {
+                let class = error.class();
+                if class == FailureClass::Cancelled {
+                    let reason = self
+                        .live
+                        .get(&task)
+                        .and_then(|l| l.cancelling.clone())
+                        .unwrap_or_else(|| "aborted".into());
+                    self.settle(now, task, TaskState::Cancelled { reason })
+                } else {
+                    let message = format!("{error:?}");
+                    self.fail_or_retry(now, task, class, message)
+                }
+            }
+        }
+    }
+
+    /// Retries when the task asked for retries and the class allows; otherwise fails it.
+    fn fail_or_retry(
+        &mut self,
+        now: u64,
+        task: TaskId,
+        class: FailureClass,
+        message: String,
+    ) -> Result<(), Error> {
+        let Some(record) = self.tasks.get(task) else {
+            return Ok(());
+        };
+        let retryable = matches!(class, FailureClass::Upstream | FailureClass::Timeout);
+        if retryable && record.attempts <= record.spec.retries {
+            let delay = self.backoff(record.attempts);
+            self.release(now, task, Outcome::Failed(class), false);
+            self.transition(now, task, TaskState::Queued)?;
+            if let Some(l) = self.live.get_mut(&task) {
+                *l = Live {
+                    retry_at: Some(now + delay),
+                    ..Live::default()
+                };
+            }
+            return Ok(());
+        }
+        self.settle(now, task, TaskState::Failed { class, message })
+    }
+
+    fn time_out(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
+        if let Some(s) = self
+            .tasks
+            .get(task)
+            .and_then(|r| r.state.session().cloned())
+        {
+            self.call(
+                CallFor::Abort(None, s.clone()),
+                HostOp::Abort { session: s },
+            );
+        }
+        let Some(record) = self.tasks.get(task) else {
+            return Ok(());
+        };
+        if record.attempts <= record.spec.retries {
+            return self.fail_or_retry(now, task, FailureClass::Timeout, "deadline passed".into());
+        }
+        self.settle(now, task, TaskState::TimedOut)
+    }
+
+    fn cancel_with(&mut self, now: u64, task: TaskId, reason: String) -> Result<(), Error> {
+        let Some(record) = self.tasks.get(task) else {
+            return Ok(());
+        };
+        if let Some(l) = self.live.get_mut(&task) {
+            l.cancelling = Some(reason.clone());
+        }
+        match record.state {
+            TaskState::Queued => {
+                if let Some(ticket) = self.live.get_mut(&task).and_then(|l| l.ticket.take()) {
+                    self.controller.cancel(ticket);
+                }
+                self.settle(now, task, TaskState::Cancelled { reason })
+            }
+            // Settles when its session arrives (or fails to) — or now, between creation attempts.
+            TaskState::Admitted if self.live.get(&task).is_some_and(|l| l.retry_at.is_some()) => {
+                self.settle(now, task, TaskState::Cancelled { reason })
+            }
+            TaskState::Admitted => Ok(()),
+            TaskState::SessionAcquired { .. } => {
+                self.settle(now, task, TaskState::Cancelled { reason })
+            }
+            TaskState::Dispatched { session, .. } | TaskState::Running { session, .. } => {
+                self.call(
+                    CallFor::Abort(Some(task), session.clone()),
+                    HostOp::Abort { session },
+                );
+                Ok(())
+            }
+            TaskState::Unknown { .. } => self.settle(now, task, TaskState::Cancelled { reason }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Settles a task: one commit, its permit back, its session released, its dependents told.
+    fn settle(&mut self, now: u64, task: TaskId, state: TaskState) -> Result<(), Error> {
+        let outcome = match &state {
+            TaskState::Succeeded { .. } => Outcome::Success,
+            TaskState::Failed { class, .. } => Outcome::Failed(*class),
+            TaskState::Cancelled { .. } => Outcome::Failed(FailureClass::Cancelled),
+            TaskState::TimedOut => Outcome::Failed(FailureClass::Timeout),
+            _ => return Ok(()),
+        };
+        let succeeded = outcome == Outcome::Success;
+        if let Some(ticket) = self.live.get_mut(&task).and_then(|l| l.ticket.take()) {
+            self.controller.cancel(ticket);
+        }
+        self.release(now, task, outcome, succeeded);
+        self.transition(now, task, state)?;
+        self.live.remove(&task);
+        for dependent in self.tasks.dependents_of(task) {
+            if !self.is_open(dependent) {
+                continue;
+            }
+            if succeeded {
+                if self.live.get(&dependent).is_some_and(|l| l.blocked_on_deps) {
+                    self.enqueue(now, dependent)?;
+                }
+            } else {
+                self.cancel_with(
+                    now,
+                    dependent,
+                    format!("dependency {} did not succeed", task.get()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the permit with `outcome` and hands the session back to the pool.
+    fn release(&mut self, now: u64, task: TaskId, outcome: Outcome, succeeded: bool) {
+        if let Some(permit) = self.live.get_mut(&task).and_then(|l| l.permit.take()) {
+            self.controller.complete(now, permit, outcome);
+        }
+        if let Some(session) = self
+            .tasks
+            .get(task)
+            .and_then(|r| r.state.session().cloned())
+        {
+            self.pool.release(&session, succeeded, now);
+            if self.by_session.get(&session) == Some(&task) {
+                self.by_session.remove(&session);
+            }
+        }
+    }
+
+    /// Full jitter: uniform in [0, min(cap, base·2^attempt)].
+    fn backoff(&mut self, attempt: u32) -> u64 {
+        let ceiling = BACKOFF_BASE_MS
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(BACKOFF_CAP_MS);
+        self.rng.u64(0..=ceiling)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    Deadline,
+    Retry,
+    Poll,
+}
+
+fn failure_class(outcome: &HostOutcome) -> FailureClass {
+    match outcome {
+        HostOutcome::Failed(f) => f.class,
+        _ => FailureClass::Invalid,
+    }
+}
+
+fn describe(outcome: &HostOutcome) -> String {
+    match outcome {
+        HostOutcome::Failed(f) => f.message.clone(),
+        HostOutcome::BadReply(r) => format!("bad reply: {r}"),
+        HostOutcome::Ok(r) => format!("unexpected reply {r:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
