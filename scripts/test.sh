@@ -56,6 +56,7 @@ step "clippy" cargo clippy --all-targets -- -D warnings
 step "clippy wasm32" cargo clippy --target wasm32-unknown-unknown -- -D warnings
 step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 suite "cargo test (native)" cargo cargo test
+suite "engine model, release (cargo test)" cargo cargo test --release --test engine_model
 suite "wasm-bindgen-test (node)" cargo wasm-pack test --mode no-install --node
 suite "wasm-bindgen-test (chrome)" cargo env WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER=/usr/bin/chromedriver \
   wasm-pack test --mode no-install --headless --chrome

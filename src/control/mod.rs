@@ -310,6 +310,25 @@ impl Controller {
         })
     }
 
+    /// A permit for work that is already running without one (found running after a restore):
+    /// issued at once, counted against the limits, so new work waits until it fits.
+    pub fn adopt(&mut self, task: TaskId, agent: &str, key: Option<&str>) -> Result<Permit, Error> {
+        self.collect_releases();
+        if self.ledger.is_live(task) {
+            return Err(Error::input("task", format!("{task} is already running")));
+        }
+        let lane = self
+            .lane_index
+            .get(agent)
+            .copied()
+            .unwrap_or(self.other_lane);
+        let key = match key {
+            Some(name) => Some(self.intern_key(name)?),
+            None => None,
+        };
+        Ok(Permit::issue(&self.ledger, task, lane, key, false))
+    }
+
     /// The refusals `submit` would make for such a request, without queuing anything.
     pub fn check(
         &self,

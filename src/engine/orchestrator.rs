@@ -99,6 +99,8 @@ pub struct Orchestrator {
     live: BTreeMap<TaskId, Live>,
     calls: BTreeMap<CallId, CallFor>,
     by_session: BTreeMap<SessionId, TaskId>,
+    /// Open tasks waiting on each task, so a settlement finds its dependents without a scan.
+    dependents: BTreeMap<TaskId, Vec<TaskId>>,
     outbox: Vec<HostRequest>,
     events: Vec<TaskEvent>,
     next_call: u32,
@@ -119,6 +121,7 @@ impl Orchestrator {
             live: BTreeMap::new(),
             calls: BTreeMap::new(),
             by_session: BTreeMap::new(),
+            dependents: BTreeMap::new(),
             outbox: Vec::new(),
             events: Vec::new(),
             next_call: 1,
@@ -139,13 +142,27 @@ impl Orchestrator {
         let (tasks, restored) = TaskTable::restore(export, head, now)?;
         let mut o = Self::with_table(config, seed, tasks);
         for record in o.tasks.all() {
+            if !record.state.is_settled() {
+                for dep in &record.spec.depends_on {
+                    o.dependents.entry(*dep).or_default().push(record.id);
+                }
+            }
             match &record.state {
                 TaskState::Queued => {
                     o.live.insert(record.id, Live::default());
                     o.enqueue(now, record.id)?;
                 }
                 TaskState::Unknown { session, .. } => {
-                    let mut live = Live::default();
+                    // It may still be running: it counts against the limits until reconciled.
+                    let permit = o.controller.adopt(
+                        record.id,
+                        &record.spec.agent,
+                        record.spec.model.as_deref(),
+                    )?;
+                    let mut live = Live {
+                        permit: Some(permit),
+                        ..Live::default()
+                    };
                     if let Some(s) = session {
                         o.pool.created_in_use(
                             s.clone(),
@@ -175,10 +192,13 @@ impl Orchestrator {
                 _ => {}
             }
         }
-        // Sessions nobody owns any more: the pool aborts them, then deletes them after quiet.
-        for s in &restored.orphan_sessions {
-            o.pool.created_in_use(s.clone(), "", None, now);
-            o.pool.release(s, false, now);
+        // Every session the lost instance created and did not see gone, except those of tasks
+        // being reconciled, is nobody's now: the pool aborts it, then deletes it after quiet.
+        for s in o.tasks.sessions() {
+            if o.pool.state(&s).is_none() {
+                o.pool.created_in_use(s.clone(), "", None, now);
+                o.pool.release(&s, false, now);
+            }
         }
         o.pump(now);
         Ok((o, restored))
@@ -203,6 +223,9 @@ impl Orchestrator {
         }
         self.emit(id, "queued");
         self.live.insert(id, Live::default());
+        for dep in &deps {
+            self.dependents.entry(*dep).or_default().push(id);
+        }
         // A dependency that already failed cancels the task at once.
         for dep in &deps {
             if let Some(r) = self.tasks.get(*dep) {
@@ -241,6 +264,7 @@ impl Orchestrator {
             .ok_or(Error::UnknownCall { call: call.get() })?;
         match (purpose, outcome) {
             (CallFor::Create(task), HostOutcome::Ok(HostReply::SessionCreated(session))) => {
+                self.tasks.record_session(&session)?;
                 let agent = self
                     .tasks
                     .get(task)
@@ -348,12 +372,18 @@ impl Orchestrator {
                 }
             }
             (CallFor::Abort(None, _), _) => {}
-            (CallFor::Delete(session), HostOutcome::Ok(_)) => self.pool.deleted(&session),
+            // A session already gone (404) counts as deleted.
+            (CallFor::Delete(session), HostOutcome::Ok(_)) => self.gone(&session)?,
+            (CallFor::Delete(session), HostOutcome::Failed(f))
+                if f.class == FailureClass::Invalid =>
+            {
+                self.gone(&session)?
+            }
             (CallFor::Delete(session), _) => self.pool.delete_failed(&session, now),
             (CallFor::Check(session), HostOutcome::Ok(HostReply::Health(h))) => {
                 self.pool.health(&session, h != SessionHealth::Gone, now);
                 if h == SessionHealth::Gone {
-                    self.pool.deleted(&session);
+                    self.gone(&session)?;
                 }
             }
             (CallFor::Check(session), _) => self.pool.health(&session, false, now),
@@ -412,7 +442,7 @@ impl Orchestrator {
             }
             HostEvent::Error { .. } => self.pool.activity(&session, false, now),
             HostEvent::Deleted(_) => {
-                self.pool.deleted(&session);
+                self.gone(&session)?;
                 if let Some(task) = task {
                     self.settle(
                         now,
@@ -532,6 +562,12 @@ impl Orchestrator {
 
     fn is_open(&self, task: TaskId) -> bool {
         self.live.contains_key(&task)
+    }
+
+    /// `session` no longer exists: out of the pool and out of the journal's list.
+    fn gone(&mut self, session: &SessionId) -> Result<(), Error> {
+        self.pool.deleted(session);
+        self.tasks.forget_session(session)
     }
 
     fn emit(&mut self, task: TaskId, state: &'static str) {
@@ -865,7 +901,7 @@ impl Orchestrator {
         self.release(now, task, outcome, succeeded);
         self.transition(now, task, state)?;
         self.live.remove(&task);
-        for dependent in self.tasks.dependents_of(task) {
+        for dependent in self.dependents.remove(&task).unwrap_or_default() {
             if !self.is_open(dependent) {
                 continue;
             }

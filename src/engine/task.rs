@@ -231,7 +231,8 @@ impl TaskState {
         )
     }
 
-    /// Whether a permit is held in this state.
+    /// Whether a permit is held in this state. An `Unknown` task may still be running on the
+    /// server, so it holds one too (the engine adopts it on restore).
     pub fn holds_permit(&self) -> bool {
         matches!(
             self,
@@ -239,6 +240,7 @@ impl TaskState {
                 | TaskState::SessionAcquired { .. }
                 | TaskState::Dispatched { .. }
                 | TaskState::Running { .. }
+                | TaskState::Unknown { .. }
         )
     }
 

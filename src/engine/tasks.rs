@@ -14,6 +14,7 @@
 //!    key says a re-run is safe. Each such change is itself journaled.
 
 use crate::error::Error;
+use crate::host::SessionId;
 use crate::ids::TaskId;
 use crate::store::{Head, Store, meta_key, task_key};
 
@@ -21,6 +22,12 @@ use super::task::{TaskRecord, TaskSpec, TaskState, is_legal};
 
 /// The prefix of task keys in the store.
 const TASK_PREFIX: &[u8] = b"t";
+/// The metadata prefix of sessions the engine created.
+const SESSION_PREFIX: &str = "session/";
+
+fn session_key(session: &SessionId) -> Vec<u8> {
+    meta_key(&format!("{SESSION_PREFIX}{}", session.as_str()))
+}
 
 /// What a restore found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,7 +37,7 @@ pub struct Restored {
     /// Tasks put back in the queue.
     pub requeued: Vec<TaskId>,
     /// Sessions of requeued tasks, to abort and retire.
-    pub orphan_sessions: Vec<crate::host::SessionId>,
+    pub orphan_sessions: Vec<SessionId>,
 }
 
 /// The task table. See the module docs.
@@ -148,6 +155,41 @@ impl TaskTable {
             .into_iter()
             .filter(|r| r.spec.depends_on.contains(&task))
             .map(|r| r.id)
+            .collect()
+    }
+
+    /// Records that the engine created `session` (one commit), so a restore knows to retire it.
+    pub fn record_session(&mut self, session: &SessionId) -> Result<(), Error> {
+        let mut txn = self.store.begin();
+        txn.put(session_key(session), Vec::new());
+        txn.commit(&mut self.store).map(|_| ())
+    }
+
+    /// Records that `session` is gone (one commit).
+    pub fn forget_session(&mut self, session: &SessionId) -> Result<(), Error> {
+        let key = session_key(session);
+        let snap = self.store.snapshot();
+        if self.store.get(&snap, &key).is_none() {
+            return Ok(());
+        }
+        drop(snap);
+        let mut txn = self.store.begin();
+        txn.delete(key);
+        txn.commit(&mut self.store).map(|_| ())
+    }
+
+    /// Sessions the engine created and has not seen gone.
+    pub fn sessions(&self) -> Vec<SessionId> {
+        let snap = self.store.snapshot();
+        let prefix = meta_key(SESSION_PREFIX);
+        self.store
+            .scan(&snap, &prefix)
+            .into_iter()
+            .filter_map(|(k, _)| {
+                String::from_utf8(k[prefix.len()..].to_vec())
+                    .ok()
+                    .map(SessionId)
+            })
             .collect()
     }
 

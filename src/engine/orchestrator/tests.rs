@@ -125,7 +125,8 @@ fn a_task_runs_from_queue_to_success_with_one_record_per_transition() {
             "succeeded"
         ]
     );
-    assert_eq!(s.o.tasks().store().journal().head().seq, 6);
+    // Six transitions, and the session it created (so a restore can retire it).
+    assert_eq!(s.o.tasks().store().journal().head().seq, 7);
     assert_eq!(s.in_use(), 0);
     assert_eq!(s.host.violations(), crate::host::fake_violations_none());
 }

@@ -158,7 +158,13 @@ fn only_started_states_hold_a_permit() {
         .collect();
     assert_eq!(
         holding,
-        ["admitted", "session_acquired", "dispatched", "running"]
+        [
+            "admitted",
+            "session_acquired",
+            "dispatched",
+            "running",
+            "unknown"
+        ]
     );
     let settled: Vec<&str> = every_state()
         .iter()
