@@ -24,7 +24,7 @@ export class SimHost {
   }
 
   now() {
-    return performance.now();
+    return Date.now();
   }
 
   memory() {

@@ -39,7 +39,8 @@ export function memoryReading(): { used: number; limit: number } {
 /** A host that creates sessions in `directory` through `client`. */
 export function createHost(client: SessionClient, directory: string): ForemanHost {
   return {
-    now: () => performance.now(),
+    // Epoch ms: the clock OpenCode stamps messages with, which the completion rule compares.
+    now: () => Date.now(),
     memory: memoryReading,
     async createSession(input) {
       const result = await client.session.create({

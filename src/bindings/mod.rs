@@ -36,7 +36,8 @@ const TS_TYPES: &'static str = r#"
  * "invalid"), else `name` AbortError → cancelled, else `status`/`statusCode` (429 → rate_limited,
  * other 4xx → invalid), else upstream. */
 export interface ForemanHost {
-  /** Milliseconds on a monotonic clock (e.g. `performance.now()`). */
+  /** Milliseconds since the epoch (`Date.now()`): the clock OpenCode stamps messages with. Read
+   * monotonically: a reading below the previous one counts as the previous one. */
   now(): number;
   /** Memory in use and the budget, in bytes. */
   memory(): { used: number; limit: number };

@@ -10,8 +10,9 @@
 //! **Completion rule** (from the real server): a task is done only when the host reported idle
 //! for its session after it was seen busy — or, with no busy seen, once `GRACE_MS` passed since
 //! dispatch (the status map is empty for seconds after a prompt, exactly as when done) — and the
-//! last assistant message, created at or after dispatch, is final (completed, not stopped for
-//! tool calls). Its error, if any, classifies the outcome. Idles come twice after an abort or an
+//! last assistant message, created at or after the prompt was sent, is final (completed, not
+//! stopped for tool calls). So the host's `now()` must be on the clock OpenCode stamps messages
+//! with (epoch milliseconds). Its error, if any, classifies the outcome. Idles come twice after an abort or an
 //! error: a second one finds the check already pending or the task settled, and does nothing.
 //!
 //! **Failures.** A prompt that ends in `APIError` is settled as failed: OpenCode already retried
@@ -77,6 +78,9 @@ struct Live {
     deadline_at: Option<u64>,
     retry_at: Option<u64>,
     create_attempts: u32,
+    /// When the prompt was sent: the earliest a reply message can be stamped (the server may
+    /// create it before its answer to the prompt reaches us).
+    sent_at: Option<u64>,
     cancelling: Option<String>,
     blocked_on_deps: bool,
 }
@@ -321,14 +325,19 @@ impl Orchestrator {
                 let record = self.tasks.get(task);
                 if let Some(TaskState::SessionAcquired { session }) = record.map(|r| r.state) {
                     let deadline = self.tasks.get(task).map_or(0, |r| r.spec.deadline_ms);
+                    let at_ms = self.live.get(&task).and_then(|l| l.sent_at).unwrap_or(now);
                     self.transition(
                         now,
                         task,
                         TaskState::Dispatched {
-                            session,
-                            at_ms: now,
+                            session: session.clone(),
+                            at_ms,
                         },
                     )?;
+                    // Busy may arrive before the prompt's own answer: then it is running already.
+                    if self.live.get(&task).is_some_and(|l| l.seen_busy) {
+                        self.transition(now, task, TaskState::Running { session, at_ms })?;
+                    }
                     if let Some(l) = self.live.get_mut(&task) {
                         l.deadline_at = Some(now + deadline);
                         l.next_poll = Some(now + GRACE_MS);
@@ -721,6 +730,9 @@ impl Orchestrator {
                 session: session.clone(),
             },
         )?;
+        if let Some(l) = self.live.get_mut(&task) {
+            l.sent_at = Some(now);
+        }
         let Some(record) = self.tasks.get(task) else {
             return Ok(());
         };

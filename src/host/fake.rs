@@ -586,6 +586,13 @@ impl Host for FakeHost {
                 };
                 self.schedule(latency, Item::Answer(request.call, outcome));
             }
+            // The server starts a prompt as soon as it receives it; its answer (204) reaches
+            // the client later — so busy, and even the reply message, may come first.
+            op @ HostOp::Prompt { .. } => {
+                let mut events = Vec::new();
+                let outcome = self.query(op, &mut events);
+                self.schedule(latency, Item::Answer(request.call, outcome));
+            }
             op => self.schedule(latency, Item::Query(request.call, op.clone())),
         }
         self.started.borrow_mut().push(request);

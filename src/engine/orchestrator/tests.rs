@@ -362,7 +362,12 @@ fn dependencies_run_in_order_and_a_failure_cancels_dependents() {
     let b = s.submit(after_a);
     s.run_until(300_000);
     let done = |st: TaskState| matches!(st, TaskState::Succeeded { .. });
-    assert!(done(s.state(a)) && done(s.state(b)));
+    assert!(
+        done(s.state(a)) && done(s.state(b)),
+        "{:?} {:?}",
+        s.state(a),
+        s.state(b)
+    );
     let events = s.o.take_events();
     let pos = |id, st| {
         events
@@ -437,7 +442,7 @@ fn crash_restore_and_reconcile() {
     s.flush();
     let running_before = before
         .iter()
-        .filter(|st| matches!(st, TaskState::Running { .. }))
+        .filter(|st| matches!(st, TaskState::Dispatched { .. } | TaskState::Running { .. }))
         .count();
     assert_eq!(restored.unknown.len(), running_before);
     s.run_until(600_000);
@@ -531,4 +536,48 @@ fn dispatch_times(s: &Sim) -> std::collections::HashMap<TaskId, u64> {
         }
     }
     at
+}
+
+/// The server starts a prompt when it receives it: `busy`, and the reply message itself, can
+/// come before the prompt's own answer. The dispatch time is the send time, so that reply
+/// still counts.
+#[test]
+fn busy_before_the_prompts_own_answer_is_not_lost() {
+    let mut s = Sim::new(
+        13,
+        PromptProfile {
+            median_ms: 2_000,
+            sigma: 0.1,
+            gap_max_ms: 0,
+            ..PromptProfile::default()
+        },
+    );
+    let ids: Vec<TaskId> = (0..8).map(|_| s.submit(spec())).collect();
+    s.run_until(120_000);
+    for id in &ids {
+        assert!(
+            matches!(s.state(*id), TaskState::Succeeded { .. }),
+            "{:?}",
+            s.state(*id)
+        );
+    }
+    let events = s.o.take_events();
+    for id in &ids {
+        let states: Vec<&str> = events
+            .iter()
+            .filter(|e| e.task == *id)
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "queued",
+                "admitted",
+                "session_acquired",
+                "dispatched",
+                "running",
+                "succeeded"
+            ]
+        );
+    }
 }
