@@ -843,17 +843,9 @@ impl Orchestrator {
         self.settle(now, task, TaskState::Failed { class, message })
     }
 
+    /// The deadline passed: the task settles (or retries), and its session, released as failed,
+    /// is aborted by the pool before it is deleted after quiet.
     fn time_out(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
-        if let Some(s) = self
-            .tasks
-            .get(task)
-            .and_then(|r| r.state.session().cloned())
-        {
-            self.call(
-                CallFor::Abort(None, s.clone()),
-                HostOp::Abort { session: s },
-            );
-        }
         let Some(record) = self.tasks.get(task) else {
             return Ok(());
         };
