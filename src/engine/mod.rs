@@ -281,14 +281,16 @@ impl Engine {
 }
 
 fn check_text(field: &str, value: &str) -> Result<(), Error> {
+    check_len(field, value, MAX_TEXT)
+}
+
+/// `value` must have something besides white space, and at most `max` bytes.
+pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), Error> {
     if value.trim().is_empty() {
         return Err(Error::input(field, "must not be empty"));
     }
-    if value.len() > MAX_TEXT {
-        return Err(Error::input(
-            field,
-            format!("must be at most {MAX_TEXT} bytes"),
-        ));
+    if value.len() > max {
+        return Err(Error::input(field, format!("must be at most {max} bytes")));
     }
     Ok(())
 }

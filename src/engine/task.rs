@@ -134,16 +134,7 @@ impl TaskSpec {
 }
 
 fn name(field: &str, value: &str) -> Result<(), Error> {
-    if value.trim().is_empty() {
-        return Err(Error::input(field, "must not be empty"));
-    }
-    if value.len() > MAX_NAME {
-        return Err(Error::input(
-            field,
-            format!("must be at most {MAX_NAME} bytes"),
-        ));
-    }
-    Ok(())
+    super::check_len(field, value, MAX_NAME)
 }
 
 /// Where a task is.

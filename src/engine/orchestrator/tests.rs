@@ -98,6 +98,17 @@ fn spec() -> TaskSpec {
     TaskSpec::new("worker", "do the thing")
 }
 
+/// Submits `n` tasks for the model `p/m` (one key, one breaker).
+fn submit_for_model(s: &mut Sim, n: usize) -> Vec<TaskId> {
+    (0..n)
+        .map(|_| {
+            let mut sp = spec();
+            sp.model = Some("p/m".into());
+            s.submit(sp)
+        })
+        .collect()
+}
+
 #[test]
 fn a_task_runs_from_queue_to_success_with_one_record_per_transition() {
     let mut s = Sim::new(1, quick());
@@ -228,13 +239,7 @@ fn a_429_storm_shrinks_the_limit_keeps_the_breaker_closed_and_finishes_the_work(
             ..quick()
         },
     );
-    let ids: Vec<TaskId> = (0..30)
-        .map(|_| {
-            let mut sp = spec();
-            sp.model = Some("p/m".into());
-            s.submit(sp)
-        })
-        .collect();
+    let ids = submit_for_model(&mut s, 30);
     let mut lowest = u32::MAX;
     while s.o.open_tasks() > 0 && s.now() < 3_600_000 {
         let t = s.now() + 500;
@@ -269,13 +274,7 @@ fn an_outage_opens_the_breaker_after_five_and_a_probe_recovers_it() {
             ..quick()
         },
     );
-    let ids: Vec<TaskId> = (0..12)
-        .map(|_| {
-            let mut sp = spec();
-            sp.model = Some("p/m".into());
-            s.submit(sp)
-        })
-        .collect();
+    let ids = submit_for_model(&mut s, 12);
     s.run_until(60_000);
     let failed = ids
         .iter()
