@@ -514,7 +514,7 @@ impl Orchestrator {
                 }
             }
         }
-        self.pool.tick(now);
+        self.pool_upkeep(now);
         self.pump(now);
         Ok(())
     }
@@ -689,6 +689,12 @@ impl Orchestrator {
                 HostOp::Abort { session },
             );
         }
+    }
+
+    /// Time-driven pool upkeep (deletions after quiet, health checks): these scan the pool, so
+    /// they run on `tick`, at the pool's own deadlines, not on every event.
+    fn pool_upkeep(&mut self, now: u64) {
+        self.pool.tick(now);
         for session in self.pool.to_delete(now) {
             self.call(
                 CallFor::Delete(session.clone()),

@@ -119,6 +119,8 @@ pub struct Pool {
     config: PoolConfig,
     sessions: BTreeMap<SessionId, Entry>,
     counters: PoolCounters,
+    /// Sessions retired with an abort owed, oldest first.
+    aborts: Vec<SessionId>,
 }
 
 impl Pool {
@@ -128,6 +130,7 @@ impl Pool {
             config,
             sessions: BTreeMap::new(),
             counters: PoolCounters::default(),
+            aborts: Vec::new(),
         }
     }
 
@@ -211,6 +214,9 @@ impl Pool {
             let abort = !succeeded || e.busy;
             e.state = State::Retiring { abort };
             self.counters.retirements += 1;
+            if abort {
+                self.aborts.push(session.clone());
+            }
         }
     }
 
@@ -238,29 +244,36 @@ impl Pool {
         if !healthy && matches!(e.state, State::Warm | State::Parked) {
             e.state = State::Retiring { abort: true };
             self.counters.retirements += 1;
+            self.aborts.push(session.clone());
         }
     }
 
     /// Moves time to `now`: warm and parked sessions idle for `idle_retire_ms` retire.
     pub fn tick(&mut self, now: u64) {
         let idle = self.config.idle_retire_ms;
-        for e in self.sessions.values_mut() {
+        for (id, e) in self.sessions.iter_mut() {
             if matches!(e.state, State::Warm | State::Parked)
                 && now.saturating_sub(e.last_activity) >= idle
             {
                 e.state = State::Retiring { abort: e.busy };
                 self.counters.retirements += 1;
+                if e.busy {
+                    self.aborts.push(id.clone());
+                }
             }
         }
     }
 
     /// Sessions to abort now (retiring and possibly busy). Marks them aborted.
+    /// Costs the number of sessions retired since the last call, not the pool's size.
     pub fn to_abort(&mut self) -> Vec<SessionId> {
         let mut out = Vec::new();
-        for (id, e) in self.sessions.iter_mut() {
-            if e.state == (State::Retiring { abort: true }) {
-                e.state = State::Retiring { abort: false };
-                out.push(id.clone());
+        for id in std::mem::take(&mut self.aborts) {
+            if let Some(e) = self.sessions.get_mut(&id) {
+                if e.state == (State::Retiring { abort: true }) {
+                    e.state = State::Retiring { abort: false };
+                    out.push(id);
+                }
             }
         }
         out
