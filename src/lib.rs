@@ -27,6 +27,8 @@ pub mod store;
 /// The `#[wasm_bindgen]` API. It compiles natively too, but its functions need a JS engine.
 pub mod bindings;
 
+mod codec;
+
 pub use config::{Config, ConfigInput};
 pub use engine::{CreateSession, Engine, Settled, Stats};
 pub use error::Error;

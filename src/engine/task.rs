@@ -17,6 +17,7 @@
 //! 2. A record has one canonical encoding (`encode`), and `decode(encode(r)) == r`.
 //! 3. A spec is valid before it is a task: every field checked, named in the error.
 
+use crate::codec::{Reader, Writer};
 use crate::error::Error;
 use crate::host::{FailureClass, SessionId};
 use crate::ids::{Priority, TaskId};
@@ -315,7 +316,7 @@ impl TaskRecord {
     /// The canonical bytes (invariant 2): version byte 1, then the fields in order, integers
     /// big-endian, strings and lists length-prefixed with u32, options as a 0/1 byte.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(64 + self.spec.prompt.len()));
+        let mut w = Writer::with_capacity(64 + self.spec.prompt.len());
         w.u8(1);
         w.u32(self.id.get());
         let s = &self.spec;
@@ -369,7 +370,7 @@ impl TaskRecord {
 
     /// Decodes canonical bytes; anything else is refused.
     pub fn decode(bytes: &[u8]) -> Result<TaskRecord, String> {
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         if r.u8()? != 1 {
             return Err("unknown task record version".into());
         }
@@ -428,7 +429,7 @@ impl TaskRecord {
         let attempts = r.u32()?;
         let created_ms = r.u64()?;
         let updated_ms = r.u64()?;
-        if r.at != bytes.len() {
+        if r.remaining() != 0 {
             return Err("trailing bytes".into());
         }
         let spec = TaskSpec {
@@ -474,82 +475,6 @@ fn class_of(tag: u8) -> Result<FailureClass, String> {
         4 => FailureClass::Invalid,
         t => return Err(format!("unknown failure class {t}")),
     })
-}
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn str(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.0.extend_from_slice(s.as_bytes());
-    }
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => {
-                self.u8(1);
-                self.str(s);
-            }
-            None => self.u8(0),
-        }
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or("truncated task record")?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn bool(&mut self) -> Result<bool, String> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(format!("bad flag {b}")),
-        }
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_be_bytes(a))
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(a))
-    }
-    fn str(&mut self) -> Result<String, String> {
-        let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "bad UTF-8".to_string())
-    }
-    fn opt_str(&mut self) -> Result<Option<String>, String> {
-        if self.bool()? {
-            self.str().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::codec::{Reader, Writer};
+
 use crate::error::Error;
 
 /// A SHA-256 hash.
@@ -77,33 +79,31 @@ pub fn encode_record<'a>(
     seq: u64,
     changes: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&(changes.len() as u32).to_be_bytes());
+    let mut w = Writer::with_capacity(16);
+    w.u64(seq);
+    w.u32(changes.len() as u32);
     for (key, value) in changes {
-        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        out.extend_from_slice(key);
+        w.chunk(key);
         match value {
-            None => out.push(0),
+            None => w.u8(0),
             Some(v) => {
-                out.push(1);
-                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-                out.extend_from_slice(v);
+                w.u8(1);
+                w.chunk(v);
             }
         }
     }
-    out
+    w.0
 }
 
 /// Decodes a record into its seq and changes, checking that it is canonical.
 pub fn decode_record(bytes: &[u8]) -> Result<(u64, Vec<Change>), String> {
-    let mut r = Reader { bytes, at: 0 };
-    let seq = u64::from_be_bytes(r.array()?);
-    let count = u32::from_be_bytes(r.array()?);
+    let mut r = Reader::new(bytes);
+    let seq = r.u64()?;
+    let count = r.u32()?;
     let mut changes: Vec<Change> = Vec::new();
     for _ in 0..count {
         let key = r.chunk()?.to_vec();
-        let value = match r.byte()? {
+        let value = match r.u8()? {
             0 => None,
             1 => Some(r.chunk()?.to_vec()),
             op => return Err(format!("unknown op {op}")),
@@ -113,8 +113,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<(u64, Vec<Change>), String> {
         }
         changes.push((key, value));
     }
-    if r.at != bytes.len() {
-        return Err(format!("{} trailing bytes", bytes.len() - r.at));
+    if r.remaining() != 0 {
+        return Err(format!("{} trailing bytes", r.remaining()));
     }
     Ok((seq, changes))
 }
@@ -126,39 +126,6 @@ pub fn chain(prev: &Hash, record: &[u8]) -> Hash {
     h.update([0u8]);
     h.update(record);
     h.finalize().into()
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or("truncated")?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn byte(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn chunk(&mut self) -> Result<&'a [u8], String> {
-        let len = u32::from_be_bytes(self.array()?) as usize;
-        self.take(len)
-    }
 }
 
 /// The journal of one store.
@@ -241,12 +208,9 @@ impl Journal {
 
 /// Splits an export into frames, without checking hashes.
 pub fn frames(export: &[u8]) -> Result<Vec<(Vec<u8>, Hash)>, Error> {
-    let mut r = Reader {
-        bytes: export,
-        at: 0,
-    };
+    let mut r = Reader::new(export);
     let mut out = Vec::new();
-    while r.at < export.len() {
+    while r.remaining() > 0 {
         let index = out.len() as u64 + 1;
         let bad = |reason: String| Error::JournalInvalid {
             record: index,
