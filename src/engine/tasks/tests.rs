@@ -12,6 +12,37 @@ fn s(id: &str) -> SessionId {
     SessionId(id.into())
 }
 
+/// Walks `task` from queued to running in `session`, one transition per ms from t = 2.
+fn to_running(t: &mut TaskTable, task: TaskId, session: &str) {
+    t.transition(2, task, TaskState::Admitted).unwrap();
+    t.transition(
+        3,
+        task,
+        TaskState::SessionAcquired {
+            session: s(session),
+        },
+    )
+    .unwrap();
+    t.transition(
+        4,
+        task,
+        TaskState::Dispatched {
+            session: s(session),
+            at_ms: 4,
+        },
+    )
+    .unwrap();
+    t.transition(
+        5,
+        task,
+        TaskState::Running {
+            session: s(session),
+            at_ms: 4,
+        },
+    )
+    .unwrap();
+}
+
 fn head_seq(t: &TaskTable) -> u64 {
     t.store().journal().head().seq
 }
@@ -22,27 +53,7 @@ fn each_submission_and_transition_is_one_journal_record() {
     let (a, new) = t.submit(1, spec()).unwrap();
     assert!(new);
     assert_eq!(head_seq(&t), 1);
-    t.transition(2, a, TaskState::Admitted).unwrap();
-    t.transition(3, a, TaskState::SessionAcquired { session: s("x") })
-        .unwrap();
-    t.transition(
-        4,
-        a,
-        TaskState::Dispatched {
-            session: s("x"),
-            at_ms: 4,
-        },
-    )
-    .unwrap();
-    t.transition(
-        5,
-        a,
-        TaskState::Running {
-            session: s("x"),
-            at_ms: 4,
-        },
-    )
-    .unwrap();
+    to_running(&mut t, a, "x");
     let done = t
         .transition(
             6,
@@ -149,27 +160,7 @@ fn restore_keeps_settled_work_requeues_unprompted_work_and_marks_prompted_work_u
     t.transition(3, ids[2], TaskState::SessionAcquired { session: s("s2") })
         .unwrap();
     for &i in &[ids[3], ids[5]] {
-        t.transition(2, i, TaskState::Admitted).unwrap();
-        t.transition(3, i, TaskState::SessionAcquired { session: s("s3") })
-            .unwrap();
-        t.transition(
-            4,
-            i,
-            TaskState::Dispatched {
-                session: s("s3"),
-                at_ms: 4,
-            },
-        )
-        .unwrap();
-        t.transition(
-            5,
-            i,
-            TaskState::Running {
-                session: s("s3"),
-                at_ms: 4,
-            },
-        )
-        .unwrap();
+        to_running(&mut t, i, "s3");
     }
     t.transition(
         2,
