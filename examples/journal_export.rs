@@ -1,5 +1,6 @@
 //! Prints a journal made by random transactions, for verifiers outside this crate:
-//! `cargo run --example journal_export -- <seed> <transactions>` prints one JSON line
+//! `cargo run --example journal_export -- <seed> <transactions> [<checkpoint after>]` prints
+//! one JSON line
 //! `{"export": "<hex>", "head": {"seq": N, "hash": "<hex>"}, "state": {"<hex key>": "<hex value>"}}`.
 #![allow(clippy::unwrap_used)]
 
@@ -18,6 +19,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seed: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let count: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
+    // With a checkpoint, the export starts at it (the records before are forgotten).
+    let checkpoint_after: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut store = Store::new();
     for i in 0..count {
@@ -31,6 +34,9 @@ fn main() {
             }
         }
         t.commit(&mut store).unwrap();
+        if checkpoint_after > 0 && i + 1 == checkpoint_after {
+            store.checkpoint();
+        }
     }
     let head = store.journal().head();
     let snap = store.snapshot();
@@ -41,7 +47,7 @@ fn main() {
         .collect();
     println!(
         "{{\"export\": \"{}\", \"head\": {{\"seq\": {}, \"hash\": \"{}\"}}, \"state\": {{{}}}}}",
-        hex(&store.journal().export(1)),
+        hex(&store.journal().export(0)),
         head.seq,
         hex(&head.hash),
         state.join(", ")

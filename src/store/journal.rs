@@ -7,11 +7,19 @@
 //! ```text
 //! record  = seq:u64  count:u32  change{count}
 //! change  = key_len:u32  key:byte{key_len}  op:u8  [value_len:u32  value:byte{value_len}]
-//!           op 0 = delete (no value), op 1 = put (value follows)
+//!           op 0 = delete (no value), op 1 = put (value follows),
+//!           op 2 = checkpoint marker (value follows: the previous record's 32-byte hash)
 //! ```
 //!
 //! Changes are sorted by key bytes (lexicographic) and keys are unique, so one change set has
 //! exactly one encoding. `seq` is the commit's sequence number: 1 for the first commit, then +1.
+//!
+//! A **checkpoint** is a record whose first change is the marker: empty key, op 2, and as value
+//! the hash of the record before it (`hash(seq − 1)`). Every other change in it is a put, and
+//! together they are the *whole* state: applying a checkpoint deletes every key it does not put.
+//! Because it carries its predecessor's hash, a checkpoint anchors itself: an export may begin
+//! with one, and a restore replays only the checkpoint and what follows. Within an export, a
+//! checkpoint's carried hash must equal the chain's hash at that point.
 //!
 //! The **chain**: `hash(seq) = SHA-256(hash(seq − 1) ‖ 0x00 ‖ record)`, with `hash(0)` = 32 zero
 //! bytes. The `0x00` byte separates record hashing from any other use of the hash (as RFC 6962
@@ -25,13 +33,16 @@
 //! ```
 //!
 //! To verify an export without this library: start from the anchor `(seq, hash)` — `(0, 32 zero
-//! bytes)` for an export of the whole journal — and for each frame check that the record's
-//! `seq` is the previous seq + 1, recompute the hash as above and compare it with the frame's;
-//! at the end, the last `(seq, hash)` must equal the head the host kept.
+//! bytes)` for an export of the whole journal, `(seq − 1, carried hash)` for one that begins
+//! with a checkpoint — and for each frame check that the record's `seq` is the previous seq + 1,
+//! recompute the hash as above and compare it with the frame's; at the end, the last
+//! `(seq, hash)` must equal the head the host kept.
 //!
 //! Invariants:
 //! 1. Records are appended in seq order with no gaps; `head` is the last record's.
 //! 2. `verify` accepts an export iff it is exactly the records `anchor.seq + 1 ..= head.seq`.
+//! 3. The records from the last checkpoint on (or from seq 1 when there is none) rebuild the
+//!    whole state; [`Journal::checkpoint`] forgets the records before it.
 
 use sha2::{Digest, Sha256};
 
@@ -61,6 +72,20 @@ impl Head {
 
 /// One change: a put (`Some(value)`) or a delete (`None`).
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
+
+/// Op code of the checkpoint marker.
+const OP_CHECKPOINT: u8 = 2;
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// Sequence number.
+    pub seq: u64,
+    /// For a checkpoint, the hash of the record before it.
+    pub checkpoint: Option<Hash>,
+    /// The changes (for a checkpoint: the puts that make up the whole state).
+    pub changes: Vec<Change>,
+}
 
 /// One committed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,17 +120,49 @@ pub fn encode_record<'a>(
     w.0
 }
 
-/// Decodes a record into its seq and changes, checking that it is canonical.
-pub fn decode_record(bytes: &[u8]) -> Result<(u64, Vec<Change>), String> {
+/// Encodes a checkpoint at `seq` following a record hashed `prev`, holding the whole state
+/// `entries` (sorted by unique key).
+pub fn encode_checkpoint<'a>(
+    seq: u64,
+    prev: &Hash,
+    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.u64(seq);
+    w.u32(entries.len() as u32 + 1);
+    w.chunk(&[]);
+    w.u8(OP_CHECKPOINT);
+    w.chunk(prev);
+    for (key, value) in entries {
+        w.chunk(key);
+        w.u8(1);
+        w.chunk(value);
+    }
+    w.0
+}
+
+/// Decodes a record, checking that it is canonical.
+pub fn decode_record(bytes: &[u8]) -> Result<Decoded, String> {
     let mut r = Reader::new(bytes);
     let seq = r.u64()?;
     let count = r.u32()?;
     let mut changes: Vec<Change> = Vec::new();
-    for _ in 0..count {
+    let mut checkpoint = None;
+    for i in 0..count {
         let key = r.chunk()?.to_vec();
         let value = match r.u8()? {
+            0 if checkpoint.is_some() => return Err("a delete inside a checkpoint".into()),
             0 => None,
             1 => Some(r.chunk()?.to_vec()),
+            OP_CHECKPOINT if i == 0 && key.is_empty() => {
+                let prev = r.chunk()?;
+                checkpoint = Some(
+                    Hash::try_from(prev)
+                        .map_err(|_| format!("a checkpoint carries {} bytes", prev.len()))?,
+                );
+                continue;
+            }
+            OP_CHECKPOINT => return Err("a checkpoint marker out of place".into()),
             op => return Err(format!("unknown op {op}")),
         };
         if changes.last().is_some_and(|(prev, _)| *prev >= key) {
@@ -116,7 +173,11 @@ pub fn decode_record(bytes: &[u8]) -> Result<(u64, Vec<Change>), String> {
     if r.remaining() != 0 {
         return Err(format!("{} trailing bytes", r.remaining()));
     }
-    Ok((seq, changes))
+    Ok(Decoded {
+        seq,
+        checkpoint,
+        changes,
+    })
 }
 
 /// `SHA-256(prev ‖ 0x00 ‖ record)`.
@@ -165,7 +226,39 @@ impl Journal {
         hash
     }
 
-    /// The records with `seq ≥ from_seq`, as export frames.
+    /// Appends a checkpoint at `seq` holding the whole state `entries`, then forgets every
+    /// record before it (they rebuild nothing the checkpoint does not). Returns its hash.
+    pub(crate) fn checkpoint<'a>(
+        &mut self,
+        seq: u64,
+        entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Hash {
+        let prev = self.head();
+        let bytes = encode_checkpoint(seq, &prev.hash, entries);
+        let hash = chain(&prev.hash, &bytes);
+        self.records.clear();
+        self.anchor = prev;
+        self.records.push(Record { seq, bytes, hash });
+        hash
+    }
+
+    /// A journal whose first record will follow `anchor`.
+    pub(crate) fn starting_at(anchor: Head) -> Journal {
+        Journal {
+            anchor,
+            records: Vec::new(),
+        }
+    }
+
+    /// Appends an already verified record as it is.
+    pub(crate) fn push_verified(&mut self, seq: u64, bytes: Vec<u8>, hash: Hash) {
+        self.records.push(Record { seq, bytes, hash });
+    }
+
+    /// The records with `seq ≥ from_seq`, as export frames. When `from_seq` is older than the
+    /// first record kept (a checkpoint forgot it), the export begins at that record: a host
+    /// that appends exports to a file sees a seq that does not follow its last and replaces the
+    /// file from there.
     pub fn export(&self, from_seq: u64) -> Vec<u8> {
         let mut out = Vec::new();
         for r in self.records.iter().filter(|r| r.seq >= from_seq) {
@@ -224,30 +317,78 @@ pub fn frames(export: &[u8]) -> Result<Vec<(Vec<u8>, Hash)>, Error> {
 }
 
 /// Verifies `export` from `anchor` to `expected_head`; the error names the first bad record
-/// (1-based position in the export).
-pub fn verify(
-    export: &[u8],
+/// (1-based position in the export). A checkpoint inside must carry the chain's hash there.
+pub fn verify(export: &[u8], anchor: Head, expected_head: Head) -> Result<Vec<Verified>, Error> {
+    verify_frames(frames(export)?, anchor, expected_head)
+}
+
+/// Verifies an export that stands alone: one that starts at seq 1, or with a checkpoint (whose
+/// carried hash anchors it), against `expected_head`.
+pub fn verify_standalone(export: &[u8], expected_head: Head) -> Result<Vec<Verified>, Error> {
+    let frames = frames(export)?;
+    let anchor = match frames.first() {
+        None => Head::GENESIS,
+        Some((record, _)) => {
+            let first = decode_record(record)
+                .map_err(|reason| Error::JournalInvalid { record: 1, reason })?;
+            match first.checkpoint {
+                Some(prev) => Head {
+                    seq: first.seq.saturating_sub(1),
+                    hash: prev,
+                },
+                None => Head::GENESIS,
+            }
+        }
+    };
+    verify_frames(frames, anchor, expected_head)
+}
+
+/// A verified frame: the record's bytes, its hash and what it says.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The record's canonical bytes.
+    pub bytes: Vec<u8>,
+    /// Its chained hash.
+    pub hash: Hash,
+    /// Its decoded content.
+    pub record: Decoded,
+}
+
+fn verify_frames(
+    frames: Vec<(Vec<u8>, Hash)>,
     anchor: Head,
     expected_head: Head,
-) -> Result<Vec<(u64, Vec<Change>)>, Error> {
+) -> Result<Vec<Verified>, Error> {
     let mut at = anchor;
-    let mut decoded = Vec::new();
-    for (i, (record, hash)) in frames(export)?.into_iter().enumerate() {
+    let mut out: Vec<Verified> = Vec::with_capacity(frames.len());
+    for (i, (bytes, hash)) in frames.into_iter().enumerate() {
         let index = i as u64 + 1;
         let bad = |reason: String| Error::JournalInvalid {
             record: index,
             reason,
         };
-        let (seq, changes) = decode_record(&record).map_err(bad)?;
-        if seq != at.seq + 1 {
-            return Err(bad(format!("seq {seq} follows {}", at.seq)));
+        let record = decode_record(&bytes).map_err(bad)?;
+        if record.seq != at.seq + 1 {
+            return Err(bad(format!("seq {} follows {}", record.seq, at.seq)));
         }
-        let expected = chain(&at.hash, &record);
+        if record.checkpoint.is_some_and(|prev| prev != at.hash) {
+            return Err(bad(
+                "the checkpoint carries another hash than the chain's".into()
+            ));
+        }
+        let expected = chain(&at.hash, &bytes);
         if expected != hash {
             return Err(bad("hash does not match the chain".into()));
         }
-        at = Head { seq, hash };
-        decoded.push((seq, changes));
+        at = Head {
+            seq: record.seq,
+            hash,
+        };
+        out.push(Verified {
+            bytes,
+            hash,
+            record,
+        });
     }
     if at != expected_head {
         let reason = if at.seq == expected_head.seq {
@@ -259,9 +400,9 @@ pub fn verify(
             )
         };
         return Err(Error::JournalInvalid {
-            record: decoded.len() as u64 + 1,
+            record: out.len() as u64 + 1,
             reason,
         });
     }
-    Ok(decoded)
+    Ok(out)
 }

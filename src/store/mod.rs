@@ -36,7 +36,8 @@ use std::ops::Bound;
 use std::rc::Rc;
 
 pub use self::journal::{
-    Change, Hash, Head, Journal, Record, chain, decode_record, encode_record, frames, verify,
+    Change, Decoded, Hash, Head, Journal, Record, Verified, chain, decode_record,
+    encode_checkpoint, encode_record, frames, verify, verify_standalone,
 };
 use crate::error::Error;
 use crate::ids::TaskId;
@@ -195,19 +196,50 @@ impl Store {
         self.data.len()
     }
 
-    /// Rebuilds a store from an export of its whole journal, verified against `expected_head`.
-    /// The rebuilt store's export is byte-equal to `export`.
+    /// Journals a checkpoint: one record holding the whole state (see the journal's docs),
+    /// after which the journal keeps only it and what follows. The data does not change.
+    /// Returns its sequence number.
+    pub fn checkpoint(&mut self) -> u64 {
+        let seq = self.last_seq + 1;
+        let snap = self.snapshot();
+        let entries = self.scan(&snap, b"");
+        drop(snap);
+        self.journal
+            .checkpoint(seq, entries.iter().map(|(k, v)| (k.as_slice(), &**v)));
+        self.last_seq = seq;
+        seq
+    }
+
+    /// Rebuilds a store from an export that stands alone (from seq 1, or from a checkpoint),
+    /// verified against `expected_head`. The rebuilt store's export is byte-equal to `export`.
     pub fn replay(export: &[u8], expected_head: Head) -> Result<Store, Error> {
-        let records = verify(export, Head::GENESIS, expected_head)?;
-        let mut store = Store::new();
-        for (seq, changes) in records {
-            store.apply(
-                seq,
-                changes
-                    .into_iter()
-                    .map(|(k, v)| (k, v.map(Rc::from)))
-                    .collect(),
-            );
+        let records = verify_standalone(export, expected_head)?;
+        let anchor = records.first().map_or(Head::GENESIS, |first| Head {
+            seq: first.record.seq.saturating_sub(1),
+            hash: first.record.checkpoint.unwrap_or([0; 32]),
+        });
+        let mut store = Store {
+            journal: Journal::starting_at(anchor),
+            ..Store::default()
+        };
+        for Verified {
+            bytes,
+            hash,
+            record,
+        } in records
+        {
+            let mut writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>> = BTreeMap::new();
+            if record.checkpoint.is_some() {
+                // Whatever the checkpoint does not put is gone.
+                for key in store.data.keys() {
+                    writes.insert(key.clone(), None);
+                }
+            }
+            for (k, v) in record.changes {
+                writes.insert(k, v.map(Rc::from));
+            }
+            store.install(record.seq, writes);
+            store.journal.push_verified(record.seq, bytes, hash);
         }
         Ok(store)
     }
@@ -220,11 +252,16 @@ impl Store {
 
     /// Installs a change set as commit `seq` and journals it.
     fn apply(&mut self, seq: u64, writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>) {
-        self.last_seq = seq;
         self.journal.append(
             seq,
             writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
         );
+        self.install(seq, writes);
+    }
+
+    /// Installs a change set as commit `seq`, without journaling it.
+    fn install(&mut self, seq: u64, writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>) {
+        self.last_seq = seq;
         let watermark = self.watermark();
         for (key, value) in writes {
             let version = Version { seq, value };

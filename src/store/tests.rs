@@ -228,10 +228,11 @@ fn record_encoding_is_canonical_and_round_trips() {
         ]
         .concat()
     );
-    let (seq, decoded) = decode_record(&bytes).unwrap();
-    assert_eq!(seq, 7);
+    let decoded = decode_record(&bytes).unwrap();
+    assert_eq!(decoded.seq, 7);
+    assert_eq!(decoded.checkpoint, None);
     assert_eq!(
-        decoded,
+        decoded.changes,
         vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)]
     );
     let unsorted = encode_record(1, vec![(&b"b"[..], None), (&b"a"[..], None)].into_iter());
@@ -276,4 +277,140 @@ fn forgetting_persisted_records_keeps_the_head_and_later_exports() {
     assert_eq!(store.journal().export(0), tail);
     assert_eq!(store.journal().anchor().seq, 3);
     assert!(verify(&tail, store.journal().anchor(), head).is_ok());
+}
+
+fn commit_put(store: &mut Store, key: &[u8], value: &[u8]) {
+    let mut t = store.begin();
+    t.put(key.to_vec(), value.to_vec());
+    t.commit(store).unwrap();
+}
+
+fn commit_delete(store: &mut Store, key: &[u8]) {
+    let mut t = store.begin();
+    t.delete(key.to_vec());
+    t.commit(store).unwrap();
+}
+
+fn state(store: &Store) -> Vec<(Vec<u8>, Rc<[u8]>)> {
+    let snap = store.snapshot();
+    store.scan(&snap, b"")
+}
+
+#[test]
+fn a_checkpoint_alone_rebuilds_the_state_and_the_tail_follows_it() {
+    let mut store = Store::new();
+    for i in 0..10u8 {
+        commit_put(&mut store, &[i % 4], &[i]);
+    }
+    commit_delete(&mut store, &[2]);
+    let before = store.journal().export(0);
+    let cp = store.checkpoint();
+    assert_eq!(cp, 12);
+    assert_eq!(
+        store.journal().len(),
+        1,
+        "the records before it are forgotten"
+    );
+    commit_put(&mut store, &[9], b"after");
+    commit_delete(&mut store, &[0]);
+    let head = store.journal().head();
+    let export = store.journal().export(0);
+
+    let replayed = Store::replay(&export, head).unwrap();
+    assert_eq!(state(&replayed), state(&store));
+    assert_eq!(replayed.journal().export(0), export, "byte-equal");
+    assert_eq!(replayed.journal().head(), head);
+    assert_eq!(replayed.last_seq(), store.last_seq());
+
+    // The whole history, checkpoint included, verifies from genesis and replays the same.
+    let mut whole = before.clone();
+    whole.extend_from_slice(&export);
+    assert!(verify(&whole, Head::GENESIS, head).is_ok());
+    assert_eq!(state(&Store::replay(&whole, head).unwrap()), state(&store));
+
+    // Commits after a replayed checkpoint carry on the same chain.
+    let mut again = Store::replay(&export, head).unwrap();
+    commit_put(&mut again, &[7], b"x");
+    commit_put(&mut store, &[7], b"x");
+    assert_eq!(again.journal().head(), store.journal().head());
+}
+
+#[test]
+fn a_checkpoint_deletes_what_it_does_not_put() {
+    // Keys deleted before a mid-journal checkpoint stay deleted; a checkpoint's content is the
+    // whole state even when replayed on top of earlier records.
+    let mut store = Store::new();
+    commit_put(&mut store, b"a", b"1");
+    commit_put(&mut store, b"b", b"2");
+    commit_delete(&mut store, b"a");
+    let before = store.journal().export(0);
+    store.checkpoint();
+    commit_put(&mut store, b"c", b"3");
+    let mut whole = before;
+    whole.extend_from_slice(&store.journal().export(0));
+    let replayed = Store::replay(&whole, store.journal().head()).unwrap();
+    assert_eq!(state(&replayed), state(&store));
+    assert_eq!(state(&replayed).len(), 2);
+}
+
+#[test]
+fn tampering_with_a_checkpoint_is_detected() {
+    let mut store = Store::new();
+    for i in 0..6u8 {
+        commit_put(&mut store, &[i], &[i; 3]);
+    }
+    store.checkpoint();
+    commit_put(&mut store, b"z", b"tail");
+    let head = store.journal().head();
+    let export = store.journal().export(0);
+    assert!(Store::replay(&export, head).is_ok());
+    // frame = len:4 | record | hash:32; record = seq:8 count:4 | marker: key_len:4 op:1 len:4 hash:32 | puts
+    let marker_hash = 4 + 8 + 4 + 4 + 1 + 4;
+    let first_value = marker_hash + 32 + 4 + 1 + 1 + 4;
+    for (at, what) in [
+        (marker_hash, "the carried hash"),
+        (first_value, "a value"),
+        (4 + 7, "the seq"),
+    ] {
+        let mut bad = export.clone();
+        bad[at] ^= 1;
+        let err = Store::replay(&bad, head).unwrap_err();
+        assert_eq!(err.code(), "JOURNAL_INVALID", "{what}");
+    }
+    // Dropping the checkpoint leaves a tail that does not stand alone.
+    let frames = frames(&export).unwrap();
+    let tail: Vec<u8> = [
+        &(frames[1].0.len() as u32).to_be_bytes()[..],
+        &frames[1].0,
+        &frames[1].1,
+    ]
+    .concat();
+    assert!(Store::replay(&tail, head).is_err());
+}
+
+#[test]
+fn a_checkpoint_marker_out_of_place_is_refused() {
+    let prev = [7u8; 32];
+    let cp = encode_checkpoint(3, &prev, vec![(&b"k"[..], &b"v"[..])].into_iter());
+    let decoded = decode_record(&cp).unwrap();
+    assert_eq!(decoded.checkpoint, Some(prev));
+    assert_eq!(decoded.changes, vec![(b"k".to_vec(), Some(b"v".to_vec()))]);
+    // A marker after another change, or with a short hash, is not canonical.
+    let mut w = crate::codec::Writer::with_capacity(64);
+    w.u64(3);
+    w.u32(2);
+    w.chunk(b"a");
+    w.u8(1);
+    w.chunk(b"1");
+    w.chunk(b"");
+    w.u8(2);
+    w.chunk(&prev);
+    assert!(decode_record(&w.0).is_err());
+    let mut w = crate::codec::Writer::with_capacity(64);
+    w.u64(3);
+    w.u32(1);
+    w.chunk(b"");
+    w.u8(2);
+    w.chunk(&prev[..31]);
+    assert!(decode_record(&w.0).is_err());
 }

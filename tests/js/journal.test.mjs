@@ -1,6 +1,7 @@
 // An independent verifier of foreman's journal, written from the encoding documented in
-// src/store/journal.rs and nothing else, using only Node's SHA-256. It checks a journal the
-// Rust store produced, replays it into a plain Map, and must detect 10,000 random tamperings.
+// src/store/journal.rs and nothing else, using only Node's SHA-256. It checks journals the
+// Rust store produced (a whole one, and one that starts at a checkpoint), replays them into a
+// plain Map, and must detect 10,000 random tamperings of each.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -30,7 +31,10 @@ function frames(bytes) {
   return out;
 }
 
-/** Decodes a record: seq u64, count u32, then changes sorted by unique key. */
+/**
+ * Decodes a record: seq u64, count u32, then changes sorted by unique key. A checkpoint's first
+ * change is the marker (empty key, op 2, the previous record's hash as value).
+ */
 function decode(record) {
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
   let at = 0;
@@ -40,6 +44,7 @@ function decode(record) {
   const count = view.getUint32(8);
   at = 12;
   const changes = [];
+  let checkpoint = null;
   for (let i = 0; i < count; i++) {
     need(4);
     const klen = view.getUint32(at); at += 4;
@@ -47,30 +52,49 @@ function decode(record) {
     const key = record.subarray(at, at + klen); at += klen;
     const op = record[at]; at += 1;
     let value = null;
-    if (op === 1) {
+    if (op === 1 || op === 2) {
       need(4);
       const vlen = view.getUint32(at); at += 4;
       need(vlen);
       value = record.subarray(at, at + vlen); at += vlen;
     } else if (op !== 0) throw new Error(`unknown op ${op}`);
+    if (op === 2) {
+      if (i !== 0 || klen !== 0 || value.length !== 32) throw new Error("checkpoint marker out of place");
+      checkpoint = value;
+      continue;
+    }
+    if (checkpoint && op === 0) throw new Error("a delete inside a checkpoint");
     const prev = changes.at(-1);
     if (prev && Buffer.compare(prev.key, key) >= 0) throw new Error("changes not sorted by unique key");
     changes.push({ key, value });
   }
   if (at !== record.length) throw new Error("trailing bytes");
-  return { seq, changes };
+  return { seq, changes, checkpoint };
 }
 
-/** Verifies an export from genesis against the head the host kept; returns the replayed state. */
+/**
+ * Verifies an export that stands alone (from seq 1, or from a checkpoint, which carries its
+ * predecessor's hash) against the head the host kept; returns the replayed state.
+ */
 function verify(bytes, head) {
+  const all = frames(bytes);
   let seq = 0n;
   let hash = new Uint8Array(32);
+  if (all.length > 0) {
+    const first = decode(all[0].record);
+    if (first.checkpoint) {
+      seq = first.seq - 1n;
+      hash = first.checkpoint;
+    }
+  }
   const state = new Map();
-  for (const [i, f] of frames(bytes).entries()) {
+  for (const [i, f] of all.entries()) {
     const r = decode(f.record);
     if (r.seq !== seq + 1n) throw new Error(`record ${i + 1}: seq ${r.seq} after ${seq}`);
+    if (r.checkpoint && Buffer.compare(r.checkpoint, hash) !== 0) throw new Error(`record ${i + 1}: checkpoint off the chain`);
     const expected = sha256(hash, Uint8Array.of(0), f.record);
     if (Buffer.compare(expected, f.hash) !== 0) throw new Error(`record ${i + 1}: hash mismatch`);
+    if (r.checkpoint) state.clear();
     for (const c of r.changes) {
       const k = Buffer.from(c.key).toString("hex");
       if (c.value === null) state.delete(k); else state.set(k, Buffer.from(c.value).toString("hex"));
@@ -84,8 +108,9 @@ function verify(bytes, head) {
   return state;
 }
 
-function rustJournal(seed, transactions) {
-  const out = execFileSync("cargo", ["run", "--quiet", "--example", "journal_export", "--", String(seed), String(transactions)], {
+function rustJournal(seed, transactions, checkpointAfter = 0) {
+  const args = [String(seed), String(transactions), String(checkpointAfter)];
+  const out = execFileSync("cargo", ["run", "--quiet", "--example", "journal_export", "--", ...args], {
     encoding: "utf8",
     cwd: new URL("../..", import.meta.url).pathname,
   });
@@ -103,46 +128,53 @@ function rng(seed) {
   };
 }
 
-const journal = rustJournal(SEED, 120);
 
-test("the JS verifier accepts the Rust journal and replays the same state", () => {
-  const state = verify(journal.bytes, journal.head);
-  assert.equal(journal.head.seq, 120);
-  assert.deepEqual(Object.fromEntries([...state].sort()), Object.fromEntries(Object.entries(journal.state).sort()));
-});
+const journals = [
+  { name: "a whole journal", journal: rustJournal(SEED, 120), seq: 120 },
+  { name: "a journal that starts at a checkpoint", journal: rustJournal(SEED, 120, 70), seq: 121 },
+];
 
-test(`10,000 random tamperings are all detected by the JS verifier (seed ${SEED})`, () => {
-  const random = rng(SEED);
-  const records = [];
-  const view = new DataView(journal.bytes.buffer);
-  for (let at = 0; at < journal.bytes.length; ) {
-    const end = at + 4 + view.getUint32(at) + 32;
-    records.push(journal.bytes.subarray(at, end));
-    at = end;
-  }
-  const join = (parts) => Uint8Array.from(Buffer.concat(parts));
-  const kinds = [0, 0, 0, 0];
-  for (let n = 0; n < 10_000; n++) {
-    const kind = random(4);
-    kinds[kind]++;
-    let tampered;
-    if (kind === 0) {
-      tampered = Uint8Array.from(journal.bytes);
-      tampered[random(tampered.length)] ^= 1 << random(8);
-    } else if (kind === 1) {
-      const r = [...records];
-      r.splice(random(r.length), 1);
-      tampered = join(r);
-    } else if (kind === 2) {
-      const r = [...records];
-      const a = random(r.length);
-      const b = (a + 1 + random(r.length - 1)) % r.length;
-      [r[a], r[b]] = [r[b], r[a]];
-      tampered = join(r);
-    } else {
-      tampered = join(records.slice(0, random(records.length)));
+for (const { name, journal, seq } of journals) {
+  test(`the JS verifier accepts ${name} from Rust and replays the same state`, () => {
+    const state = verify(journal.bytes, journal.head);
+    assert.equal(journal.head.seq, seq);
+    assert.deepEqual(Object.fromEntries([...state].sort()), Object.fromEntries(Object.entries(journal.state).sort()));
+    if (seq === 121) assert.notEqual(decode(frames(journal.bytes)[0].record).checkpoint, null);
+  });
+
+  test(`10,000 random tamperings of ${name} are all detected by the JS verifier (seed ${SEED})`, () => {
+    const random = rng(SEED);
+    const records = [];
+    const view = new DataView(journal.bytes.buffer);
+    for (let at = 0; at < journal.bytes.length; ) {
+      const end = at + 4 + view.getUint32(at) + 32;
+      records.push(journal.bytes.subarray(at, end));
+      at = end;
     }
-    assert.throws(() => verify(tampered, journal.head), undefined, `tampering ${n} (kind ${kind}) was not detected`);
-  }
-  assert.ok(kinds.every((k) => k > 2000), `every kind was tried: ${kinds}`);
-});
+    const join = (parts) => Uint8Array.from(Buffer.concat(parts));
+    const kinds = [0, 0, 0, 0];
+    for (let n = 0; n < 10_000; n++) {
+      const kind = random(4);
+      kinds[kind]++;
+      let tampered;
+      if (kind === 0) {
+        tampered = Uint8Array.from(journal.bytes);
+        tampered[random(tampered.length)] ^= 1 << random(8);
+      } else if (kind === 1) {
+        const r = [...records];
+        r.splice(random(r.length), 1);
+        tampered = join(r);
+      } else if (kind === 2) {
+        const r = [...records];
+        const a = random(r.length);
+        const b = (a + 1 + random(r.length - 1)) % r.length;
+        [r[a], r[b]] = [r[b], r[a]];
+        tampered = join(r);
+      } else {
+        tampered = join(records.slice(0, random(records.length)));
+      }
+      assert.throws(() => verify(tampered, journal.head), undefined, `tampering ${n} (kind ${kind}) was not detected`);
+    }
+    assert.ok(kinds.every((k) => k > 2000), `every kind was tried: ${kinds}`);
+  });
+}

@@ -236,3 +236,41 @@ fn restore_refuses_a_tampered_journal() {
         "JOURNAL_INVALID"
     );
 }
+
+#[test]
+fn the_journal_is_checkpointed_so_a_restore_replays_a_bounded_tail() {
+    let mut t = TaskTable::new();
+    let mut max_kept = 0;
+    for i in 0..600u32 {
+        let (id, _) = t.submit(1, spec()).unwrap();
+        to_running(&mut t, id, &format!("s{i}"));
+        t.transition(
+            6,
+            id,
+            TaskState::Succeeded {
+                session: s(&format!("s{i}")),
+                text: "ok".into(),
+            },
+        )
+        .unwrap();
+        let keys = t.store().key_count();
+        let kept = t.store().journal().len();
+        assert!(
+            kept <= CHECKPOINT_MIN_RECORDS.max(2 * keys) + 1,
+            "{kept} records kept for {keys} keys"
+        );
+        max_kept = max_kept.max(kept);
+    }
+    // 600 tasks × 6 commits = 3,600 records written; far fewer kept.
+    assert!(t.store().last_seq() > 3_600);
+    assert!(max_kept <= 1_201, "{max_kept}");
+    let export = t.store().journal().export(0);
+    let head = t.store().journal().head();
+    let (restored, what) = TaskTable::restore(&export, head, 9).unwrap();
+    assert_eq!(restored.all(), t.all());
+    assert_eq!(what, Restored::default());
+    // New ids continue after the restored ones.
+    let mut restored = restored;
+    let (id, _) = restored.submit(10, spec()).unwrap();
+    assert_eq!(id, TaskId(601));
+}
