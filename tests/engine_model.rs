@@ -14,16 +14,10 @@ use foreman::host::{
 };
 use foreman::{Config, MemoryReading, Priority, TaskId};
 
-fn seeds(default: &[u64]) -> Vec<u64> {
-    match std::env::var("FOREMAN_SEED") {
-        Ok(s) => vec![s.parse().expect("FOREMAN_SEED is a number")],
-        Err(_) => default.to_vec(),
-    }
-}
-
 /// The host side: the simulated server plus the routing a JS host does with promises — an
 /// answer goes to the instance that made the call, and a lost instance's answers go nowhere.
 struct World {
+    seed: u64,
     host: FakeHost,
     o: Orchestrator,
     instance: u32,
@@ -72,7 +66,9 @@ impl World {
                     Delivery::Answer(call, outcome) => {
                         let (instance, own) = self.routes.remove(&call).unwrap();
                         if instance == self.instance {
-                            self.o.on_answer(t, own, outcome).unwrap();
+                            if let Err(e) = self.o.on_answer(t, own, outcome.clone()) {
+                                panic!("seed {}: answer {outcome:?}: {e}", self.seed);
+                            }
                         } else if let foreman::HostOutcome::Ok(
                             foreman::host::HostReply::SessionCreated(s),
                         ) = outcome
@@ -80,12 +76,18 @@ impl World {
                             self.lost_to_crash.insert(s);
                         }
                     }
-                    Delivery::Event(e) => self.o.on_event(t, e).unwrap(),
+                    Delivery::Event(e) => {
+                        if let Err(err) = self.o.on_event(t, e.clone()) {
+                            panic!("seed {}: event {e:?}: {err}", self.seed);
+                        }
+                    }
                 }
                 self.flush();
             }
             let t = self.now();
-            self.o.tick(t).unwrap();
+            if let Err(e) = self.o.tick(t) {
+                panic!("seed {}: tick: {e}", self.seed);
+            }
             self.flush();
             if t >= until {
                 return;
@@ -195,6 +197,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
     );
     host.set_memory_per_busy(20 << 20);
     let mut w = World {
+        seed,
         host,
         o: Orchestrator::new(&config, seed),
         instance: 0,
@@ -285,30 +288,70 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
     (open, crashes)
 }
 
+/// Operations per run: a run is one engine (restored across its crashes) and one simulated
+/// server. The total is split into runs so the live state stays small enough to check every
+/// record every 25 operations; across runs, each seed gives a different world.
+const OPS_PER_RUN: usize = 10_000;
+
 #[test]
 fn random_operations_with_crashes_keep_every_invariant() {
     // Debug builds (plain `cargo test`) run a short pass; `make test` also runs this file in
-    // release with the full count.
-    let default_ops = if cfg!(debug_assertions) {
-        1_500
-    } else {
-        25_000
+    // release with the full count: 1,000,000 operations in 100 runs of 10,000.
+    let total: usize = std::env::var("FOREMAN_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if cfg!(debug_assertions) {
+            1_500
+        } else {
+            1_000_000
+        });
+    let runs: Vec<(u64, usize)> = match std::env::var("FOREMAN_SEED") {
+        Ok(s) => vec![(s.parse().expect("FOREMAN_SEED is a number"), total)],
+        Err(_) => (0..total.div_ceil(OPS_PER_RUN))
+            .map(|i| {
+                let ops = OPS_PER_RUN.min(total - i * OPS_PER_RUN);
+                (1 + i as u64, ops)
+            })
+            .collect(),
     };
-    let default_seeds: &[u64] = if cfg!(debug_assertions) {
-        &[1]
-    } else {
-        &[1, 2]
-    };
-    for seed in seeds(default_seeds) {
-        println!("seed {seed}");
-        let ops = std::env::var("FOREMAN_OPS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default_ops);
-        let (open, crashes) = run(seed, ops);
-        println!(
-            "seed {seed}: {ops} operations, {crashes} crashes, {open} tasks still open after the drain"
-        );
-        assert_eq!(open, 0, "seed {seed}: every task settled");
+    println!(
+        "{} runs, seeds {}..={}, {total} operations",
+        runs.len(),
+        runs[0].0,
+        runs[runs.len() - 1].0
+    );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let results: Vec<(u64, usize, usize, u32)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<(u64, usize)> =
+                    runs.iter().copied().skip(t).step_by(threads).collect();
+                scope.spawn(move || {
+                    mine.into_iter()
+                        .map(|(seed, ops)| {
+                            let (open, crashes) = run(seed, ops);
+                            (seed, ops, open, crashes)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .expect("a run failed; its seed is in the message above")
+            })
+            .collect()
+    });
+    let ops: usize = results.iter().map(|r| r.1).sum();
+    let crashes: u32 = results.iter().map(|r| r.3).sum();
+    for (seed, _, open, _) in &results {
+        assert_eq!(*open, 0, "seed {seed}: every task settled");
     }
+    assert_eq!(ops, total);
+    println!(
+        "{ops} operations in {} runs, {crashes} crashes and restores, every task settled after the drain",
+        results.len()
+    );
 }

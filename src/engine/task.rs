@@ -265,7 +265,8 @@ impl TaskState {
 }
 
 /// Whether `from → to` is legal (invariant 1). A move to `Unknown` is a restore's, not a
-/// transition.
+/// transition. `Unknown → Queued` is a retry: reconciling found the attempt *finished* with a
+/// retryable failure (so the retry re-runs nothing that might still be running).
 pub fn is_legal(from: &TaskState, to: &TaskState) -> bool {
     use TaskState as S;
     let settle = |to: &S| matches!(to, S::Failed { .. } | S::Cancelled { .. } | S::TimedOut);
@@ -289,7 +290,11 @@ pub fn is_legal(from: &TaskState, to: &TaskState) -> bool {
         ) => settle(to),
         (
             S::Unknown { .. },
-            S::Running { .. } | S::Succeeded { .. } | S::Failed { .. } | S::Cancelled { .. },
+            S::Running { .. }
+            | S::Succeeded { .. }
+            | S::Failed { .. }
+            | S::Cancelled { .. }
+            | S::Queued,
         ) => true,
         _ => false,
     }

@@ -9,6 +9,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 struct Sim {
     o: Orchestrator,
     host: FakeHost,
+    /// When each session was last prompted (host time of sending).
+    prompted: std::collections::HashMap<SessionId, u64>,
 }
 
 impl Sim {
@@ -22,6 +24,7 @@ impl Sim {
         Sim {
             o: Orchestrator::new(&config, seed),
             host,
+            prompted: std::collections::HashMap::new(),
         }
     }
 
@@ -37,6 +40,9 @@ impl Sim {
 
     fn flush(&mut self) {
         for r in self.o.take_requests() {
+            if let HostOp::Prompt { session, .. } = &r.op {
+                self.prompted.insert(session.clone(), self.now());
+            }
             self.host.start(r);
         }
     }
@@ -463,6 +469,59 @@ fn crash_restore_and_reconcile() {
     assert_eq!(s.host.violations(), crate::host::fake_violations_none());
 }
 
+/// Found by the random model: reconciling a task that finished with a retryable failure while
+/// the engine was down retries it (it is not running any more, so nothing runs twice).
+#[test]
+fn a_task_that_failed_while_the_engine_was_down_is_retried_after_reconcile() {
+    let mut s = Sim::new(
+        5,
+        PromptProfile {
+            median_ms: 20_000,
+            sigma: 0.1,
+            gap_max_ms: 0,
+            failure_rate: 1.0,
+            ..PromptProfile::default()
+        },
+    );
+    let mut sp = spec();
+    sp.retries = 1;
+    let id = s.submit(sp);
+    s.run_until(5_000);
+    assert_eq!(s.state(id).name(), "running");
+    let journal = s.o.tasks().store().journal().export(0);
+    let head = s.o.tasks().store().journal().head();
+    // Down for a minute: the turn ends (in a 503) meanwhile.
+    let lost = std::mem::replace(&mut s.o, Orchestrator::new(&Config::default(), 0));
+    drop(lost);
+    s.host.advance(60_000);
+    let t = s.now();
+    let (o, restored) = Orchestrator::restore(&Config::default(), 6, &journal, head, t).unwrap();
+    assert_eq!(restored.unknown, vec![id]);
+    s.o = o;
+    s.run_until(600_000);
+    let record = s.o.tasks().get(id).unwrap();
+    assert!(
+        matches!(
+            &record.state,
+            TaskState::Failed {
+                class: FailureClass::Upstream,
+                ..
+            }
+        ),
+        "{:?}",
+        record.state
+    );
+    assert_eq!(record.attempts, 2, "one retry after the reconcile");
+    let prompts = s
+        .host
+        .started()
+        .iter()
+        .filter(|r| matches!(r.op, HostOp::Prompt { .. }))
+        .count();
+    assert_eq!(prompts, 2);
+    assert_eq!(s.host.violations(), crate::host::fake_violations_none());
+}
+
 /// 1,000 lognormal tasks at limit 8: while work is queued, every permit is in use. The makespan
 /// is printed against its lower bound (the larger of total turn time / 8 and the longest turn,
 /// turn = prompt accepted → settled).
@@ -520,21 +579,17 @@ fn simulated_agent_load_keeps_every_slot_busy() {
     );
 }
 
-/// When each task was dispatched, from the journal of transitions.
+/// When each settled task was dispatched: its session's prompt time (every task here runs in
+/// a session of its own).
 fn dispatch_times(s: &Sim) -> std::collections::HashMap<TaskId, u64> {
-    let export = s.o.tasks().store().journal().export(1);
-    let mut at = std::collections::HashMap::new();
-    for (record, _) in crate::store::frames(&export).unwrap() {
-        let (_, changes) = crate::store::decode_record(&record).unwrap();
-        for value in changes.into_iter().filter_map(|(_, v)| v) {
-            if let Ok(r) = crate::engine::task::TaskRecord::decode(&value) {
-                if let TaskState::Dispatched { at_ms, .. } = r.state {
-                    at.insert(r.id, at_ms);
-                }
-            }
-        }
-    }
-    at
+    s.o.tasks()
+        .all()
+        .into_iter()
+        .filter_map(|r| match &r.state {
+            TaskState::Succeeded { session, .. } => Some((r.id, s.prompted[session])),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The server starts a prompt when it receives it: `busy`, and the reply message itself, can

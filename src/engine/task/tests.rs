@@ -101,6 +101,7 @@ fn legal_transitions_are_exactly_the_documented_ones() {
         ("unknown", "succeeded"),
         ("unknown", "failed"),
         ("unknown", "cancelled"),
+        ("unknown", "queued"),
     ];
     let started = ["admitted", "session_acquired", "dispatched", "running"];
     let mut checked = 0;
