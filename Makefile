@@ -23,7 +23,7 @@ test: build
 
 ## bench: criterion benchmarks of the native core
 bench: setup
-	cargo bench --bench engine --bench control --bench store --bench orchestrator
+	cargo bench --bench engine --bench control --bench store --bench orchestrator --bench agent_load
 
 clean:
 	cargo clean

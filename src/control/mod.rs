@@ -536,6 +536,16 @@ impl Controller {
         self.nodes.len()
     }
 
+    /// Tasks waiting in the lane `agent` runs in, over all levels.
+    pub fn queued_for(&self, agent: &str) -> u32 {
+        let lane = self
+            .lane_index
+            .get(agent)
+            .copied()
+            .unwrap_or(self.other_lane);
+        self.lanes[lane].queued.iter().sum()
+    }
+
     /// Whether the task `ticket` names is still waiting.
     pub fn is_waiting(&self, ticket: &Ticket) -> bool {
         self.nodes

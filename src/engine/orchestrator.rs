@@ -20,6 +20,14 @@
 //! statuses are a signal for the adaptive limit, never a failure. Session creation, which
 //! OpenCode does not retry, is retried here with full-jitter backoff.
 //!
+//! **Prewarming.** After each admission, while work for the same lane is still queued, the
+//! engine creates warm sessions for that task's (agent, parent) — at most the pool's
+//! `warm_per_agent`, counting those already warm or being created, and never more than the
+//! queued work — so the next admission finds an empty session ready instead of waiting for
+//! `createSession`. Warm sessions are journaled like any other (a restore retires them), and
+//! the pool retires those unused for 5 minutes. A lane shared by several agents counts all its
+//! queued work, so it may warm a session for an agent that does not come; it is retired idle.
+//!
 //! Invariants:
 //! 1. Every accepted task is in exactly one state; the permit is released once, by the move
 //!    into a settled state (or back to the queue for a retry).
@@ -60,6 +68,7 @@ pub const BACKOFF_CAP_MS: u64 = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum CallFor {
     Create(TaskId),
+    Warm(String, Option<SessionId>),
     Prompt(TaskId),
     Abort(Option<TaskId>, SessionId),
     LastMessage(TaskId),
@@ -109,6 +118,8 @@ pub struct Orchestrator {
     events: Vec<TaskEvent>,
     next_call: u32,
     rng: fastrand::Rng,
+    /// Warm sessions being created, per (agent, parent).
+    warming: BTreeMap<(String, Option<SessionId>), u32>,
 }
 
 impl Orchestrator {
@@ -130,6 +141,7 @@ impl Orchestrator {
             events: Vec::new(),
             next_call: 1,
             rng: fastrand::Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
+            warming: BTreeMap::new(),
         }
     }
 
@@ -291,6 +303,20 @@ impl Orchestrator {
                     }
                 } else {
                     self.acquired(now, task, session)?;
+                }
+            }
+            (CallFor::Warm(agent, parent), outcome) => {
+                let key = (agent, parent);
+                if let Some(n) = self.warming.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.warming.remove(&key);
+                    }
+                }
+                if let HostOutcome::Ok(HostReply::SessionCreated(session)) = outcome {
+                    self.tasks.record_session(&session)?;
+                    let (agent, parent) = key;
+                    self.pool.created_warm(session, &agent, parent, now);
                 }
             }
             (CallFor::Create(task), outcome) => {
@@ -682,6 +708,7 @@ impl Orchestrator {
                 }
                 Acquired::Miss => self.create_session(task),
             }
+            self.prewarm(&record.spec.agent, record.spec.parent.as_ref());
         }
         for session in self.pool.to_abort() {
             self.call(
@@ -705,6 +732,35 @@ impl Orchestrator {
             self.call(
                 CallFor::Check(session.clone()),
                 HostOp::CheckSession { session },
+            );
+        }
+    }
+
+    /// Creates warm sessions for (`agent`, `parent`) while work for its lane is queued (see
+    /// the module docs).
+    fn prewarm(&mut self, agent: &str, parent: Option<&SessionId>) {
+        let queued = self.controller.queued_for(agent);
+        if queued == 0 {
+            return;
+        }
+        let key = (agent.to_owned(), parent.cloned());
+        let creating = self.warming.get(&key).copied().unwrap_or(0);
+        let want = self
+            .pool
+            .to_prewarm(agent, parent, queued)
+            .saturating_sub(creating);
+        if want == 0 {
+            return;
+        }
+        *self.warming.entry(key).or_default() += want;
+        for _ in 0..want {
+            self.call(
+                CallFor::Warm(agent.to_owned(), parent.cloned()),
+                HostOp::CreateSession {
+                    agent: agent.to_owned(),
+                    parent: parent.cloned(),
+                    title: format!("foreman: {agent} (warm)"),
+                },
             );
         }
     }

@@ -577,6 +577,18 @@ fn simulated_agent_load_keeps_every_slot_busy() {
         makespan / bound < 1.2,
         "makespan {makespan} vs bound {bound}"
     );
+    // Prewarming: once the backlog formed, admissions found a warm session ready. Few sessions
+    // were made for nothing (a warm one may arrive just after a task missed and made its own),
+    // and every session is gone after the idle retirement.
+    let pool = s.o.pool().counters();
+    println!("pool {pool:?}");
+    assert!(pool.hits >= 950, "{pool:?}");
+    assert_eq!(pool.hits + pool.misses, 1_000);
+    assert!(s.host.sessions_created() <= 1_000 + 20, "{pool:?}");
+    let t = s.now();
+    s.run_until(t + 20 * 60_000);
+    assert_eq!(s.host.sessions_alive().len(), 0);
+    assert_eq!(s.host.violations(), crate::host::fake_violations_none());
 }
 
 /// When each settled task was dispatched: its session's prompt time (every task here runs in
