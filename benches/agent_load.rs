@@ -4,7 +4,7 @@
 //! the larger of (total turn time / 8) and the longest turn, a turn being prompt sent → settled
 //! — and slot utilization while a backlog exists; then the median ratio. Run with `make bench`.
 //! This is a simulation on a fake clock, so the figures are exact and repeatable per seed.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::HashMap;
 
