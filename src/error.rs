@@ -111,6 +111,12 @@ pub enum Error {
     },
     /// The engine was disposed; create a new one.
     Disposed,
+    /// Work given a deadline did not finish in time (it may still be running; its slot is held
+    /// until it ends).
+    TimedOut {
+        /// The deadline it was given, ms.
+        after_ms: u64,
+    },
 }
 
 impl Error {
@@ -132,6 +138,7 @@ impl Error {
             Error::IllegalTransition { .. } => "ILLEGAL_TRANSITION",
             Error::UnknownCall { .. } => "UNKNOWN_CALL",
             Error::Disposed => "DISPOSED",
+            Error::TimedOut { .. } => "TIMED_OUT",
         }
     }
 
@@ -201,6 +208,7 @@ impl fmt::Display for Error {
             }
             Error::UnknownCall { call } => write!(f, "no host call {call} is pending"),
             Error::Disposed => write!(f, "the engine was disposed"),
+            Error::TimedOut { after_ms } => write!(f, "not done within its {after_ms} ms deadline"),
         }
     }
 }
@@ -254,6 +262,7 @@ mod tests {
             },
             Error::UnknownCall { call: 1 },
             Error::Disposed,
+            Error::TimedOut { after_ms: 1 },
         ];
         let mut codes: Vec<_> = all.iter().map(Error::code).collect();
         codes.sort_unstable();

@@ -86,14 +86,12 @@ fn default_lanes_follow_the_design() {
         .unwrap()
         .as_string()
         .unwrap();
-    assert!(
-        lanes.contains(r#"{"name":"planner","limit":2,"pendingCalls":0}"#),
-        "{lanes}"
-    );
-    assert!(
-        lanes.contains(r#"{"name":"worker","limit":8,"pendingCalls":0}"#),
-        "{lanes}"
-    );
+    for (name, limit) in [("planner", 2), ("worker", 8), ("reviewer", 4), ("other", 4)] {
+        let lane = format!(
+            r#"{{"name":"{name}","limit":{limit},"effective":{limit},"inUse":0,"queued":{{"high":0,"normal":0,"low":0}},"pendingCalls":0}}"#
+        );
+        assert!(lanes.contains(&lane), "{lanes}");
+    }
     assert_eq!(stat(&e, "memory.perMille").as_f64(), Some(300.0));
 }
 

@@ -81,7 +81,7 @@ describe("plugin", () => {
     const hooks = await foreman(input(client), { lanes: { worker: 16 } });
     const out = await hooks.tool!.foreman_status.execute({}, {} as any);
     expect(out).toContain(`foreman v${cargoVersion} (wasm engine)`);
-    expect(out).toContain("lanes (pending/limit): other 0/4, planner 0/2, reviewer 0/4, worker 0/16");
+    expect(out).toContain("lanes (in use/limit): other 0/4, planner 0/2, reviewer 0/4, worker 0/16");
     expect(out).toContain("sessions: 0 created, 0 failed, mean create n/a");
     await hooks.dispose!();
   });
@@ -110,12 +110,22 @@ describe("format", () => {
       memory: { used: 512 * 2 ** 20, limit: 1024 * 2 ** 20, perMille: 500 },
       pendingCalls: 2,
       sessions: { created: 3, failed: 1, meanCreateMs: 20.25 },
-      lanes: [{ name: "worker", limit: 8, pendingCalls: 2 }],
+      lanes: [
+        { name: "worker", limit: 8, effective: 8, inUse: 3, queued: { high: 1, normal: 2, low: 0 }, pendingCalls: 2 },
+        { name: "planner", limit: 2, effective: 2, inUse: 0, queued: { high: 0, normal: 0, low: 0 }, pendingCalls: 0 },
+      ],
+      keys: [],
+      gate: { closed: false, stale: false, perMille: 500 },
+      pool: { warm: 0, inUse: 3, parked: 0, retiring: 0, deleting: 0, hits: 0, misses: 3, creates: 3, affinityHits: 0, retirements: 0, deletes: 0 },
+      tasks: { queued: 3, running: 3, succeeded: 4, failed: 1, cancelled: 0, timedOut: 0, unknown: 0 },
+      runs: { waiting: 0, running: 0 },
+      journal: { seq: 40, records: 40 },
     });
     expect(text).toBe(
       [
         "foreman v9.9.9 (wasm engine)",
-        "lanes (pending/limit): worker 2/8",
+        "lanes (in use/limit): worker 3/8 (+3 queued), planner 0/2",
+        "tasks: 3 queued, 3 running, 4 succeeded, 1 failed, 0 cancelled, 0 timed out",
         "sessions: 3 created, 1 failed, mean create 20.3 ms",
         "host calls pending: 2",
         "memory: 50.0 % of 1024 MiB",

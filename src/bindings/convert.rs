@@ -7,8 +7,8 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::Error;
 use crate::host::{
-    AssistantMessage, FailureClass, HostFailure, HostOpKind, HostOutcome, HostReply, MessageError,
-    SessionHealth, SessionId,
+    AssistantMessage, FailureClass, HostEvent, HostFailure, HostOpKind, HostOutcome, HostReply,
+    MessageError, SessionHealth, SessionId,
 };
 
 /// The largest integer a JS number holds exactly.
@@ -44,6 +44,8 @@ pub(crate) fn to_js(error: &Error) -> JsValue {
             );
         }
         Error::UnknownCall { call } => set(obj, "call", &(*call).into()),
+        Error::UnknownTask { task } => set(obj, "task", &(*task).into()),
+        Error::TimedOut { after_ms } => set(obj, "afterMs", &(*after_ms as f64).into()),
         _ => {}
     }
     js.into()
@@ -241,27 +243,7 @@ fn message(value: &JsValue) -> Result<AssistantMessage, String> {
         Some(non_negative(&completed).map_err(|e| format!("time.completed: {e}"))?)
     };
     let finish = get(&info, "finish").as_string();
-    let error = get(&info, "error");
-    let error = if error.is_object() {
-        let name = get(&error, "name").as_string().unwrap_or_default();
-        let data = get(&error, "data");
-        let message = get(&data, "message")
-            .as_string()
-            .or_else(|| get(&error, "message").as_string())
-            .unwrap_or_default();
-        Some(match name.as_str() {
-            "MessageAbortedError" => MessageError::Aborted,
-            "APIError" => {
-                let status = non_negative(&get(&data, "statusCode"))
-                    .ok()
-                    .and_then(|s| u16::try_from(s).ok());
-                MessageError::Api { status, message }
-            }
-            _ => MessageError::Other { name, message },
-        })
-    } else {
-        None
-    };
+    let error = message_error(&get(&info, "error"));
     let parts = get(value, "parts");
     let text = if js_sys::Array::is_array(&parts) {
         js_sys::Array::from(&parts)
@@ -279,6 +261,95 @@ fn message(value: &JsValue) -> Result<AssistantMessage, String> {
         finish,
         error,
         text,
+    })
+}
+
+/// An OpenCode message error (`{ name, data { message, statusCode } }`), if `error` is one.
+pub(crate) fn message_error(error: &JsValue) -> Option<MessageError> {
+    if !error.is_object() {
+        return None;
+    }
+    let name = get(error, "name").as_string().unwrap_or_default();
+    let data = get(error, "data");
+    let message = get(&data, "message")
+        .as_string()
+        .or_else(|| get(error, "message").as_string())
+        .unwrap_or_default();
+    Some(match name.as_str() {
+        "MessageAbortedError" => MessageError::Aborted,
+        "APIError" => {
+            let status = non_negative(&get(&data, "statusCode"))
+                .ok()
+                .and_then(|s| u16::try_from(s).ok());
+            MessageError::Api { status, message }
+        }
+        _ => MessageError::Other { name, message },
+    })
+}
+
+/// Parses an OpenCode bus event into what the engine listens for. `Ok(None)` for events it
+/// does not use (most of them); `Err` names what is wrong with one it does use.
+///
+/// - `session.status` `{ sessionID, status: { type: "busy" | "idle" | "retry", attempt, next } }`
+/// - `session.idle` `{ sessionID }`
+/// - `session.error` `{ sessionID?, error }` (without a session it concerns nobody here)
+/// - `session.deleted` `{ info: { id } }`
+pub(crate) fn host_event(value: &JsValue) -> Result<Option<HostEvent>, String> {
+    if !value.is_object() {
+        return Err(format!(
+            "expected an event object, got {}",
+            type_name(value)
+        ));
+    }
+    let Some(kind) = get(value, "type").as_string() else {
+        return Err("`type` must be a string".into());
+    };
+    let props = get(value, "properties");
+    let session = |v: &JsValue, what: &str| -> Result<SessionId, String> {
+        match v.as_string() {
+            Some(s) if !s.is_empty() && s.len() <= 256 => Ok(SessionId(s)),
+            _ => Err(format!("`{what}` must be a session id")),
+        }
+    };
+    Ok(match kind.as_str() {
+        "session.status" => {
+            let id = session(&get(&props, "sessionID"), "properties.sessionID")?;
+            let status = get(&props, "status");
+            match get(&status, "type").as_string().as_deref() {
+                Some("busy") => Some(HostEvent::Busy(id)),
+                Some("idle") => Some(HostEvent::Idle(id)),
+                Some("retry") => Some(HostEvent::Retry {
+                    session: id,
+                    attempt: non_negative(&get(&status, "attempt"))
+                        .ok()
+                        .and_then(|a| u32::try_from(a).ok())
+                        .unwrap_or(0),
+                    next_ms: non_negative(&get(&status, "next")).unwrap_or(0),
+                }),
+                _ => return Err("`properties.status.type` must be busy, idle or retry".into()),
+            }
+        }
+        "session.idle" => Some(HostEvent::Idle(session(
+            &get(&props, "sessionID"),
+            "properties.sessionID",
+        )?)),
+        "session.error" => {
+            let id = get(&props, "sessionID");
+            if id.is_undefined() {
+                return Ok(None);
+            }
+            let id = session(&id, "properties.sessionID")?;
+            let error = message_error(&get(&props, "error")).unwrap_or(MessageError::Other {
+                name: "UnknownError".into(),
+                message: String::new(),
+            });
+            Some(HostEvent::Error { session: id, error })
+        }
+        "session.deleted" => Some(HostEvent::Deleted(session(
+            &get(&get(&props, "info"), "id"),
+            "properties.info.id",
+        )?)),
+        _ => None,
     })
 }
 
@@ -311,7 +382,7 @@ pub(crate) fn failure(value: &JsValue) -> HostFailure {
     }
 }
 
-fn class_of(value: &JsValue) -> FailureClass {
+pub(crate) fn class_of(value: &JsValue) -> FailureClass {
     let named = get(value, "class").as_string();
     let from_name = match named.as_deref() {
         Some("upstream") => Some(FailureClass::Upstream),

@@ -191,6 +191,24 @@ impl JsHost {
     pub(crate) fn last_now(&self) -> u64 {
         self.last_now.get()
     }
+
+    /// A clock reading JavaScript took itself (the run path): monotonic like `now_ms`; a value
+    /// that is not a usable time reads as the last good one.
+    pub(crate) fn observe_now(&self, now: f64) -> u64 {
+        let last = self.last_now.get();
+        if !(0.0..=9_007_199_254_740_991.0).contains(&now) {
+            return last;
+        }
+        let now = (now.floor() as u64).max(last);
+        self.last_now.set(now);
+        now
+    }
+
+    /// The host's `now` bound to the host, for JavaScript to read the clock without a call into
+    /// WebAssembly.
+    pub(crate) fn now_function(&self) -> Function {
+        self.f.now.bind0(&self.f.this)
+    }
 }
 
 impl Host for JsHost {

@@ -1,31 +1,52 @@
 //! The JavaScript face of foreman: the `Engine` class. The only module that names
 //! `wasm_bindgen`, `js_sys` or `serde_wasm_bindgen`.
 //!
+//! One engine drives two kinds of work through one controller: **sub-agent tasks**
+//! (`delegate`, `wait`, `cancel`, `status`, `list`), which the orchestrator runs through the
+//! host and journals; and **run tasks** (`run(fn)`), any async JavaScript work under the same
+//! admission control, not journaled. `run` itself is JavaScript (`run.js`, installed on the
+//! class's prototype at start): its closures stay in JS and it calls into WebAssembly twice per
+//! task with integers and handles (`runBegin`, `runEnd`).
+//!
+//! Timers: the engine arms at most one, for its nearest deadline (a task's deadline, a grace
+//! check, a retry, a breaker's probe time, pool upkeep), through the host's `setTimer` /
+//! `clearTimer` when it has them, else the global `setTimeout` / `clearTimeout`. With nothing
+//! pending no timer is armed; `dispose` clears it.
+//!
 //! Invariants:
 //! 1. Every exported method takes `&self`, so JavaScript calling back in from a host function
-//!    never meets a "recursive use" error.
+//!    or a listener never meets a "recursive use" error.
 //! 2. No `RefCell` borrow is held across a call into JavaScript: readings are taken before the
-//!    core is borrowed, host requests are started and waiters are settled after it is released.
+//!    core is borrowed; host requests are started, waiters settled and listeners called after
+//!    it is released.
 //! 3. Nothing here panics on any input: every JS value is checked into a typed value, and every
 //!    failure is a JS `Error` with a stable `code`.
+//! 4. A host call id names one pending call of one core (the session book of `createSession`, or
+//!    the orchestrator); ids are the engine's, unique while pending.
 
+mod api;
 mod convert;
 mod host;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
-use js_sys::{Function, Promise};
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use self::convert::{failure, from_js, reply, to_js};
+use self::api::{TaskInfo, hex, to_value, unhex};
+use self::convert::{class_of, failure, from_js, get, host_event, reply, set, to_js};
 use self::host::{HostFunctions, JsHost};
 use crate::config::{CONFIG_SCHEMA, Config, ConfigInput};
+use crate::control::Outcome;
+use crate::engine::orchestrator::{Orchestrator, RunRequest};
 use crate::engine::{CreateSession, Engine as Core, Settled};
 use crate::error::Error;
-use crate::host::{CallId, Host, HostOutcome, SessionId};
+use crate::host::{CallId, Host, HostOpKind, HostOutcome, HostRequest, SessionId};
+use crate::ids::Priority;
+use crate::store::Head;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -52,6 +73,10 @@ export interface ForemanHost {
   /** The newest assistant message (`{ info, parts }` or its `info`), or null before the first. */
   lastAssistantMessage?(input: { sessionID: string }, callId: number): Promise<unknown> | undefined;
   checkSession?(input: { sessionID: string }, callId: number): Promise<"busy" | "idle" | "gone"> | undefined;
+  /** Timers for the engine's one deadline timer; default: the global `setTimeout`/`clearTimeout`.
+   * A host on a simulated clock supplies its own. */
+  setTimer?(fn: () => void, ms: number): unknown;
+  clearTimer?(handle: unknown): void;
 }
 
 /** Engine configuration. Every key is optional; unknown keys are refused with code
@@ -91,9 +116,105 @@ export interface ForemanStats {
   version: string;
   now: number;
   memory: { used: number; limit: number; perMille: number };
+  /** Host calls started and not answered. */
   pendingCalls: number;
+  /** Sessions made through `createSession`. */
   sessions: { created: number; failed: number; meanCreateMs: number | null };
-  lanes: Array<{ name: string; limit: number; pendingCalls: number }>;
+  lanes: Array<{ name: string; limit: number; effective: number; inUse: number;
+    queued: { high: number; normal: number; low: number }; pendingCalls: number }>;
+  keys: Array<{ name: string; limit: number | null; effective: number | null; inUse: number; queued: number;
+    breaker: BreakerStateName; nextProbeAt: number | null }>;
+  gate: { closed: boolean; stale: boolean; perMille: number | null };
+  pool: { warm: number; inUse: number; parked: number; retiring: number; deleting: number;
+    hits: number; misses: number; creates: number; affinityHits: number; retirements: number; deletes: number };
+  tasks: { queued: number; running: number; succeeded: number; failed: number; cancelled: number;
+    timedOut: number; unknown: number };
+  runs: { waiting: number; running: number };
+  journal: { seq: number; records: number };
+}
+
+export type Priority = "high" | "normal" | "low";
+export type FailureClass = "upstream" | "rate_limited" | "timeout" | "cancelled" | "invalid";
+export type BreakerStateName = "closed" | "open" | "half_open";
+export type TaskStateName = "queued" | "admitted" | "session_acquired" | "dispatched" | "running"
+  | "succeeded" | "failed" | "cancelled" | "timed_out" | "unknown";
+
+/** A sub-agent task to run in a new child session (or, with `followUpOf`, in the session of an
+ * earlier task when it is free). */
+export interface TaskSpec {
+  /** Agent type; decides the lane. */
+  agent: string;
+  prompt: string;
+  priority?: Priority;
+  /** From dispatch to settlement; default 30 min, at most one day. */
+  deadlineMs?: number;
+  /** `provider/model`: the key of its limit and circuit breaker. */
+  model?: string;
+  /** The session the child shows under. */
+  parentID?: string;
+  /** A repeated `delegate` with this key returns the first task; marks it safe to re-run after a
+   * restore. */
+  idempotencyKey?: string;
+  /** Tasks that must succeed first; a failed or cancelled one cancels this task. */
+  dependsOn?: number[];
+  /** Extra attempts after an upstream failure or timeout (0..=10; default 0). */
+  retries?: number;
+  /** Refuse at once (BREAKER_OPEN) instead of waiting while the model's breaker is open. */
+  failFast?: boolean;
+  followUpOf?: number;
+}
+
+/** A task as it stands. */
+export interface TaskInfo {
+  id: number;
+  agent: string;
+  state: TaskStateName;
+  priority: Priority;
+  /** Attempts started. */
+  attempts: number;
+  createdMs: number;
+  updatedMs: number;
+  model?: string;
+  parentID?: string;
+  sessionID?: string;
+  dependsOn: number[];
+  /** With `succeeded`: the sub-agent's last message text. */
+  result?: string;
+  /** With `failed`. */
+  error?: { class: FailureClass; message: string };
+  /** With `cancelled`. */
+  reason?: string;
+}
+
+export interface TaskFilter { state?: TaskStateName; agent?: string }
+
+/** Options of `run`. */
+export interface RunOptions {
+  /** Lane (an agent type's name, or any name: unknown names share `other`); default `other`. */
+  lane?: string;
+  /** Provider/model key: its limit and circuit breaker apply. */
+  key?: string;
+  priority?: Priority;
+  /** From the call; on expiry the promise rejects with TIMED_OUT (work still running keeps its
+   * slot until it ends, and counts as a timeout). */
+  deadlineMs?: number;
+  /** Reject at once with BREAKER_OPEN while the key's breaker is open, instead of waiting. */
+  failFast?: boolean;
+}
+
+export interface TaskEvent { type: "task"; id: number; state: TaskStateName }
+export interface BreakerEvent { type: "breaker"; key: string; state: BreakerStateName }
+
+/** `(seq, hash)` of the journal's last record; keep it outside the engine to detect truncation. */
+export interface JournalHead { seq: number; hash: string }
+
+export interface Engine {
+  /** Runs `fn` when the lane (and key) has a free slot, in priority order; resolves or rejects
+   * with its result. `fn` starts synchronously when a slot is free at once. A rejection is
+   * classified like a host failure (`class`, `AbortError`, `status`) for the breaker and the
+   * adaptive limit. Refusals (INVALID_INPUT, MEMORY_PRESSURE for LOW work, BREAKER_OPEN with
+   * `failFast`, QUEUE_FULL, DISPOSED) reject the returned promise. */
+  run<T>(fn: () => T | PromiseLike<T>, options?: RunOptions): Promise<T>;
 }
 
 /** Every error foreman throws or rejects with. `code` is stable. */
@@ -101,11 +222,31 @@ export interface ForemanError extends Error {
   name: "ForemanError";
   code: "INVALID_CONFIG" | "INVALID_HOST" | "INVALID_INPUT" | "HOST_FAILED" | "HOST_BAD_REPLY"
       | "HOST_BAD_READING" | "MEMORY_PRESSURE" | "BREAKER_OPEN" | "QUEUE_FULL" | "CONFLICT" | "JOURNAL_INVALID"
-      | "UNKNOWN_TASK" | "ILLEGAL_TRANSITION" | "UNKNOWN_CALL" | "DISPOSED";
+      | "UNKNOWN_TASK" | "ILLEGAL_TRANSITION" | "UNKNOWN_CALL" | "DISPOSED" | "TIMED_OUT";
   /** With HOST_FAILED: how the failure counts. */
   class?: "upstream" | "rate_limited" | "timeout" | "cancelled" | "invalid";
 }
 "#;
+
+#[wasm_bindgen(module = "/src/bindings/run.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = installRun)]
+    fn install_run(proto: &JsValue);
+    #[wasm_bindgen(js_name = placeholderHost)]
+    fn placeholder_host() -> JsValue;
+}
+
+/// Installs `Engine.prototype.run` (see `run.js`): a throwaway engine hands over its prototype.
+#[wasm_bindgen(start)]
+fn start() {
+    if let Ok(engine) = Engine::new(placeholder_host().unchecked_into(), None) {
+        let js: JsValue = engine.into();
+        install_run(&Object::get_prototype_of(&js).into());
+        if let Ok(free) = Reflect::get(&js, &"free".into()).and_then(|f| f.dyn_into::<Function>()) {
+            let _ = free.call0(&js);
+        }
+    }
+}
 
 #[wasm_bindgen]
 extern "C" {
@@ -124,6 +265,36 @@ extern "C" {
     /// `Promise<string>` in TypeScript.
     #[wasm_bindgen(typescript_type = "Promise<string>")]
     pub type PromiseString;
+    /// `TaskSpec | TaskSpec[]`.
+    #[wasm_bindgen(typescript_type = "TaskSpec | TaskSpec[]")]
+    pub type SpecsObject;
+    /// `number | number[]`.
+    #[wasm_bindgen(typescript_type = "number | number[]")]
+    pub type TaskIds;
+    /// `TaskInfo`.
+    #[wasm_bindgen(typescript_type = "TaskInfo")]
+    pub type TaskInfoObject;
+    /// `TaskInfo[]`.
+    #[wasm_bindgen(typescript_type = "TaskInfo[]")]
+    pub type TaskInfoArray;
+    /// `Promise<TaskInfo>`.
+    #[wasm_bindgen(typescript_type = "Promise<TaskInfo>")]
+    pub type PromiseTaskInfo;
+    /// `TaskFilter | undefined`.
+    #[wasm_bindgen(typescript_type = "TaskFilter | undefined")]
+    pub type FilterObject;
+    /// `JournalHead`.
+    #[wasm_bindgen(typescript_type = "JournalHead")]
+    pub type HeadObject;
+    /// `"task"` or `"breaker"`.
+    #[wasm_bindgen(typescript_type = "\"task\" | \"breaker\"")]
+    pub type EventName;
+    /// A listener.
+    #[wasm_bindgen(typescript_type = "(event: TaskEvent | BreakerEvent) => void")]
+    pub type Listener;
+    /// An unsubscribe function.
+    #[wasm_bindgen(typescript_type = "() => void")]
+    pub type Unsubscribe;
 }
 
 type Waiter = (Function, Function);
@@ -131,11 +302,59 @@ type Waiter = (Function, Function);
 /// The keys `CreateSessionInput` accepts.
 const CREATE_SESSION_SCHEMA: &[(&str, &[&str])] = &[("", &["agent", "parentID", "title"])];
 
+/// Seed of the orchestrator's jitter (mixed with the clock at construction).
+const SEED: u64 = 0x5EED_F0E3_A11C_E5ED;
+
+/// Slots one call can report ready (the buffer holds a count, then the slots).
+const RUN_BUFFER: usize = 256;
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// A `createSession` of the session book.
+    Book(CallId),
+    /// A call of the orchestrator, and its kind (to parse the reply).
+    Tasks(CallId, HostOpKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Task,
+    Breaker,
+}
+
+struct RunHooks {
+    wake: Function,
+    expire: Function,
+    disposed: Function,
+}
+
+struct Timers {
+    set: Function,
+    clear: Function,
+    this: JsValue,
+}
+
 struct Inner {
-    core: RefCell<Core>,
+    book: RefCell<Core>,
+    orch: RefCell<Orchestrator>,
     host: JsHost,
-    /// The JS promises waiting on host calls, by call id.
+    timers: Timers,
+    /// The timer's callback (made once) and the armed timer, if any: (handle, host time).
+    tick: RefCell<Option<Function>>,
+    timer: RefCell<Option<(JsValue, u64)>>,
+    routes: RefCell<BTreeMap<u32, Route>>,
+    next_call: Cell<u32>,
+    /// The JS promises waiting on `createSession` calls, by public call id.
     waiters: RefCell<BTreeMap<u32, Waiter>>,
+    /// The JS promises waiting on tasks, by task id.
+    task_waiters: RefCell<BTreeMap<u32, Vec<Waiter>>>,
+    listeners: RefCell<Vec<(u32, EventKind, Function)>>,
+    next_listener: Cell<u32>,
+    breakers: RefCell<Vec<(String, &'static str)>>,
+    run_hooks: RefCell<Option<RunHooks>>,
+    run_buffer: RefCell<Vec<u32>>,
+    run_names: RefCell<Vec<String>>,
+    disposed: Cell<bool>,
 }
 
 /// The foreman engine, driven by a JavaScript host.
@@ -161,7 +380,13 @@ struct StatsDto {
     memory: MemoryDto,
     pending_calls: u32,
     sessions: SessionsDto,
-    lanes: Vec<LaneDto>,
+    lanes: Vec<api::LaneInfo>,
+    keys: Vec<api::KeyInfo>,
+    gate: api::GateInfo,
+    pool: api::PoolInfo,
+    tasks: api::TaskCounts,
+    runs: api::RunInfo,
+    journal: api::JournalInfo,
 }
 
 #[derive(Serialize)]
@@ -180,12 +405,8 @@ struct SessionsDto {
     mean_create_ms: Option<f64>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LaneDto {
-    name: String,
-    limit: u32,
-    pending_calls: u32,
+fn js<T>(result: Result<T, Error>) -> Result<T, JsValue> {
+    result.map_err(|e| to_js(&e))
 }
 
 #[wasm_bindgen]
@@ -195,24 +416,38 @@ impl Engine {
     /// the host's `now()` and `memory()` are read once to check them.
     #[wasm_bindgen(constructor)]
     pub fn new(host: HostObject, config: Option<ConfigObject>) -> Result<Engine, JsValue> {
-        let config = config.map_or(JsValue::UNDEFINED, Into::into);
-        let input: ConfigInput = from_js(config, "config", CONFIG_SCHEMA, |key, reason| {
-            Error::InvalidConfig { key, reason }
-        })
-        .map_err(|e| to_js(&e))?;
-        let config = Config::from_input(input).map_err(|e| to_js(&e))?;
-        let functions = HostFunctions::new(host.into()).map_err(|e| to_js(&e))?;
-        let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
-            let (ok, err) = settle_functions(weak);
-            Inner {
-                core: RefCell::new(Core::new(config)),
-                host: JsHost::new(functions, ok, err),
-                waiters: RefCell::new(BTreeMap::new()),
-            }
-        });
-        let engine = Engine { inner };
-        engine.inner.host.now_ms().map_err(|e| to_js(&e))?;
-        engine.inner.host.memory().map_err(|e| to_js(&e))?;
+        let engine = js(Engine::assemble(host.into(), config))?;
+        let now = js(engine.inner.host.now_ms())?;
+        let config = engine.inner.book.borrow().config().clone();
+        *engine.inner.orch.borrow_mut() = Orchestrator::new(&config, now ^ SEED);
+        Ok(engine)
+    }
+
+    /// Rebuilds an engine from a journal export (`journalExport()` of the lost instance, or the
+    /// frames a host appended, from its last checkpoint) verified against the `head` kept
+    /// outside it. Settled tasks are as they were; work that was in flight is `unknown` until
+    /// reconciled through the host (finished → settled from its last message, still running →
+    /// watched again, gone → failed); idempotent work is re-run. Throws `JOURNAL_INVALID` naming
+    /// the first bad record.
+    pub fn restore(
+        journal: Uint8Array,
+        head: HeadObject,
+        host: HostObject,
+        config: Option<ConfigObject>,
+    ) -> Result<Engine, JsValue> {
+        let head = js(parse_head(&head.into()))?;
+        let engine = js(Engine::assemble(host.into(), config))?;
+        let now = js(engine.inner.host.now_ms())?;
+        let config = engine.inner.book.borrow().config().clone();
+        let (orch, _) = js(Orchestrator::restore(
+            &config,
+            now ^ SEED,
+            &journal.to_vec(),
+            head,
+            now,
+        ))?;
+        *engine.inner.orch.borrow_mut() = orch;
+        after(&engine.inner);
         Ok(engine)
     }
 
@@ -235,145 +470,892 @@ impl Engine {
     /// Settles call `callId` with `value`, for hosts that answer by id. Throws `UNKNOWN_CALL` when
     /// no such call is pending.
     pub fn resolve(&self, call_id: JsValue, value: JsValue) -> Result<(), JsValue> {
-        let call = call_id_of(&call_id).map_err(|e| to_js(&e))?;
-        self.settle(call, Ok(value)).map_err(|e| to_js(&e))
+        let call = js(call_id_of(&call_id))?;
+        js(settle(&self.inner, call, Ok(value)))
     }
 
     /// Fails call `callId` with `error`, for hosts that answer by id. Throws `UNKNOWN_CALL` when
     /// no such call is pending.
     pub fn reject(&self, call_id: JsValue, error: JsValue) -> Result<(), JsValue> {
-        let call = call_id_of(&call_id).map_err(|e| to_js(&e))?;
-        self.settle(call, Err(error)).map_err(|e| to_js(&e))
+        let call = js(call_id_of(&call_id))?;
+        js(settle(&self.inner, call, Err(error)))
+    }
+
+    /// Feeds one OpenCode bus event (pass every event the plugin's `event` hook receives):
+    /// `session.status`, `session.idle`, `session.error` and `session.deleted` move sub-agent
+    /// tasks; the rest are ignored. Throws `INVALID_INPUT` for a malformed event of those kinds.
+    #[wasm_bindgen(js_name = hostEvent)]
+    pub fn host_event(&self, event: JsValue) -> Result<(), JsValue> {
+        self.live()?;
+        let parsed = host_event(&event).map_err(|reason| to_js(&Error::input("event", reason)))?;
+        let Some(parsed) = parsed else {
+            return Ok(());
+        };
+        let now = js(self.inner.host.now_ms())?;
+        js(self.inner.orch.borrow_mut().on_event(now, parsed))?;
+        after(&self.inner);
+        Ok(())
+    }
+
+    /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All specs are
+    /// checked before any is submitted: a bad one throws `INVALID_INPUT` naming its field
+    /// (`specs[2].prompt`) and submits nothing. Refusals of the controller (`MEMORY_PRESSURE` for
+    /// LOW work, `BREAKER_OPEN` with `failFast`) throw too; specs before the refused one stay
+    /// submitted, and the error's `submitted` lists their ids.
+    pub fn delegate(&self, specs: SpecsObject) -> Result<TaskIds, JsValue> {
+        self.live()?;
+        let value: JsValue = specs.into();
+        let many = Array::is_array(&value);
+        let parsed = if many {
+            let array = Array::from(&value);
+            if array.length() > 10_000 {
+                return Err(to_js(&Error::input("specs", "at most 10000 per call")));
+            }
+            js(array
+                .iter()
+                .enumerate()
+                .map(|(i, v)| api::spec(v, &format!("specs[{i}]")))
+                .collect::<Result<Vec<_>, _>>())?
+        } else {
+            vec![js(api::spec(value, ""))?]
+        };
+        let now = js(self.inner.host.now_ms())?;
+        observe_memory(&self.inner, now);
+        let mut ids = Vec::with_capacity(parsed.len());
+        let mut failed = None;
+        {
+            let mut o = self.inner.orch.borrow_mut();
+            for spec in parsed {
+                match o.submit(now, spec) {
+                    Ok(id) => ids.push(id.get()),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        after(&self.inner);
+        if let Some(e) = failed {
+            let error = to_js(&e);
+            let done: Array = ids.iter().map(|&id| JsValue::from(id)).collect();
+            set(error.unchecked_ref(), "submitted", &done);
+            return Err(error);
+        }
+        Ok(if many {
+            ids.iter()
+                .map(|&id| JsValue::from(id))
+                .collect::<Array>()
+                .unchecked_into()
+        } else {
+            JsValue::from(ids[0]).unchecked_into()
+        })
+    }
+
+    /// Resolves with the task's info once it settles (succeeded, failed, cancelled, timed_out);
+    /// at once for a settled task. Rejects with `UNKNOWN_TASK`, or `DISPOSED`.
+    pub fn wait(&self, id: JsValue) -> PromiseTaskInfo {
+        let promise = match self.try_wait(&id) {
+            Ok(p) => p,
+            Err(e) => Promise::reject(&e),
+        };
+        promise.unchecked_into()
+    }
+
+    /// Cancels a task: a queued one at once; a running one by aborting its session, settling when
+    /// the abort is confirmed. Returns whether the task was still open. `UNKNOWN_TASK` for an
+    /// id never issued.
+    pub fn cancel(&self, id: JsValue) -> Result<bool, JsValue> {
+        self.live()?;
+        let id = js(api::task_id("id", &id))?;
+        let now = js(self.inner.host.now_ms())?;
+        let open = js(self.inner.orch.borrow_mut().cancel(now, id))?;
+        after(&self.inner);
+        Ok(open)
+    }
+
+    /// The task's info. Throws `UNKNOWN_TASK`.
+    pub fn status(&self, id: JsValue) -> Result<TaskInfoObject, JsValue> {
+        self.live()?;
+        let id = js(api::task_id("id", &id))?;
+        let record = self
+            .inner
+            .orch
+            .borrow()
+            .tasks()
+            .get(id)
+            .ok_or_else(|| to_js(&Error::UnknownTask { task: id.get() }))?;
+        js(to_value(&TaskInfo::from(&record))).map(JsCast::unchecked_into)
+    }
+
+    /// Every task (matching `filter`: `state` name and/or `agent`), in id order.
+    pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
+        self.live()?;
+        let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
+        let infos: Vec<TaskInfo> = self
+            .inner
+            .orch
+            .borrow()
+            .tasks()
+            .all()
+            .iter()
+            .filter(|r| filter.state.as_deref().is_none_or(|s| r.state.name() == s))
+            .filter(|r| filter.agent.as_deref().is_none_or(|a| r.spec.agent == a))
+            .map(TaskInfo::from)
+            .collect();
+        js(to_value(&infos)).map(JsCast::unchecked_into)
     }
 
     /// A consistent view of the engine, with fresh host readings.
     pub fn stats(&self) -> Result<StatsObject, JsValue> {
-        let now = self.inner.host.now_ms().map_err(|e| to_js(&e))?;
-        let memory = self.inner.host.memory().map_err(|e| to_js(&e))?;
-        let stats = self
-            .inner
-            .core
-            .borrow()
-            .stats(now, memory)
-            .map_err(|e| to_js(&e))?;
-        let s = stats.sessions;
+        self.live()?;
+        let now = js(self.inner.host.now_ms())?;
+        let memory = js(self.inner.host.memory())?;
+        self.inner
+            .orch
+            .borrow_mut()
+            .controller_mut()
+            .observe_memory(now, memory);
+        let book = js(self.inner.book.borrow().stats(now, memory))?;
+        let o = self.inner.orch.borrow();
+        let pending_calls = self.inner.routes.borrow().len() as u32;
+        let (lanes, keys, gate) = api::control_info(o.controller().stats(now), |name| {
+            book.lanes
+                .iter()
+                .find(|l| l.name == name)
+                .map_or(0, |l| l.pending_calls)
+        });
+        let (waiting, running) = o.runs().counts();
+        let s = book.sessions;
         let dto = StatsDto {
             version: env!("CARGO_PKG_VERSION"),
-            now: stats.now_ms as f64,
+            now: now as f64,
             memory: MemoryDto {
                 used: memory.used() as f64,
                 limit: memory.limit() as f64,
                 per_mille: memory.per_mille() as f64,
             },
-            pending_calls: stats.pending_calls,
+            pending_calls,
             sessions: SessionsDto {
                 created: s.created as f64,
                 failed: s.failed as f64,
                 mean_create_ms: (s.created > 0)
                     .then(|| s.create_ms_total as f64 / s.created as f64),
             },
-            lanes: stats
-                .lanes
-                .into_iter()
-                .map(|l| LaneDto {
-                    name: l.name,
-                    limit: l.limit,
-                    pending_calls: l.pending_calls,
-                })
-                .collect(),
+            lanes,
+            keys,
+            gate,
+            pool: api::pool_info(&o),
+            tasks: api::task_counts(&o),
+            runs: api::RunInfo { waiting, running },
+            journal: api::JournalInfo {
+                seq: o.tasks().store().journal().head().seq as f64,
+                records: o.tasks().store().journal().len(),
+            },
         };
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-        dto.serialize(&serializer)
-            .map(JsCast::unchecked_into)
-            .map_err(|e| {
-                to_js(&Error::InvalidInput {
-                    field: "stats".into(),
-                    reason: e.to_string(),
-                })
-            })
+        js(to_value(&dto)).map(JsCast::unchecked_into)
     }
 
-    /// Stops the engine: pending calls reject with `DISPOSED`, later calls throw `DISPOSED`.
-    /// Idempotent.
+    /// Calls `listener` on every task transition (`"task"`: `{ type, id, state }`) or breaker
+    /// transition (`"breaker"`: `{ type, key, state }`). A listener that throws is ignored.
+    /// Returns a function that unsubscribes.
+    pub fn on(&self, event: EventName, listener: Listener) -> Result<Unsubscribe, JsValue> {
+        self.live()?;
+        let event: JsValue = event.into();
+        let kind = match event.as_string().as_deref() {
+            Some("task") => EventKind::Task,
+            Some("breaker") => EventKind::Breaker,
+            _ => {
+                return Err(to_js(&Error::input(
+                    "event",
+                    "must be \"task\" or \"breaker\"",
+                )));
+            }
+        };
+        let listener: JsValue = listener.into();
+        let Ok(listener) = listener.dyn_into::<Function>() else {
+            return Err(to_js(&Error::input("listener", "must be a function")));
+        };
+        let id = self.inner.next_listener.get();
+        self.inner.next_listener.set(id.wrapping_add(1));
+        self.inner.listeners.borrow_mut().push((id, kind, listener));
+        let weak = Rc::downgrade(&self.inner);
+        let off = Closure::<dyn Fn()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.listeners.borrow_mut().retain(|(l, _, _)| *l != id);
+            }
+        });
+        Ok(off.into_js_value().unchecked_into())
+    }
+
+    /// The journal's frames with `seq ≥ fromSeq` (default: all kept; the engine keeps its
+    /// records from the last checkpoint on, and an export from an older seq starts there).
+    #[wasm_bindgen(js_name = journalExport)]
+    pub fn journal_export(&self, from_seq: Option<f64>) -> Result<Uint8Array, JsValue> {
+        self.live()?;
+        let from = match from_seq {
+            None => 0,
+            Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => n as u64,
+            Some(_) => {
+                return Err(to_js(&Error::input(
+                    "fromSeq",
+                    "must be a whole number ≥ 0",
+                )));
+            }
+        };
+        let bytes = self
+            .inner
+            .orch
+            .borrow()
+            .tasks()
+            .store()
+            .journal()
+            .export(from);
+        Ok(Uint8Array::from(bytes.as_slice()))
+    }
+
+    /// `(seq, hash)` of the last journal record.
+    #[wasm_bindgen(js_name = journalHead)]
+    pub fn journal_head(&self) -> Result<HeadObject, JsValue> {
+        self.live()?;
+        let head = self.inner.orch.borrow().tasks().store().journal().head();
+        let obj = Object::new();
+        set(&obj, "seq", &(head.seq as f64).into());
+        set(&obj, "hash", &hex(&head.hash).into());
+        Ok(obj.unchecked_into())
+    }
+
+    /// Re-verifies the journal kept in memory (every hash, from its anchor to the head). Returns
+    /// true or throws `JOURNAL_INVALID`.
+    pub fn verify(&self) -> Result<bool, JsValue> {
+        self.live()?;
+        let o = self.inner.orch.borrow();
+        let journal = o.tasks().store().journal();
+        js(crate::store::verify(
+            &journal.export(0),
+            journal.anchor(),
+            journal.head(),
+        ))?;
+        Ok(true)
+    }
+
+    /// Stops the engine: pending `createSession` calls, task waiters and waiting `run` work reject
+    /// with `DISPOSED`; the timer is cleared and listeners dropped; later calls throw `DISPOSED`.
+    /// Sub-agent sessions are left as they are on the server (a restore from the journal
+    /// reconciles them). Idempotent.
     pub fn dispose(&self) {
-        let abandoned = self.inner.core.borrow_mut().dispose();
+        if self.inner.disposed.replace(true) {
+            return;
+        }
+        let abandoned = self.inner.book.borrow_mut().dispose();
         let waiters: Vec<Waiter> = {
             let mut waiters = self.inner.waiters.borrow_mut();
-            abandoned
-                .iter()
-                .filter_map(|c| waiters.remove(&c.get()))
-                .collect()
+            let mut routes = self.inner.routes.borrow_mut();
+            let mut out = Vec::new();
+            for public in routes.keys().copied().collect::<Vec<_>>() {
+                if let Some(Route::Book(c)) = routes.get(&public) {
+                    if abandoned.contains(c) {
+                        out.extend(waiters.remove(&public));
+                    }
+                }
+            }
+            routes.clear();
+            out
         };
+        let task_waiters: Vec<Waiter> = std::mem::take(&mut *self.inner.task_waiters.borrow_mut())
+            .into_values()
+            .flatten()
+            .collect();
+        self.inner.listeners.borrow_mut().clear();
+        let timer = self.inner.timer.borrow_mut().take();
+        if let Some((handle, _)) = timer {
+            clear_timer(&self.inner, &handle);
+        }
+        let hooks = self.inner.run_hooks.borrow_mut().take();
         let error = to_js(&Error::Disposed);
-        for (_, reject) in waiters {
+        for (_, reject) in waiters.into_iter().chain(task_waiters) {
             let _ = reject.call1(&JsValue::NULL, &error);
         }
+        if let Some(h) = hooks {
+            let _ = h.disposed.call0(&JsValue::NULL);
+        }
+        self.inner.tick.borrow_mut().take();
+    }
+
+    // ---- the run path (called by run.js; not part of the typed API) ----
+
+    /// Sets up the run path: the hooks Rust calls (slots ready, a deadline passed, disposed) and
+    /// what JS needs (wasm memory, the ready buffer's address and length, the host clock).
+    #[wasm_bindgen(js_name = runSetup, skip_typescript)]
+    pub fn run_setup(
+        &self,
+        wake: Function,
+        expire: Function,
+        disposed: Function,
+    ) -> Result<JsValue, JsValue> {
+        self.live()?;
+        *self.inner.run_hooks.borrow_mut() = Some(RunHooks {
+            wake,
+            expire,
+            disposed,
+        });
+        let obj = Object::new();
+        set(&obj, "memory", &wasm_bindgen::memory());
+        let ptr = self.inner.run_buffer.borrow().as_ptr() as usize as f64;
+        set(&obj, "ptr", &ptr.into());
+        set(&obj, "cap", &(RUN_BUFFER as f64).into());
+        set(&obj, "now", &self.inner.host.now_function());
+        Ok(obj.into())
+    }
+
+    /// The index of a lane name for `runBegin`.
+    #[wasm_bindgen(js_name = runLane, skip_typescript)]
+    pub fn run_lane(&self, name: String) -> u32 {
+        self.intern(name)
+    }
+
+    /// The index of a key name for `runBegin` (0 is "no key").
+    #[wasm_bindgen(js_name = runKey, skip_typescript)]
+    pub fn run_key(&self, name: String) -> u32 {
+        self.intern(name)
+    }
+
+    /// Queues a run task; returns its slot. The slots made ready are in the buffer.
+    #[wasm_bindgen(js_name = runBegin, skip_typescript)]
+    pub fn run_begin(
+        &self,
+        lane: u32,
+        key: u32,
+        priority: u32,
+        fail_fast: bool,
+        deadline_ms: f64,
+        now: f64,
+    ) -> Result<u32, JsValue> {
+        self.live()?;
+        let now = self.inner.host.observe_now(now);
+        let priority = match priority {
+            0 => Priority::High,
+            2 => Priority::Low,
+            _ => Priority::Normal,
+        };
+        let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
+        let slot = {
+            let names = self.inner.run_names.borrow();
+            let lane = names
+                .get(lane as usize)
+                .map_or(crate::config::OTHER_LANE, String::as_str);
+            let key = (key != 0)
+                .then(|| names.get(key as usize).map(String::as_str))
+                .flatten();
+            let mut o = self.inner.orch.borrow_mut();
+            let slot = js(o.run_submit(
+                now,
+                RunRequest {
+                    lane,
+                    key,
+                    priority,
+                    fail_fast,
+                    deadline_ms: deadline,
+                },
+            ))?;
+            write_ready(&self.inner, &mut o);
+            slot
+        };
+        if deadline.is_some() {
+            arm_at_most(&self.inner, now);
+        }
+        Ok(slot)
+    }
+
+    /// Ends a running run task (`ok`, or failed with `error`, classified like a host failure);
+    /// the slots made ready are in the buffer.
+    #[wasm_bindgen(js_name = runEnd, skip_typescript)]
+    pub fn run_end(&self, slot: u32, ok: bool, error: JsValue, now: f64) -> Result<(), JsValue> {
+        self.live()?;
+        let now = self.inner.host.observe_now(now);
+        let outcome = if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failed(class_of(&error))
+        };
+        let busy = {
+            let mut o = self.inner.orch.borrow_mut();
+            js(o.run_end(now, slot, outcome))?;
+            write_ready(&self.inner, &mut o);
+            o.has_output() || !ok || self.inner.breakers.borrow().iter().any(|b| b.1 != "closed")
+        };
+        if busy {
+            // Something besides run slots moved (a sub-agent task was admitted, or a breaker
+            // may have changed): the full pass. Run slots it makes ready come through `wake`.
+            after(&self.inner);
+        }
+        Ok(())
+    }
+
+    /// Refills the buffer when more slots were ready than it holds.
+    #[wasm_bindgen(js_name = runDrain, skip_typescript)]
+    pub fn run_drain(&self) {
+        let mut o = self.inner.orch.borrow_mut();
+        write_ready(&self.inner, &mut o);
     }
 }
 
 impl Engine {
+    /// Checks `config` and `host` and builds the engine; the host's `now()` and `memory()` are
+    /// read once to check them.
+    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<Engine, Error> {
+        let config = config.map_or(JsValue::UNDEFINED, Into::into);
+        let input: ConfigInput = from_js(config, "config", CONFIG_SCHEMA, |key, reason| {
+            Error::InvalidConfig { key, reason }
+        })?;
+        let config = Config::from_input(input)?;
+        let timers = timers(&host)?;
+        let functions = HostFunctions::new(host)?;
+        let orch = Orchestrator::new(&config, SEED);
+        let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
+            let (ok, err) = settle_functions(weak);
+            Inner {
+                book: RefCell::new(Core::new(config)),
+                orch: RefCell::new(orch),
+                host: JsHost::new(functions, ok, err),
+                timers,
+                tick: RefCell::new(Some(tick_function(weak))),
+                timer: RefCell::new(None),
+                routes: RefCell::new(BTreeMap::new()),
+                next_call: Cell::new(1),
+                waiters: RefCell::new(BTreeMap::new()),
+                task_waiters: RefCell::new(BTreeMap::new()),
+                listeners: RefCell::new(Vec::new()),
+                next_listener: Cell::new(1),
+                breakers: RefCell::new(Vec::new()),
+                run_hooks: RefCell::new(None),
+                run_buffer: RefCell::new(vec![0; RUN_BUFFER]),
+                run_names: RefCell::new(vec![String::new()]),
+                disposed: Cell::new(false),
+            }
+        });
+        let engine = Engine { inner };
+        engine.inner.host.now_ms()?;
+        engine.inner.host.memory()?;
+        Ok(engine)
+    }
+
+    fn live(&self) -> Result<(), JsValue> {
+        if self.inner.disposed.get() {
+            Err(to_js(&Error::Disposed))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn intern(&self, name: String) -> u32 {
+        let mut names = self.inner.run_names.borrow_mut();
+        match names.iter().position(|n| *n == name) {
+            Some(i) => i as u32,
+            None => {
+                names.push(name);
+                (names.len() - 1) as u32
+            }
+        }
+    }
+
     fn try_create_session(&self, input: JsValue) -> Result<Promise, JsValue> {
-        let dto: CreateSessionDto =
-            from_js(input, "input", CREATE_SESSION_SCHEMA, |field, reason| {
-                Error::InvalidInput { field, reason }
-            })
-            .map_err(|e| to_js(&e))?;
+        self.live()?;
+        let dto: CreateSessionDto = js(from_js(
+            input,
+            "input",
+            CREATE_SESSION_SCHEMA,
+            |field, reason| Error::InvalidInput { field, reason },
+        ))?;
         let request = CreateSession {
             agent: dto.agent,
             parent: dto.parent_id.map(SessionId),
             title: dto.title,
         };
-        let now = self.inner.host.now_ms().map_err(|e| to_js(&e))?;
+        let now = js(self.inner.host.now_ms())?;
         let (call, requests) = {
-            let mut core = self.inner.core.borrow_mut();
-            let call = core.create_session(now, request).map_err(|e| to_js(&e))?;
+            let mut core = self.inner.book.borrow_mut();
+            let call = js(core.create_session(now, request))?;
             (call, core.take_requests())
         };
         let mut waiter = None;
         let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
-        if let Some(waiter) = waiter {
-            self.inner.waiters.borrow_mut().insert(call.get(), waiter);
+        let mut public_of_call = None;
+        let starts: Vec<HostRequest> = requests
+            .into_iter()
+            .map(|r| {
+                let public = route(&self.inner, Route::Book(r.call));
+                if r.call == call {
+                    public_of_call = Some(public);
+                }
+                HostRequest {
+                    call: CallId(public),
+                    op: r.op,
+                }
+            })
+            .collect();
+        if let (Some(waiter), Some(public)) = (waiter, public_of_call) {
+            self.inner.waiters.borrow_mut().insert(public, waiter);
         }
-        for request in requests {
+        for request in starts {
             self.inner.host.start(request);
         }
         Ok(promise)
     }
 
-    /// Accepts an answer for `call` from either path and settles its waiter.
-    fn settle(&self, call: CallId, answer: Result<JsValue, JsValue>) -> Result<(), Error> {
-        settle(&self.inner, call, answer)
+    fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {
+        self.live()?;
+        let id = js(api::task_id("id", id))?;
+        let record = self
+            .inner
+            .orch
+            .borrow()
+            .tasks()
+            .get(id)
+            .ok_or_else(|| to_js(&Error::UnknownTask { task: id.get() }))?;
+        if record.state.is_settled() {
+            return Ok(Promise::resolve(&js(to_value(&TaskInfo::from(&record)))?));
+        }
+        let mut waiter = None;
+        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
+        if let Some(waiter) = waiter {
+            self.inner
+                .task_waiters
+                .borrow_mut()
+                .entry(id.get())
+                .or_default()
+                .push(waiter);
+        }
+        Ok(promise)
+    }
+}
+
+fn parse_head(value: &JsValue) -> Result<Head, Error> {
+    let seq = get(value, "seq")
+        .as_f64()
+        .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n <= 9.0e15)
+        .ok_or_else(|| Error::input("head.seq", "must be a whole number ≥ 0"))?;
+    let hash = get(value, "hash")
+        .as_string()
+        .ok_or_else(|| Error::input("head.hash", "must be 64 hex digits"))?;
+    Ok(Head {
+        seq: seq as u64,
+        hash: unhex("head.hash", &hash)?,
+    })
+}
+
+fn call_id_of(value: &JsValue) -> Result<CallId, Error> {
+    let n = value
+        .as_f64()
+        .filter(|n| n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(u32::MAX));
+    n.map(|n| CallId(n as u32))
+        .ok_or_else(|| Error::input("callId", "must be a call id the engine passed to the host"))
+}
+
+/// Gives a core's call a public id (invariant 4).
+fn route(inner: &Inner, to: Route) -> u32 {
+    let mut routes = inner.routes.borrow_mut();
+    loop {
+        let id = inner.next_call.get();
+        inner.next_call.set(id.wrapping_add(1).max(1));
+        if let std::collections::btree_map::Entry::Vacant(slot) = routes.entry(id) {
+            slot.insert(to);
+            return id;
+        }
+    }
+}
+
+/// The host's timer functions, or the global ones.
+fn timers(host: &JsValue) -> Result<Timers, Error> {
+    let own = |member: &str| -> Result<Option<Function>, Error> {
+        let f = get(host, member);
+        if f.is_undefined() {
+            Ok(None)
+        } else {
+            f.dyn_into::<Function>()
+                .map(Some)
+                .map_err(|_| Error::InvalidHost {
+                    member: member.into(),
+                    reason: "must be a function".into(),
+                })
+        }
+    };
+    if let (Some(set), Some(clear)) = (own("setTimer")?, own("clearTimer")?) {
+        return Ok(Timers {
+            set,
+            clear,
+            this: host.clone(),
+        });
+    }
+    let global: JsValue = js_sys::global().into();
+    let set = get(&global, "setTimeout").dyn_into::<Function>();
+    let clear = get(&global, "clearTimeout").dyn_into::<Function>();
+    match (set, clear) {
+        (Ok(set), Ok(clear)) => Ok(Timers {
+            // setTimeout(fn, ms) and the host's setTimer(fn, ms) take the same arguments.
+            set,
+            clear,
+            this: global,
+        }),
+        _ => Err(Error::InvalidHost {
+            member: "setTimer".into(),
+            reason: "no global setTimeout here: the host must supply setTimer and clearTimer"
+                .into(),
+        }),
+    }
+}
+
+fn clear_timer(inner: &Inner, handle: &JsValue) {
+    let _ = inner.timers.clear.call1(&inner.timers.this, handle);
+}
+
+/// Arms the timer for `at` (host ms), replacing the armed one.
+fn arm(inner: &Inner, at: u64, now: u64) {
+    let old = inner.timer.borrow_mut().take();
+    if let Some((handle, _)) = old {
+        clear_timer(inner, &handle);
+    }
+    let tick = inner.tick.borrow().clone();
+    if let Some(tick) = tick {
+        let delay = at.saturating_sub(now).min(2_147_483_647) as f64;
+        if let Ok(handle) = inner
+            .timers
+            .set
+            .call2(&inner.timers.this, &tick, &delay.into())
+        {
+            *inner.timer.borrow_mut() = Some((handle, at));
+        }
+    }
+}
+
+/// Re-arms the timer for the orchestrator's nearest deadline, or clears it when nothing is due.
+fn rearm(inner: &Inner, now: u64) {
+    if inner.disposed.get() {
+        return;
+    }
+    let next = inner.orch.borrow().next_deadline(now);
+    let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
+    match (next, armed) {
+        (Some(at), Some(cur)) if at == cur => {}
+        (Some(at), _) => arm(inner, at, now),
+        (None, Some(_)) => {
+            let old = inner.timer.borrow_mut().take();
+            if let Some((handle, _)) = old {
+                clear_timer(inner, &handle);
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// The run path's cheap check: arms the timer only when a run deadline comes before it.
+fn arm_at_most(inner: &Inner, now: u64) {
+    let next = inner.orch.borrow().runs().next_deadline();
+    let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
+    if let Some(at) = next {
+        if armed.is_none_or(|cur| at < cur) {
+            arm(inner, at, now);
+        }
+    }
+}
+
+/// The timer's callback: moves time on and does what is due.
+fn tick_function(weak: &Weak<Inner>) -> Function {
+    let weak = weak.clone();
+    let closure = Closure::<dyn Fn()>::new(move || {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        inner.timer.borrow_mut().take();
+        if inner.disposed.get() {
+            return;
+        }
+        let now = inner
+            .host
+            .now_ms()
+            .unwrap_or_else(|_| inner.host.last_now());
+        observe_memory(&inner, now);
+        // `tick` fails only on a journal conflict, which a single writer cannot meet.
+        let _ = inner.orch.borrow_mut().tick(now);
+        after(&inner);
+    });
+    closure.into_js_value().unchecked_into()
+}
+
+/// Feeds the memory gate a fresh reading; a failing reading is skipped (the gate goes stale).
+fn observe_memory(inner: &Inner, now: u64) {
+    if let Ok(reading) = inner.host.memory() {
+        inner
+            .orch
+            .borrow_mut()
+            .controller_mut()
+            .observe_memory(now, reading);
+    }
+}
+
+/// Writes the ready run slots into the buffer (count first).
+fn write_ready(inner: &Inner, o: &mut Orchestrator) {
+    let mut buffer = inner.run_buffer.borrow_mut();
+    if let Some((count, slots)) = buffer.split_first_mut() {
+        *count = o.drain_run_ready(slots) as u32;
+    }
+}
+
+/// After the orchestrator moved: start its host requests, tell run.js about ready and expired
+/// run slots, settle task waiters, call listeners, and re-arm the timer. Nothing is borrowed
+/// while JavaScript runs (invariant 2); a re-entrant call does its own pass.
+fn after(inner: &Inner) {
+    if inner.disposed.get() {
+        return;
+    }
+    let now = inner.host.last_now();
+    let (requests, events, expired, ready, breakers) = {
+        let mut o = inner.orch.borrow_mut();
+        let requests = o.take_requests();
+        let events = o.take_events();
+        let expired = o.runs_mut().take_expired();
+        let ready = o.runs().ready_len() > 0;
+        if ready {
+            write_ready(inner, &mut o);
+        }
+        let breakers: Vec<(String, &'static str)> = o
+            .controller()
+            .breaker_states()
+            .map(|(k, s)| (k.to_owned(), s.name()))
+            .collect();
+        (requests, events, expired, ready, breakers)
+    };
+    for r in requests {
+        let public = route(inner, Route::Tasks(r.call, r.op.kind()));
+        inner.host.start(HostRequest {
+            call: CallId(public),
+            op: r.op,
+        });
+    }
+    let hooks = inner
+        .run_hooks
+        .borrow()
+        .as_ref()
+        .map(|h| (h.wake.clone(), h.expire.clone()));
+    if let Some((wake, expire)) = hooks {
+        for (slot, ms) in expired {
+            let _ = expire.call2(&JsValue::NULL, &slot.into(), &(ms as f64).into());
+        }
+        if ready {
+            let _ = wake.call0(&JsValue::NULL);
+        }
+    }
+    let changed: Vec<(String, &'static str)> = {
+        let mut known = inner.breakers.borrow_mut();
+        let changed = breakers
+            .iter()
+            .filter(|(k, s)| {
+                known
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(*s != "closed", |(_, was)| was != s)
+            })
+            .cloned()
+            .collect();
+        *known = breakers;
+        changed
+    };
+    for (key, state) in changed {
+        let event = Object::new();
+        set(&event, "type", &"breaker".into());
+        set(&event, "key", &key.into());
+        set(&event, "state", &state.into());
+        emit(inner, EventKind::Breaker, &event);
+    }
+    for e in events {
+        let event = Object::new();
+        set(&event, "type", &"task".into());
+        set(&event, "id", &e.task.get().into());
+        set(&event, "state", &e.state.into());
+        emit(inner, EventKind::Task, &event);
+        if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
+            let waiters = inner.task_waiters.borrow_mut().remove(&e.task.get());
+            if let Some(waiters) = waiters {
+                let record = inner.orch.borrow().tasks().get(e.task);
+                let info = record.map(|r| to_value(&TaskInfo::from(&r)));
+                for (resolve, reject) in waiters {
+                    let _ = match &info {
+                        Some(Ok(info)) => resolve.call1(&JsValue::NULL, info),
+                        Some(Err(err)) => reject.call1(&JsValue::NULL, &to_js(err)),
+                        None => reject.call1(
+                            &JsValue::NULL,
+                            &to_js(&Error::UnknownTask { task: e.task.get() }),
+                        ),
+                    };
+                }
+            }
+        }
+    }
+    rearm(inner, now);
+}
+
+fn emit(inner: &Inner, kind: EventKind, event: &Object) {
+    let listeners: Vec<Function> = inner
+        .listeners
+        .borrow()
+        .iter()
+        .filter(|(_, k, _)| *k == kind)
+        .map(|(_, _, f)| f.clone())
+        .collect();
+    for f in listeners {
+        // A listener that throws does not stop the engine or the other listeners.
+        let _ = f.call1(&JsValue::NULL, event);
     }
 }
 
 fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Result<(), Error> {
+    if inner.disposed.get() {
+        return Err(Error::Disposed);
+    }
+    let route = inner
+        .routes
+        .borrow_mut()
+        .remove(&call.get())
+        .ok_or(Error::UnknownCall { call: call.get() })?;
     // A clock that fails now still settles the call, at the last good reading.
     let now = inner
         .host
         .now_ms()
         .unwrap_or_else(|_| inner.host.last_now());
-    let settled = {
-        let mut core = inner.core.borrow_mut();
-        if core.is_disposed() {
-            return Err(Error::Disposed);
+    match route {
+        Route::Book(own) => {
+            let settled = {
+                let mut core = inner.book.borrow_mut();
+                let Some(op) = core.pending_op(own) else {
+                    return Err(Error::UnknownCall { call: call.get() });
+                };
+                let outcome = outcome_of(op, &answer);
+                core.resolve(now, own, outcome)?
+            };
+            let waiter = inner.waiters.borrow_mut().remove(&call.get());
+            if let Some((resolve, reject)) = waiter {
+                let _ = match settled {
+                    Settled::SessionCreated(id) => {
+                        resolve.call1(&JsValue::NULL, &id.as_str().into())
+                    }
+                    Settled::Failed(error) => reject.call1(&JsValue::NULL, &to_js(&error)),
+                };
+            }
         }
-        let op = core
-            .pending_op(call)
-            .ok_or(Error::UnknownCall { call: call.get() })?;
-        let outcome = match &answer {
-            Ok(value) => reply(op, value),
-            Err(error) => HostOutcome::Failed(failure(error)),
-        };
-        core.resolve(now, call, outcome)?
-    };
-    let waiter = inner.waiters.borrow_mut().remove(&call.get());
-    if let Some((resolve, reject)) = waiter {
-        let _ = match settled {
-            Settled::SessionCreated(id) => resolve.call1(&JsValue::NULL, &id.as_str().into()),
-            Settled::Failed(error) => reject.call1(&JsValue::NULL, &to_js(&error)),
-        };
+        Route::Tasks(own, op) => {
+            let outcome = outcome_of(op, &answer);
+            inner.orch.borrow_mut().on_answer(now, own, outcome)?;
+            after(inner);
+        }
     }
     Ok(())
+}
+
+fn outcome_of(op: HostOpKind, answer: &Result<JsValue, JsValue>) -> HostOutcome {
+    match answer {
+        Ok(value) => reply(op, value),
+        Err(error) => HostOutcome::Failed(failure(error)),
+    }
 }
 
 /// The two functions a host promise's reactions call. They hold the engine weakly and live as
@@ -391,12 +1373,4 @@ fn settle_functions(weak: &Weak<Inner>) -> (Function, Function) {
         closure.into_js_value().unchecked_into()
     };
     (make(true), make(false))
-}
-
-fn call_id_of(value: &JsValue) -> Result<CallId, Error> {
-    let n = value
-        .as_f64()
-        .filter(|n| n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(u32::MAX));
-    n.map(|n| CallId(n as u32))
-        .ok_or_else(|| Error::input("callId", "must be a call id the engine passed to the host"))
 }

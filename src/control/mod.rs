@@ -563,6 +563,13 @@ impl Controller {
         self.key_index.get(key).map(|&k| &self.keys[k].breaker)
     }
 
+    /// Every key's breaker state, in first-use order.
+    pub fn breaker_states(&self) -> impl Iterator<Item = (&str, BreakerState)> {
+        self.keys
+            .iter()
+            .map(|k| (k.name.as_str(), k.breaker.state()))
+    }
+
     fn intern_key(&mut self, name: &str) -> Result<usize, Error> {
         if let Some(&k) = self.key_index.get(name) {
             return Ok(k);

@@ -14,6 +14,7 @@
 //! 3. After `dispose`, every method refuses with `Disposed`, and no request is queued.
 
 pub mod orchestrator;
+pub mod runs;
 pub mod task;
 pub mod tasks;
 

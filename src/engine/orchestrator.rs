@@ -45,9 +45,10 @@ use crate::host::{
     CallId, FailureClass, HostEvent, HostOp, HostOutcome, HostReply, HostRequest, SessionHealth,
     SessionId,
 };
-use crate::ids::TaskId;
+use crate::ids::{Priority, TaskId};
 use crate::sessions::{Acquired, Pool, PoolConfig};
 
+use super::runs::{MAX_RUNS, RUN_BIT, Runs};
 use super::task::{TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
@@ -120,6 +121,22 @@ pub struct Orchestrator {
     rng: fastrand::Rng,
     /// Warm sessions being created, per (agent, parent).
     warming: BTreeMap<(String, Option<SessionId>), u32>,
+    runs: Runs,
+}
+
+/// Options of a run task (see [`Orchestrator::run_submit`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RunRequest<'a> {
+    /// The lane (an agent type's name; unknown names share `other`).
+    pub lane: &'a str,
+    /// The provider/model key, for its limit and breaker.
+    pub key: Option<&'a str>,
+    /// Its priority.
+    pub priority: Priority,
+    /// Refuse at once while the key's breaker refuses, instead of waiting.
+    pub fail_fast: bool,
+    /// Ms from submission it must end by.
+    pub deadline_ms: Option<u64>,
 }
 
 impl Orchestrator {
@@ -142,6 +159,7 @@ impl Orchestrator {
             next_call: 1,
             rng: fastrand::Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
             warming: BTreeMap::new(),
+            runs: Runs::default(),
         }
     }
 
@@ -495,8 +513,83 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Queues a run task (see [`runs`](super::runs)); it may be ready at once
+    /// ([`Orchestrator::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
+    /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
+    pub fn run_submit(&mut self, now: u64, request: RunRequest<'_>) -> Result<u32, Error> {
+        let deadline = request.deadline_ms.map(|ms| (now.saturating_add(ms), ms));
+        let slot = self.runs.insert(deadline).ok_or(Error::QueueFull {
+            limit: MAX_RUNS as u64,
+        })?;
+        let submitted = self.controller.submit(
+            now,
+            Request {
+                task: TaskId(RUN_BIT | slot),
+                agent: request.lane,
+                key: request.key,
+                priority: request.priority,
+                fail_fast: request.fail_fast,
+            },
+        );
+        match submitted {
+            Ok(ticket) => self.runs.waiting(slot, ticket),
+            Err(e) => {
+                self.runs.abandon(slot);
+                return Err(e);
+            }
+        }
+        self.pump(now);
+        Ok(slot)
+    }
+
+    /// Ends a running run task with how its work went; frees its permit for the next.
+    pub fn run_end(&mut self, now: u64, slot: u32, outcome: Outcome) -> Result<(), Error> {
+        let ended = self
+            .runs
+            .end(slot)
+            .ok_or_else(|| Error::input("run", format!("run {slot} is not running")))?;
+        let outcome = if ended.expired {
+            Outcome::Failed(FailureClass::Timeout)
+        } else {
+            outcome
+        };
+        self.controller.complete(now, ended.permit, outcome);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Takes a waiting run task out of line. False when it is not waiting.
+    pub fn run_cancel(&mut self, now: u64, slot: u32) -> bool {
+        match self.runs.cancel(slot) {
+            Some(ticket) => {
+                self.controller.cancel(ticket);
+                self.pump(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves ready run slots into `out`; returns how many.
+    pub fn drain_run_ready(&mut self, out: &mut [u32]) -> usize {
+        self.runs.drain_ready(out)
+    }
+
+    /// The run slots (counts, expirations).
+    pub fn runs_mut(&mut self) -> &mut Runs {
+        &mut self.runs
+    }
+
+    /// The run slots.
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
     /// Moves time to `now`: deadlines, grace checks, retries, pool upkeep, breaker and gate ends.
     pub fn tick(&mut self, now: u64) -> Result<(), Error> {
+        for ticket in self.runs.expire(now) {
+            self.controller.cancel(ticket);
+        }
         let due: Vec<(TaskId, Due)> = self
             .live
             .iter()
@@ -545,6 +638,11 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Whether host requests or task events are waiting to be taken.
+    pub fn has_output(&self) -> bool {
+        !self.outbox.is_empty() || !self.events.is_empty()
+    }
+
     /// Takes the queued host requests, oldest first.
     pub fn take_requests(&mut self) -> Vec<HostRequest> {
         std::mem::take(&mut self.outbox)
@@ -563,6 +661,7 @@ impl Orchestrator {
         });
         tasks
             .flatten()
+            .chain(self.runs.next_deadline())
             .chain(self.controller.next_deadline(now))
             .chain(self.pool.next_deadline())
             .min()
@@ -678,6 +777,10 @@ impl Orchestrator {
     fn pump(&mut self, now: u64) {
         for admission in self.controller.admit(now) {
             let task = admission.task;
+            if task.get() & RUN_BIT != 0 {
+                self.runs.admitted(task.get() & !RUN_BIT, admission.permit);
+                continue;
+            }
             if let Some(l) = self.live.get_mut(&task) {
                 l.ticket = None;
                 l.permit = Some(admission.permit);

@@ -92,6 +92,12 @@ impl TaskTable {
                 ));
             }
         }
+        if self.next_id >= crate::engine::runs::RUN_BIT {
+            // Ids at and above RUN_BIT name run tasks in the controller.
+            return Err(Error::QueueFull {
+                limit: u64::from(crate::engine::runs::RUN_BIT - 1),
+            });
+        }
         let id = TaskId(self.next_id);
         let record = TaskRecord {
             id,

@@ -104,7 +104,7 @@ test("the plugin loads in real OpenCode and the wasm engine answers foreman_stat
   assert.deepEqual(verdict(result), []);
   const output = result.toolPart.state.output;
   // The plugin's options reached the engine: worker 12 is not a default.
-  assert.match(output, /^lanes \(pending\/limit\): other 0\/4, planner 0\/2, reviewer 0\/4, worker 0\/12$/m);
+  assert.match(output, /^lanes \(in use\/limit\): other 0\/4, planner 0\/2, reviewer 0\/4, worker 0\/12$/m);
   assert.match(output, /^memory: \d+\.\d % of \d+ MiB$/m);
   // And the model received the engine's answer as the tool result.
   assert.ok(result.text.includes(`tool said: foreman v${version} (wasm engine)`), result.text);

@@ -647,3 +647,103 @@ fn busy_before_the_prompts_own_answer_is_not_lost() {
         );
     }
 }
+
+fn run_request(priority: Priority) -> RunRequest<'static> {
+    RunRequest {
+        lane: "worker",
+        key: None,
+        priority,
+        fail_fast: false,
+        deadline_ms: None,
+    }
+}
+
+fn ready(o: &mut Orchestrator) -> Vec<u32> {
+    let mut out = [0u32; 64];
+    let n = o.drain_run_ready(&mut out);
+    out[..n].to_vec()
+}
+
+#[test]
+fn run_tasks_share_the_lane_limit_and_order_with_sub_agent_tasks() {
+    let mut o = Orchestrator::new(&Config::default(), 1);
+    // Two sub-agent tasks take two of the worker lane's 8 slots (their sessions are pending).
+    o.submit(1, spec()).unwrap();
+    o.submit(1, spec()).unwrap();
+    let slots: Vec<u32> = (0..10)
+        .map(|_| o.run_submit(1, run_request(Priority::Normal)).unwrap())
+        .collect();
+    assert_eq!(ready(&mut o), slots[..6].to_vec(), "6 slots were free");
+    // A HIGH run submitted last goes before the waiting NORMAL ones.
+    let high = o.run_submit(2, run_request(Priority::High)).unwrap();
+    assert!(ready(&mut o).is_empty());
+    o.run_end(3, slots[0], Outcome::Success).unwrap();
+    assert_eq!(ready(&mut o), vec![high]);
+    o.run_end(3, high, Outcome::Success).unwrap();
+    assert_eq!(ready(&mut o), vec![slots[6]]);
+    // Ending a slot twice, or one that is waiting, is refused.
+    assert_eq!(
+        o.run_end(3, high, Outcome::Success).unwrap_err().code(),
+        "INVALID_INPUT"
+    );
+    assert_eq!(
+        o.run_end(3, slots[9], Outcome::Success).unwrap_err().code(),
+        "INVALID_INPUT"
+    );
+    // Cancelling a waiting slot takes it out of line.
+    assert!(o.run_cancel(4, slots[7]));
+    assert!(!o.run_cancel(4, slots[7]));
+    o.run_end(5, slots[1], Outcome::Success).unwrap();
+    assert_eq!(ready(&mut o), vec![slots[8]]);
+    let (issued, released) = o.controller().permit_totals();
+    assert_eq!(issued - released, 8);
+}
+
+#[test]
+fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
+    let config = Config::from_input(ConfigInput {
+        lanes: Some([("worker".to_owned(), 1.0)].into_iter().collect()),
+        ..ConfigInput::default()
+    })
+    .unwrap();
+    let mut o = Orchestrator::new(&config, 1);
+    let mut req = run_request(Priority::Normal);
+    req.deadline_ms = Some(100);
+    let running = o.run_submit(0, req).unwrap();
+    let waiting = o.run_submit(0, req).unwrap();
+    let late = o.run_submit(50, run_request(Priority::Normal)).unwrap();
+    assert_eq!(ready(&mut o), vec![running]);
+    assert_eq!(o.next_deadline(0), Some(100));
+    o.tick(100).unwrap();
+    let mut expired = o.runs_mut().take_expired();
+    expired.sort_unstable();
+    assert_eq!(expired, vec![(running, 100), (waiting, 100)]);
+    // The running one still holds the only slot: nothing else starts until it ends.
+    assert!(ready(&mut o).is_empty());
+    assert!(
+        !o.run_cancel(100, waiting),
+        "the waiting one left the queue"
+    );
+    o.run_end(150, running, Outcome::Success).unwrap();
+    assert_eq!(ready(&mut o), vec![late]);
+    assert_eq!(o.runs().counts(), (0, 1));
+}
+
+#[test]
+fn a_run_that_fails_upstream_counts_for_its_key_breaker() {
+    let mut o = Orchestrator::new(&Config::default(), 1);
+    let mut req = run_request(Priority::Normal);
+    req.key = Some("p/m");
+    for _ in 0..5 {
+        let slot = o.run_submit(1, req).unwrap();
+        assert_eq!(ready(&mut o), vec![slot]);
+        o.run_end(2, slot, Outcome::Failed(FailureClass::Upstream))
+            .unwrap();
+    }
+    req.fail_fast = true;
+    assert_eq!(
+        o.run_submit(3, req).unwrap_err().code(),
+        "BREAKER_OPEN",
+        "five upstream failures open the breaker"
+    );
+}

@@ -1,0 +1,424 @@
+//! The shapes JavaScript sees for tasks, stats and events, and the parsing of task specs.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use super::convert::from_js;
+use crate::control::ControlStats;
+use crate::engine::orchestrator::Orchestrator;
+use crate::engine::task::{DEFAULT_DEADLINE_MS, TaskRecord, TaskSpec, TaskState};
+use crate::error::Error;
+use crate::host::SessionId;
+use crate::ids::{Priority, TaskId};
+
+/// The keys a task spec accepts.
+pub(crate) const SPEC_SCHEMA: &[(&str, &[&str])] = &[(
+    "",
+    &[
+        "agent",
+        "prompt",
+        "priority",
+        "deadlineMs",
+        "model",
+        "parentID",
+        "idempotencyKey",
+        "dependsOn",
+        "retries",
+        "failFast",
+        "followUpOf",
+    ],
+)];
+
+/// The keys a `list` filter accepts.
+pub(crate) const FILTER_SCHEMA: &[(&str, &[&str])] = &[("", &["state", "agent"])];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecDto {
+    agent: String,
+    prompt: String,
+    priority: Option<String>,
+    deadline_ms: Option<f64>,
+    model: Option<String>,
+    #[serde(rename = "parentID")]
+    parent_id: Option<String>,
+    idempotency_key: Option<String>,
+    depends_on: Option<Vec<f64>>,
+    retries: Option<f64>,
+    fail_fast: Option<bool>,
+    follow_up_of: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct FilterDto {
+    state: Option<String>,
+    agent: Option<String>,
+}
+
+/// A `list` filter.
+pub(crate) struct Filter {
+    pub state: Option<String>,
+    pub agent: Option<String>,
+}
+
+/// A whole number in `1..=max` from a JS number.
+fn whole(field: &str, n: f64, max: u64) -> Result<u64, Error> {
+    if n.is_finite() && n.fract() == 0.0 && n >= 1.0 && n <= max as f64 {
+        Ok(n as u64)
+    } else {
+        Err(Error::input(
+            field,
+            format!("must be a whole number in 1..={max}"),
+        ))
+    }
+}
+
+/// A task id from a JS value.
+pub(crate) fn task_id(field: &str, value: &JsValue) -> Result<TaskId, Error> {
+    match value.as_f64() {
+        Some(n) => whole(field, n, u64::from(u32::MAX)).map(|n| TaskId(n as u32)),
+        None => Err(Error::input(field, "must be a task id (a whole number)")),
+    }
+}
+
+pub(crate) fn priority(field: &str, name: &str) -> Result<Priority, Error> {
+    Priority::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| Error::input(field, "must be high, normal or low"))
+}
+
+/// Parses one spec; errors name the field under `at` (e.g. `specs[2].prompt`).
+pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
+    let named = |field: String| {
+        if at.is_empty() {
+            field
+        } else {
+            format!("{at}.{field}")
+        }
+    };
+    let dto: SpecDto = from_js(
+        value,
+        if at.is_empty() { "spec" } else { at },
+        SPEC_SCHEMA,
+        |field, reason| Error::InvalidInput {
+            field: named(field),
+            reason,
+        },
+    )?;
+    let mut spec = TaskSpec::new(dto.agent, dto.prompt);
+    let wrap = |e: Error| match e {
+        Error::InvalidInput { field, reason } => Error::InvalidInput {
+            field: named(field),
+            reason,
+        },
+        other => other,
+    };
+    if let Some(p) = dto.priority {
+        spec.priority = priority("priority", &p).map_err(wrap)?;
+    }
+    spec.deadline_ms = match dto.deadline_ms {
+        Some(ms) => whole("deadlineMs", ms, crate::engine::task::MAX_DEADLINE_MS).map_err(wrap)?,
+        None => DEFAULT_DEADLINE_MS,
+    };
+    spec.model = dto.model;
+    spec.parent = dto.parent_id.map(SessionId);
+    spec.idempotency_key = dto.idempotency_key;
+    if let Some(deps) = dto.depends_on {
+        spec.depends_on = deps
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                whole(&format!("dependsOn[{i}]"), d, u64::from(u32::MAX)).map(|n| TaskId(n as u32))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?;
+    }
+    if let Some(r) = dto.retries {
+        spec.retries = if r == 0.0 {
+            0
+        } else {
+            whole("retries", r, u64::from(crate::engine::task::MAX_RETRIES)).map_err(wrap)? as u32
+        };
+    }
+    spec.fail_fast = dto.fail_fast.unwrap_or(false);
+    if let Some(f) = dto.follow_up_of {
+        spec.follow_up_of = Some(TaskId(
+            whole("followUpOf", f, u64::from(u32::MAX)).map_err(wrap)? as u32,
+        ));
+    }
+    spec.validate().map_err(wrap)?;
+    Ok(spec)
+}
+
+pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
+    let dto: FilterDto = from_js(value, "filter", FILTER_SCHEMA, |field, reason| {
+        Error::InvalidInput {
+            field: format!("filter.{field}"),
+            reason,
+        }
+    })?;
+    Ok(Filter {
+        state: dto.state,
+        agent: dto.agent,
+    })
+}
+
+/// A task as JavaScript sees it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TaskInfo {
+    id: u32,
+    agent: String,
+    state: &'static str,
+    priority: &'static str,
+    attempts: u32,
+    created_ms: f64,
+    updated_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(rename = "parentID", skip_serializing_if = "Option::is_none")]
+    parent_id: Option<String>,
+    #[serde(rename = "sessionID", skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+    depends_on: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorInfo {
+    class: &'static str,
+    message: String,
+}
+
+impl From<&TaskRecord> for TaskInfo {
+    fn from(r: &TaskRecord) -> Self {
+        let session_id = match &r.state {
+            TaskState::Unknown { session, .. } => session.as_ref().map(|s| s.as_str().to_owned()),
+            other => other.session().map(|s| s.as_str().to_owned()),
+        };
+        let (result, error, reason) = match &r.state {
+            TaskState::Succeeded { text, .. } => (Some(text.clone()), None, None),
+            TaskState::Failed { class, message } => (
+                None,
+                Some(ErrorInfo {
+                    class: class.name(),
+                    message: message.clone(),
+                }),
+                None,
+            ),
+            TaskState::Cancelled { reason } => (None, None, Some(reason.clone())),
+            _ => (None, None, None),
+        };
+        TaskInfo {
+            id: r.id.get(),
+            agent: r.spec.agent.clone(),
+            state: r.state.name(),
+            priority: r.spec.priority.name(),
+            attempts: r.attempts,
+            created_ms: r.created_ms as f64,
+            updated_ms: r.updated_ms as f64,
+            model: r.spec.model.clone(),
+            parent_id: r.spec.parent.as_ref().map(|p| p.as_str().to_owned()),
+            session_id,
+            depends_on: r.spec.depends_on.iter().map(|d| d.get()).collect(),
+            result,
+            error,
+            reason,
+        }
+    }
+}
+
+/// Serializes `value` for JavaScript (plain objects, no `Map`s).
+pub(crate) fn to_value<T: Serialize>(value: &T) -> Result<JsValue, Error> {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    value
+        .serialize(&serializer)
+        .map_err(|e| Error::input("value", e.to_string()))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LaneInfo {
+    pub name: String,
+    pub limit: u32,
+    pub effective: u32,
+    pub in_use: u32,
+    pub queued: Queued,
+    pub pending_calls: u32,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Queued {
+    pub high: u32,
+    pub normal: u32,
+    pub low: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct KeyInfo {
+    pub name: String,
+    pub limit: Option<u32>,
+    pub effective: Option<u32>,
+    pub in_use: u32,
+    pub queued: u32,
+    pub breaker: &'static str,
+    pub next_probe_at: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PoolInfo {
+    pub warm: usize,
+    pub in_use: usize,
+    pub parked: usize,
+    pub retiring: usize,
+    pub deleting: usize,
+    pub hits: f64,
+    pub misses: f64,
+    pub creates: f64,
+    pub affinity_hits: f64,
+    pub retirements: f64,
+    pub deletes: f64,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TaskCounts {
+    pub queued: u32,
+    pub running: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+    pub timed_out: u32,
+    pub unknown: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GateInfo {
+    pub closed: bool,
+    pub stale: bool,
+    pub per_mille: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct RunInfo {
+    pub waiting: usize,
+    pub running: usize,
+}
+
+#[derive(Serialize)]
+pub(crate) struct JournalInfo {
+    pub seq: f64,
+    pub records: usize,
+}
+
+/// The lanes, keys and gate of the controller as JavaScript sees them.
+pub(crate) fn control_info(
+    stats: ControlStats,
+    pending: impl Fn(&str) -> u32,
+) -> (Vec<LaneInfo>, Vec<KeyInfo>, GateInfo) {
+    let lanes = stats
+        .lanes
+        .into_iter()
+        .map(|l| LaneInfo {
+            pending_calls: pending(&l.name),
+            name: l.name,
+            limit: l.limit,
+            effective: l.effective,
+            in_use: l.in_use,
+            queued: Queued {
+                high: l.queued[0],
+                normal: l.queued[1],
+                low: l.queued[2],
+            },
+        })
+        .collect();
+    let keys = stats
+        .keys
+        .into_iter()
+        .map(|k| KeyInfo {
+            name: k.name,
+            limit: k.limit,
+            effective: k.effective,
+            in_use: k.in_use,
+            queued: k.queued,
+            breaker: k.breaker.name(),
+            next_probe_at: k.next_probe_at.map(|t| t as f64),
+        })
+        .collect();
+    let gate = GateInfo {
+        closed: stats.gate.closed,
+        stale: stats.gate.stale,
+        per_mille: stats.gate.per_mille.map(|p| p as f64),
+    };
+    (lanes, keys, gate)
+}
+
+/// Counts of tasks per state group.
+pub(crate) fn task_counts(o: &Orchestrator) -> TaskCounts {
+    let mut c = TaskCounts::default();
+    for r in o.tasks().all() {
+        match r.state {
+            TaskState::Queued => c.queued += 1,
+            TaskState::Admitted
+            | TaskState::SessionAcquired { .. }
+            | TaskState::Dispatched { .. }
+            | TaskState::Running { .. } => c.running += 1,
+            TaskState::Succeeded { .. } => c.succeeded += 1,
+            TaskState::Failed { .. } => c.failed += 1,
+            TaskState::Cancelled { .. } => c.cancelled += 1,
+            TaskState::TimedOut => c.timed_out += 1,
+            TaskState::Unknown { .. } => c.unknown += 1,
+        }
+    }
+    c
+}
+
+/// Pool figures.
+pub(crate) fn pool_info(o: &Orchestrator) -> PoolInfo {
+    let (warm, in_use, parked, retiring, deleting) = o.pool().census();
+    let c = o.pool().counters();
+    PoolInfo {
+        warm,
+        in_use,
+        parked,
+        retiring,
+        deleting,
+        hits: c.hits as f64,
+        misses: c.misses as f64,
+        creates: c.creates as f64,
+        affinity_hits: c.affinity_hits as f64,
+        retirements: c.retirements as f64,
+        deletes: c.deletes as f64,
+    }
+}
+
+/// Hex of a hash.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A 32-byte hash from 64 hex digits.
+pub(crate) fn unhex(field: &str, text: &str) -> Result<[u8; 32], Error> {
+    let bad = || Error::input(field, "must be 64 hex digits");
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,219 @@
+// `Engine.prototype.run`: any async work under foreman's admission control, with two calls into
+// WebAssembly per task (`runBegin`, `runEnd`), integer and handle arguments only. The closures,
+// promises and results stay in JavaScript, in arrays indexed by the slot WebAssembly hands out;
+// the slots made ready by a call are written into a small u32 buffer in WebAssembly memory
+// (count first), which this side reads without another call.
+
+const STATE = Symbol("foreman.run");
+const PRIORITY = { high: 0, normal: 1, low: 2 };
+const RUN_KEYS = new Set(["lane", "key", "priority", "deadlineMs", "failFast"]);
+
+function foremanError(code, message, extra) {
+  const e = new Error(message);
+  e.name = "ForemanError";
+  e.code = code;
+  return Object.assign(e, extra);
+}
+
+function invalid(field, reason) {
+  return foremanError("INVALID_INPUT", `invalid input \`${field}\`: ${reason}`, { field });
+}
+
+class RunState {
+  constructor(engine) {
+    this.engine = engine;
+    this.fns = [];
+    this.resolves = [];
+    this.rejects = [];
+    this.lanes = new Map();
+    this.keys = new Map();
+    this.queue = [];
+    this.head = 0;
+    this.draining = false;
+    const setup = engine.runSetup(
+      () => this.collect(),
+      (slot, afterMs) => this.expire(slot, afterMs),
+      () => this.disposed(),
+    );
+    this.memory = setup.memory;
+    this.ptr = setup.ptr;
+    this.cap = setup.cap;
+    this.now = setup.now;
+    this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
+  }
+
+  /** Moves the slots the last call made ready into the launch queue, then launches. */
+  collect() {
+    let view = this.view;
+    if (view.length === 0) {
+      // Memory grew and detached the old view.
+      view = this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
+    }
+    const n = view[0];
+    view[0] = 0; // read once: a slot id is never launched twice
+    for (let i = 1; i <= n; i++) this.queue.push(view[i]);
+    if (n === this.cap - 1) {
+      this.engine.runDrain();
+      this.collect();
+      return;
+    }
+    this.launch();
+  }
+
+  launch() {
+    if (this.draining) return; // the outer loop launches what a re-entrant call queued
+    this.draining = true;
+    try {
+      while (this.head < this.queue.length) {
+        const slot = this.queue[this.head++];
+        this.start(slot);
+      }
+    } finally {
+      this.queue.length = 0;
+      this.head = 0;
+      this.draining = false;
+    }
+  }
+
+  start(slot) {
+    const fn = this.fns[slot];
+    if (typeof fn !== "function") return;
+    this.fns[slot] = null; // started
+    let result;
+    try {
+      result = fn();
+    } catch (error) {
+      this.finish(slot, false, error);
+      return;
+    }
+    if (result !== null && (typeof result === "object" || typeof result === "function") && typeof result.then === "function") {
+      result.then(
+        (value) => this.finish(slot, true, value),
+        (error) => this.finish(slot, false, error),
+      );
+    } else {
+      this.finish(slot, true, result);
+    }
+  }
+
+  finish(slot, ok, value) {
+    const resolve = this.resolves[slot];
+    const reject = this.rejects[slot];
+    this.fns[slot] = this.resolves[slot] = this.rejects[slot] = undefined;
+    try {
+      this.engine.runEnd(slot, ok, ok ? undefined : value, this.now());
+    } catch {
+      // Disposed meanwhile: the work's own result still reaches its caller.
+    }
+    if (resolve !== undefined) {
+      if (ok) resolve(value);
+      else reject(value);
+    }
+    this.collect();
+  }
+
+  expire(slot, afterMs) {
+    const reject = this.rejects[slot];
+    const waiting = typeof this.fns[slot] === "function";
+    // A waiting slot is gone; a running one keeps its slot until the work ends, but its caller
+    // hears now.
+    if (waiting) this.fns[slot] = undefined;
+    this.resolves[slot] = this.rejects[slot] = undefined;
+    if (reject !== undefined) {
+      reject(foremanError("TIMED_OUT", `not done within its ${afterMs} ms deadline`, { afterMs }));
+    }
+  }
+
+  disposed() {
+    const error = foremanError("DISPOSED", "the engine was disposed");
+    for (let slot = 0; slot < this.fns.length; slot++) {
+      if (typeof this.fns[slot] === "function") {
+        const reject = this.rejects[slot];
+        this.fns[slot] = this.resolves[slot] = this.rejects[slot] = undefined;
+        if (reject !== undefined) reject(error);
+      }
+    }
+  }
+
+  lane(name) {
+    let index = this.lanes.get(name);
+    if (index === undefined) {
+      index = this.engine.runLane(name);
+      this.lanes.set(name, index);
+    }
+    return index;
+  }
+
+  key(name) {
+    let index = this.keys.get(name);
+    if (index === undefined) {
+      index = this.engine.runKey(name);
+      this.keys.set(name, index);
+    }
+    return index;
+  }
+}
+
+function options(state, o) {
+  let lane = 0, key = 0, priority = 1, failFast = false, deadline = 0;
+  if (o === undefined || o === null) return { lane, key, priority, failFast, deadline };
+  if (typeof o !== "object" || Array.isArray(o)) throw invalid("options", "must be a plain object");
+  for (const k of Object.keys(o)) {
+    if (!RUN_KEYS.has(k)) throw invalid(`options.${k}`, `unknown key; expected one of: ${[...RUN_KEYS].join(", ")}`);
+  }
+  if (o.lane !== undefined) {
+    if (typeof o.lane !== "string" || o.lane.trim() === "" || o.lane.length > 256) throw invalid("options.lane", "must be a lane name");
+    lane = state.lane(o.lane);
+  }
+  if (o.key !== undefined) {
+    if (typeof o.key !== "string" || o.key.trim() === "" || o.key.length > 256) throw invalid("options.key", "must be a provider/model key");
+    key = state.key(o.key);
+  }
+  if (o.priority !== undefined) {
+    priority = PRIORITY[o.priority];
+    if (typeof o.priority !== "string" || priority === undefined) throw invalid("options.priority", "must be high, normal or low");
+  }
+  if (o.deadlineMs !== undefined) {
+    const d = o.deadlineMs;
+    if (typeof d !== "number" || !Number.isInteger(d) || d < 1 || d > 86_400_000) throw invalid("options.deadlineMs", "must be a whole number in 1..=86400000");
+    deadline = d;
+  }
+  if (o.failFast !== undefined) {
+    if (typeof o.failFast !== "boolean") throw invalid("options.failFast", "must be a boolean");
+    failFast = o.failFast;
+  }
+  return { lane, key, priority, failFast, deadline };
+}
+
+function run(fn, opts) {
+  let state = this[STATE];
+  try {
+    if (state === undefined) state = this[STATE] = new RunState(this);
+    if (typeof fn !== "function") throw invalid("fn", "must be a function");
+    const o = options(state, opts);
+    const slot = this.runBegin(o.lane, o.key, o.priority, o.failFast, o.deadline, state.now());
+    const promise = new Promise((resolve, reject) => {
+      state.fns[slot] = fn;
+      state.resolves[slot] = resolve;
+      state.rejects[slot] = reject;
+    });
+    state.collect();
+    return promise;
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Adds `run` to the Engine class, given its prototype. */
+export function installRun(proto) {
+  Object.defineProperty(proto, "run", { value: run, writable: true, configurable: true });
+}
+
+/** A host for the throwaway engine whose prototype `installRun` receives. */
+export function placeholderHost() {
+  return {
+    now: () => 0,
+    memory: () => ({ used: 0, limit: 1 }),
+    createSession: () => undefined,
+  };
+}
