@@ -839,7 +839,7 @@ impl Engine {
             _ => Priority::Normal,
         };
         let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
-        let slot = {
+        let (slot, waits) = {
             let names = self.inner.run_names.borrow();
             let lane = names
                 .get(lane as usize)
@@ -859,10 +859,13 @@ impl Engine {
                 },
             ))?;
             write_ready(&self.inner, &mut o);
-            slot
+            let waits = self.inner.run_buffer.borrow().first() == Some(&0);
+            (slot, waits)
         };
-        if deadline.is_some() {
-            arm_at_most(&self.inner, now);
+        if deadline.is_some() || waits {
+            // Waiting work may wait on time (a breaker's probe, the memory gate), not only on
+            // a release: make sure the timer covers the nearest such moment.
+            arm_at_most(&self.inner, now, waits);
         }
         Ok(slot)
     }
@@ -1148,9 +1151,18 @@ fn rearm(inner: &Inner, now: u64) {
     }
 }
 
-/// The run path's cheap check: arms the timer only when a run deadline comes before it.
-fn arm_at_most(inner: &Inner, now: u64) {
-    let next = inner.orch.borrow().runs().next_deadline();
+/// The run path's cheap check: arms the timer only when a run deadline (or, for work that
+/// waits, the controller's next moment) comes before it.
+fn arm_at_most(inner: &Inner, now: u64, waiting: bool) {
+    let next = {
+        let o = inner.orch.borrow();
+        let control = if waiting {
+            o.controller().next_deadline(now)
+        } else {
+            None
+        };
+        o.runs().next_deadline().into_iter().chain(control).min()
+    };
     let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
     if let Some(at) = next {
         if armed.is_none_or(|cur| at < cur) {

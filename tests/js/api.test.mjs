@@ -1,0 +1,381 @@
+// The public JavaScript API of the real pkg/ build, method by method, against a simulated
+// OpenCode server on a virtual clock (fake-server.mjs).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { FakeServer, loadEngine, settle } from "./fake-server.mjs";
+
+const Engine = loadEngine();
+
+function setup(options = {}, config = { lanes: { worker: 2 } }) {
+  const server = new FakeServer(options);
+  const engine = server.attach(new Engine(server.host(), config));
+  return { server, engine };
+}
+
+/** Asserts `fn` throws a ForemanError with `code` (and returns it). */
+function throwsCode(fn, code) {
+  let caught;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught instanceof Error, `expected a throw with ${code}`);
+  assert.equal(caught.name, "ForemanError");
+  assert.equal(caught.code, code, caught.message);
+  return caught;
+}
+
+async function rejectsCode(promise, code) {
+  await assert.rejects(promise, (e) => e instanceof Error && e.code === code);
+}
+
+test("constructor and static members", () => {
+  assert.match(Engine.version(), /^\d+\.\d+\.\d+$/);
+  const server = new FakeServer();
+  const host = server.host();
+  delete host.now;
+  assert.equal(throwsCode(() => new Engine(host), "INVALID_HOST").member, "now");
+  assert.equal(throwsCode(() => new Engine(server.host(), { lanes: { worker: 1.5 } }), "INVALID_CONFIG").key, "lanes.worker");
+  assert.equal(throwsCode(() => new Engine(server.host(), { typo: 1 }), "INVALID_CONFIG").key, "typo");
+  assert.equal(throwsCode(() => new Engine({ ...server.host(), setTimer: 3 }), "INVALID_HOST").member, "setTimer");
+});
+
+test("delegate → wait → status → list: a task runs to success through the host", async () => {
+  const { server, engine } = setup();
+  const id = engine.delegate({ agent: "worker", prompt: "write the tests", parentID: "ses_parent" });
+  assert.equal(typeof id, "number");
+  const waiting = engine.wait(id);
+  assert.equal(engine.status(id).state === "queued" || engine.status(id).state === "admitted", true);
+  await server.advance(5_000);
+  const info = await waiting;
+  assert.equal(info.state, "succeeded");
+  assert.equal(info.result, "done: write the tests");
+  assert.equal(info.parentID, "ses_parent");
+  assert.equal(info.attempts, 1);
+  assert.deepEqual(engine.status(id), info);
+  assert.deepEqual(engine.list().map((t) => t.id), [id]);
+  assert.deepEqual(engine.list({ state: "succeeded", agent: "worker" }).length, 1);
+  assert.deepEqual(engine.list({ agent: "planner" }), []);
+  // wait on a settled task resolves at once.
+  assert.equal((await engine.wait(id)).state, "succeeded");
+  engine.dispose();
+});
+
+test("delegate takes an array, checks every spec first and names the bad field", async () => {
+  const { server, engine } = setup();
+  const e = throwsCode(() => engine.delegate([{ agent: "worker", prompt: "a" }, { agent: "worker", prompt: "" }]), "INVALID_INPUT");
+  assert.equal(e.field, "specs[1].prompt");
+  assert.equal(engine.list().length, 0, "nothing was submitted");
+  assert.equal(throwsCode(() => engine.delegate({ agent: "worker", prompt: "x", priority: "urgent" }), "INVALID_INPUT").field, "priority");
+  assert.equal(throwsCode(() => engine.delegate({ agent: "worker", prompt: "x", dependsOn: [99] }), "INVALID_INPUT").field, "dependsOn");
+  assert.equal(throwsCode(() => engine.delegate({ agent: "worker", prompt: "x", colour: 1 }), "INVALID_INPUT").field, "colour");
+  const ids = engine.delegate([
+    { agent: "worker", prompt: "one" },
+    { agent: "worker", prompt: "two", priority: "high" },
+    { agent: "reviewer", prompt: "three", idempotencyKey: "k1" },
+  ]);
+  assert.deepEqual(ids, [1, 2, 3]);
+  assert.equal(engine.delegate({ agent: "reviewer", prompt: "three again", idempotencyKey: "k1" }), 3, "same key, same task");
+  await server.advance(10_000);
+  assert.deepEqual(engine.list().map((t) => t.state), ["succeeded", "succeeded", "succeeded"]);
+  engine.dispose();
+});
+
+test("dependencies run in order; a failed dependency cancels its dependents", async () => {
+  const { server, engine } = setup({ fail: (text) => (text === "break" ? { status: 400 } : null) });
+  const a = engine.delegate({ agent: "worker", prompt: "first" });
+  const b = engine.delegate({ agent: "worker", prompt: "second", dependsOn: [a] });
+  const bad = engine.delegate({ agent: "worker", prompt: "break" });
+  const c = engine.delegate({ agent: "worker", prompt: "after bad", dependsOn: [bad] });
+  await server.advance(10_000);
+  assert.equal(engine.status(b).state, "succeeded");
+  assert.ok(engine.status(b).updatedMs > engine.status(a).updatedMs);
+  assert.equal(engine.status(bad).state, "failed");
+  assert.equal(engine.status(bad).error.class, "invalid");
+  assert.equal(engine.status(c).state, "cancelled");
+  assert.match(engine.status(c).reason, /dependency/);
+  engine.dispose();
+});
+
+test("cancel: queued at once, running after the abort is confirmed; the server is never misused", async () => {
+  const { server, engine } = setup({ turnMs: 60_000 }, { lanes: { worker: 1 } });
+  const [running, queued] = engine.delegate([
+    { agent: "worker", prompt: "long" },
+    { agent: "worker", prompt: "later" },
+  ]);
+  await server.advance(1_000);
+  assert.equal(engine.status(running).state, "running");
+  assert.equal(engine.cancel(queued), true);
+  assert.equal(engine.status(queued).state, "cancelled");
+  assert.equal(engine.cancel(running), true);
+  await server.advance(1_000);
+  assert.equal(engine.status(running).state, "cancelled");
+  assert.equal(engine.cancel(running), false, "already settled");
+  assert.equal(throwsCode(() => engine.cancel(12345), "UNKNOWN_TASK").task, 12345);
+  throwsCode(() => engine.cancel(-1), "INVALID_INPUT");
+  throwsCode(() => engine.status("1"), "INVALID_INPUT");
+  await rejectsCode(engine.wait(777), "UNKNOWN_TASK");
+  // The aborted session is deleted only after quiet, never while busy (the server throws if so).
+  await server.advance(60_000);
+  assert.ok(server.calls.some(([op]) => op === "deleteSession"));
+  engine.dispose();
+});
+
+test("deadlines time tasks out and abort their sessions", async () => {
+  const { server, engine } = setup({ hang: () => true });
+  const id = engine.delegate({ agent: "worker", prompt: "hangs", deadlineMs: 5_000 });
+  await server.advance(10_000);
+  assert.equal(engine.status(id).state, "timed_out");
+  assert.ok(server.calls.some(([op]) => op === "abort"));
+  engine.dispose();
+});
+
+test("on('task') sees every transition in order; the unsubscribe function stops it", async () => {
+  const { server, engine } = setup();
+  const seen = [];
+  const off = engine.on("task", (e) => seen.push(`${e.id}:${e.state}`));
+  engine.on("task", () => {
+    throw new Error("a listener that throws is ignored");
+  });
+  const id = engine.delegate({ agent: "worker", prompt: "x" });
+  await server.advance(5_000);
+  assert.deepEqual(seen, [`${id}:queued`, `${id}:admitted`, `${id}:session_acquired`, `${id}:dispatched`, `${id}:running`, `${id}:succeeded`]);
+  off();
+  off(); // twice is harmless
+  engine.delegate({ agent: "worker", prompt: "y" });
+  await server.advance(5_000);
+  assert.equal(seen.length, 6);
+  throwsCode(() => engine.on("nope", () => {}), "INVALID_INPUT");
+  throwsCode(() => engine.on("task", 3), "INVALID_INPUT");
+  engine.dispose();
+});
+
+test("run(fn): the lane's limit holds, HIGH goes first, results and errors pass through", async () => {
+  const { engine } = setup({}, { lanes: { bench: 2 } });
+  let active = 0;
+  let peak = 0;
+  const order = [];
+  const gates = [];
+  const job = (name) => () =>
+    new Promise((resolve) => {
+      active++;
+      peak = Math.max(peak, active);
+      order.push(name);
+      gates.push(() => {
+        active--;
+        resolve(name);
+      });
+    });
+  const results = [
+    engine.run(job("n1"), { lane: "bench" }),
+    engine.run(job("n2"), { lane: "bench" }),
+    engine.run(job("n3"), { lane: "bench" }),
+    engine.run(job("low"), { lane: "bench", priority: "low" }),
+    engine.run(job("high"), { lane: "bench", priority: "high" }),
+  ];
+  while (order.length < 5 || gates.length) {
+    await settle();
+    gates.shift()?.();
+  }
+  assert.deepEqual(await Promise.all(results), ["n1", "n2", "n3", "low", "high"]);
+  assert.deepEqual(order, ["n1", "n2", "high", "n3", "low"]);
+  assert.equal(peak, 2);
+  assert.equal(await engine.run(() => 42), 42, "a plain value");
+  await assert.rejects(engine.run(() => { throw new TypeError("sync"); }), TypeError);
+  await assert.rejects(engine.run(async () => { throw new RangeError("async"); }), RangeError);
+  // Re-entrant: work that runs more work.
+  assert.equal(await engine.run(() => engine.run(() => "inner")), "inner");
+  await rejectsCode(engine.run("not a function"), "INVALID_INPUT");
+  await rejectsCode(engine.run(() => 1, { lane: 7 }), "INVALID_INPUT");
+  await rejectsCode(engine.run(() => 1, { priority: "now" }), "INVALID_INPUT");
+  await rejectsCode(engine.run(() => 1, { deadlineMs: -5 }), "INVALID_INPUT");
+  await rejectsCode(engine.run(() => 1, { extra: true }), "INVALID_INPUT");
+  const stats = engine.stats();
+  assert.deepEqual(stats.runs, { waiting: 0, running: 0 });
+  assert.equal(stats.lanes.find((l) => l.name === "bench").inUse, 0);
+  engine.dispose();
+});
+
+test("run(fn): upstream failures open the key's breaker; failFast refuses; on('breaker') reports it", async () => {
+  const { server, engine } = setup();
+  const breaker = [];
+  engine.on("breaker", (e) => breaker.push(`${e.key}:${e.state}`));
+  const upstream = Object.assign(new Error("503"), { status: 503 });
+  for (let i = 0; i < 5; i++) {
+    await assert.rejects(engine.run(() => Promise.reject(upstream), { key: "p/m" }), (e) => e === upstream);
+  }
+  await rejectsCode(engine.run(() => 1, { key: "p/m", failFast: true }), "BREAKER_OPEN");
+  assert.deepEqual(breaker, ["p/m:open"]);
+  assert.equal(engine.stats().keys.find((k) => k.name === "p/m").breaker, "open");
+  // Waiting work (no failFast) waits for the probe time, then runs as the probe.
+  const probe = engine.run(() => "probe", { key: "p/m" });
+  await server.advance(61_000);
+  assert.equal(await probe, "probe");
+  // 429s and user errors do not count.
+  for (let i = 0; i < 6; i++) {
+    await assert.rejects(engine.run(() => Promise.reject(Object.assign(new Error("slow down"), { status: 429 })), { key: "q/m" }));
+  }
+  assert.equal(engine.stats().keys.find((k) => k.name === "q/m").breaker, "closed");
+  engine.dispose();
+});
+
+test("run(fn) deadlines: waiting work leaves the queue, running work keeps its slot until it ends", async () => {
+  const { server, engine } = setup({}, { lanes: { bench: 1 } });
+  let finish;
+  const caught = (p) => p.then(() => null, (err) => err);
+  const running = caught(engine.run(() => new Promise((r) => (finish = r)), { lane: "bench", deadlineMs: 1_000 }));
+  let started = false;
+  const waiting = caught(engine.run(() => { started = true; }, { lane: "bench", deadlineMs: 500 }));
+  const after = engine.run(() => "after", { lane: "bench" });
+  await server.advance(600);
+  assert.equal((await waiting).code, "TIMED_OUT");
+  await server.advance(600);
+  const e = await running;
+  assert.equal(e.code, "TIMED_OUT");
+  assert.equal(e.afterMs, 1_000);
+  assert.equal(engine.stats().lanes.find((l) => l.name === "bench").inUse, 1, "the late work still holds its slot");
+  finish("late");
+  assert.equal(await after, "after");
+  assert.equal(started, false);
+  engine.dispose();
+});
+
+test("journalExport, journalHead and verify", async () => {
+  const { server, engine } = setup();
+  assert.deepEqual(engine.journalHead(), { seq: 0, hash: "0".repeat(64) });
+  engine.delegate({ agent: "worker", prompt: "x" });
+  await server.advance(5_000);
+  const head = engine.journalHead();
+  assert.ok(head.seq >= 6);
+  assert.match(head.hash, /^[0-9a-f]{64}$/);
+  const all = engine.journalExport();
+  assert.ok(all instanceof Uint8Array && all.length > 0);
+  assert.ok(engine.journalExport(head.seq).length < all.length);
+  assert.equal(engine.journalExport(head.seq + 1).length, 0);
+  assert.equal(engine.verify(), true);
+  throwsCode(() => engine.journalExport(-1), "INVALID_INPUT");
+  engine.dispose();
+});
+
+test("Engine.restore refuses a tampered journal, naming the record", () => {
+  const { engine, server } = setup();
+  engine.delegate([{ agent: "worker", prompt: "a" }, { agent: "worker", prompt: "b" }]);
+  const journal = engine.journalExport();
+  const head = engine.journalHead();
+  const tampered = Uint8Array.from(journal);
+  tampered[20] ^= 1;
+  const e = throwsCode(() => Engine.restore(tampered, head, server.host()), "JOURNAL_INVALID");
+  assert.match(e.message, /record 1/);
+  throwsCode(() => Engine.restore(journal, { seq: head.seq, hash: "zz" }, server.host()), "INVALID_INPUT");
+  throwsCode(() => Engine.restore(journal, { ...head, seq: head.seq + 1 }, server.host()), "JOURNAL_INVALID");
+  engine.dispose();
+});
+
+test("resolve / reject by id, hostEvent parsing", async () => {
+  const server = new FakeServer();
+  const pending = [];
+  const host = { ...server.host(), createSession: (input, callId) => { pending.push(callId); return undefined; } };
+  const engine = server.attach(new Engine(host));
+  const created = engine.createSession({ agent: "worker" });
+  assert.equal(pending.length, 1);
+  engine.resolve(pending[0], "ses_by_id");
+  assert.equal(await created, "ses_by_id");
+  throwsCode(() => engine.resolve(pending[0], "again"), "UNKNOWN_CALL");
+  throwsCode(() => engine.reject(0.5, new Error("x")), "INVALID_INPUT");
+  const failed = engine.createSession({ agent: "worker" });
+  engine.reject(pending[1], Object.assign(new Error("slow"), { status: 429 }));
+  await assert.rejects(failed, (e) => e.code === "HOST_FAILED" && e.class === "rate_limited");
+  engine.hostEvent({ type: "message.updated", properties: {} }); // not ours: ignored
+  engine.hostEvent({ type: "session.idle", properties: { sessionID: "ses_unknown" } }); // nobody's
+  assert.equal(throwsCode(() => engine.hostEvent({ type: "session.status", properties: { sessionID: "s" } }), "INVALID_INPUT").field, "event");
+  throwsCode(() => engine.hostEvent(null), "INVALID_INPUT");
+  engine.dispose();
+});
+
+test("host functions and listeners may call back in synchronously", async () => {
+  const server = new FakeServer();
+  let engine;
+  const seen = [];
+  const base = server.host();
+  const host = {
+    ...base,
+    createSession: (input) => {
+      seen.push(engine.stats().pendingCalls);
+      return base.createSession(input);
+    },
+  };
+  engine = server.attach(new Engine(host));
+  engine.on("task", (e) => seen.push(engine.status(e.id).state));
+  const id = engine.delegate({ agent: "worker", prompt: "x" });
+  await server.advance(5_000);
+  assert.equal(engine.status(id).state, "succeeded");
+  assert.ok(seen.includes("succeeded"));
+  engine.dispose();
+});
+
+test("stats covers lanes, keys, gate, pool, tasks, runs and journal", async () => {
+  const { server, engine } = setup();
+  engine.delegate({ agent: "worker", prompt: "x", model: "p/m" });
+  await server.advance(5_000);
+  const s = engine.stats();
+  for (const k of ["version", "now", "memory", "pendingCalls", "sessions", "lanes", "keys", "gate", "pool", "tasks", "runs", "journal"]) {
+    assert.ok(k in s, k);
+  }
+  assert.equal(s.tasks.succeeded, 1);
+  assert.equal(s.keys[0].name, "p/m");
+  assert.equal(s.pool.misses, 1);
+  assert.equal(s.gate.perMille, 100);
+  assert.ok(s.journal.seq > 0);
+  engine.dispose();
+});
+
+test("dispose rejects what waits, clears the timer, and later calls throw DISPOSED", async () => {
+  const { server, engine } = setup({ turnMs: 60_000 }, { lanes: { worker: 1, bench: 1 } });
+  const id = engine.delegate({ agent: "worker", prompt: "long" });
+  const waiting = engine.wait(id);
+  let release;
+  const running = engine.run(() => new Promise((r) => (release = r)), { lane: "bench" });
+  const queued = engine.run(() => "never", { lane: "bench" });
+  await server.advance(1_000);
+  assert.ok(server.engineTimers() >= 1, "a deadline timer is armed");
+  engine.dispose();
+  engine.dispose(); // idempotent
+  await rejectsCode(waiting, "DISPOSED");
+  await rejectsCode(queued, "DISPOSED");
+  release("still delivered");
+  assert.equal(await running, "still delivered");
+  assert.equal(server.engineTimers(), 0, "no timer left behind");
+  for (const call of [
+    () => engine.delegate({ agent: "worker", prompt: "x" }),
+    () => engine.status(id),
+    () => engine.list(),
+    () => engine.stats(),
+    () => engine.cancel(id),
+    () => engine.journalExport(),
+    () => engine.journalHead(),
+    () => engine.verify(),
+    () => engine.on("task", () => {}),
+    () => engine.hostEvent({ type: "session.idle", properties: { sessionID: "s" } }),
+  ]) {
+    throwsCode(call, "DISPOSED");
+  }
+  await rejectsCode(engine.wait(id), "DISPOSED");
+  await rejectsCode(engine.run(() => 1), "DISPOSED");
+  await rejectsCode(engine.createSession({ agent: "worker" }), "DISPOSED");
+});
+
+test("an idle engine arms no timer", async () => {
+  const { server, engine } = setup();
+  assert.equal(server.engineTimers(), 0);
+  await engine.run(() => 1);
+  assert.equal(server.engineTimers(), 0);
+  const id = engine.delegate({ agent: "worker", prompt: "x" });
+  await server.advance(5_000);
+  assert.equal((await engine.wait(id)).state, "succeeded");
+  // The pool keeps the parked session for 5 minutes, then retires and deletes it.
+  await server.advance(20 * 60_000);
+  assert.equal(server.engineTimers(), 0);
+  assert.equal(server.sessions.size, 0);
+  engine.dispose();
+});
