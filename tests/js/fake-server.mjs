@@ -97,7 +97,7 @@ export class FakeServer {
   }
 
   prompt({ sessionID, text }) {
-    this.calls.push(["prompt", sessionID]);
+    this.calls.push(["prompt", sessionID, text]);
     const s = this.sessions.get(sessionID);
     if (!s) return Promise.reject(Object.assign(new Error("not found"), { status: 404 }));
     if (s.busy) throw new Error(`prompted busy session ${sessionID}`);
