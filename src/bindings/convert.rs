@@ -3,7 +3,7 @@
 
 use js_sys::{Error as JsError, Object, Reflect};
 use serde::de::DeserializeOwned;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::host::{
@@ -75,6 +75,7 @@ pub(crate) fn from_js<T: DeserializeOwned>(
     schema: &[(&str, &[&str])],
     wrap: impl Fn(String, String) -> Error,
 ) -> Result<T, Error> {
+    let value = plain(&value).map_err(|reason| wrap(root.into(), reason))?;
     let value = if value.is_undefined() || value.is_null() {
         Object::new().into()
     } else {
@@ -139,6 +140,37 @@ pub(crate) fn from_js<T: DeserializeOwned>(
     })
 }
 
+#[wasm_bindgen(module = "/src/bindings/run.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = safeClone)]
+    fn safe_clone(value: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = isInstance)]
+    fn is_instance_js(value: &JsValue, ctor: &JsValue) -> bool;
+}
+
+/// A copy of `value` made of plain data, read without letting a throwing proxy or getter
+/// unwind through WebAssembly; the error says why it could not be read.
+pub(crate) fn plain(value: &JsValue) -> Result<JsValue, String> {
+    if !value.is_object() {
+        return Ok(value.clone());
+    }
+    let result = safe_clone(value);
+    match Reflect::get(&result, &"error".into()) {
+        Ok(error) if !error.is_undefined() => Err(error.as_string().unwrap_or_default()),
+        _ => Ok(Reflect::get(&result, &"value".into()).unwrap_or(JsValue::UNDEFINED)),
+    }
+}
+
+/// `value instanceof ctor`, false when the check throws.
+pub(crate) fn is_instance(value: &JsValue, ctor: &JsValue) -> bool {
+    is_instance_js(value, ctor)
+}
+
+/// `value` as a function, if it is one (`typeof`, which no proxy trap can intercept).
+pub(crate) fn function(value: JsValue) -> Option<js_sys::Function> {
+    value.is_function().then(|| value.unchecked_into())
+}
+
 fn is_plain_object(value: &JsValue) -> bool {
     value.is_object() && !value.is_function() && !js_sys::Array::is_array(value)
 }
@@ -178,6 +210,11 @@ pub(crate) fn type_name(value: &JsValue) -> String {
 ///   text from the `text` parts (or a `text` field);
 /// - `checkSession`: `"busy"`, `"idle"` or `"gone"`.
 pub(crate) fn reply(op: HostOpKind, value: &JsValue) -> HostOutcome {
+    let value = match plain(value) {
+        Ok(v) => v,
+        Err(reason) => return HostOutcome::BadReply(reason),
+    };
+    let value = &value;
     match op {
         HostOpKind::CreateSession => {
             // Accept the id itself or a Session object as the SDK returns it.
@@ -364,11 +401,6 @@ pub(crate) fn failure(value: &JsValue) -> HostFailure {
     let message = get(value, "message")
         .as_string()
         .or_else(|| value.as_string())
-        .or_else(|| {
-            value
-                .dyn_ref::<JsError>()
-                .map(|e| String::from(e.to_string()))
-        })
         .unwrap_or_else(|| format!("the host rejected with {}", type_name(value)));
     let retry_after_ms = non_negative(&get(value, "retryAfterMs")).ok().or_else(|| {
         non_negative(&get(value, "retryAfter"))

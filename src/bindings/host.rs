@@ -66,12 +66,12 @@ impl HostFunctions {
             });
         }
         let function = |member: &str| -> Result<Function, Error> {
-            get(&host, member)
-                .dyn_into::<Function>()
-                .map_err(|v| Error::InvalidHost {
-                    member: member.into(),
-                    reason: format!("must be a function, got {}", type_name(&v)),
-                })
+            let value = get(&host, member);
+            let name = type_name(&value);
+            super::convert::function(value).ok_or_else(|| Error::InvalidHost {
+                member: member.into(),
+                reason: format!("must be a function, got {name}"),
+            })
         };
         let optional = |kind: HostOpKind| -> Result<Option<Function>, Error> {
             let value = get(&host, kind.name());

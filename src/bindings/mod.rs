@@ -292,6 +292,12 @@ extern "C" {
     /// A listener.
     #[wasm_bindgen(typescript_type = "(event: TaskEvent | BreakerEvent) => void")]
     pub type Listener;
+    /// `number | undefined`.
+    #[wasm_bindgen(typescript_type = "number | undefined")]
+    pub type FromSeq;
+    /// A journal export.
+    #[wasm_bindgen(typescript_type = "Uint8Array")]
+    pub type JournalBytes;
     /// An unsubscribe function.
     #[wasm_bindgen(typescript_type = "() => void")]
     pub type Unsubscribe;
@@ -430,11 +436,16 @@ impl Engine {
     /// watched again, gone → failed); idempotent work is re-run. Throws `JOURNAL_INVALID` naming
     /// the first bad record.
     pub fn restore(
-        journal: Uint8Array,
+        journal: JournalBytes,
         head: HeadObject,
         host: HostObject,
         config: Option<ConfigObject>,
     ) -> Result<Engine, JsValue> {
+        let journal: JsValue = journal.into();
+        if !convert::is_instance(&journal, &get(&js_sys::global().into(), "Uint8Array")) {
+            return Err(to_js(&Error::input("journal", "must be a Uint8Array")));
+        }
+        let journal: Uint8Array = journal.unchecked_into();
         let head = js(parse_head(&head.into()))?;
         let engine = js(Engine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
@@ -504,7 +515,8 @@ impl Engine {
     /// submitted, and the error's `submitted` lists their ids.
     pub fn delegate(&self, specs: SpecsObject) -> Result<TaskIds, JsValue> {
         self.live()?;
-        let value: JsValue = specs.into();
+        let value =
+            js(convert::plain(&specs.into()).map_err(|reason| Error::input("specs", reason)))?;
         let many = Array::is_array(&value);
         let parsed = if many {
             let array = Array::from(&value);
@@ -672,8 +684,7 @@ impl Engine {
                 )));
             }
         };
-        let listener: JsValue = listener.into();
-        let Ok(listener) = listener.dyn_into::<Function>() else {
+        let Some(listener) = convert::function(listener.into()) else {
             return Err(to_js(&Error::input("listener", "must be a function")));
         };
         let id = self.inner.next_listener.get();
@@ -691,12 +702,14 @@ impl Engine {
     /// The journal's frames with `seq ≥ fromSeq` (default: all kept; the engine keeps its
     /// records from the last checkpoint on, and an export from an older seq starts there).
     #[wasm_bindgen(js_name = journalExport)]
-    pub fn journal_export(&self, from_seq: Option<f64>) -> Result<Uint8Array, JsValue> {
+    #[allow(non_snake_case)]
+    pub fn journal_export(&self, fromSeq: Option<FromSeq>) -> Result<Uint8Array, JsValue> {
         self.live()?;
-        let from = match from_seq {
-            None => 0,
+        let from_seq: JsValue = fromSeq.map_or(JsValue::UNDEFINED, Into::into);
+        let from = match from_seq.as_f64() {
+            None if from_seq.is_undefined() => 0,
             Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => n as u64,
-            Some(_) => {
+            _ => {
                 return Err(to_js(&Error::input(
                     "fromSeq",
                     "must be a whole number ≥ 0",
@@ -1075,9 +1088,9 @@ fn timers(host: &JsValue) -> Result<Timers, Error> {
         if f.is_undefined() {
             Ok(None)
         } else {
-            f.dyn_into::<Function>()
+            convert::function(f)
                 .map(Some)
-                .map_err(|_| Error::InvalidHost {
+                .ok_or_else(|| Error::InvalidHost {
                     member: member.into(),
                     reason: "must be a function".into(),
                 })
@@ -1091,10 +1104,10 @@ fn timers(host: &JsValue) -> Result<Timers, Error> {
         });
     }
     let global: JsValue = js_sys::global().into();
-    let set = get(&global, "setTimeout").dyn_into::<Function>();
-    let clear = get(&global, "clearTimeout").dyn_into::<Function>();
+    let set = convert::function(get(&global, "setTimeout"));
+    let clear = convert::function(get(&global, "clearTimeout"));
     match (set, clear) {
-        (Ok(set), Ok(clear)) => Ok(Timers {
+        (Some(set), Some(clear)) => Ok(Timers {
             // setTimeout(fn, ms) and the host's setTimer(fn, ms) take the same arguments.
             set,
             clear,

@@ -217,3 +217,58 @@ export function placeholderHost() {
     createSession: () => undefined,
   };
 }
+
+// ---- boundary helpers: reading arbitrary values without letting their traps escape ----
+
+const MAX_NODES = 100_000;
+const MAX_DEPTH = 64;
+
+/**
+ * A copy of `value` made of plain data (objects, arrays, primitives; functions kept as they
+ * are), read inside a `try`: a proxy or getter that throws, a cycle, or too deep or too large a
+ * value gives `{ error }` instead of an exception inside WebAssembly.
+ */
+export function safeClone(value) {
+  let nodes = 0;
+  const seen = new Set();
+  const copy = (v, depth) => {
+    if (v === null || (typeof v !== "object" && typeof v !== "function")) return v;
+    if (typeof v === "function") return v;
+    if (++nodes > MAX_NODES) throw new Error(`more than ${MAX_NODES} values`);
+    if (depth > MAX_DEPTH) throw new Error(`nested deeper than ${MAX_DEPTH}`);
+    if (seen.has(v)) throw new Error("a cycle");
+    seen.add(v);
+    let out;
+    if (Array.isArray(v)) {
+      out = [];
+      for (let i = 0; i < v.length; i++) out.push(copy(v[i], depth + 1));
+    } else if (v instanceof Uint8Array) {
+      out = v;
+    } else {
+      out = {};
+      for (const key of Object.keys(v)) out[key] = copy(v[key], depth + 1);
+    }
+    seen.delete(v);
+    return out;
+  };
+  try {
+    return { value: copy(value, 0) };
+  } catch (error) {
+    let message;
+    try {
+      message = String(error?.message ?? error);
+    } catch {
+      message = "it could not be read";
+    }
+    return { error: `could not be read: ${message}` };
+  }
+}
+
+/** `value instanceof ctor`, false when the check itself throws (a proxy's trap). */
+export function isInstance(value, ctor) {
+  try {
+    return value instanceof ctor;
+  } catch {
+    return false;
+  }
+}
