@@ -883,29 +883,16 @@ impl Engine {
         Ok(slot)
     }
 
-    /// Ends a running run task (`ok`, or failed with `error`, classified like a host failure);
-    /// the slots made ready are in the buffer.
+    /// Ends a running run task that succeeded; the slots made ready are in the buffer.
     #[wasm_bindgen(js_name = runEnd, skip_typescript)]
-    pub fn run_end(&self, slot: u32, ok: bool, error: JsValue, now: f64) -> Result<(), JsValue> {
-        self.live()?;
-        let now = self.inner.host.observe_now(now);
-        let outcome = if ok {
-            Outcome::Success
-        } else {
-            Outcome::Failed(class_of(&error))
-        };
-        let busy = {
-            let mut o = self.inner.orch.borrow_mut();
-            js(o.run_end(now, slot, outcome))?;
-            write_ready(&self.inner, &mut o);
-            o.has_output() || !ok || self.inner.breakers.borrow().iter().any(|b| b.1 != "closed")
-        };
-        if busy {
-            // Something besides run slots moved (a sub-agent task was admitted, or a breaker
-            // may have changed): the full pass. Run slots it makes ready come through `wake`.
-            after(&self.inner);
-        }
-        Ok(())
+    pub fn run_end(&self, slot: u32, now: f64) -> Result<(), JsValue> {
+        self.end_run(slot, Outcome::Success, now)
+    }
+
+    /// Ends a running run task that failed with `error` (classified like a host failure).
+    #[wasm_bindgen(js_name = runFail, skip_typescript)]
+    pub fn run_fail(&self, slot: u32, error: JsValue, now: f64) -> Result<(), JsValue> {
+        self.end_run(slot, Outcome::Failed(class_of(&error)), now)
     }
 
     /// Refills the buffer when more slots were ready than it holds.
@@ -954,6 +941,25 @@ impl Engine {
         engine.inner.host.now_ms()?;
         engine.inner.host.memory()?;
         Ok(engine)
+    }
+
+    fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<(), JsValue> {
+        self.live()?;
+        let now = self.inner.host.observe_now(now);
+        let busy = {
+            let mut o = self.inner.orch.borrow_mut();
+            js(o.run_end(now, slot, outcome))?;
+            write_ready(&self.inner, &mut o);
+            o.has_output()
+                || outcome != Outcome::Success
+                || self.inner.breakers.borrow().iter().any(|b| b.1 != "closed")
+        };
+        if busy {
+            // Something besides run slots moved (a sub-agent task was admitted, or a breaker
+            // may have changed): the full pass. Run slots it makes ready come through `wake`.
+            after(&self.inner);
+        }
+        Ok(())
     }
 
     fn live(&self) -> Result<(), JsValue> {

@@ -25,6 +25,9 @@ class RunState {
     this.fns = [];
     this.resolves = [];
     this.rejects = [];
+    // One pair of reactions per slot, made once: slots are reused, so are these.
+    this.oks = [];
+    this.errs = [];
     this.lanes = new Map();
     this.keys = new Map();
     this.queue = [];
@@ -69,8 +72,10 @@ class RunState {
         this.start(slot);
       }
     } finally {
-      this.queue.length = 0;
-      this.head = 0;
+      if (this.head > 0) {
+        this.queue.length = 0;
+        this.head = 0;
+      }
       this.draining = false;
     }
   }
@@ -87,10 +92,12 @@ class RunState {
       return;
     }
     if (result !== null && (typeof result === "object" || typeof result === "function") && typeof result.then === "function") {
-      result.then(
-        (value) => this.finish(slot, true, value),
-        (error) => this.finish(slot, false, error),
-      );
+      let ok = this.oks[slot];
+      if (ok === undefined) {
+        ok = this.oks[slot] = (value) => this.finish(slot, true, value);
+        this.errs[slot] = (error) => this.finish(slot, false, error);
+      }
+      result.then(ok, this.errs[slot]);
     } else {
       this.finish(slot, true, result);
     }
@@ -101,7 +108,8 @@ class RunState {
     const reject = this.rejects[slot];
     this.fns[slot] = this.resolves[slot] = this.rejects[slot] = undefined;
     try {
-      this.engine.runEnd(slot, ok, ok ? undefined : value, this.now());
+      if (ok) this.engine.runEnd(slot, this.now());
+      else this.engine.runFail(slot, value, this.now());
     } catch {
       // Disposed meanwhile: the work's own result still reaches its caller.
     }
@@ -154,54 +162,75 @@ class RunState {
   }
 }
 
-function options(state, o) {
-  let lane = 0, key = 0, priority = 1, failFast = false, deadline = 0;
-  if (o === undefined || o === null) return { lane, key, priority, failFast, deadline };
-  if (typeof o !== "object" || Array.isArray(o)) throw invalid("options", "must be a plain object");
-  for (const k of Object.keys(o)) {
-    if (!RUN_KEYS.has(k)) throw invalid(`options.${k}`, `unknown key; expected one of: ${[...RUN_KEYS].join(", ")}`);
-  }
-  if (o.lane !== undefined) {
-    if (typeof o.lane !== "string" || o.lane.trim() === "" || o.lane.length > 256) throw invalid("options.lane", "must be a lane name");
-    lane = state.lane(o.lane);
-  }
-  if (o.key !== undefined) {
-    if (typeof o.key !== "string" || o.key.trim() === "" || o.key.length > 256) throw invalid("options.key", "must be a provider/model key");
-    key = state.key(o.key);
-  }
-  if (o.priority !== undefined) {
-    priority = PRIORITY[o.priority];
-    if (typeof o.priority !== "string" || priority === undefined) throw invalid("options.priority", "must be high, normal or low");
-  }
-  if (o.deadlineMs !== undefined) {
-    const d = o.deadlineMs;
-    if (typeof d !== "number" || !Number.isInteger(d) || d < 1 || d > 86_400_000) throw invalid("options.deadlineMs", "must be a whole number in 1..=86400000");
-    deadline = d;
-  }
-  if (o.failFast !== undefined) {
-    if (typeof o.failFast !== "boolean") throw invalid("options.failFast", "must be a boolean");
-    failFast = o.failFast;
-  }
-  return { lane, key, priority, failFast, deadline };
+function bad(field, reason) {
+  return Promise.reject(invalid(field, reason));
 }
 
-function run(fn, opts) {
+function run(fn, o) {
   let state = this[STATE];
+  if (state === undefined) {
+    try {
+      state = this[STATE] = new RunState(this);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+  if (typeof fn !== "function") return bad("fn", "must be a function");
+  let lane = 0, key = 0, priority = 1, failFast = false, deadline = 0;
+  if (o !== undefined) {
+    if (o === null || typeof o !== "object" || Array.isArray(o)) return bad("options", "must be a plain object");
+    try {
+      for (const k in o) {
+        if (!RUN_KEYS.has(k)) return bad(`options.${k}`, `unknown key; expected one of: ${[...RUN_KEYS].join(", ")}`);
+      }
+      const l = o.lane;
+      if (l !== undefined) {
+        lane = state.lanes.get(l);
+        if (lane === undefined) {
+          if (typeof l !== "string" || l.trim() === "" || l.length > 256) return bad("options.lane", "must be a lane name");
+          lane = state.lane(l);
+        }
+      }
+      const k = o.key;
+      if (k !== undefined) {
+        key = state.keys.get(k);
+        if (key === undefined) {
+          if (typeof k !== "string" || k.trim() === "" || k.length > 256) return bad("options.key", "must be a provider/model key");
+          key = state.key(k);
+        }
+      }
+      const p = o.priority;
+      if (p !== undefined) {
+        priority = typeof p === "string" ? PRIORITY[p] : undefined;
+        if (priority === undefined || !Object.hasOwn(PRIORITY, p)) return bad("options.priority", "must be high, normal or low");
+      }
+      const d = o.deadlineMs;
+      if (d !== undefined) {
+        if (typeof d !== "number" || !Number.isInteger(d) || d < 1 || d > 86_400_000) return bad("options.deadlineMs", "must be a whole number in 1..=86400000");
+        deadline = d;
+      }
+      const f = o.failFast;
+      if (f !== undefined) {
+        if (typeof f !== "boolean") return bad("options.failFast", "must be a boolean");
+        failFast = f;
+      }
+    } catch (error) {
+      return Promise.reject(error); // a getter or proxy of the caller's that throws
+    }
+  }
+  let slot;
   try {
-    if (state === undefined) state = this[STATE] = new RunState(this);
-    if (typeof fn !== "function") throw invalid("fn", "must be a function");
-    const o = options(state, opts);
-    const slot = this.runBegin(o.lane, o.key, o.priority, o.failFast, o.deadline, state.now());
-    const promise = new Promise((resolve, reject) => {
-      state.fns[slot] = fn;
-      state.resolves[slot] = resolve;
-      state.rejects[slot] = reject;
-    });
-    state.collect();
-    return promise;
+    slot = this.runBegin(lane, key, priority, failFast, deadline, state.now());
   } catch (error) {
     return Promise.reject(error);
   }
+  const promise = new Promise((resolve, reject) => {
+    state.resolves[slot] = resolve;
+    state.rejects[slot] = reject;
+  });
+  state.fns[slot] = fn;
+  state.collect();
+  return promise;
 }
 
 /** Adds `run` to the Engine class, given its prototype. */

@@ -34,7 +34,7 @@ mod limiter;
 mod permit;
 mod queue;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
 pub use self::breaker::{Breaker, BreakerConfig, BreakerState, Outcome, Verdict};
@@ -232,10 +232,10 @@ impl Controller {
             lane_index,
             other_lane,
             keys: Vec::new(),
-            key_index: HashMap::new(),
+            key_index: HashMap::default(),
             key_limits: config.keys().iter().map(|(k, v)| (k.clone(), *v)).collect(),
             classes: Vec::new(),
-            class_index: HashMap::new(),
+            class_index: HashMap::default(),
             nodes: Nodes::default(),
             gate: Gate::new(config.pressure),
             ledger,
@@ -390,8 +390,14 @@ impl Controller {
 
     /// Admits every waiter that may start at `now`, in order. Call after any change.
     pub fn admit(&mut self, now: u64) -> Vec<Admission> {
-        self.collect_releases();
         let mut admitted = Vec::new();
+        self.admit_into(now, &mut admitted);
+        admitted
+    }
+
+    /// [`Controller::admit`] into a vector the caller keeps (no allocation per call).
+    pub fn admit_into(&mut self, now: u64, admitted: &mut Vec<Admission>) {
+        self.collect_releases();
         let gate_closed = self.gate.is_closed(now);
         while let Some((class, level, verdict)) = self.best_candidate(now, gate_closed) {
             let c = &mut self.classes[class];
@@ -416,7 +422,6 @@ impl Controller {
                 permit,
             });
         }
-        admitted
     }
 
     /// Records how a running task ended and releases its permit. Call `admit` afterwards: the

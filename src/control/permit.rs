@@ -68,7 +68,12 @@ impl Ledger {
     }
 
     pub(crate) fn take_releases(&self) -> Vec<Release> {
-        std::mem::take(&mut self.counts.borrow_mut().releases)
+        let mut c = self.counts.borrow_mut();
+        if c.releases.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut c.releases)
+        }
     }
 
     /// Whether `task` holds a live permit.
@@ -98,7 +103,10 @@ impl Ledger {
             *n = n.saturating_sub(1);
         }
         c.released += 1;
-        c.releases.push(release);
+        // Only an abandoned probe needs the controller's attention afterwards.
+        if release.probe && !release.outcome_recorded {
+            c.releases.push(release);
+        }
     }
 }
 

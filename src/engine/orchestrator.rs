@@ -122,6 +122,8 @@ pub struct Orchestrator {
     /// Warm sessions being created, per (agent, parent).
     warming: BTreeMap<(String, Option<SessionId>), u32>,
     runs: Runs,
+    /// Scratch for admissions (kept to avoid an allocation per pump).
+    admitted: Vec<crate::control::Admission>,
 }
 
 /// Options of a run task (see [`Orchestrator::run_submit`]).
@@ -160,6 +162,7 @@ impl Orchestrator {
             rng: fastrand::Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
             warming: BTreeMap::new(),
             runs: Runs::default(),
+            admitted: Vec::new(),
         }
     }
 
@@ -775,7 +778,9 @@ impl Orchestrator {
 
     /// Admits what may start and starts it.
     fn pump(&mut self, now: u64) {
-        for admission in self.controller.admit(now) {
+        let mut admitted = std::mem::take(&mut self.admitted);
+        self.controller.admit_into(now, &mut admitted);
+        for admission in admitted.drain(..) {
             let task = admission.task;
             if task.get() & RUN_BIT != 0 {
                 self.runs.admitted(task.get() & !RUN_BIT, admission.permit);
@@ -813,6 +818,7 @@ impl Orchestrator {
             }
             self.prewarm(&record.spec.agent, record.spec.parent.as_ref());
         }
+        self.admitted = admitted;
         for session in self.pool.to_abort() {
             self.call(
                 CallFor::Abort(None, session.clone()),
