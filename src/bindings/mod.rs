@@ -883,10 +883,11 @@ impl Engine {
         Ok(slot)
     }
 
-    /// Ends a running run task that succeeded; the slots made ready are in the buffer.
+    /// Ends a running run task that succeeded, at the last clock reading (a success needs no
+    /// fresh time: nothing it records is timed); the slots made ready are in the buffer.
     #[wasm_bindgen(js_name = runEnd, skip_typescript)]
-    pub fn run_end(&self, slot: u32, now: f64) -> Result<(), JsValue> {
-        self.end_run(slot, Outcome::Success, now)
+    pub fn run_end(&self, slot: u32) -> Result<(), JsValue> {
+        self.end_run(slot, Outcome::Success, f64::NAN)
     }
 
     /// Ends a running run task that failed with `error` (classified like a host failure).

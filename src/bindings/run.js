@@ -32,6 +32,12 @@ class RunState {
     this.keys = new Map();
     this.queue = [];
     this.head = 0;
+    this.tail = 0;
+    // The last options object checked, and what it said (the common case passes one object).
+    // Passed again with its five fields unchanged, it is not re-checked for unknown keys.
+    this.lastOptions = undefined;
+    this.last = { lane: undefined, key: undefined, priority: undefined, deadlineMs: undefined, failFast: undefined };
+    this.parsed = { lane: 0, key: 0, priority: 1, failFast: false, deadline: 0 };
     this.draining = false;
     const setup = engine.runSetup(
       () => this.collect(),
@@ -54,7 +60,7 @@ class RunState {
     }
     const n = view[0];
     view[0] = 0; // read once: a slot id is never launched twice
-    for (let i = 1; i <= n; i++) this.queue.push(view[i]);
+    for (let i = 1; i <= n; i++) this.queue[this.tail++] = view[i];
     if (n === this.cap - 1) {
       this.engine.runDrain();
       this.collect();
@@ -67,15 +73,12 @@ class RunState {
     if (this.draining) return; // the outer loop launches what a re-entrant call queued
     this.draining = true;
     try {
-      while (this.head < this.queue.length) {
+      while (this.head < this.tail) {
         const slot = this.queue[this.head++];
         this.start(slot);
       }
     } finally {
-      if (this.head > 0) {
-        this.queue.length = 0;
-        this.head = 0;
-      }
+      this.head = this.tail = 0;
       this.draining = false;
     }
   }
@@ -108,7 +111,7 @@ class RunState {
     const reject = this.rejects[slot];
     this.fns[slot] = this.resolves[slot] = this.rejects[slot] = undefined;
     try {
-      if (ok) this.engine.runEnd(slot, this.now());
+      if (ok) this.engine.runEnd(slot);
       else this.engine.runFail(slot, value, this.now());
     } catch {
       // Disposed meanwhile: the work's own result still reaches its caller.
@@ -177,7 +180,25 @@ function run(fn, o) {
   }
   if (typeof fn !== "function") return bad("fn", "must be a function");
   let lane = 0, key = 0, priority = 1, failFast = false, deadline = 0;
-  if (o !== undefined) {
+  const last = state.last;
+  let same = false;
+  if (o !== undefined && o === state.lastOptions) {
+    try {
+      same =
+        o.lane === last.lane &&
+        o.key === last.key &&
+        o.priority === last.priority &&
+        o.deadlineMs === last.deadlineMs &&
+        o.failFast === last.failFast;
+    } catch (error) {
+      state.lastOptions = undefined;
+      return Promise.reject(error); // a getter of the caller's that throws
+    }
+  }
+  if (same) {
+    // The same options object as last time, unchanged: what it said then holds.
+    ({ lane, key, priority, failFast, deadline } = state.parsed);
+  } else if (o !== undefined) {
     if (o === null || typeof o !== "object" || Array.isArray(o)) return bad("options", "must be a plain object");
     try {
       for (const k in o) {
@@ -214,7 +235,20 @@ function run(fn, o) {
         if (typeof f !== "boolean") return bad("options.failFast", "must be a boolean");
         failFast = f;
       }
+      state.lastOptions = o;
+      last.lane = o.lane;
+      last.key = o.key;
+      last.priority = o.priority;
+      last.deadlineMs = o.deadlineMs;
+      last.failFast = o.failFast;
+      const parsed = state.parsed;
+      parsed.lane = lane;
+      parsed.key = key;
+      parsed.priority = priority;
+      parsed.failFast = failFast;
+      parsed.deadline = deadline;
     } catch (error) {
+      state.lastOptions = undefined;
       return Promise.reject(error); // a getter or proxy of the caller's that throws
     }
   }

@@ -541,6 +541,14 @@ impl Controller {
         self.nodes.len()
     }
 
+    /// Whether the lane of the waiting task `ticket` names has a free slot now (a cheap hint:
+    /// when false, admitting can wait for the next release).
+    pub fn has_room(&self, ticket: &Ticket) -> bool {
+        self.classes
+            .get(ticket.class as usize)
+            .is_some_and(|c| self.ledger.lane_in_use(c.lane) < self.lanes[c.lane].limit.effective())
+    }
+
     /// Tasks waiting in the lane `agent` runs in, over all levels.
     pub fn queued_for(&self, agent: &str) -> u32 {
         let lane = self

@@ -534,14 +534,21 @@ impl Orchestrator {
                 fail_fast: request.fail_fast,
             },
         );
-        match submitted {
-            Ok(ticket) => self.runs.waiting(slot, ticket),
+        let room = match submitted {
+            Ok(ticket) => {
+                let room = self.controller.has_room(&ticket);
+                self.runs.waiting(slot, ticket);
+                room
+            }
             Err(e) => {
                 self.runs.abandon(slot);
                 return Err(e);
             }
+        };
+        // With its lane full it waits for a release (which pumps); no need to look now.
+        if room {
+            self.pump(now);
         }
-        self.pump(now);
         Ok(slot)
     }
 

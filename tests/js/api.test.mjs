@@ -191,6 +191,14 @@ test("run(fn): the lane's limit holds, HIGH goes first, results and errors pass 
   await rejectsCode(engine.run(() => 1, { priority: "now" }), "INVALID_INPUT");
   await rejectsCode(engine.run(() => 1, { deadlineMs: -5 }), "INVALID_INPUT");
   await rejectsCode(engine.run(() => 1, { extra: true }), "INVALID_INPUT");
+  // One options object reused, then changed: the change counts.
+  const shared = { lane: "bench", priority: "low" };
+  assert.equal(await engine.run(() => "a", shared), "a");
+  shared.priority = "urgent";
+  await rejectsCode(engine.run(() => "b", shared), "INVALID_INPUT");
+  shared.priority = "high";
+  shared.colour = "red";
+  await rejectsCode(engine.run(() => "c", shared), "INVALID_INPUT");
   const stats = engine.stats();
   assert.deepEqual(stats.runs, { waiting: 0, running: 0 });
   assert.equal(stats.lanes.find((l) => l.name === "bench").inUse, 0);
