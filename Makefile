@@ -21,9 +21,12 @@ demo: build
 test: build
 	@scripts/test.sh
 
-## bench: criterion benchmarks of the native core
-bench: setup
+## bench: criterion benchmarks of the native core, then foreman's JS API against the npm
+## libraries, on Node and on Bun (one interleaved table each; see benches/js/compare.mjs)
+bench: build
 	cargo bench --bench engine --bench control --bench store --bench orchestrator --bench agent_load
+	node --expose-gc benches/js/compare.mjs
+	bun benches/js/compare.mjs
 
 clean:
 	cargo clean
