@@ -39,6 +39,40 @@ export function makeHost(mode) {
   return host;
 }
 export function setEngine(host, engine) { host.engine = engine; }
+export async function peakOfRuns(engine, n) {
+  let active = 0, peak = 0;
+  const tick = () => new Promise((r) => setTimeout(r, 1));
+  const all = [];
+  for (let i = 0; i < n; i++) {
+    all.push(engine.run(async () => { active++; peak = Math.max(peak, active); await tick(); active--; return i; }, { lane: "bench" }));
+  }
+  const results = await Promise.all(all);
+  return results.length === n && results[n - 1] === n - 1 ? peak : -1;
+}
+export function taskHost() {
+  const host = {
+    engine: null, n: 0, sessions: new Map(),
+    now: () => Date.now(),
+    memory: () => ({ used: 1, limit: 10 }),
+    createSession() { const id = "task_" + ++this.n; this.sessions.set(id, []); return Promise.resolve(id); },
+    prompt({ sessionID, text }) {
+      const created = Date.now();
+      setTimeout(() => {
+        this.engine.hostEvent({ type: "session.status", properties: { sessionID, status: { type: "busy" } } });
+        setTimeout(() => {
+          this.sessions.get(sessionID).push({ info: { role: "assistant", time: { created, completed: Date.now() }, finish: "stop" }, parts: [{ type: "text", text: "echo " + text }] });
+          this.engine.hostEvent({ type: "session.idle", properties: { sessionID } });
+        }, 5);
+      }, 5);
+      return Promise.resolve();
+    },
+    abort() { return Promise.resolve(true); },
+    deleteSession({ sessionID }) { this.sessions.delete(sessionID); return Promise.resolve(true); },
+    lastAssistantMessage({ sessionID }) { return Promise.resolve(this.sessions.get(sessionID)?.at(-1) ?? null); },
+    checkSession({ sessionID }) { return Promise.resolve(this.sessions.has(sessionID) ? "idle" : "gone"); },
+  };
+  return host;
+}
 export function obj(json) { return JSON.parse(json); }
 "#)]
 extern "C" {
@@ -46,6 +80,10 @@ extern "C" {
     fn make_host(mode: &str) -> JsValue;
     #[wasm_bindgen(js_name = setEngine)]
     fn set_engine(host: &JsValue, engine: &JsValue);
+    #[wasm_bindgen(js_name = peakOfRuns)]
+    fn peak_of_runs(engine: &JsValue, n: u32) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = taskHost)]
+    fn task_host() -> JsValue;
     fn obj(json: &str) -> JsValue;
 }
 
@@ -321,4 +359,70 @@ async fn dispose_rejects_pending_calls_and_refuses_later_ones() {
     assert_eq!(code(&e.stats().err().unwrap()), "DISPOSED");
     let later = create(&e, r#"{"agent": "worker"}"#).await.unwrap_err();
     assert_eq!(code(&later), "DISPOSED");
+}
+
+#[wasm_bindgen_test]
+async fn run_is_installed_and_holds_the_lane_limit() {
+    let host = make_host("ok");
+    let config: ConfigObject = obj(r#"{"lanes": {"bench": 2}}"#).unchecked_into();
+    let e: JsValue = Engine::new(host.unchecked_into(), Some(config))
+        .unwrap()
+        .into();
+    let peak = JsFuture::from(peak_of_runs(&e, 20)).await.unwrap();
+    assert_eq!(
+        peak.as_f64(),
+        Some(2.0),
+        "20 tasks, never more than 2 at once"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_delegated_task_runs_through_the_host_and_survives_a_restore() {
+    let host = task_host();
+    let e = Engine::new(host.clone().unchecked_into(), None).unwrap();
+    let e_js: JsValue = e.into();
+    set_engine(&host, &e_js);
+    let call = |name: &str, args: &[JsValue]| -> Result<JsValue, JsValue> {
+        let f: js_sys::Function = prop(&e_js, name).unchecked_into();
+        f.apply(&e_js, &args.iter().collect::<js_sys::Array>())
+    };
+    let id = call(
+        "delegate",
+        &[obj(
+            r#"{"agent": "worker", "prompt": "hi", "parentID": "ses_p"}"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(id.as_f64(), Some(1.0));
+    let wait: js_sys::Promise = call("wait", &[id.clone()]).unwrap().unchecked_into();
+    let info = JsFuture::from(wait).await.unwrap();
+    assert_eq!(
+        prop(&info, "state").as_string().as_deref(),
+        Some("succeeded")
+    );
+    assert_eq!(
+        prop(&info, "result").as_string().as_deref(),
+        Some("echo hi")
+    );
+    assert_eq!(call("verify", &[]).unwrap().as_bool(), Some(true));
+    let journal = call("journalExport", &[]).unwrap();
+    let head = call("journalHead", &[]).unwrap();
+    let restored = Engine::restore(
+        journal.unchecked_into(),
+        head.unchecked_into(),
+        task_host().unchecked_into(),
+        None,
+    )
+    .unwrap();
+    let status: JsValue = restored.status(id).unwrap().into();
+    assert_eq!(
+        prop(&status, "state").as_string().as_deref(),
+        Some("succeeded")
+    );
+    assert_eq!(
+        prop(&status, "result").as_string().as_deref(),
+        Some("echo hi")
+    );
+    restored.dispose();
+    call("dispose", &[]).unwrap();
 }

@@ -32,7 +32,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Object, Promise, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
@@ -236,13 +236,20 @@ extern "C" {
     fn placeholder_host() -> JsValue;
 }
 
-/// Installs `Engine.prototype.run` (see `run.js`): a throwaway engine hands over its prototype.
-#[wasm_bindgen(start)]
-fn start() {
-    if let Ok(engine) = Engine::new(placeholder_host().unchecked_into(), None) {
+thread_local! {
+    static RUN_INSTALLED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs `Engine.prototype.run` (see `run.js`) once, before the first engine is handed out:
+/// a throwaway engine, turned into its JS object, hands over the class's prototype.
+fn install_run_once() {
+    if RUN_INSTALLED.with(|i| i.replace(true)) {
+        return;
+    }
+    if let Ok(engine) = Engine::assemble(placeholder_host(), None) {
         let js: JsValue = engine.into();
         install_run(&Object::get_prototype_of(&js).into());
-        if let Ok(free) = Reflect::get(&js, &"free".into()).and_then(|f| f.dyn_into::<Function>()) {
+        if let Some(free) = convert::function(get(&js, "free")) {
             let _ = free.call0(&js);
         }
     }
@@ -422,6 +429,7 @@ impl Engine {
     /// the host's `now()` and `memory()` are read once to check them.
     #[wasm_bindgen(constructor)]
     pub fn new(host: HostObject, config: Option<ConfigObject>) -> Result<Engine, JsValue> {
+        install_run_once();
         let engine = js(Engine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
         let config = engine.inner.book.borrow().config().clone();
@@ -441,6 +449,7 @@ impl Engine {
         host: HostObject,
         config: Option<ConfigObject>,
     ) -> Result<Engine, JsValue> {
+        install_run_once();
         let journal: JsValue = journal.into();
         if !convert::is_instance(&journal, &get(&js_sys::global().into(), "Uint8Array")) {
             return Err(to_js(&Error::input("journal", "must be a Uint8Array")));
