@@ -28,8 +28,8 @@ mod api;
 mod convert;
 mod host;
 
+use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Uint8Array};
@@ -355,12 +355,12 @@ struct Inner {
     /// The timer's callback (made once) and the armed timer, if any: (handle, host time).
     tick: RefCell<Option<Function>>,
     timer: RefCell<Option<(JsValue, u64)>>,
-    routes: RefCell<BTreeMap<u32, Route>>,
+    routes: RefCell<FxHashMap<u32, Route>>,
     next_call: Cell<u32>,
     /// The JS promises waiting on `createSession` calls, by public call id.
-    waiters: RefCell<BTreeMap<u32, Waiter>>,
+    waiters: RefCell<FxHashMap<u32, Waiter>>,
     /// The JS promises waiting on tasks, by task id.
-    task_waiters: RefCell<BTreeMap<u32, Vec<Waiter>>>,
+    task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
     next_listener: Cell<u32>,
     breakers: RefCell<Vec<(String, &'static str)>>,
@@ -934,10 +934,10 @@ impl Engine {
                 timers,
                 tick: RefCell::new(Some(tick_function(weak))),
                 timer: RefCell::new(None),
-                routes: RefCell::new(BTreeMap::new()),
+                routes: RefCell::new(FxHashMap::default()),
                 next_call: Cell::new(1),
-                waiters: RefCell::new(BTreeMap::new()),
-                task_waiters: RefCell::new(BTreeMap::new()),
+                waiters: RefCell::new(FxHashMap::default()),
+                task_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
                 breakers: RefCell::new(Vec::new()),
@@ -1090,7 +1090,7 @@ fn route(inner: &Inner, to: Route) -> u32 {
     loop {
         let id = inner.next_call.get();
         inner.next_call.set(id.wrapping_add(1).max(1));
-        if let std::collections::btree_map::Entry::Vacant(slot) = routes.entry(id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = routes.entry(id) {
             slot.insert(to);
             return id;
         }

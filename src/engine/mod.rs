@@ -18,7 +18,7 @@ pub mod runs;
 pub mod task;
 pub mod tasks;
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -90,7 +90,7 @@ pub struct Stats {
 pub struct Engine {
     config: Config,
     next_call: u32,
-    calls: BTreeMap<CallId, Pending>,
+    calls: FxHashMap<CallId, Pending>,
     outbox: Vec<HostRequest>,
     sessions: SessionBook,
     disposed: bool,
@@ -102,7 +102,7 @@ impl Engine {
         Engine {
             config,
             next_call: 1,
-            calls: BTreeMap::new(),
+            calls: FxHashMap::default(),
             outbox: Vec::new(),
             sessions: SessionBook::default(),
             disposed: false,

@@ -36,7 +36,7 @@
 //! 3. A dependent starts only after all its dependencies succeeded; a failed or cancelled
 //!    dependency cancels it, with that reason.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use crate::config::Config;
 use crate::control::{Controller, Outcome, Permit, Request, Ticket};
@@ -110,17 +110,17 @@ pub struct Orchestrator {
     tasks: TaskTable,
     controller: Controller,
     pool: Pool,
-    live: BTreeMap<TaskId, Live>,
-    calls: BTreeMap<CallId, CallFor>,
-    by_session: BTreeMap<SessionId, TaskId>,
+    live: FxHashMap<TaskId, Live>,
+    calls: FxHashMap<CallId, CallFor>,
+    by_session: FxHashMap<SessionId, TaskId>,
     /// Open tasks waiting on each task, so a settlement finds its dependents without a scan.
-    dependents: BTreeMap<TaskId, Vec<TaskId>>,
+    dependents: FxHashMap<TaskId, Vec<TaskId>>,
     outbox: Vec<HostRequest>,
     events: Vec<TaskEvent>,
     next_call: u32,
     rng: fastrand::Rng,
     /// Warm sessions being created, per (agent, parent).
-    warming: BTreeMap<(String, Option<SessionId>), u32>,
+    warming: FxHashMap<(String, Option<SessionId>), u32>,
     runs: Runs,
     /// Scratch for admissions (kept to avoid an allocation per pump).
     admitted: Vec<crate::control::Admission>,
@@ -152,15 +152,15 @@ impl Orchestrator {
             tasks,
             controller: Controller::new(config, seed),
             pool: Pool::new(PoolConfig::default()),
-            live: BTreeMap::new(),
-            calls: BTreeMap::new(),
-            by_session: BTreeMap::new(),
-            dependents: BTreeMap::new(),
+            live: FxHashMap::default(),
+            calls: FxHashMap::default(),
+            by_session: FxHashMap::default(),
+            dependents: FxHashMap::default(),
             outbox: Vec::new(),
             events: Vec::new(),
             next_call: 1,
             rng: fastrand::Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
-            warming: BTreeMap::new(),
+            warming: FxHashMap::default(),
             runs: Runs::default(),
             admitted: Vec::new(),
         }
@@ -600,7 +600,7 @@ impl Orchestrator {
         for ticket in self.runs.expire(now) {
             self.controller.cancel(ticket);
         }
-        let due: Vec<(TaskId, Due)> = self
+        let mut due: Vec<(TaskId, Due)> = self
             .live
             .iter()
             .filter_map(|(id, l)| {
@@ -616,6 +616,8 @@ impl Orchestrator {
                 }
             })
             .collect();
+        // In id order (submission order), whatever the map's order.
+        due.sort_unstable_by_key(|(id, _)| *id);
         for (task, due) in due {
             match due {
                 Due::Deadline => self.time_out(now, task)?,

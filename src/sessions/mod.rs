@@ -10,7 +10,7 @@
 
 mod pool;
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 pub use self::pool::{Acquired, Pool, PoolConfig, PoolCounters, State};
 use crate::host::SessionId;
@@ -40,7 +40,7 @@ pub struct SessionCounters {
 /// The sessions the engine created.
 #[derive(Debug, Default)]
 pub struct SessionBook {
-    sessions: BTreeMap<SessionId, SessionRecord>,
+    sessions: FxHashMap<SessionId, SessionRecord>,
     counters: SessionCounters,
 }
 

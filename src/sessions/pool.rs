@@ -27,7 +27,7 @@
 //! 2. A session is `InUse` by at most one task.
 //! 3. A session is never deleted while busy, nor within `delete_quiet_ms` of its last activity.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use crate::host::SessionId;
 
@@ -117,7 +117,7 @@ pub enum Acquired {
 #[derive(Debug, Default)]
 pub struct Pool {
     config: PoolConfig,
-    sessions: BTreeMap<SessionId, Entry>,
+    sessions: FxHashMap<SessionId, Entry>,
     counters: PoolCounters,
     /// Sessions retired with an abort owed, oldest first.
     aborts: Vec<SessionId>,
@@ -128,7 +128,7 @@ impl Pool {
     pub fn new(config: PoolConfig) -> Self {
         Pool {
             config,
-            sessions: BTreeMap::new(),
+            sessions: FxHashMap::default(),
             counters: PoolCounters::default(),
             aborts: Vec::new(),
         }
@@ -136,12 +136,14 @@ impl Pool {
 
     /// Hands a new task an empty session for `agent` under `parent`, if one is warm.
     pub fn acquire(&mut self, agent: &str, parent: Option<&SessionId>, now: u64) -> Acquired {
+        // The longest-waiting warm session first, so none sits until it is retired idle.
         let warm = self
             .sessions
             .iter()
-            .find(|(_, e)| {
+            .filter(|(_, e)| {
                 e.state == State::Warm && e.agent == agent && e.parent.as_ref() == parent
             })
+            .min_by(|(a, x), (b, y)| (x.last_activity, *a).cmp(&(y.last_activity, *b)))
             .map(|(id, _)| id.clone());
         match warm {
             Some(id) => {
@@ -293,6 +295,7 @@ impl Pool {
                 out.push(id.clone());
             }
         }
+        out.sort_unstable();
         out
     }
 
@@ -318,6 +321,7 @@ impl Pool {
                 out.push(id.clone());
             }
         }
+        out.sort_unstable();
         out
     }
 
