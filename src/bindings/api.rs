@@ -1,7 +1,10 @@
 //! The shapes JavaScript sees for tasks, stats and events, and the parsing of task specs.
 
-use serde::{Deserialize, Serialize};
+use js_sys::{Array, Object};
+use serde::Deserialize;
 use wasm_bindgen::prelude::*;
+
+use super::convert::set;
 
 use super::convert::from_js;
 use crate::control::ControlStats;
@@ -165,8 +168,6 @@ pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
 }
 
 /// A task as JavaScript sees it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct TaskInfo {
     id: u32,
     agent: String,
@@ -175,22 +176,15 @@ pub(crate) struct TaskInfo {
     attempts: u32,
     created_ms: f64,
     updated_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<String>,
-    #[serde(rename = "parentID", skip_serializing_if = "Option::is_none")]
     parent_id: Option<String>,
-    #[serde(rename = "sessionID", skip_serializing_if = "Option::is_none")]
     session_id: Option<String>,
     depends_on: Vec<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 }
 
-#[derive(Serialize)]
 struct ErrorInfo {
     class: &'static str,
     message: String,
@@ -234,16 +228,181 @@ impl From<&TaskRecord> for TaskInfo {
     }
 }
 
-/// Serializes `value` for JavaScript (plain objects, no `Map`s).
-pub(crate) fn to_value<T: Serialize>(value: &T) -> Result<JsValue, Error> {
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    value
-        .serialize(&serializer)
-        .map_err(|e| Error::input("value", e.to_string()))
+/// A value JavaScript gets as a plain object (built field by field: no serializer).
+pub(crate) trait ToJs {
+    fn to_js(&self) -> JsValue;
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// Builds a plain object.
+struct Obj(Object);
+
+impl Obj {
+    fn new() -> Self {
+        Obj(Object::new())
+    }
+    fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+        set(&self.0, key, &value.into());
+        self
+    }
+    /// Omitted when `None`.
+    fn opt(self, key: &str, value: Option<impl Into<JsValue>>) -> Self {
+        match value {
+            Some(v) => self.set(key, v),
+            None => self,
+        }
+    }
+    /// `null` when `None`.
+    fn nullable(self, key: &str, value: Option<impl Into<JsValue>>) -> Self {
+        match value {
+            Some(v) => self.set(key, v),
+            None => self.set(key, JsValue::NULL),
+        }
+    }
+    fn done(self) -> JsValue {
+        self.0.into()
+    }
+}
+
+impl<T: ToJs> ToJs for Vec<T> {
+    fn to_js(&self) -> JsValue {
+        self.iter().map(ToJs::to_js).collect::<Array>().into()
+    }
+}
+
+/// The JS value of `value` (never fails; the `Result` keeps call sites uniform).
+pub(crate) fn to_value<T: ToJs>(value: &T) -> Result<JsValue, Error> {
+    Ok(value.to_js())
+}
+
+impl ToJs for TaskInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("id", self.id)
+            .set("agent", self.agent.as_str())
+            .set("state", self.state)
+            .set("priority", self.priority)
+            .set("attempts", self.attempts)
+            .set("createdMs", self.created_ms)
+            .set("updatedMs", self.updated_ms)
+            .opt("model", self.model.as_deref())
+            .opt("parentID", self.parent_id.as_deref())
+            .opt("sessionID", self.session_id.as_deref())
+            .set(
+                "dependsOn",
+                self.depends_on
+                    .iter()
+                    .map(|d| JsValue::from(*d))
+                    .collect::<Array>(),
+            )
+            .opt("result", self.result.as_deref())
+            .opt(
+                "error",
+                self.error.as_ref().map(|e| {
+                    Obj::new()
+                        .set("class", e.class)
+                        .set("message", e.message.as_str())
+                        .done()
+                }),
+            )
+            .opt("reason", self.reason.as_deref())
+            .done()
+    }
+}
+
+impl ToJs for LaneInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("name", self.name.as_str())
+            .set("limit", self.limit)
+            .set("effective", self.effective)
+            .set("inUse", self.in_use)
+            .set(
+                "queued",
+                Obj::new()
+                    .set("high", self.queued.high)
+                    .set("normal", self.queued.normal)
+                    .set("low", self.queued.low)
+                    .done(),
+            )
+            .set("pendingCalls", self.pending_calls)
+            .done()
+    }
+}
+
+impl ToJs for KeyInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("name", self.name.as_str())
+            .nullable("limit", self.limit)
+            .nullable("effective", self.effective)
+            .set("inUse", self.in_use)
+            .set("queued", self.queued)
+            .set("breaker", self.breaker)
+            .nullable("nextProbeAt", self.next_probe_at)
+            .done()
+    }
+}
+
+impl ToJs for PoolInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("warm", self.warm as f64)
+            .set("inUse", self.in_use as f64)
+            .set("parked", self.parked as f64)
+            .set("retiring", self.retiring as f64)
+            .set("deleting", self.deleting as f64)
+            .set("hits", self.hits)
+            .set("misses", self.misses)
+            .set("creates", self.creates)
+            .set("affinityHits", self.affinity_hits)
+            .set("retirements", self.retirements)
+            .set("deletes", self.deletes)
+            .done()
+    }
+}
+
+impl ToJs for TaskCounts {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("queued", self.queued)
+            .set("running", self.running)
+            .set("succeeded", self.succeeded)
+            .set("failed", self.failed)
+            .set("cancelled", self.cancelled)
+            .set("timedOut", self.timed_out)
+            .set("unknown", self.unknown)
+            .done()
+    }
+}
+
+impl ToJs for GateInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("closed", self.closed)
+            .set("stale", self.stale)
+            .nullable("perMille", self.per_mille)
+            .done()
+    }
+}
+
+impl ToJs for RunInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("waiting", self.waiting as f64)
+            .set("running", self.running as f64)
+            .done()
+    }
+}
+
+impl ToJs for JournalInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("seq", self.seq)
+            .set("records", self.records as f64)
+            .done()
+    }
+}
+
 pub(crate) struct LaneInfo {
     pub name: String,
     pub limit: u32,
@@ -253,15 +412,12 @@ pub(crate) struct LaneInfo {
     pub pending_calls: u32,
 }
 
-#[derive(Serialize)]
 pub(crate) struct Queued {
     pub high: u32,
     pub normal: u32,
     pub low: u32,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct KeyInfo {
     pub name: String,
     pub limit: Option<u32>,
@@ -272,8 +428,6 @@ pub(crate) struct KeyInfo {
     pub next_probe_at: Option<f64>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct PoolInfo {
     pub warm: usize,
     pub in_use: usize,
@@ -288,8 +442,7 @@ pub(crate) struct PoolInfo {
     pub deletes: f64,
 }
 
-#[derive(Serialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 pub(crate) struct TaskCounts {
     pub queued: u32,
     pub running: u32,
@@ -300,21 +453,17 @@ pub(crate) struct TaskCounts {
     pub unknown: u32,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct GateInfo {
     pub closed: bool,
     pub stale: bool,
     pub per_mille: Option<f64>,
 }
 
-#[derive(Serialize)]
 pub(crate) struct RunInfo {
     pub waiting: usize,
     pub running: usize,
 }
 
-#[derive(Serialize)]
 pub(crate) struct JournalInfo {
     pub seq: f64,
     pub records: usize,

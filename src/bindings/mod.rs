@@ -33,10 +33,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Uint8Array};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use self::api::{TaskInfo, hex, to_value, unhex};
+use self::api::{TaskInfo, ToJs, hex, to_value, unhex};
 use self::convert::{class_of, failure, from_js, get, host_event, reply, set, to_js};
 use self::host::{HostFunctions, JsHost};
 use crate::config::{CONFIG_SCHEMA, Config, ConfigInput};
@@ -385,8 +385,6 @@ struct CreateSessionDto {
     title: Option<String>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct StatsDto {
     version: &'static str,
     now: f64,
@@ -402,20 +400,51 @@ struct StatsDto {
     journal: api::JournalInfo,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct MemoryDto {
     used: f64,
     limit: f64,
     per_mille: f64,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct SessionsDto {
     created: f64,
     failed: f64,
     mean_create_ms: Option<f64>,
+}
+
+impl ToJs for StatsDto {
+    fn to_js(&self) -> JsValue {
+        let obj = Object::new();
+        let put = |k: &str, v: JsValue| set(&obj, k, &v);
+        put("version", self.version.into());
+        put("now", self.now.into());
+        let memory = Object::new();
+        set(&memory, "used", &self.memory.used.into());
+        set(&memory, "limit", &self.memory.limit.into());
+        set(&memory, "perMille", &self.memory.per_mille.into());
+        put("memory", memory.into());
+        put("pendingCalls", self.pending_calls.into());
+        let sessions = Object::new();
+        set(&sessions, "created", &self.sessions.created.into());
+        set(&sessions, "failed", &self.sessions.failed.into());
+        set(
+            &sessions,
+            "meanCreateMs",
+            &self
+                .sessions
+                .mean_create_ms
+                .map_or(JsValue::NULL, Into::into),
+        );
+        put("sessions", sessions.into());
+        put("lanes", self.lanes.to_js());
+        put("keys", self.keys.to_js());
+        put("gate", self.gate.to_js());
+        put("pool", self.pool.to_js());
+        put("tasks", self.tasks.to_js());
+        put("runs", self.runs.to_js());
+        put("journal", self.journal.to_js());
+        obj.into()
+    }
 }
 
 fn js<T>(result: Result<T, Error>) -> Result<T, JsValue> {
