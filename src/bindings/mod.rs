@@ -367,6 +367,7 @@ struct Inner {
     run_hooks: RefCell<Option<RunHooks>>,
     run_buffer: RefCell<Vec<u32>>,
     run_names: RefCell<Vec<String>>,
+    run_error: RefCell<Option<JsValue>>,
     disposed: Cell<bool>,
 }
 
@@ -871,9 +872,101 @@ impl Engine {
         self.intern(name)
     }
 
-    /// Queues a run task; returns its slot. The slots made ready are in the buffer.
+    /// Queues a run task; returns its slot, or `u32::MAX` with the error kept for `runError`
+    /// (a plain integer return keeps the glue to one call). The slots made ready are in the
+    /// buffer.
     #[wasm_bindgen(js_name = runBegin, skip_typescript)]
     pub fn run_begin(
+        &self,
+        lane: u32,
+        key: u32,
+        priority: u32,
+        fail_fast: bool,
+        deadline_ms: f64,
+        now: f64,
+    ) -> u32 {
+        match self.begin_run(lane, key, priority, fail_fast, deadline_ms, now) {
+            Ok(slot) => slot,
+            Err(e) => {
+                *self.inner.run_error.borrow_mut() = Some(e);
+                u32::MAX
+            }
+        }
+    }
+
+    /// The error of the last `runBegin`, `runEnd` or `runFail` that failed.
+    #[wasm_bindgen(js_name = runError, skip_typescript)]
+    pub fn run_error(&self) -> JsValue {
+        self.inner
+            .run_error
+            .borrow_mut()
+            .take()
+            .unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// Ends a running run task that succeeded, at the last clock reading (a success needs no
+    /// fresh time: nothing it records is timed); the slots made ready are in the buffer.
+    #[wasm_bindgen(js_name = runEnd, skip_typescript)]
+    pub fn run_end(&self, slot: u32) -> u32 {
+        self.end_run(slot, Outcome::Success, f64::NAN)
+    }
+
+    /// Ends a running run task that failed with `error` (classified like a host failure).
+    #[wasm_bindgen(js_name = runFail, skip_typescript)]
+    pub fn run_fail(&self, slot: u32, error: JsValue, now: f64) -> u32 {
+        self.end_run(slot, Outcome::Failed(class_of(&error)), now)
+    }
+
+    /// Refills the buffer when more slots were ready than it holds.
+    #[wasm_bindgen(js_name = runDrain, skip_typescript)]
+    pub fn run_drain(&self) {
+        let mut o = self.inner.orch.borrow_mut();
+        write_ready(&self.inner, &mut o);
+    }
+}
+
+impl Engine {
+    /// Checks `config` and `host` and builds the engine; the host's `now()` and `memory()` are
+    /// read once to check them.
+    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<Engine, Error> {
+        let config = config.map_or(JsValue::UNDEFINED, Into::into);
+        let input: ConfigInput = from_js(config, "config", CONFIG_SCHEMA, |key, reason| {
+            Error::InvalidConfig { key, reason }
+        })?;
+        let config = Config::from_input(input)?;
+        let timers = timers(&host)?;
+        let functions = HostFunctions::new(host)?;
+        let orch = Orchestrator::new(&config, SEED);
+        let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
+            let (ok, err) = settle_functions(weak);
+            Inner {
+                book: RefCell::new(Core::new(config)),
+                orch: RefCell::new(orch),
+                host: JsHost::new(functions, ok, err),
+                timers,
+                tick: RefCell::new(Some(tick_function(weak))),
+                timer: RefCell::new(None),
+                routes: RefCell::new(FxHashMap::default()),
+                next_call: Cell::new(1),
+                waiters: RefCell::new(FxHashMap::default()),
+                task_waiters: RefCell::new(FxHashMap::default()),
+                listeners: RefCell::new(Vec::new()),
+                next_listener: Cell::new(1),
+                breakers: RefCell::new(Vec::new()),
+                run_hooks: RefCell::new(None),
+                run_buffer: RefCell::new(vec![0; RUN_BUFFER]),
+                run_names: RefCell::new(vec![String::new()]),
+                run_error: RefCell::new(None),
+                disposed: Cell::new(false),
+            }
+        });
+        let engine = Engine { inner };
+        engine.inner.host.now_ms()?;
+        engine.inner.host.memory()?;
+        Ok(engine)
+    }
+
+    fn begin_run(
         &self,
         lane: u32,
         key: u32,
@@ -921,68 +1014,17 @@ impl Engine {
         Ok(slot)
     }
 
-    /// Ends a running run task that succeeded, at the last clock reading (a success needs no
-    /// fresh time: nothing it records is timed); the slots made ready are in the buffer.
-    #[wasm_bindgen(js_name = runEnd, skip_typescript)]
-    pub fn run_end(&self, slot: u32) -> Result<(), JsValue> {
-        self.end_run(slot, Outcome::Success, f64::NAN)
-    }
-
-    /// Ends a running run task that failed with `error` (classified like a host failure).
-    #[wasm_bindgen(js_name = runFail, skip_typescript)]
-    pub fn run_fail(&self, slot: u32, error: JsValue, now: f64) -> Result<(), JsValue> {
-        self.end_run(slot, Outcome::Failed(class_of(&error)), now)
-    }
-
-    /// Refills the buffer when more slots were ready than it holds.
-    #[wasm_bindgen(js_name = runDrain, skip_typescript)]
-    pub fn run_drain(&self) {
-        let mut o = self.inner.orch.borrow_mut();
-        write_ready(&self.inner, &mut o);
-    }
-}
-
-impl Engine {
-    /// Checks `config` and `host` and builds the engine; the host's `now()` and `memory()` are
-    /// read once to check them.
-    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<Engine, Error> {
-        let config = config.map_or(JsValue::UNDEFINED, Into::into);
-        let input: ConfigInput = from_js(config, "config", CONFIG_SCHEMA, |key, reason| {
-            Error::InvalidConfig { key, reason }
-        })?;
-        let config = Config::from_input(input)?;
-        let timers = timers(&host)?;
-        let functions = HostFunctions::new(host)?;
-        let orch = Orchestrator::new(&config, SEED);
-        let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
-            let (ok, err) = settle_functions(weak);
-            Inner {
-                book: RefCell::new(Core::new(config)),
-                orch: RefCell::new(orch),
-                host: JsHost::new(functions, ok, err),
-                timers,
-                tick: RefCell::new(Some(tick_function(weak))),
-                timer: RefCell::new(None),
-                routes: RefCell::new(FxHashMap::default()),
-                next_call: Cell::new(1),
-                waiters: RefCell::new(FxHashMap::default()),
-                task_waiters: RefCell::new(FxHashMap::default()),
-                listeners: RefCell::new(Vec::new()),
-                next_listener: Cell::new(1),
-                breakers: RefCell::new(Vec::new()),
-                run_hooks: RefCell::new(None),
-                run_buffer: RefCell::new(vec![0; RUN_BUFFER]),
-                run_names: RefCell::new(vec![String::new()]),
-                disposed: Cell::new(false),
+    fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> u32 {
+        match self.try_end_run(slot, outcome, now) {
+            Ok(()) => 0,
+            Err(e) => {
+                *self.inner.run_error.borrow_mut() = Some(e);
+                1
             }
-        });
-        let engine = Engine { inner };
-        engine.inner.host.now_ms()?;
-        engine.inner.host.memory()?;
-        Ok(engine)
+        }
     }
 
-    fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<(), JsValue> {
+    fn try_end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<(), JsValue> {
         self.live()?;
         let now = self.inner.host.observe_now(now);
         let busy = {

@@ -47,7 +47,16 @@ class RunState {
     this.memory = setup.memory;
     this.ptr = setup.ptr;
     this.cap = setup.cap;
-    this.now = setup.now;
+    const now = setup.now;
+    // The host's clock; one that throws reads as "no new reading" (NaN: the engine keeps its
+    // last good one).
+    this.now = () => {
+      try {
+        return now();
+      } catch {
+        return NaN;
+      }
+    };
     this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
   }
 
@@ -110,12 +119,10 @@ class RunState {
     const resolve = this.resolves[slot];
     const reject = this.rejects[slot];
     this.fns[slot] = this.resolves[slot] = this.rejects[slot] = undefined;
-    try {
-      if (ok) this.engine.runEnd(slot);
-      else this.engine.runFail(slot, value, this.now());
-    } catch {
-      // Disposed meanwhile: the work's own result still reaches its caller.
-    }
+    // A failure here means the engine was disposed meanwhile: the work's own result still
+    // reaches its caller.
+    if (ok) this.engine.runEnd(slot);
+    else this.engine.runFail(slot, value, this.now());
     if (resolve !== undefined) {
       if (ok) resolve(value);
       else reject(value);
@@ -252,12 +259,8 @@ function run(fn, o) {
       return Promise.reject(error); // a getter or proxy of the caller's that throws
     }
   }
-  let slot;
-  try {
-    slot = this.runBegin(lane, key, priority, failFast, deadline, state.now());
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  const slot = this.runBegin(lane, key, priority, failFast, deadline, state.now());
+  if (slot === 0xffffffff) return Promise.reject(this.runError());
   const promise = new Promise((resolve, reject) => {
     state.resolves[slot] = resolve;
     state.rejects[slot] = reject;
