@@ -5,7 +5,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use foreman::Config;
-use foreman::engine::orchestrator::Orchestrator;
+use foreman::Priority;
+use foreman::control::Outcome;
+use foreman::engine::orchestrator::{Orchestrator, RunRequest};
 use foreman::engine::task::TaskSpec;
 use foreman::host::{AssistantMessage, HostEvent, HostOp, HostOutcome, HostReply, SessionId};
 
@@ -65,5 +67,36 @@ fn engine_work_per_task(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine_work_per_task);
+/// A run task's engine work (the path `run(fn)` takes, no journal): in steady state at limit 8
+/// with 8 more waiting, each iteration ends one running task (admitting a waiter) and submits
+/// one, so it measures one task's submit + end.
+fn run_task_work(c: &mut Criterion) {
+    let mut o = Orchestrator::new(&Config::default(), 1);
+    let request = RunRequest {
+        lane: "worker",
+        key: None,
+        priority: Priority::Normal,
+        fail_fast: false,
+        deadline_ms: None,
+    };
+    let mut ready = [0u32; 64];
+    let mut running = std::collections::VecDeque::new();
+    for _ in 0..16 {
+        o.run_submit(1, request).unwrap();
+    }
+    let n = o.drain_run_ready(&mut ready);
+    running.extend(&ready[..n]);
+    assert_eq!(running.len(), 8);
+    c.bench_function("run_task/submit_and_end", |b| {
+        b.iter(|| {
+            let slot = running.pop_front().unwrap();
+            o.run_end(2, slot, Outcome::Success).unwrap();
+            let n = o.drain_run_ready(&mut ready);
+            running.extend(&ready[..n]);
+            o.run_submit(2, request).unwrap();
+        })
+    });
+}
+
+criterion_group!(benches, engine_work_per_task, run_task_work);
 criterion_main!(benches);
