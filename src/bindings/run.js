@@ -259,7 +259,10 @@ function run(fn, o) {
       return Promise.reject(error); // a getter or proxy of the caller's that throws
     }
   }
-  const slot = this.runBegin(lane, key, priority, failFast, deadline, state.now());
+  // Only a key's breaker, the memory gate (LOW work) and a deadline need the time now; other
+  // work is admitted on the engine's last reading (NaN says "no new reading").
+  const now = key !== 0 || priority === 2 || deadline !== 0 ? state.now() : NaN;
+  const slot = this.runBegin(lane, key, priority, failFast, deadline, now);
   if (slot === 0xffffffff) return Promise.reject(this.runError());
   const promise = new Promise((resolve, reject) => {
     state.resolves[slot] = resolve;
