@@ -31,6 +31,33 @@ describe("wasm under Bun", () => {
   test("the engine loads and reports the crate version", () => {
     expect(loadEngine().version()).toBe(cargoVersion!);
   });
+
+  test("run() is typed and holds its lane's limit under Bun", async () => {
+    const Engine = loadEngine();
+    const engine = new Engine(
+      { now: () => Date.now(), memory: () => ({ used: 1, limit: 10 }), createSession: () => undefined },
+      { lanes: { io: 3 } },
+    );
+    let active = 0;
+    let peak = 0;
+    const work = async (i: number): Promise<number> => {
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 1));
+      active--;
+      return i * 2;
+    };
+    const results: number[] = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => engine.run(() => work(i), { lane: "io", priority: i % 2 ? "high" : "low" })),
+    );
+    expect(results[29]).toBe(58);
+    expect(peak).toBe(3);
+    const ids = engine.delegate([{ agent: "worker", prompt: "a" }]) as number[];
+    expect(engine.status(ids[0]!).state).toBe("admitted"); // its session is being created
+    expect(engine.stats().tasks.running).toBe(1);
+    engine.dispose();
+    await expect(engine.run(() => 1)).rejects.toMatchObject({ code: "DISPOSED" });
+  });
 });
 
 describe("host", () => {
