@@ -1183,12 +1183,26 @@ fn timers(host: &JsValue) -> Result<Timers, Error> {
                 })
         }
     };
-    if let (Some(set), Some(clear)) = (own("setTimer")?, own("clearTimer")?) {
-        return Ok(Timers {
-            set,
-            clear,
-            this: host.clone(),
-        });
+    match (own("setTimer")?, own("clearTimer")?) {
+        (Some(set), Some(clear)) => {
+            return Ok(Timers {
+                set,
+                clear,
+                this: host.clone(),
+            });
+        }
+        (None, None) => {}
+        (set, _) => {
+            let (member, other) = if set.is_some() {
+                ("clearTimer", "setTimer")
+            } else {
+                ("setTimer", "clearTimer")
+            };
+            return Err(Error::InvalidHost {
+                member: member.into(),
+                reason: format!("must be a function when `{other}` is given"),
+            });
+        }
     }
     let global: JsValue = js_sys::global().into();
     let set = convert::function(get(&global, "setTimeout"));

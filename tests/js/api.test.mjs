@@ -39,6 +39,8 @@ test("constructor and static members", () => {
   assert.equal(throwsCode(() => new Engine(server.host(), { lanes: { worker: 1.5 } }), "INVALID_CONFIG").key, "lanes.worker");
   assert.equal(throwsCode(() => new Engine(server.host(), { typo: 1 }), "INVALID_CONFIG").key, "typo");
   assert.equal(throwsCode(() => new Engine({ ...server.host(), setTimer: 3 }), "INVALID_HOST").member, "setTimer");
+  const { clearTimer, ...halfTimers } = server.host();
+  assert.equal(throwsCode(() => new Engine(halfTimers), "INVALID_HOST").member, "clearTimer");
 });
 
 test("delegate → wait → status → list: a task runs to success through the host", async () => {
