@@ -364,6 +364,8 @@ struct Inner {
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
     next_listener: Cell<u32>,
     breakers: RefCell<Vec<(String, &'static str)>>,
+    /// Whether any breaker was not closed at the last look (then every run end looks again).
+    breaker_not_closed: Cell<bool>,
     run_hooks: RefCell<Option<RunHooks>>,
     run_buffer: RefCell<Vec<u32>>,
     run_names: RefCell<Vec<String>>,
@@ -953,6 +955,7 @@ impl Engine {
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
                 breakers: RefCell::new(Vec::new()),
+                breaker_not_closed: Cell::new(false),
                 run_hooks: RefCell::new(None),
                 run_buffer: RefCell::new(vec![0; RUN_BUFFER]),
                 run_names: RefCell::new(vec![String::new()]),
@@ -1031,9 +1034,7 @@ impl Engine {
             let mut o = self.inner.orch.borrow_mut();
             js(o.run_end(now, slot, outcome))?;
             write_ready(&self.inner, &mut o);
-            o.has_output()
-                || outcome != Outcome::Success
-                || self.inner.breakers.borrow().iter().any(|b| b.1 != "closed")
+            o.has_output() || outcome != Outcome::Success || self.inner.breaker_not_closed.get()
         };
         if busy {
             // Something besides run slots moved (a sub-agent task was admitted, or a breaker
@@ -1383,6 +1384,9 @@ fn after(inner: &Inner) {
             })
             .cloned()
             .collect();
+        inner
+            .breaker_not_closed
+            .set(breakers.iter().any(|(_, s)| *s != "closed"));
         *known = breakers;
         changed
     };

@@ -270,6 +270,9 @@ impl Pool {
     /// Costs the number of sessions retired since the last call, not the pool's size.
     pub fn to_abort(&mut self) -> Vec<SessionId> {
         let mut out = Vec::new();
+        if self.aborts.is_empty() {
+            return out;
+        }
         for id in std::mem::take(&mut self.aborts) {
             if let Some(e) = self.sessions.get_mut(&id) {
                 if e.state == (State::Retiring { abort: true }) {
