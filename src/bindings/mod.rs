@@ -887,13 +887,10 @@ impl Engine {
         deadline_ms: f64,
         now: f64,
     ) -> u32 {
-        match self.begin_run(lane, key, priority, fail_fast, deadline_ms, now) {
-            Ok(slot) => slot,
-            Err(e) => {
-                *self.inner.run_error.borrow_mut() = Some(e);
-                u32::MAX
-            }
-        }
+        self.keep_error(
+            self.begin_run(lane, key, priority, fail_fast, deadline_ms, now),
+            u32::MAX,
+        )
     }
 
     /// The error of the last `runBegin`, `runEnd` or `runFail` that failed.
@@ -1018,13 +1015,16 @@ impl Engine {
     }
 
     fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> u32 {
-        match self.try_end_run(slot, outcome, now) {
-            Ok(()) => 0,
-            Err(e) => {
-                *self.inner.run_error.borrow_mut() = Some(e);
-                1
-            }
-        }
+        self.keep_error(self.try_end_run(slot, outcome, now).map(|()| 0), 1)
+    }
+
+    /// The run path's integer returns: the value, or `failed` with the error kept for
+    /// `runError`.
+    fn keep_error(&self, result: Result<u32, JsValue>, failed: u32) -> u32 {
+        result.unwrap_or_else(|e| {
+            *self.inner.run_error.borrow_mut() = Some(e);
+            failed
+        })
     }
 
     fn try_end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<(), JsValue> {

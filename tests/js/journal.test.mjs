@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { rng } from "./seeded.mjs";
 
 const SEED = Number(process.env.FOREMAN_SEED ?? 20261124);
 
@@ -117,17 +118,6 @@ function rustJournal(seed, transactions, checkpointAfter = 0) {
   const parsed = JSON.parse(out);
   return { bytes: Uint8Array.from(Buffer.from(parsed.export, "hex")), head: parsed.head, state: parsed.state };
 }
-
-function rng(seed) {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
-
 
 const journals = [
   { name: "a whole journal", journal: rustJournal(SEED, 120), seq: 120 },

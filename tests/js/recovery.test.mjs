@@ -5,19 +5,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeServer, loadEngine } from "./fake-server.mjs";
+import { rng } from "./seeded.mjs";
 
 const Engine = loadEngine();
 const SEED = Number(process.env.FOREMAN_SEED ?? 7);
-
-function rng(seed) {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 const settledStates = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
 
