@@ -629,15 +629,7 @@ impl Engine {
 
     /// The task's info. Throws `UNKNOWN_TASK`.
     pub fn status(&self, id: JsValue) -> Result<TaskInfoObject, JsValue> {
-        self.live()?;
-        let id = js(api::task_id("id", &id))?;
-        let record = self
-            .inner
-            .orch
-            .borrow()
-            .tasks()
-            .get(id)
-            .ok_or_else(|| to_js(&Error::UnknownTask { task: id.get() }))?;
+        let record = self.record(&id)?;
         js(to_value(&TaskInfo::from(&record))).map(JsCast::unchecked_into)
     }
 
@@ -1107,16 +1099,17 @@ impl Engine {
         Ok(promise)
     }
 
-    fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {
+    /// The record of the task `id` names: `DISPOSED`, `INVALID_INPUT` or `UNKNOWN_TASK` else.
+    fn record(&self, id: &JsValue) -> Result<crate::engine::task::TaskRecord, JsValue> {
         self.live()?;
         let id = js(api::task_id("id", id))?;
-        let record = self
-            .inner
-            .orch
-            .borrow()
-            .tasks()
-            .get(id)
-            .ok_or_else(|| to_js(&Error::UnknownTask { task: id.get() }))?;
+        let record = self.inner.orch.borrow().tasks().get(id);
+        record.ok_or_else(|| to_js(&Error::UnknownTask { task: id.get() }))
+    }
+
+    fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {
+        let record = self.record(id)?;
+        let id = record.id;
         if record.state.is_settled() {
             return Ok(Promise::resolve(&js(to_value(&TaskInfo::from(&record)))?));
         }
