@@ -1,12 +1,11 @@
 //! The shapes JavaScript sees for tasks, stats and events, and the parsing of task specs.
 
 use js_sys::{Array, Object};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::convert::set;
 
-use super::convert::from_js;
+use super::convert::fields;
 use crate::control::ControlStats;
 use crate::engine::orchestrator::Orchestrator;
 use crate::engine::task::{DEFAULT_DEADLINE_MS, TaskRecord, TaskSpec, TaskState};
@@ -34,29 +33,6 @@ pub(crate) const SPEC_SCHEMA: &[(&str, &[&str])] = &[(
 
 /// The keys a `list` filter accepts.
 pub(crate) const FILTER_SCHEMA: &[(&str, &[&str])] = &[("", &["state", "agent"])];
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SpecDto {
-    agent: String,
-    prompt: String,
-    priority: Option<String>,
-    deadline_ms: Option<f64>,
-    model: Option<String>,
-    #[serde(rename = "parentID")]
-    parent_id: Option<String>,
-    idempotency_key: Option<String>,
-    depends_on: Option<Vec<f64>>,
-    retries: Option<f64>,
-    fail_fast: Option<bool>,
-    follow_up_of: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct FilterDto {
-    state: Option<String>,
-    agent: Option<String>,
-}
 
 /// A `list` filter.
 pub(crate) struct Filter {
@@ -100,16 +76,17 @@ pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
             format!("{at}.{field}")
         }
     };
-    let dto: SpecDto = from_js(
+    let wrap_fields = |field: String, reason: String| Error::InvalidInput {
+        field: named(field),
+        reason,
+    };
+    let f = fields(
         value,
         if at.is_empty() { "spec" } else { at },
         SPEC_SCHEMA,
-        |field, reason| Error::InvalidInput {
-            field: named(field),
-            reason,
-        },
+        &wrap_fields,
     )?;
-    let mut spec = TaskSpec::new(dto.agent, dto.prompt);
+    let mut spec = TaskSpec::new(f.required_string("agent")?, f.required_string("prompt")?);
     let wrap = |e: Error| match e {
         Error::InvalidInput { field, reason } => Error::InvalidInput {
             field: named(field),
@@ -117,17 +94,17 @@ pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
         },
         other => other,
     };
-    if let Some(p) = dto.priority {
+    if let Some(p) = f.string("priority")? {
         spec.priority = priority("priority", &p).map_err(wrap)?;
     }
-    spec.deadline_ms = match dto.deadline_ms {
+    spec.deadline_ms = match f.number("deadlineMs")? {
         Some(ms) => whole("deadlineMs", ms, crate::engine::task::MAX_DEADLINE_MS).map_err(wrap)?,
         None => DEFAULT_DEADLINE_MS,
     };
-    spec.model = dto.model;
-    spec.parent = dto.parent_id.map(SessionId);
-    spec.idempotency_key = dto.idempotency_key;
-    if let Some(deps) = dto.depends_on {
+    spec.model = f.string("model")?;
+    spec.parent = f.string("parentID")?.map(SessionId);
+    spec.idempotency_key = f.string("idempotencyKey")?;
+    if let Some(deps) = f.numbers("dependsOn")? {
         spec.depends_on = deps
             .into_iter()
             .enumerate()
@@ -137,17 +114,17 @@ pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
             .collect::<Result<_, _>>()
             .map_err(wrap)?;
     }
-    if let Some(r) = dto.retries {
+    if let Some(r) = f.number("retries")? {
         spec.retries = if r == 0.0 {
             0
         } else {
             whole("retries", r, u64::from(crate::engine::task::MAX_RETRIES)).map_err(wrap)? as u32
         };
     }
-    spec.fail_fast = dto.fail_fast.unwrap_or(false);
-    if let Some(f) = dto.follow_up_of {
+    spec.fail_fast = f.boolean("failFast")?.unwrap_or(false);
+    if let Some(n) = f.number("followUpOf")? {
         spec.follow_up_of = Some(TaskId(
-            whole("followUpOf", f, u64::from(u32::MAX)).map_err(wrap)? as u32,
+            whole("followUpOf", n, u64::from(u32::MAX)).map_err(wrap)? as u32,
         ));
     }
     spec.validate().map_err(wrap)?;
@@ -155,15 +132,62 @@ pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
 }
 
 pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
-    let dto: FilterDto = from_js(value, "filter", FILTER_SCHEMA, |field, reason| {
-        Error::InvalidInput {
-            field: format!("filter.{field}"),
-            reason,
-        }
-    })?;
+    let wrap = |field: String, reason: String| Error::InvalidInput {
+        field: format!("filter.{field}"),
+        reason,
+    };
+    let f = fields(value, "filter", FILTER_SCHEMA, &wrap)?;
     Ok(Filter {
-        state: dto.state,
-        agent: dto.agent,
+        state: f.string("state")?,
+        agent: f.string("agent")?,
+    })
+}
+
+/// Reads a config object.
+pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error> {
+    use crate::config::{
+        AdaptiveInput, BreakerInput, CONFIG_SCHEMA, ConfigInput, FairnessInput, PressureInput,
+    };
+    let wrap = |key: String, reason: String| Error::InvalidConfig { key, reason };
+    let f = fields(value, "config", CONFIG_SCHEMA, &wrap)?;
+    let breaker = match f.object("breaker") {
+        Some(b) => Some(BreakerInput {
+            failure_threshold: b.number("failureThreshold")?,
+            open_ms: b.number("openMs")?,
+            max_open_ms: b.number("maxOpenMs")?,
+            close_after: b.number("closeAfter")?,
+        }),
+        None => None,
+    };
+    let adaptive = match f.object("adaptive") {
+        Some(a) => Some(AdaptiveInput {
+            enabled: a.boolean("enabled")?,
+            grow_after: a.number("growAfter")?,
+            window_ms: a.number("windowMs")?,
+        }),
+        None => None,
+    };
+    let pressure = match f.object("pressure") {
+        Some(p) => Some(PressureInput {
+            refuse_at: p.number("refuseAt")?,
+            resume_below: p.number("resumeBelow")?,
+            stale_ms: p.number("staleMs")?,
+        }),
+        None => None,
+    };
+    let fairness = match f.object("fairness") {
+        Some(p) => Some(FairnessInput {
+            low_every: p.number("lowEvery")?,
+        }),
+        None => None,
+    };
+    Ok(ConfigInput {
+        lanes: f.number_map("lanes")?,
+        keys: f.number_map("keys")?,
+        breaker,
+        adaptive,
+        pressure,
+        fairness,
     })
 }
 

@@ -2,7 +2,6 @@
 //! replies and failures. Nothing here panics, whatever JavaScript passes.
 
 use js_sys::{Error as JsError, Object, Reflect};
-use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
@@ -64,17 +63,20 @@ pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// Deserializes `value` into `T`, refusing keys outside `schema` and naming the path of the
-/// first bad field. `schema` lists, per object path (`""` for the root, `"breaker"` for a
-/// nested object), the keys that object may have. `undefined` and `null` read as an empty
-/// object, so every field takes its default. (serde-wasm-bindgen reads only the fields a struct
-/// names, so `deny_unknown_fields` alone would let a typo through.)
-pub(crate) fn from_js<T: DeserializeOwned>(
+/// Checks `value` against `schema` and returns a reader of its fields. `schema` lists, per
+/// object path (`""` for the root, `"breaker"` for a nested object), the keys that object may
+/// have; any other key is refused, naming its path. `undefined` and `null` read as an empty
+/// object, so every field takes its default. The value is read through a catching copy
+/// ([`plain`]), so a throwing getter or proxy is an error here, not an exception in wasm.
+///
+/// (Inputs are read field by field rather than through serde: its generic deserializer cost
+/// about 100 KB of the module, for four small input shapes.)
+pub(crate) fn fields<'w>(
     value: JsValue,
     root: &str,
     schema: &[(&str, &[&str])],
-    wrap: impl Fn(String, String) -> Error,
-) -> Result<T, Error> {
+    wrap: &'w dyn Fn(String, String) -> Error,
+) -> Result<Fields<'w>, Error> {
     let value = plain(&value).map_err(|reason| wrap(root.into(), reason))?;
     let value = if value.is_undefined() || value.is_null() {
         Object::new().into()
@@ -93,7 +95,7 @@ pub(crate) fn from_js<T: DeserializeOwned>(
         } else {
             get(&value, path)
         };
-        if object.is_undefined() {
+        if object.is_undefined() || object.is_null() {
             continue;
         }
         if !is_plain_object(&object) {
@@ -117,27 +119,128 @@ pub(crate) fn from_js<T: DeserializeOwned>(
             }
         }
     }
-    let deserializer = serde_wasm_bindgen::Deserializer::from(value);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        let message = message
-            .strip_prefix("Error: ")
-            .unwrap_or(&message)
-            .to_owned();
-        // A missing field is reported at its parent; name the field itself.
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned);
-        let path = match (path.as_str(), missing) {
-            (".", Some(field)) => field,
-            (".", None) => root.to_owned(),
-            (_, Some(field)) => format!("{path}.{field}"),
-            (_, None) => path,
-        };
-        wrap(path, message)
+    Ok(Fields {
+        value,
+        at: String::new(),
+        wrap,
     })
+}
+
+/// Typed reads of a checked plain object's fields; errors name the field's path.
+pub(crate) struct Fields<'w> {
+    value: JsValue,
+    at: String,
+    wrap: &'w dyn Fn(String, String) -> Error,
+}
+
+impl<'w> Fields<'w> {
+    fn path(&self, key: &str) -> String {
+        if self.at.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.at)
+        }
+    }
+
+    /// The field, `None` when absent (`undefined` or `null`).
+    fn raw(&self, key: &str) -> Option<JsValue> {
+        let v = get(&self.value, key);
+        (!v.is_undefined() && !v.is_null()).then_some(v)
+    }
+
+    fn bad(&self, key: &str, expected: &str, got: &JsValue) -> Error {
+        (self.wrap)(
+            self.path(key),
+            format!("expected {expected}, got {}", type_name(got)),
+        )
+    }
+
+    /// A number field.
+    pub(crate) fn number(&self, key: &str) -> Result<Option<f64>, Error> {
+        self.raw(key)
+            .map(|v| v.as_f64().ok_or_else(|| self.bad(key, "a number", &v)))
+            .transpose()
+    }
+
+    /// A string field.
+    pub(crate) fn string(&self, key: &str) -> Result<Option<String>, Error> {
+        self.raw(key)
+            .map(|v| v.as_string().ok_or_else(|| self.bad(key, "a string", &v)))
+            .transpose()
+    }
+
+    /// A string field that must be there.
+    pub(crate) fn required_string(&self, key: &str) -> Result<String, Error> {
+        self.string(key)?
+            .ok_or_else(|| (self.wrap)(self.path(key), format!("missing field `{key}`")))
+    }
+
+    /// A boolean field.
+    pub(crate) fn boolean(&self, key: &str) -> Result<Option<bool>, Error> {
+        self.raw(key)
+            .map(|v| v.as_bool().ok_or_else(|| self.bad(key, "a boolean", &v)))
+            .transpose()
+    }
+
+    /// An array of numbers.
+    pub(crate) fn numbers(&self, key: &str) -> Result<Option<Vec<f64>>, Error> {
+        let Some(v) = self.raw(key) else {
+            return Ok(None);
+        };
+        if !js_sys::Array::is_array(&v) {
+            return Err(self.bad(key, "an array of numbers", &v));
+        }
+        js_sys::Array::from(&v)
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                n.as_f64().ok_or_else(|| {
+                    (self.wrap)(
+                        format!("{}[{i}]", self.path(key)),
+                        format!("expected a number, got {}", type_name(&n)),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// An object of numbers by name (`{ worker: 8 }`).
+    pub(crate) fn number_map(
+        &self,
+        key: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, f64>>, Error> {
+        let Some(v) = self.raw(key) else {
+            return Ok(None);
+        };
+        if !is_plain_object(&v) {
+            return Err(self.bad(key, "an object of numbers", &v));
+        }
+        let inner = Fields {
+            value: v.clone(),
+            at: self.path(key),
+            wrap: self.wrap,
+        };
+        Object::keys(v.unchecked_ref::<Object>())
+            .iter()
+            .map(|name| {
+                let name = name.as_string().unwrap_or_default();
+                let n = inner.raw(&name).unwrap_or(JsValue::NULL);
+                let n = n.as_f64().ok_or_else(|| inner.bad(&name, "a number", &n))?;
+                Ok((name, n))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// A nested object's fields (its keys were checked with the schema).
+    pub(crate) fn object(&self, key: &str) -> Option<Fields<'w>> {
+        self.raw(key).map(|value| Fields {
+            value,
+            at: self.path(key),
+            wrap: self.wrap,
+        })
+    }
 }
 
 #[wasm_bindgen(module = "/src/bindings/run.js")]

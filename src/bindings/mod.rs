@@ -1,5 +1,5 @@
 //! The JavaScript face of foreman: the `Engine` class. The only module that names
-//! `wasm_bindgen`, `js_sys` or `serde_wasm_bindgen`.
+//! `wasm_bindgen` or `js_sys`.
 //!
 //! One engine drives two kinds of work through one controller: **sub-agent tasks**
 //! (`delegate`, `wait`, `cancel`, `status`, `list`), which the orchestrator runs through the
@@ -33,13 +33,12 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Uint8Array};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use self::api::{TaskInfo, ToJs, hex, to_value, unhex};
-use self::convert::{class_of, failure, from_js, get, host_event, reply, set, to_js};
+use self::convert::{class_of, failure, get, host_event, reply, set, to_js};
 use self::host::{HostFunctions, JsHost};
-use crate::config::{CONFIG_SCHEMA, Config, ConfigInput};
+use crate::config::Config;
 use crate::control::Outcome;
 use crate::engine::orchestrator::{Orchestrator, RunRequest};
 use crate::engine::{CreateSession, Engine as Core, Settled};
@@ -377,15 +376,6 @@ struct Inner {
 #[wasm_bindgen]
 pub struct Engine {
     inner: Rc<Inner>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateSessionDto {
-    agent: String,
-    #[serde(rename = "parentID")]
-    parent_id: Option<String>,
-    title: Option<String>,
 }
 
 struct StatsDto {
@@ -921,9 +911,7 @@ impl Engine {
     /// read once to check them.
     fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<Engine, Error> {
         let config = config.map_or(JsValue::UNDEFINED, Into::into);
-        let input: ConfigInput = from_js(config, "config", CONFIG_SCHEMA, |key, reason| {
-            Error::InvalidConfig { key, reason }
-        })?;
+        let input = api::config(config)?;
         let config = Config::from_input(input)?;
         let timers = timers(&host)?;
         let functions = HostFunctions::new(host)?;
@@ -1057,16 +1045,17 @@ impl Engine {
 
     fn try_create_session(&self, input: JsValue) -> Result<Promise, JsValue> {
         self.live()?;
-        let dto: CreateSessionDto = js(from_js(
+        let wrap = |field: String, reason: String| Error::InvalidInput { field, reason };
+        let f = js(convert::fields(
             input,
             "input",
             CREATE_SESSION_SCHEMA,
-            |field, reason| Error::InvalidInput { field, reason },
+            &wrap,
         ))?;
         let request = CreateSession {
-            agent: dto.agent,
-            parent: dto.parent_id.map(SessionId),
-            title: dto.title,
+            agent: js(f.required_string("agent"))?,
+            parent: js(f.string("parentID"))?.map(SessionId),
+            title: js(f.string("title"))?,
         };
         let now = js(self.inner.host.now_ms())?;
         let (call, requests) = {
