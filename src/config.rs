@@ -291,10 +291,37 @@ fn fraction(key: &str, value: f64) -> Result<u64, Error> {
     if !value.is_finite() || value <= 0.0 || value > 1.0 {
         return Err(Error::config(
             key,
-            format!("must be a fraction in (0, 1], got {value}"),
+            format!("must be a fraction in (0, 1], got {}", show_number(value)),
         ));
     }
     Ok((value * 1000.0).round() as u64)
+}
+
+/// A number for an error message, written with integer arithmetic: whole numbers as they are,
+/// others to three decimals (`0.857`), very large ones as `≥ 2^63`. (Rust's float formatting
+/// would add ~19 KB to the wasm module for error messages alone.)
+pub fn show_number(n: f64) -> String {
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let sign = if n < 0.0 { "-" } else { "" };
+    let a = n.abs();
+    if a >= 9.2e18 {
+        return format!("{sign}≥ 2^63");
+    }
+    let thousandths = (a * 1000.0).round() as u64;
+    let (whole, frac) = (thousandths / 1000, thousandths % 1000);
+    if a.fract() == 0.0 {
+        format!("{sign}{}", a as u64)
+    } else if frac == 0 {
+        format!("{sign}{whole}.000…")
+    } else {
+        let digits = format!("{frac:03}");
+        format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+    }
 }
 
 /// Checks that a JavaScript number is a whole number in `min..=max`.
@@ -302,13 +329,16 @@ pub(crate) fn whole_number(key: &str, value: f64, min: u32, max: u32) -> Result<
     if !value.is_finite() || value.fract() != 0.0 {
         return Err(Error::config(
             key,
-            format!("must be a whole number, got {value}"),
+            format!("must be a whole number, got {}", show_number(value)),
         ));
     }
     if value < f64::from(min) || value > f64::from(max) {
         return Err(Error::config(
             key,
-            format!("must be between {min} and {max}, got {value}"),
+            format!(
+                "must be between {min} and {max}, got {}",
+                show_number(value)
+            ),
         ));
     }
     Ok(value as u32)
@@ -319,6 +349,25 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn numbers_in_messages_are_written_without_float_formatting() {
+        let cases = [
+            (0.0, "0"),
+            (8.0, "8"),
+            (-3.0, "-3"),
+            (0.85, "0.85"),
+            (1.5, "1.5"),
+            (0.0001, "0.000…"),
+            (2.0f64.powi(60), "1152921504606846976"),
+            (1e300, "≥ 2^63"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for (n, shown) in cases {
+            assert_eq!(show_number(n), shown, "{n}");
+        }
+    }
 
     fn lanes(pairs: &[(&str, f64)]) -> Result<Config, Error> {
         let lanes = pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();

@@ -284,7 +284,10 @@ pub(crate) fn non_negative(value: &JsValue) -> Result<u64, String> {
         return Err(format!("expected a number, got {}", type_name(value)));
     };
     if !n.is_finite() || !(0.0..=MAX_SAFE).contains(&n) {
-        return Err(format!("expected a finite number in 0..=2^53-1, got {n}"));
+        return Err(format!(
+            "expected a finite number in 0..=2^53-1, got {}",
+            crate::config::show_number(n)
+        ));
     }
     Ok(n.floor() as u64)
 }
