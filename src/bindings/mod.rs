@@ -869,10 +869,46 @@ impl Engine {
         deadline_ms: f64,
         now: f64,
     ) -> u32 {
-        self.keep_error(
-            self.begin_run(lane, key, priority, fail_fast, deadline_ms, now),
-            u32::MAX,
-        )
+        let begin = || -> Result<u32, JsValue> {
+            self.live()?;
+            let now = self.inner.host.observe_now(now);
+            let priority = match priority {
+                0 => Priority::High,
+                2 => Priority::Low,
+                _ => Priority::Normal,
+            };
+            let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
+            let (slot, waits) = {
+                let names = self.inner.run_names.borrow();
+                let lane = names
+                    .get(lane as usize)
+                    .map_or(crate::config::OTHER_LANE, String::as_str);
+                let key = (key != 0)
+                    .then(|| names.get(key as usize).map(String::as_str))
+                    .flatten();
+                let mut o = self.inner.orch.borrow_mut();
+                let slot = js(o.run_submit(
+                    now,
+                    RunRequest {
+                        lane,
+                        key,
+                        priority,
+                        fail_fast,
+                        deadline_ms: deadline,
+                    },
+                ))?;
+                write_ready(&self.inner, &mut o);
+                let waits = self.inner.run_buffer.borrow().first() == Some(&0);
+                (slot, waits)
+            };
+            if deadline.is_some() || waits {
+                // Waiting work may wait on time (a breaker's probe, the memory gate), not only on
+                // a release: make sure the timer covers the nearest such moment.
+                arm_at_most(&self.inner, now, waits);
+            }
+            Ok(slot)
+        };
+        self.keep_error(begin(), u32::MAX)
     }
 
     /// The error of the last `runBegin`, `runEnd` or `runFail` that failed.
@@ -944,54 +980,6 @@ impl Engine {
         engine.inner.host.now_ms()?;
         engine.inner.host.memory()?;
         Ok(engine)
-    }
-
-    fn begin_run(
-        &self,
-        lane: u32,
-        key: u32,
-        priority: u32,
-        fail_fast: bool,
-        deadline_ms: f64,
-        now: f64,
-    ) -> Result<u32, JsValue> {
-        self.live()?;
-        let now = self.inner.host.observe_now(now);
-        let priority = match priority {
-            0 => Priority::High,
-            2 => Priority::Low,
-            _ => Priority::Normal,
-        };
-        let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
-        let (slot, waits) = {
-            let names = self.inner.run_names.borrow();
-            let lane = names
-                .get(lane as usize)
-                .map_or(crate::config::OTHER_LANE, String::as_str);
-            let key = (key != 0)
-                .then(|| names.get(key as usize).map(String::as_str))
-                .flatten();
-            let mut o = self.inner.orch.borrow_mut();
-            let slot = js(o.run_submit(
-                now,
-                RunRequest {
-                    lane,
-                    key,
-                    priority,
-                    fail_fast,
-                    deadline_ms: deadline,
-                },
-            ))?;
-            write_ready(&self.inner, &mut o);
-            let waits = self.inner.run_buffer.borrow().first() == Some(&0);
-            (slot, waits)
-        };
-        if deadline.is_some() || waits {
-            // Waiting work may wait on time (a breaker's probe, the memory gate), not only on
-            // a release: make sure the timer covers the nearest such moment.
-            arm_at_most(&self.inner, now, waits);
-        }
-        Ok(slot)
     }
 
     fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> u32 {
