@@ -73,7 +73,7 @@ fn engine_work_per_task(c: &mut Criterion) {
 fn run_task_work(c: &mut Criterion) {
     let mut o = Orchestrator::new(&Config::default(), 1);
     let request = RunRequest {
-        lane: "worker",
+        lane: o.run_lane("worker"),
         key: None,
         priority: Priority::Normal,
         fail_fast: false,

@@ -39,7 +39,7 @@ use self::api::{TaskInfo, ToJs, hex, to_value, unhex};
 use self::convert::{class_of, failure, get, host_event, reply, set, to_js};
 use self::host::{HostFunctions, JsHost};
 use crate::config::Config;
-use crate::control::Outcome;
+use crate::control::{KeyId, LaneId, Outcome};
 use crate::engine::orchestrator::{Orchestrator, RunRequest};
 use crate::engine::{CreateSession, Engine as Core, Settled};
 use crate::error::Error;
@@ -367,7 +367,10 @@ struct Inner {
     breaker_not_closed: Cell<bool>,
     run_hooks: RefCell<Option<RunHooks>>,
     run_buffer: RefCell<Vec<u32>>,
-    run_names: RefCell<Vec<String>>,
+    /// Lanes and keys resolved for run tasks; run.js refers to them by index (lane 0 is
+    /// `other`; keys from 1: 0 is "no key").
+    run_lanes: RefCell<Vec<LaneId>>,
+    run_keys: RefCell<Vec<KeyId>>,
     run_error: RefCell<Option<JsValue>>,
     disposed: Cell<bool>,
 }
@@ -847,13 +850,29 @@ impl Engine {
     /// The index of a lane name for `runBegin`.
     #[wasm_bindgen(js_name = runLane, skip_typescript)]
     pub fn run_lane(&self, name: String) -> u32 {
-        self.intern(name)
+        let lane = self.inner.orch.borrow().run_lane(&name);
+        let mut lanes = self.inner.run_lanes.borrow_mut();
+        let index = lanes.iter().position(|l| *l == lane).unwrap_or_else(|| {
+            lanes.push(lane);
+            lanes.len() - 1
+        });
+        index as u32
     }
 
-    /// The index of a key name for `runBegin` (0 is "no key").
+    /// The index of a key name for `runBegin` (from 1; 0 is "no key"), or `u32::MAX` with the
+    /// error kept for `runError` (an invalid name, or too many keys).
     #[wasm_bindgen(js_name = runKey, skip_typescript)]
     pub fn run_key(&self, name: String) -> u32 {
-        self.intern(name)
+        let key = self.inner.orch.borrow_mut().run_key(&name);
+        let index = key.map_err(|e| to_js(&e)).map(|key| {
+            let mut keys = self.inner.run_keys.borrow_mut();
+            let index = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                keys.push(key);
+                keys.len() - 1
+            });
+            index as u32 + 1
+        });
+        self.keep_error(index, u32::MAX)
     }
 
     /// Queues a run task; returns its slot, or `u32::MAX` with the error kept for `runError`
@@ -879,14 +898,14 @@ impl Engine {
             };
             let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
             let (slot, waits) = {
-                let names = self.inner.run_names.borrow();
-                let lane = names
-                    .get(lane as usize)
-                    .map_or(crate::config::OTHER_LANE, String::as_str);
-                let key = (key != 0)
-                    .then(|| names.get(key as usize).map(String::as_str))
-                    .flatten();
                 let mut o = self.inner.orch.borrow_mut();
+                let lane = match self.inner.run_lanes.borrow().get(lane as usize) {
+                    Some(&lane) => lane,
+                    None => o.run_lane(crate::config::OTHER_LANE),
+                };
+                let key = key
+                    .checked_sub(1)
+                    .and_then(|k| self.inner.run_keys.borrow().get(k as usize).copied());
                 let slot = js(o.run_submit(
                     now,
                     RunRequest {
@@ -952,6 +971,8 @@ impl Engine {
         let timers = timers(&host)?;
         let functions = HostFunctions::new(host)?;
         let orch = Orchestrator::new(&config, SEED);
+        // Run lane 0, what `run` uses without a lane: `other`.
+        let other = orch.run_lane(crate::config::OTHER_LANE);
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let (ok, err) = settle_functions(weak);
             Inner {
@@ -971,7 +992,8 @@ impl Engine {
                 breaker_not_closed: Cell::new(false),
                 run_hooks: RefCell::new(None),
                 run_buffer: RefCell::new(vec![0; RUN_BUFFER]),
-                run_names: RefCell::new(vec![String::new()]),
+                run_lanes: RefCell::new(vec![other]),
+                run_keys: RefCell::new(Vec::new()),
                 run_error: RefCell::new(None),
                 disposed: Cell::new(false),
             }
@@ -1017,17 +1039,6 @@ impl Engine {
             Err(to_js(&Error::Disposed))
         } else {
             Ok(())
-        }
-    }
-
-    fn intern(&self, name: String) -> u32 {
-        let mut names = self.inner.run_names.borrow_mut();
-        match names.iter().position(|n| *n == name) {
-            Some(i) => i as u32,
-            None => {
-                names.push(name);
-                (names.len() - 1) as u32
-            }
         }
     }
 
@@ -1416,7 +1427,7 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
         .routes
         .borrow_mut()
         .remove(&call.get())
-        .ok_or(Error::UnknownCall { call: call.get() })?;
+        .ok_or_else(|| Error::UnknownCall { call: call.get() })?;
     // A clock that fails now still settles the call, at the last good reading.
     let now = inner
         .host

@@ -166,6 +166,7 @@ class RunState {
     let index = this.keys.get(name);
     if (index === undefined) {
       index = this.engine.runKey(name);
+      if (index === 0xffffffff) throw this.engine.runError(); // too long a name, or too many keys
       this.keys.set(name, index);
     }
     return index;

@@ -20,9 +20,11 @@
 //! Invariants:
 //! 1. Live permits per lane (key) never exceed its effective limit at the time they were issued,
 //!    and effective limits never exceed configured ones.
-//! 2. Every task is in at most one place: waiting, or holding a permit. A task id that holds a
-//!    permit is refused at `submit`; ids of waiting tasks are the caller's to keep unique (the
-//!    engine allocates them), so a backlog costs no per-task index.
+//! 2. Every task is in at most one place: waiting, or holding a permit. Task ids are the
+//!    caller's to keep unique, waiting or running (the engine allocates them: sub-agent tasks
+//!    from a counter and a state machine that submits a task only while it holds no permit, run
+//!    tasks from a slab of slots), so neither a backlog nor the running set costs a per-task
+//!    index on the dispatch path.
 //! 3. Among waiters of one class and level, admission order is submission order (FIFO), whatever
 //!    is cancelled in between.
 //! 4. Refusals at submit create nothing: `MemoryPressure` for LOW work while the gate is closed,
@@ -67,6 +69,15 @@ pub struct Request<'a> {
     pub fail_fast: bool,
 }
 
+/// A lane, resolved once from an agent type's name ([`Controller::lane_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneId(usize);
+
+/// A provider/model key, resolved (and registered) once from its name
+/// ([`Controller::key_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(usize);
+
 /// A task that may start now, with its permit.
 #[derive(Debug)]
 pub struct Admission {
@@ -83,6 +94,9 @@ struct LaneState {
     queued: [u32; 3],
     /// Admissions of higher levels since each level was last served while it waited.
     debt: [u32; 3],
+    /// The class of this lane's work without a key, once there is one (no hash lookup for the
+    /// common case).
+    plain: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -214,6 +228,7 @@ impl Controller {
                 limit: Aimd::new(limit, config.adaptive),
                 queued: [0; 3],
                 debt: [0; 3],
+                plain: None,
             })
             .collect();
         let lane_index: HashMap<String, usize> = lanes
@@ -250,21 +265,53 @@ impl Controller {
     /// Queues a task. Refuses LOW work while the memory gate is closed, and `fail_fast` work
     /// while its key's breaker refuses; a refusal queues nothing.
     pub fn submit(&mut self, now: u64, request: Request<'_>) -> Result<Ticket, Error> {
-        self.collect_releases();
-        let task = request.task;
-        if self.ledger.is_live(task) {
-            return Err(Error::input("task", format!("{task} is already running")));
-        }
-        let lane = self
-            .lane_index
-            .get(request.agent)
-            .copied()
-            .unwrap_or(self.other_lane);
+        let lane = self.lane_id(request.agent);
         let key = match request.key {
-            Some(name) => Some(self.intern_key(name)?),
+            Some(name) => Some(self.key_id(name)?),
             None => None,
         };
-        if request.priority == Priority::Low && self.gate.is_closed(now) {
+        self.submit_to(
+            now,
+            request.task,
+            lane,
+            key,
+            request.priority,
+            request.fail_fast,
+        )
+    }
+
+    /// The lane `agent` runs in (its own, or `other`).
+    pub fn lane_id(&self, agent: &str) -> LaneId {
+        LaneId(
+            self.lane_index
+                .get(agent)
+                .copied()
+                .unwrap_or(self.other_lane),
+        )
+    }
+
+    /// The key called `name`, registered on first use. Fails for a name that is empty or longer
+    /// than 256 bytes, or past [`MAX_KEYS`] distinct keys.
+    pub fn key_id(&mut self, name: &str) -> Result<KeyId, Error> {
+        self.intern_key(name).map(KeyId)
+    }
+
+    /// [`Controller::submit`] with the lane and key already resolved (the dispatch path of run
+    /// tasks: no name lookups per task).
+    pub fn submit_to(
+        &mut self,
+        now: u64,
+        task: TaskId,
+        LaneId(lane): LaneId,
+        key: Option<KeyId>,
+        priority: Priority,
+        fail_fast: bool,
+    ) -> Result<Ticket, Error> {
+        self.collect_releases();
+        // Ids come from this controller; one from another is kept in range, never a panic.
+        let lane = lane.min(self.lanes.len().saturating_sub(1));
+        let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
+        if priority == Priority::Low && self.gate.is_closed(now) {
             let (used, limit) = self
                 .gate
                 .last()
@@ -272,7 +319,7 @@ impl Controller {
             return Err(Error::MemoryPressure { used, limit });
         }
         if let Some(k) = key {
-            if request.fail_fast {
+            if fail_fast {
                 if let Verdict::Refuse { retry_at } = self.keys[k].breaker.check(now) {
                     return Err(Error::BreakerOpen {
                         key: self.keys[k].name.clone(),
@@ -284,7 +331,7 @@ impl Controller {
         }
         let class = self.class_of(lane, key);
         self.seq += 1;
-        let level = request.priority;
+        let level = priority;
         let waiter = Waiter {
             task,
             seq: self.seq,
@@ -314,9 +361,6 @@ impl Controller {
     /// issued at once, counted against the limits, so new work waits until it fits.
     pub fn adopt(&mut self, task: TaskId, agent: &str, key: Option<&str>) -> Result<Permit, Error> {
         self.collect_releases();
-        if self.ledger.is_live(task) {
-            return Err(Error::input("task", format!("{task} is already running")));
-        }
         let lane = self
             .lane_index
             .get(agent)
@@ -612,14 +656,23 @@ impl Controller {
     }
 
     fn class_of(&mut self, lane: usize, key: Option<usize>) -> usize {
-        *self.class_index.entry((lane, key)).or_insert_with(|| {
+        if key.is_none() {
+            if let Some(class) = self.lanes[lane].plain {
+                return class;
+            }
+        }
+        let class = *self.class_index.entry((lane, key)).or_insert_with(|| {
             self.classes.push(Class {
                 lane,
                 key,
                 lists: [List::default(); 3],
             });
             self.classes.len() - 1
-        })
+        });
+        if key.is_none() {
+            self.lanes[lane].plain = Some(class);
+        }
+        class
     }
 
     fn dequeued(&mut self, lane: usize, key: Option<usize>, level: Priority) {
@@ -697,7 +750,15 @@ impl Controller {
 
     /// Applies permits dropped since the last call: a probe that ended without an outcome frees
     /// its breaker for the next probe.
+    #[inline]
     fn collect_releases(&mut self) {
+        if self.ledger.has_releases() {
+            self.apply_releases();
+        }
+    }
+
+    #[inline(never)]
+    fn apply_releases(&mut self) {
         for release in self.ledger.take_releases() {
             if let Some(k) = release.key {
                 if release.probe && !release.outcome_recorded {

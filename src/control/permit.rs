@@ -12,8 +12,7 @@
 //! 3. A dropped permit is reported to the controller (`Release`) so a probe that ended without
 //!    an outcome frees the breaker for the next probe.
 
-use rustc_hash::FxHashSet;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::ids::TaskId;
@@ -33,13 +32,14 @@ struct Counts {
     issued: u64,
     released: u64,
     releases: Vec<Release>,
-    live: FxHashSet<TaskId>,
 }
 
 /// The shared count of live permits.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     counts: RefCell<Counts>,
+    /// Whether `releases` has entries (read on every controller call without a borrow).
+    pending: Cell<bool>,
 }
 
 impl Ledger {
@@ -67,23 +67,18 @@ impl Ledger {
         (c.issued, c.released)
     }
 
+    /// Whether permits went that the controller must look at ([`Ledger::take_releases`]).
+    pub(crate) fn has_releases(&self) -> bool {
+        self.pending.get()
+    }
+
     pub(crate) fn take_releases(&self) -> Vec<Release> {
-        let mut c = self.counts.borrow_mut();
-        if c.releases.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut c.releases)
-        }
+        self.pending.set(false);
+        std::mem::take(&mut self.counts.borrow_mut().releases)
     }
 
-    /// Whether `task` holds a live permit.
-    pub(crate) fn is_live(&self, task: TaskId) -> bool {
-        self.counts.borrow().live.contains(&task)
-    }
-
-    fn acquire(&self, task: TaskId, lane: usize, key: Option<usize>) {
+    fn acquire(&self, lane: usize, key: Option<usize>) {
         let mut c = self.counts.borrow_mut();
-        c.live.insert(task);
         if let Some(n) = c.lanes.get_mut(lane) {
             *n += 1;
         }
@@ -93,9 +88,8 @@ impl Ledger {
         c.issued += 1;
     }
 
-    fn release(&self, task: TaskId, lane: usize, release: Release) {
+    fn release(&self, lane: usize, release: Release) {
         let mut c = self.counts.borrow_mut();
-        c.live.remove(&task);
         if let Some(n) = c.lanes.get_mut(lane) {
             *n = n.saturating_sub(1);
         }
@@ -106,6 +100,7 @@ impl Ledger {
         // Only an abandoned probe needs the controller's attention afterwards.
         if release.probe && !release.outcome_recorded {
             c.releases.push(release);
+            self.pending.set(true);
         }
     }
 }
@@ -130,7 +125,7 @@ impl Permit {
         key: Option<usize>,
         probe: bool,
     ) -> Self {
-        ledger.acquire(task, lane, key);
+        ledger.acquire(lane, key);
         Permit {
             task,
             lane,
@@ -171,6 +166,6 @@ impl Drop for Permit {
             probe: self.probe,
             outcome_recorded: self.outcome_recorded,
         };
-        self.ledger.release(self.task, self.lane, release);
+        self.ledger.release(self.lane, release);
     }
 }

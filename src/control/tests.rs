@@ -198,21 +198,6 @@ fn low_goes_after_k_higher_admissions_in_its_lane() {
 }
 
 #[test]
-fn a_task_already_running_is_refused() {
-    let mut s = sim();
-    s.submit(1, "worker", Priority::Normal);
-    s.admit();
-    assert_eq!(
-        s.submit_full(1, "worker", None, Priority::High, false)
-            .unwrap_err()
-            .code(),
-        "INVALID_INPUT"
-    );
-    s.complete(1, Outcome::Success);
-    s.submit(1, "worker", Priority::High);
-}
-
-#[test]
 fn a_key_limit_caps_work_across_lanes() {
     let mut s = sim_with(|i| i.keys = Some([("openai/gpt".into(), 2.0)].into()));
     s.submit_full(1, "worker", Some("openai/gpt"), Priority::Normal, false)

@@ -172,7 +172,7 @@ impl Engine {
         let pending = self
             .calls
             .remove(&call)
-            .ok_or(Error::UnknownCall { call: call.get() })?;
+            .ok_or_else(|| Error::UnknownCall { call: call.get() })?;
         let latency = now_ms.saturating_sub(pending.started_ms);
         Ok(match (pending.op, outcome) {
             (HostOpKind::CreateSession, HostOutcome::Ok(HostReply::SessionCreated(id))) => {

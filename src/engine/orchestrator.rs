@@ -39,7 +39,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::config::Config;
-use crate::control::{Controller, Outcome, Permit, Request, Ticket};
+use crate::control::{Controller, KeyId, LaneId, Outcome, Permit, Request, Ticket};
 use crate::error::Error;
 use crate::host::{
     CallId, FailureClass, HostEvent, HostOp, HostOutcome, HostReply, HostRequest, SessionHealth,
@@ -128,11 +128,11 @@ pub struct Orchestrator {
 
 /// Options of a run task (see [`Orchestrator::run_submit`]).
 #[derive(Debug, Clone, Copy)]
-pub struct RunRequest<'a> {
-    /// The lane (an agent type's name; unknown names share `other`).
-    pub lane: &'a str,
-    /// The provider/model key, for its limit and breaker.
-    pub key: Option<&'a str>,
+pub struct RunRequest {
+    /// The lane ([`Orchestrator::run_lane`]).
+    pub lane: LaneId,
+    /// The provider/model key, for its limit and breaker ([`Orchestrator::run_key`]).
+    pub key: Option<KeyId>,
     /// Its priority.
     pub priority: Priority,
     /// Refuse at once while the key's breaker refuses, instead of waiting.
@@ -284,7 +284,7 @@ impl Orchestrator {
         let record = self
             .tasks
             .get(task)
-            .ok_or(Error::UnknownTask { task: task.get() })?;
+            .ok_or_else(|| Error::UnknownTask { task: task.get() })?;
         if record.state.is_settled() {
             return Ok(false);
         }
@@ -298,7 +298,7 @@ impl Orchestrator {
         let purpose = self
             .calls
             .remove(&call)
-            .ok_or(Error::UnknownCall { call: call.get() })?;
+            .ok_or_else(|| Error::UnknownCall { call: call.get() })?;
         match (purpose, outcome) {
             (CallFor::Create(task), HostOutcome::Ok(HostReply::SessionCreated(session))) => {
                 self.tasks.record_session(&session)?;
@@ -516,23 +516,34 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// The lane an agent type's run tasks go to (unknown names share `other`); resolve it once.
+    pub fn run_lane(&self, agent: &str) -> LaneId {
+        self.controller.lane_id(agent)
+    }
+
+    /// The provider/model key called `name`, registered on first use; resolve it once.
+    pub fn run_key(&mut self, name: &str) -> Result<KeyId, Error> {
+        self.controller.key_id(name)
+    }
+
     /// Queues a run task (see [`runs`](super::runs)); it may be ready at once
     /// ([`Orchestrator::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
-    pub fn run_submit(&mut self, now: u64, request: RunRequest<'_>) -> Result<u32, Error> {
+    pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<u32, Error> {
         let deadline = request.deadline_ms.map(|ms| (now.saturating_add(ms), ms));
-        let slot = self.runs.insert(deadline).ok_or(Error::QueueFull {
-            limit: MAX_RUNS as u64,
-        })?;
-        let submitted = self.controller.submit(
+        // (`let … else`, not `ok_or`: an eagerly built error costs its drop on every call.)
+        let Some(slot) = self.runs.insert(deadline) else {
+            return Err(Error::QueueFull {
+                limit: MAX_RUNS as u64,
+            });
+        };
+        let submitted = self.controller.submit_to(
             now,
-            Request {
-                task: TaskId(RUN_BIT | slot),
-                agent: request.lane,
-                key: request.key,
-                priority: request.priority,
-                fail_fast: request.fail_fast,
-            },
+            TaskId(RUN_BIT | slot),
+            request.lane,
+            request.key,
+            request.priority,
+            request.fail_fast,
         );
         let room = match submitted {
             Ok(ticket) => {
@@ -793,41 +804,56 @@ impl Orchestrator {
             let task = admission.task;
             if task.get() & RUN_BIT != 0 {
                 self.runs.admitted(task.get() & !RUN_BIT, admission.permit);
-                continue;
-            }
-            if let Some(l) = self.live.get_mut(&task) {
-                l.ticket = None;
-                l.permit = Some(admission.permit);
             } else {
-                continue; // settled meanwhile: dropping the permit releases it
+                self.start_admitted(now, task, admission.permit);
             }
-            if self.transition(now, task, TaskState::Admitted).is_err() {
-                continue;
-            }
-            let Some(record) = self.tasks.get(task) else {
-                continue;
-            };
-            let follow = record
-                .spec
-                .follow_up_of
-                .and_then(|p| self.tasks.get(p))
-                .and_then(|r| r.state.session().cloned());
-            if let Some(session) = follow.filter(|s| self.pool.acquire_affinity(s, now)) {
-                let _ = self.acquired(now, task, session);
-                continue;
-            }
-            match self
-                .pool
-                .acquire(&record.spec.agent, record.spec.parent.as_ref(), now)
-            {
-                Acquired::Hit(session) => {
-                    let _ = self.acquired(now, task, session);
-                }
-                Acquired::Miss => self.create_session(task),
-            }
-            self.prewarm(&record.spec.agent, record.spec.parent.as_ref());
         }
         self.admitted = admitted;
+        if self.pool.has_aborts() {
+            self.abort_retired();
+        }
+    }
+
+    /// A sub-agent task was admitted: it takes a pooled session or has one created. Kept out of
+    /// line so the run-task path through `pump` stays small.
+    #[inline(never)]
+    fn start_admitted(&mut self, now: u64, task: TaskId, permit: Permit) {
+        if let Some(l) = self.live.get_mut(&task) {
+            l.ticket = None;
+            l.permit = Some(permit);
+        } else {
+            return; // settled meanwhile: dropping the permit releases it
+        }
+        if self.transition(now, task, TaskState::Admitted).is_err() {
+            return;
+        }
+        let Some(record) = self.tasks.get(task) else {
+            return;
+        };
+        let follow = record
+            .spec
+            .follow_up_of
+            .and_then(|p| self.tasks.get(p))
+            .and_then(|r| r.state.session().cloned());
+        if let Some(session) = follow.filter(|s| self.pool.acquire_affinity(s, now)) {
+            let _ = self.acquired(now, task, session);
+            return;
+        }
+        match self
+            .pool
+            .acquire(&record.spec.agent, record.spec.parent.as_ref(), now)
+        {
+            Acquired::Hit(session) => {
+                let _ = self.acquired(now, task, session);
+            }
+            Acquired::Miss => self.create_session(task),
+        }
+        self.prewarm(&record.spec.agent, record.spec.parent.as_ref());
+    }
+
+    /// Aborts the turns of sessions retired while busy.
+    #[inline(never)]
+    fn abort_retired(&mut self) {
         for session in self.pool.to_abort() {
             self.call(
                 CallFor::Abort(None, session.clone()),

@@ -127,7 +127,7 @@ impl TaskTable {
     ) -> Result<TaskRecord, Error> {
         let mut record = self
             .get(task)
-            .ok_or(Error::UnknownTask { task: task.get() })?;
+            .ok_or_else(|| Error::UnknownTask { task: task.get() })?;
         if !is_legal(&record.state, &to) {
             return Err(Error::IllegalTransition {
                 task: task.get(),

@@ -266,6 +266,11 @@ impl Pool {
         }
     }
 
+    /// Whether retired sessions wait for their turns to be aborted ([`Pool::to_abort`]).
+    pub fn has_aborts(&self) -> bool {
+        !self.aborts.is_empty()
+    }
+
     /// Sessions to abort now (retiring and possibly busy). Marks them aborted.
     /// Costs the number of sessions retired since the last call, not the pool's size.
     pub fn to_abort(&mut self) -> Vec<SessionId> {

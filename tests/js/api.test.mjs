@@ -184,6 +184,8 @@ test("run(fn): the lane's limit holds, HIGH goes first, results and errors pass 
   assert.deepEqual(order, ["n1", "n2", "high", "n3", "low"]);
   assert.equal(peak, 2);
   assert.equal(await engine.run(() => 42), 42, "a plain value");
+  const inUse = (name) => engine.stats().lanes.find((l) => l.name === name).inUse;
+  assert.deepEqual(await engine.run(() => [inUse("other"), inUse("bench")]), [1, 0], "no lane: `other`");
   await assert.rejects(engine.run(() => { throw new TypeError("sync"); }), TypeError);
   await assert.rejects(engine.run(async () => { throw new RangeError("async"); }), RangeError);
   // Re-entrant: work that runs more work.

@@ -648,9 +648,9 @@ fn busy_before_the_prompts_own_answer_is_not_lost() {
     }
 }
 
-fn run_request(priority: Priority) -> RunRequest<'static> {
+fn run_request(o: &Orchestrator, priority: Priority) -> RunRequest {
     RunRequest {
-        lane: "worker",
+        lane: o.run_lane("worker"),
         key: None,
         priority,
         fail_fast: false,
@@ -671,11 +671,11 @@ fn run_tasks_share_the_lane_limit_and_order_with_sub_agent_tasks() {
     o.submit(1, spec()).unwrap();
     o.submit(1, spec()).unwrap();
     let slots: Vec<u32> = (0..10)
-        .map(|_| o.run_submit(1, run_request(Priority::Normal)).unwrap())
+        .map(|_| o.run_submit(1, run_request(&o, Priority::Normal)).unwrap())
         .collect();
     assert_eq!(ready(&mut o), slots[..6].to_vec(), "6 slots were free");
     // A HIGH run submitted last goes before the waiting NORMAL ones.
-    let high = o.run_submit(2, run_request(Priority::High)).unwrap();
+    let high = o.run_submit(2, run_request(&o, Priority::High)).unwrap();
     assert!(ready(&mut o).is_empty());
     o.run_end(3, slots[0], Outcome::Success).unwrap();
     assert_eq!(ready(&mut o), vec![high]);
@@ -707,11 +707,11 @@ fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
     })
     .unwrap();
     let mut o = Orchestrator::new(&config, 1);
-    let mut req = run_request(Priority::Normal);
+    let mut req = run_request(&o, Priority::Normal);
     req.deadline_ms = Some(100);
     let running = o.run_submit(0, req).unwrap();
     let waiting = o.run_submit(0, req).unwrap();
-    let late = o.run_submit(50, run_request(Priority::Normal)).unwrap();
+    let late = o.run_submit(50, run_request(&o, Priority::Normal)).unwrap();
     assert_eq!(ready(&mut o), vec![running]);
     assert_eq!(o.next_deadline(0), Some(100));
     o.tick(100).unwrap();
@@ -732,8 +732,8 @@ fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
 #[test]
 fn a_run_that_fails_upstream_counts_for_its_key_breaker() {
     let mut o = Orchestrator::new(&Config::default(), 1);
-    let mut req = run_request(Priority::Normal);
-    req.key = Some("p/m");
+    let mut req = run_request(&o, Priority::Normal);
+    req.key = Some(o.run_key("p/m").unwrap());
     for _ in 0..5 {
         let slot = o.run_submit(1, req).unwrap();
         assert_eq!(ready(&mut o), vec![slot]);
