@@ -5,6 +5,7 @@
 // (count first), which this side reads without another call.
 
 const STATE = Symbol("foreman.run");
+const then = Promise.prototype.then;
 const PRIORITY = { high: 0, normal: 1, low: 2 };
 const RUN_KEYS = new Set(["lane", "key", "priority", "deadlineMs", "failFast"]);
 
@@ -28,6 +29,8 @@ class RunState {
     // One pair of reactions per slot, made once: slots are reused, so are these.
     this.oks = [];
     this.errs = [];
+    this.directOks = [];
+    this.directErrs = [];
     this.lanes = new Map();
     this.keys = new Map();
     this.queue = [];
@@ -68,6 +71,7 @@ class RunState {
       view = this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
     }
     const n = view[0];
+    if (n === 0 && this.head === this.tail) return; // nothing made ready, nothing to launch
     view[0] = 0; // read once: a slot id is never launched twice
     for (let i = 1; i <= n; i++) this.queue[this.tail++] = view[i];
     if (n === this.cap - 1) {
@@ -103,16 +107,16 @@ class RunState {
       this.finish(slot, false, error);
       return;
     }
-    if (result !== null && (typeof result === "object" || typeof result === "function") && typeof result.then === "function") {
-      let ok = this.oks[slot];
-      if (ok === undefined) {
-        ok = this.oks[slot] = (value) => this.finish(slot, true, value);
-        this.errs[slot] = (error) => this.finish(slot, false, error);
-      }
-      result.then(ok, this.errs[slot]);
-    } else {
+    if (result === null || (typeof result !== "object" && typeof result !== "function")) {
       this.finish(slot, true, result);
+      return;
     }
+    let ok = this.oks[slot];
+    if (ok === undefined) {
+      ok = this.oks[slot] = (value) => this.finish(slot, true, value);
+      this.errs[slot] = (error) => this.finish(slot, false, error);
+    }
+    then.call(promiseOf(result), ok, this.errs[slot]);
   }
 
   finish(slot, ok, value) {
@@ -127,6 +131,43 @@ class RunState {
       if (ok) resolve(value);
       else reject(value);
     }
+    this.collect();
+  }
+
+  /**
+   * Runs `fn` at once in the slot just admitted for it (no deadline, nothing else ready): the
+   * caller gets the work's own promise chained once, not a second promise of ours.
+   */
+  direct(slot, fn) {
+    let result;
+    try {
+      result = fn();
+    } catch (error) {
+      this.end(slot, false, error);
+      return Promise.reject(error);
+    }
+    if (result === null || (typeof result !== "object" && typeof result !== "function")) {
+      this.end(slot, true, result);
+      return Promise.resolve(result);
+    }
+    let ok = this.directOks[slot];
+    if (ok === undefined) {
+      ok = this.directOks[slot] = (value) => {
+        this.end(slot, true, value);
+        return value;
+      };
+      this.directErrs[slot] = (error) => {
+        this.end(slot, false, error);
+        throw error;
+      };
+    }
+    return then.call(promiseOf(result), ok, this.directErrs[slot]);
+  }
+
+  /** Ends a slot whose work finished (no caller promise of ours to settle). */
+  end(slot, ok, value) {
+    if (ok) this.engine.runEnd(slot);
+    else this.engine.runFail(slot, value, this.now());
     this.collect();
   }
 
@@ -171,6 +212,29 @@ class RunState {
     }
     return index;
   }
+}
+
+/**
+ * The work's result as a promise: a native one as it is, anything else adopted (a thenable is
+ * followed; an object whose `then` cannot be read — a proxy's trap — makes a rejection, never
+ * an exception here).
+ */
+function promiseOf(result) {
+  try {
+    if (result instanceof Promise) return result;
+  } catch {
+    // `instanceof` ran a trap that threw: adopt it like any other object.
+  }
+  return Promise.resolve(result);
+}
+
+// The promise executor, one function for every call (a closure per call costs an allocation):
+// `new Promise` calls it synchronously, so these say whose slot it is.
+let capturing = null;
+let capturingSlot = 0;
+function capture(resolve, reject) {
+  capturing.resolves[capturingSlot] = resolve;
+  capturing.rejects[capturingSlot] = reject;
 }
 
 function bad(field, reason) {
@@ -265,10 +329,17 @@ function run(fn, o) {
   const now = key !== 0 || priority === 2 || deadline !== 0 ? state.now() : NaN;
   const slot = this.runBegin(lane, key, priority, failFast, deadline, now);
   if (slot === 0xffffffff) return Promise.reject(this.runError());
-  const promise = new Promise((resolve, reject) => {
-    state.resolves[slot] = resolve;
-    state.rejects[slot] = reject;
-  });
+  let view = state.view;
+  if (view.length === 0) view = state.view = new Uint32Array(state.memory.buffer, state.ptr, state.cap);
+  if (view[0] === 1 && view[1] === slot && deadline === 0 && !state.draining) {
+    // Admitted at once and alone: run it now (the common case below the limit).
+    view[0] = 0;
+    return state.direct(slot, fn);
+  }
+  capturing = state;
+  capturingSlot = slot;
+  const promise = new Promise(capture);
+  capturing = null;
   state.fns[slot] = fn;
   state.collect();
   return promise;

@@ -232,6 +232,34 @@ test("run(fn): upstream failures open the key's breaker; failFast refuses; on('b
   engine.dispose();
 });
 
+test("run(fn) takes any result: thenables, hostile objects, values; started at once or after waiting", async () => {
+  const { engine } = setup({}, { lanes: { one: 1 } });
+  const hostile = new Proxy({}, { get() { throw new Error("trap"); }, getPrototypeOf() { throw new Error("trap"); } });
+  const thenable = { then(ok) { ok("from a thenable"); } };
+  for (const waits of [false, true]) {
+    // With `waits`, a task holds the only slot, so each run below queues first.
+    let release;
+    const holder = waits ? engine.run(() => new Promise((r) => (release = r)), { lane: "one" }) : null;
+    const runs = [
+      engine.run(() => thenable, { lane: "one" }),
+      engine.run(() => hostile, { lane: "one" }),
+      engine.run(() => undefined, { lane: "one" }),
+      engine.run(() => Promise.reject(new RangeError("no")), { lane: "one" }),
+    ];
+    release?.();
+    const [a, b, c, d] = await Promise.allSettled(runs);
+    assert.deepEqual(a, { status: "fulfilled", value: "from a thenable" }, `waits: ${waits}`);
+    assert.equal(b.status, "rejected", "a value whose `then` cannot be read");
+    assert.equal(b.reason.message, "trap");
+    assert.deepEqual(c, { status: "fulfilled", value: undefined });
+    assert.ok(d.status === "rejected" && d.reason instanceof RangeError);
+    await holder;
+    const lane = engine.stats().lanes.find((l) => l.name === "one");
+    assert.equal(lane.inUse, 0, "every slot came back");
+  }
+  engine.dispose();
+});
+
 test("run(fn) deadlines: waiting work leaves the queue, running work keeps its slot until it ends", async () => {
   const { server, engine } = setup({}, { lanes: { bench: 1 } });
   let finish;
