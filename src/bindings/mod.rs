@@ -230,7 +230,7 @@ export interface ForemanError extends Error {
 #[wasm_bindgen(module = "/src/bindings/run.js")]
 extern "C" {
     #[wasm_bindgen(js_name = installRun)]
-    fn install_run(proto: &JsValue);
+    fn install_run(keeper: &JsValue);
     #[wasm_bindgen(js_name = placeholderHost)]
     fn placeholder_host() -> JsValue;
 }
@@ -240,17 +240,14 @@ thread_local! {
 }
 
 /// Installs `Engine.prototype.run` (see `run.js`) once, before the first engine is handed out:
-/// a throwaway engine, turned into its JS object, hands over the class's prototype.
+/// a placeholder engine, turned into its JS object, hands over the class's prototype, and is
+/// kept for the module's life (see `installRun` for why).
 fn install_run_once() {
     if RUN_INSTALLED.with(|i| i.replace(true)) {
         return;
     }
     if let Ok(engine) = Engine::assemble(placeholder_host(), None) {
-        let js: JsValue = engine.into();
-        install_run(&Object::get_prototype_of(&js).into());
-        if let Some(free) = convert::function(get(&js, "free")) {
-            let _ = free.call0(&js);
-        }
+        install_run(&engine.into());
     }
 }
 
