@@ -314,7 +314,9 @@ const CREATE_SESSION_SCHEMA: &[(&str, &[&str])] = &[("", &["agent", "parentID", 
 /// Seed of the orchestrator's jitter (mixed with the clock at construction).
 const SEED: u64 = 0x5EED_F0E3_A11C_E5ED;
 
-/// Slots one call can report ready (the buffer holds a count, then the slots).
+/// Words of the ready buffer: a count, then the slots one call can report ready. The word after
+/// them says whether any key's breaker is not closed (1), so run.js reads the clock for keyed
+/// work only then (a closed breaker admits whatever the time).
 const RUN_BUFFER: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
@@ -988,7 +990,7 @@ impl Engine {
                 breakers: RefCell::new(Vec::new()),
                 breaker_not_closed: Cell::new(false),
                 run_hooks: RefCell::new(None),
-                run_buffer: RefCell::new(vec![0; RUN_BUFFER]),
+                run_buffer: RefCell::new(vec![0; RUN_BUFFER + 1]),
                 run_lanes: RefCell::new(vec![other]),
                 run_keys: RefCell::new(Vec::new()),
                 run_error: RefCell::new(None),
@@ -1301,7 +1303,10 @@ fn observe_memory(inner: &Inner, now: u64) {
 /// Writes the ready run slots into the buffer (count first).
 fn write_ready(inner: &Inner, o: &mut Orchestrator) {
     let mut buffer = inner.run_buffer.borrow_mut();
-    if let Some((count, slots)) = buffer.split_first_mut() {
+    let ready = buffer
+        .get_mut(..RUN_BUFFER)
+        .and_then(|b| b.split_first_mut());
+    if let Some((count, slots)) = ready {
         *count = o.drain_run_ready(slots) as u32;
     }
 }
@@ -1362,9 +1367,11 @@ fn after(inner: &Inner) {
             })
             .cloned()
             .collect();
-        inner
-            .breaker_not_closed
-            .set(breakers.iter().any(|(_, s)| *s != "closed"));
+        let not_closed = breakers.iter().any(|(_, s)| *s != "closed");
+        inner.breaker_not_closed.set(not_closed);
+        if let Some(flag) = inner.run_buffer.borrow_mut().get_mut(RUN_BUFFER) {
+            *flag = u32::from(not_closed);
+        }
         *known = breakers;
         changed
     };

@@ -61,15 +61,22 @@ class RunState {
       }
     };
     this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
+    this.flags = new Uint32Array(this.memory.buffer, this.ptr + 4 * this.cap, 1);
+  }
+
+  /** The ready buffer's view, made again when memory grew (which detaches views). */
+  fresh() {
+    let view = this.view;
+    if (view.length === 0) {
+      view = this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
+      this.flags = new Uint32Array(this.memory.buffer, this.ptr + 4 * this.cap, 1);
+    }
+    return view;
   }
 
   /** Moves the slots the last call made ready into the launch queue, then launches. */
   collect() {
-    let view = this.view;
-    if (view.length === 0) {
-      // Memory grew and detached the old view.
-      view = this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
-    }
+    const view = this.fresh();
     const n = view[0];
     if (n === 0 && this.head === this.tail) return; // nothing made ready, nothing to launch
     view[0] = 0; // read once: a slot id is never launched twice
@@ -324,13 +331,13 @@ function run(fn, o) {
       return Promise.reject(error); // a getter or proxy of the caller's that throws
     }
   }
-  // Only a key's breaker, the memory gate (LOW work) and a deadline need the time now; other
-  // work is admitted on the engine's last reading (NaN says "no new reading").
-  const now = key !== 0 || priority === 2 || deadline !== 0 ? state.now() : NaN;
+  // Only a breaker that is not closed, the memory gate (LOW work) and a deadline need the time
+  // now; other work is admitted on the engine's last reading (NaN says "no new reading").
+  state.fresh();
+  const now = (key !== 0 && state.flags[0] !== 0) || priority === 2 || deadline !== 0 ? state.now() : NaN;
   const slot = this.runBegin(lane, key, priority, failFast, deadline, now);
   if (slot === 0xffffffff) return Promise.reject(this.runError());
-  let view = state.view;
-  if (view.length === 0) view = state.view = new Uint32Array(state.memory.buffer, state.ptr, state.cap);
+  const view = state.fresh();
   if (view[0] === 1 && view[1] === slot && deadline === 0 && !state.draining) {
     // Admitted at once and alone: run it now (the common case below the limit).
     view[0] = 0;

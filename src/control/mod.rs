@@ -78,6 +78,15 @@ pub struct LaneId(usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(usize);
 
+/// What [`Controller::submit_or_admit`] did.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Admitted at once: the task may start.
+    Admitted(Permit),
+    /// Queued: it waits for [`Controller::admit`].
+    Waiting(Ticket),
+}
+
 /// A task that may start now, with its permit.
 #[derive(Debug)]
 pub struct Admission {
@@ -296,6 +305,60 @@ impl Controller {
         self.intern_key(name).map(KeyId)
     }
 
+    /// [`Controller::submit_to`], admitting at once when that is what submitting and then
+    /// calling [`Controller::admit`] would do for this task: nothing waits in its lane, the lane
+    /// (and the key, if limited) has a free slot, and the key's breaker lets it through. Then
+    /// the task never enters a queue (no node, no scan); otherwise it waits as with `submit_to`.
+    /// Refusals are the same. Waiters of other lanes are not looked at: a submit never makes
+    /// one admissible (releases and time do, and those call `admit`).
+    pub fn submit_or_admit(
+        &mut self,
+        now: u64,
+        task: TaskId,
+        lane_id: LaneId,
+        key_id: Option<KeyId>,
+        priority: Priority,
+        fail_fast: bool,
+    ) -> Result<Submitted, Error> {
+        self.collect_releases();
+        let lane = lane_id.0.min(self.lanes.len().saturating_sub(1));
+        let key = key_id.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
+        let l = &self.lanes[lane];
+        let lane_free = l.queued == [0; 3] && self.ledger.lane_in_use(lane) < l.limit.effective();
+        let gate_ok = priority != Priority::Low || !self.gate.is_closed(now);
+        if lane_free && gate_ok {
+            let verdict = match key {
+                None => Some(Verdict::Allow),
+                Some(k) => {
+                    let ks = &self.keys[k];
+                    let key_free = ks
+                        .limit
+                        .as_ref()
+                        .is_none_or(|lim| self.ledger.key_in_use(k) < lim.effective());
+                    match ks.breaker.check(now) {
+                        Verdict::Refuse { .. } => None,
+                        v => key_free.then_some(v),
+                    }
+                }
+            };
+            if let Some(verdict) = verdict {
+                if let Some(k) = key {
+                    self.keys[k].breaker.on_start(verdict);
+                }
+                let probe = verdict == Verdict::Probe;
+                return Ok(Submitted::Admitted(Permit::issue(
+                    &self.ledger,
+                    task,
+                    lane,
+                    key,
+                    probe,
+                )));
+            }
+        }
+        self.submit_to(now, task, lane_id, key_id, priority, fail_fast)
+            .map(Submitted::Waiting)
+    }
+
     /// [`Controller::submit`] with the lane and key already resolved (the dispatch path of run
     /// tasks: no name lookups per task).
     pub fn submit_to(
@@ -442,6 +505,9 @@ impl Controller {
     /// [`Controller::admit`] into a vector the caller keeps (no allocation per call).
     pub fn admit_into(&mut self, now: u64, admitted: &mut Vec<Admission>) {
         self.collect_releases();
+        if self.nodes.is_empty() {
+            return; // nobody waits
+        }
         let gate_closed = self.gate.is_closed(now);
         while let Some((class, level, verdict)) = self.best_candidate(now, gate_closed) {
             let c = &mut self.classes[class];

@@ -426,3 +426,73 @@ fn stats_show_queues_per_level_and_key_state() {
     assert_eq!(stats.keys[0].breaker.name(), "closed");
     assert!(stats.gate.stale && !stats.gate.closed);
 }
+
+/// `submit_or_admit` admits at once exactly when `submit` followed by `admit` would admit that
+/// task: the two controllers below get the same seeded operations and must admit the same
+/// tasks, in the same order, at every step.
+#[test]
+fn submit_or_admit_matches_submit_then_admit() {
+    for seed in 1..=20u64 {
+        let config = |input: &mut ConfigInput| {
+            input.lanes = Some([("a".to_owned(), 2.0), ("b".to_owned(), 3.0)].into());
+            input.keys = Some([("k1".to_owned(), 1.0)].into());
+        };
+        let mut fast = sim_with(config);
+        let mut slow = sim_with(config);
+        let (a, b) = (fast.c.lane_id("a"), fast.c.lane_id("b"));
+        let lanes = [a, b, fast.c.lane_id("other")];
+        let keys = [
+            None,
+            Some(fast.c.key_id("k1").unwrap()),
+            Some(fast.c.key_id("k2").unwrap()),
+        ];
+        slow.c.key_id("k1").unwrap();
+        slow.c.key_id("k2").unwrap();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut held: Vec<(u32, Permit, Permit)> = Vec::new();
+        let mut admitted_fast = Vec::new();
+        for id in 1..=400u32 {
+            let now = u64::from(id) * 100;
+            admitted_fast.clear();
+            let roll = rng.u32(0..10);
+            if roll < 6 || held.is_empty() {
+                let (lane, key) = (lanes[rng.usize(0..3)], keys[rng.usize(0..3)]);
+                let priority = Priority::ALL[rng.usize(0..3)];
+                let fail_fast = rng.bool();
+                let f = fast
+                    .c
+                    .submit_or_admit(now, TaskId(id), lane, key, priority, fail_fast);
+                let s = slow
+                    .c
+                    .submit_to(now, TaskId(id), lane, key, priority, fail_fast);
+                assert_eq!(f.is_err(), s.is_err(), "seed {seed}, task {id}: refusals");
+                match f {
+                    Ok(Submitted::Admitted(p)) => admitted_fast.push((id, p)),
+                    Ok(Submitted::Waiting(_)) | Err(_) => {}
+                }
+            } else {
+                let (_, pf, ps) = held.swap_remove(rng.usize(0..held.len()));
+                let outcome = [Outcome::Success, UPSTREAM, RATE_LIMITED][rng.usize(0..3)];
+                fast.c.complete(now, pf, outcome);
+                slow.c.complete(now, ps, outcome);
+            }
+            let admitted_slow = slow.c.admit(now);
+            let mut more = Vec::new();
+            fast.c.admit_into(now, &mut more);
+            let fast_ids: Vec<u32> = admitted_fast
+                .iter()
+                .map(|(id, _)| *id)
+                .chain(more.iter().map(|a| a.task.get()))
+                .collect();
+            let slow_ids: Vec<u32> = admitted_slow.iter().map(|a| a.task.get()).collect();
+            assert_eq!(fast_ids, slow_ids, "seed {seed}, step {id}: admissions");
+            let fast_permits = admitted_fast
+                .drain(..)
+                .map(|(_, p)| p)
+                .chain(more.into_iter().map(|a| a.permit));
+            for (pf, s) in fast_permits.zip(admitted_slow) {
+                held.push((s.task.get(), pf, s.permit));
+            }
+        }
+    }
+}

@@ -39,7 +39,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::config::Config;
-use crate::control::{Controller, KeyId, LaneId, Outcome, Permit, Request, Ticket};
+use crate::control::{Controller, KeyId, LaneId, Outcome, Permit, Request, Submitted, Ticket};
 use crate::error::Error;
 use crate::host::{
     CallId, FailureClass, HostEvent, HostOp, HostOutcome, HostReply, HostRequest, SessionHealth,
@@ -537,7 +537,7 @@ impl Orchestrator {
                 limit: MAX_RUNS as u64,
             });
         };
-        let submitted = self.controller.submit_to(
+        let submitted = self.controller.submit_or_admit(
             now,
             TaskId(RUN_BIT | slot),
             request.lane,
@@ -546,7 +546,11 @@ impl Orchestrator {
             request.fail_fast,
         );
         let room = match submitted {
-            Ok(ticket) => {
+            Ok(Submitted::Admitted(permit)) => {
+                self.runs.admitted(slot, permit);
+                return Ok(slot);
+            }
+            Ok(Submitted::Waiting(ticket)) => {
                 let room = self.controller.has_room(&ticket);
                 self.runs.waiting(slot, ticket);
                 room

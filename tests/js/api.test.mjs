@@ -224,6 +224,14 @@ test("run(fn): upstream failures open the key's breaker; failFast refuses; on('b
   const probe = engine.run(() => "probe", { key: "p/m" });
   await server.advance(61_000);
   assert.equal(await probe, "probe");
+  // An open breaker with nothing waiting: after its open period a failFast call is the probe
+  // (the engine reads the clock for it; its last reading is a minute old).
+  for (let i = 0; i < 5; i++) {
+    await assert.rejects(engine.run(() => Promise.reject(upstream), { key: "r/m" }), (e) => e === upstream);
+  }
+  await rejectsCode(engine.run(() => 1, { key: "r/m", failFast: true }), "BREAKER_OPEN");
+  await server.advance(61_000);
+  assert.equal(await engine.run(() => "probe", { key: "r/m", failFast: true }), "probe");
   // 429s and user errors do not count.
   for (let i = 0; i < 6; i++) {
     await assert.rejects(engine.run(() => Promise.reject(Object.assign(new Error("slow down"), { status: 429 })), { key: "q/m" }));
