@@ -49,6 +49,15 @@ export async function peakOfRuns(engine, n) {
   const results = await Promise.all(all);
   return results.length === n && results[n - 1] === n - 1 ? peak : -1;
 }
+export async function breakerTrip(engine) {
+  const b = engine.breaker("p/m");
+  const first = await b.execute(() => Promise.resolve("ok"));
+  const upstream = Object.assign(new Error("503"), { status: 503 });
+  for (let i = 0; i < 5; i++) await b.execute(() => Promise.reject(upstream)).catch(() => {});
+  const refused = await b.execute(() => "ran").then(() => "ran", (e) => e.code);
+  const shared = await engine.run(() => "ran", { key: "p/m", failFast: true }).then(() => "ran", (e) => e.code);
+  return `${first} ${refused} ${shared}`;
+}
 export function taskHost() {
   const host = {
     engine: null, n: 0, sessions: new Map(),
@@ -84,6 +93,8 @@ extern "C" {
     fn peak_of_runs(engine: &JsValue, n: u32) -> js_sys::Promise;
     #[wasm_bindgen(js_name = taskHost)]
     fn task_host() -> JsValue;
+    #[wasm_bindgen(js_name = breakerTrip)]
+    fn breaker_trip(engine: &JsValue) -> js_sys::Promise;
     fn obj(json: &str) -> JsValue;
 }
 
@@ -373,6 +384,17 @@ async fn run_is_installed_and_holds_the_lane_limit() {
         peak.as_f64(),
         Some(2.0),
         "20 tasks, never more than 2 at once"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_key_breaker_opens_after_five_upstream_failures_for_breaker_calls_and_run_tasks() {
+    let (engine, _host) = engine("ok");
+    let e: JsValue = engine.into();
+    let summary = JsFuture::from(breaker_trip(&e)).await.unwrap();
+    assert_eq!(
+        summary.as_string().as_deref(),
+        Some("ok BREAKER_OPEN BREAKER_OPEN")
     );
 }
 

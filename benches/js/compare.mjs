@@ -222,8 +222,8 @@ async function agentLoad(make) {
 const breakers = {
   foreman: () => {
     const e = engine({ bench: 1024 });
-    const opts = { lane: "bench", key: "p/m" };
-    return { fire: (fn) => e.run(fn, opts), close: () => e.dispose() };
+    const b = e.breaker("p/m");
+    return { fire: (fn) => b.execute(fn), close: () => e.dispose() };
   },
   cockatiel: () => {
     const b = circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) });
@@ -232,6 +232,20 @@ const breakers = {
   opossum: () => {
     const b = new CircuitBreaker((fn) => fn(), { timeout: false, resetTimeout: 30_000 });
     return { fire: (fn) => b.fire(fn), close: () => b.shutdown() };
+  },
+};
+
+/** A concurrency limit and a breaker together: `run` with a key vs p-limit around cockatiel. */
+const limitedBreakers = {
+  foreman: () => {
+    const e = engine({ bench: 1024 });
+    const opts = { lane: "bench", key: "p/m" };
+    return { fire: (fn) => e.run(fn, opts), close: () => e.dispose() };
+  },
+  "p-limit+cockatiel": () => {
+    const limit = pLimit(1024);
+    const b = circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) });
+    return { fire: (fn) => limit(() => b.execute(fn)) };
   },
 };
 
@@ -302,6 +316,9 @@ async function job(name, unit, contenders, measure, goal) {
   for (let rep = 0; rep < REPS; rep++) {
     for (const [k, make] of Object.entries(contenders)) samples[k].push(await measure(make, k));
   }
+  if (process.env.FOREMAN_BENCH_VERBOSE === "1") {
+    for (const [k, v] of Object.entries(samples)) console.error(`${name} — ${k}: ${v.map((x) => x.toFixed(x < 10 ? 3 : 0)).join(" ")}`);
+  }
   const values = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
   rows.push({ name, unit, values, goal });
 }
@@ -317,7 +334,8 @@ await job(`${N} queued at once: heap`, "B/task", pick(limiters, ...limiterNames)
 await job("3 priorities, 10k queued", "ns/task", pick(limiters, "foreman", "p-queue", "bottleneck"), (make, k) => priorities(make, count(k, 10_000)), "P3 ≤ 0.1× p-queue");
 await job(`3 priorities, ${N / 1000}k queued`, "ns/task", pick(limiters, "foreman", "p-queue", "bottleneck"), (make, k) => priorities(make, count(k, N)), "P3 ≤ 0.1× p-queue; ≤ 1.5× the 10k cost");
 await job("tasks that await setImmediate (10k)", "ns/task", pick(limiters, ...limiterNames), async (make, k) => (await backlog(make, count(k, 10_000), yielding)).ns, "");
-await job("breaker per call (10k calls)", "ns/call", breakers, (make) => breakerPerCall(make, QUICK ? 10_000 : 50_000), "P5 ≤ 0.7× cockatiel");
+await job(`breaker per call: engine.breaker(key) (${QUICK ? "10k" : "50k"} calls)`, "ns/call", breakers, (make) => breakerPerCall(make, QUICK ? 10_000 : 50_000), "P5 ≤ 0.7× cockatiel");
+await job(`limit + breaker per call: run with a key (${QUICK ? "10k" : "50k"} calls)`, "ns/call", limitedBreakers, (make) => breakerPerCall(make, QUICK ? 10_000 : 50_000), "");
 await job("slot of 5: acquire+release, sequential", "ns/use", pools, (make) => poolUse(make, 10_000, false), "P5 ≤ 0.25× generic-pool");
 await job("slot of 5: acquire+release, contended", "ns/use", pools, (make) => poolUse(make, 10_000, true), "P5 ≤ 0.25× generic-pool");
 await job("simulated agent load (1,000 lognormal, limit 8)", "makespan / bound", pick(limiters, "foreman", "p-limit", "p-queue", "semaphore"), (make) => agentLoad(make), "P4 ≤ 1.03");
@@ -372,7 +390,7 @@ idle.dispose();
 const fmt = (v) => (v === undefined ? "—" : Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(v < 10 ? 3 : 1));
 console.log(`\n## foreman vs npm libraries — ${runtime}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString().slice(0, 10)}`);
 console.log(`median of ${REPS} interleaved repetitions; ratio = foreman / best other in the row\n`);
-const columns = ["foreman", "semaphore", "p-limit", "p-queue", "bottleneck", "cockatiel", "opossum", "generic-pool"];
+const columns = ["foreman", "semaphore", "p-limit", "p-queue", "bottleneck", "cockatiel", "opossum", "generic-pool", "p-limit+cockatiel"];
 console.log(`| job | unit | ${columns.join(" | ")} | ratio | goal |`);
 console.log(`|${"---|".repeat(columns.length + 4)}`);
 for (const r of rows) {

@@ -52,6 +52,10 @@ describe("wasm under Bun", () => {
     );
     expect(results[29]).toBe(58);
     expect(peak).toBe(3);
+    const breaker = engine.breaker("p/m");
+    const fromBreaker: string = await breaker.execute(async () => "through");
+    expect(fromBreaker).toBe("through");
+    expect(breaker.key).toBe("p/m");
     const ids = engine.delegate([{ agent: "worker", prompt: "a" }]) as number[];
     expect(engine.status(ids[0]!).state).toBe("admitted"); // its session is being created
     expect(engine.stats().tasks.running).toBe(1);

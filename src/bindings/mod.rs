@@ -39,7 +39,7 @@ use self::api::{TaskInfo, ToJs, hex, to_value, unhex};
 use self::convert::{class_of, failure, get, host_event, reply, set, to_js};
 use self::host::{HostFunctions, JsHost};
 use crate::config::Config;
-use crate::control::{KeyId, LaneId, Outcome};
+use crate::control::{KeyId, LaneId, Outcome, Verdict};
 use crate::engine::orchestrator::{Orchestrator, RunRequest};
 use crate::engine::{CreateSession, Engine as Core, Settled};
 use crate::error::Error;
@@ -214,6 +214,21 @@ export interface Engine {
    * adaptive limit. Refusals (INVALID_INPUT, MEMORY_PRESSURE for LOW work, BREAKER_OPEN with
    * `failFast`, QUEUE_FULL, DISPOSED) reject the returned promise. */
   run<T>(fn: () => T | PromiseLike<T>, options?: RunOptions): Promise<T>;
+  /** The circuit breaker of provider/model `key` on its own (the one the key's tasks share):
+   * no lane, no slot, no queue. Throws INVALID_INPUT for a bad key. The same object is returned
+   * for the same key. */
+  breaker(key: string): ForemanBreaker;
+}
+
+/** A provider/model key's circuit breaker, for calls that need no concurrency limit. */
+export interface ForemanBreaker {
+  readonly key: string;
+  /** Runs `fn` at once if the breaker lets it through (closed, or as the half-open probe);
+   * otherwise rejects with BREAKER_OPEN (`retryAt`, ms, when known) without calling it. The result
+   * counts like a `run` task's: upstream failures and timeouts open the breaker, a rate limit
+   * backs off the key's adaptive limit, cancellations and invalid requests do not count.
+   * After `dispose`, rejects with DISPOSED. */
+  execute<T>(fn: () => T | PromiseLike<T>): Promise<T>;
 }
 
 /** Every error foreman throws or rejects with. `code` is stable. */
@@ -952,6 +967,46 @@ impl Engine {
         self.end_run(slot, Outcome::Failed(class_of(&error)), now)
     }
 
+    /// Whether a call guarded by the breaker of key `key` (a `runKey` index) may go: 0 yes, 1 yes
+    /// as the half-open probe, `u32::MAX` no (the `BREAKER_OPEN` error kept for `runError`).
+    #[wasm_bindgen(js_name = breakerEnter, skip_typescript)]
+    pub fn breaker_enter(&self, key: u32, now: f64) -> u32 {
+        let enter = || -> Result<u32, JsValue> {
+            self.live()?;
+            let now = self.inner.host.observe_now(now);
+            let key = self.run_key_id(key)?;
+            let (verdict, name) = {
+                let mut o = self.inner.orch.borrow_mut();
+                let c = o.controller_mut();
+                (c.breaker_enter(now, key), c.key_name(key).to_owned())
+            };
+            match verdict {
+                Verdict::Allow => Ok(0),
+                Verdict::Probe => {
+                    after(&self.inner); // open → half-open: listeners hear it
+                    Ok(1)
+                }
+                Verdict::Refuse { retry_at } => Err(to_js(&Error::BreakerOpen {
+                    key: name,
+                    retry_at_ms: retry_at,
+                })),
+            }
+        };
+        self.keep_error(enter(), u32::MAX)
+    }
+
+    /// A call let through by `breakerEnter` succeeded (at the last clock reading).
+    #[wasm_bindgen(js_name = breakerOk, skip_typescript)]
+    pub fn breaker_ok(&self, key: u32, probe: bool) {
+        self.breaker_exit(key, probe, Outcome::Success, f64::NAN);
+    }
+
+    /// A call let through by `breakerEnter` failed with `error` (classified like a host failure).
+    #[wasm_bindgen(js_name = breakerFail, skip_typescript)]
+    pub fn breaker_fail(&self, key: u32, probe: bool, error: JsValue, now: f64) {
+        self.breaker_exit(key, probe, Outcome::Failed(class_of(&error)), now);
+    }
+
     /// Refills the buffer when more slots were ready than it holds.
     #[wasm_bindgen(js_name = runDrain, skip_typescript)]
     pub fn run_drain(&self) {
@@ -1001,6 +1056,31 @@ impl Engine {
         engine.inner.host.now_ms()?;
         engine.inner.host.memory()?;
         Ok(engine)
+    }
+
+    fn run_key_id(&self, key: u32) -> Result<KeyId, JsValue> {
+        key.checked_sub(1)
+            .and_then(|k| self.inner.run_keys.borrow().get(k as usize).copied())
+            .ok_or_else(|| to_js(&Error::input("key", "not a key of this engine")))
+    }
+
+    /// Ends a breaker-guarded call. Ignored after `dispose`: the caller's result stands.
+    fn breaker_exit(&self, key: u32, probe: bool, outcome: Outcome, now: f64) {
+        if self.inner.disposed.get() {
+            return;
+        }
+        let now = self.inner.host.observe_now(now);
+        let Ok(key) = self.run_key_id(key) else {
+            return;
+        };
+        self.inner
+            .orch
+            .borrow_mut()
+            .controller_mut()
+            .breaker_exit(now, key, probe, outcome);
+        if probe || outcome != Outcome::Success {
+            after(&self.inner); // the breaker may have moved: events, and the flag run.js reads
+        }
     }
 
     fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> u32 {

@@ -42,6 +42,8 @@ class RunState {
     this.last = { lane: undefined, key: undefined, priority: undefined, deadlineMs: undefined, failFast: undefined };
     this.parsed = { lane: 0, key: 0, priority: 1, failFast: false, deadline: 0 };
     this.draining = false;
+    this.gone = false;
+    this.breakers = new Map();
     const setup = engine.runSetup(
       () => this.collect(),
       (slot, afterMs) => this.expire(slot, afterMs),
@@ -191,6 +193,7 @@ class RunState {
   }
 
   disposed() {
+    this.gone = true;
     const error = foremanError("DISPOSED", "the engine was disposed");
     for (let slot = 0; slot < this.fns.length; slot++) {
       if (typeof this.fns[slot] === "function") {
@@ -242,6 +245,75 @@ let capturingSlot = 0;
 function capture(resolve, reject) {
   capturing.resolves[capturingSlot] = resolve;
   capturing.rejects[capturingSlot] = reject;
+}
+
+/**
+ * A key's circuit breaker on its own (`engine.breaker(key)`). While every breaker of the engine
+ * is closed (the flag word after the ready buffer says so), a call costs one call into
+ * WebAssembly, at its end; otherwise it asks first (`breakerEnter`), which also admits the
+ * half-open probe.
+ */
+class ForemanBreaker {
+  constructor(engine, state, key, index) {
+    this.engine = engine;
+    this.state = state;
+    this.key = key;
+    this.index = index;
+    const end = (probe) => [
+      (value) => {
+        engine.breakerOk(index, probe);
+        return value;
+      },
+      (error) => {
+        engine.breakerFail(index, probe, error, state.now());
+        throw error;
+      },
+    ];
+    [this.ok, this.err] = end(false);
+    [this.probeOk, this.probeErr] = end(true);
+    Object.freeze(this);
+  }
+
+  execute(fn) {
+    const state = this.state;
+    if (state.gone) return Promise.reject(foremanError("DISPOSED", "the engine was disposed"));
+    if (typeof fn !== "function") return bad("fn", "must be a function");
+    let probe = false;
+    state.fresh();
+    if (state.flags[0] !== 0) {
+      // Some breaker is open or half-open: this one may be.
+      const verdict = this.engine.breakerEnter(this.index, state.now());
+      if (verdict === 0xffffffff) return Promise.reject(this.engine.runError());
+      probe = verdict === 1;
+    }
+    let result;
+    try {
+      result = fn();
+    } catch (error) {
+      this.engine.breakerFail(this.index, probe, error, state.now());
+      return Promise.reject(error);
+    }
+    if (result === null || (typeof result !== "object" && typeof result !== "function")) {
+      this.engine.breakerOk(this.index, probe);
+      return Promise.resolve(result);
+    }
+    return probe
+      ? then.call(promiseOf(result), this.probeOk, this.probeErr)
+      : then.call(promiseOf(result), this.ok, this.err);
+  }
+}
+
+/** `Engine.prototype.breaker`: the breaker of provider/model `key` (one object per key). */
+function breaker(key) {
+  let state = this[STATE];
+  if (state === undefined) state = this[STATE] = new RunState(this);
+  let handle = state.breakers.get(key);
+  if (handle === undefined) {
+    if (typeof key !== "string" || key.trim() === "" || key.length > 256) throw invalid("key", "must be a provider/model key");
+    handle = new ForemanBreaker(this, state, key, state.key(key));
+    state.breakers.set(key, handle);
+  }
+  return handle;
 }
 
 function bad(field, reason) {
@@ -363,6 +435,7 @@ let keepers = [];
 export function installRun(engine) {
   const proto = Object.getPrototypeOf(engine);
   Object.defineProperty(proto, "run", { value: run, writable: true, configurable: true });
+  Object.defineProperty(proto, "breaker", { value: breaker, writable: true, configurable: true });
   try {
     const made = new proto.constructor(placeholderHost());
     for (const e of [engine, made]) e[STATE] = new RunState(e);

@@ -299,6 +299,11 @@ impl Controller {
         )
     }
 
+    /// The name of `key`.
+    pub fn key_name(&self, key: KeyId) -> &str {
+        self.keys.get(key.0).map_or("", |k| k.name.as_str())
+    }
+
     /// The key called `name`, registered on first use. Fails for a name that is empty or longer
     /// than 256 bytes, or past [`MAX_KEYS`] distinct keys.
     pub fn key_id(&mut self, name: &str) -> Result<KeyId, Error> {
@@ -555,6 +560,36 @@ impl Controller {
         permit.mark_recorded();
         drop(permit);
         self.collect_releases();
+    }
+
+    /// A call guarded by `key`'s breaker alone (no lane, no slot, no queue): whether it may go
+    /// at `now`. `Allow`; `Probe`, when it is the half-open probe (end it with `probe = true`);
+    /// or `Refuse`. The breaker is the one the key's tasks share: their outcomes and these calls'
+    /// count alike.
+    pub fn breaker_enter(&mut self, now: u64, key: KeyId) -> Verdict {
+        self.collect_releases();
+        let Some(k) = self.keys.get_mut(key.0) else {
+            return Verdict::Allow;
+        };
+        let verdict = k.breaker.check(now);
+        k.breaker.on_start(verdict);
+        verdict
+    }
+
+    /// How a call let through by [`Controller::breaker_enter`] ended. A rate limit also backs
+    /// off the key's adaptive limit (if it has one); nothing else changes limits, since the call
+    /// held no slot.
+    pub fn breaker_exit(&mut self, now: u64, key: KeyId, probe: bool, outcome: Outcome) {
+        let jitter = self.rng.f64();
+        let Some(k) = self.keys.get_mut(key.0) else {
+            return;
+        };
+        if outcome.is_backoff_signal() {
+            if let Some(limit) = k.limit.as_mut() {
+                limit.on_backoff(now);
+            }
+        }
+        k.breaker.on_outcome(now, outcome, probe, jitter);
     }
 
     /// A running task met a rate limit that the host is retrying by itself (OpenCode's `retry`

@@ -240,6 +240,53 @@ test("run(fn): upstream failures open the key's breaker; failFast refuses; on('b
   engine.dispose();
 });
 
+test("breaker(key): shares the key's breaker with run tasks, fails fast, probes, closes", async () => {
+  const { server, engine } = setup();
+  const events = [];
+  engine.on("breaker", (e) => events.push(`${e.key}:${e.state}`));
+  const b = engine.breaker("p/m");
+  assert.equal(b.key, "p/m");
+  assert.equal(engine.breaker("p/m"), b, "one object per key");
+  assert.equal(await b.execute(() => "plain"), "plain");
+  assert.equal(await b.execute(async () => "async"), "async");
+  const upstream = Object.assign(new Error("503"), { status: 503 });
+  // Failures through run() and through the breaker count alike; a success in between resets.
+  await assert.rejects(engine.run(() => Promise.reject(upstream), { key: "p/m" }));
+  await assert.rejects(b.execute(() => Promise.reject(upstream)));
+  assert.equal(await b.execute(() => 1), 1);
+  for (let i = 0; i < 4; i++) await assert.rejects(b.execute(() => Promise.reject(upstream)), (e) => e === upstream);
+  assert.equal(engine.stats().keys.find((k) => k.name === "p/m").breaker, "closed", "4 in a row is below the threshold");
+  await assert.rejects(b.execute(() => { throw upstream; }), (e) => e === upstream);
+  assert.deepEqual(events, ["p/m:open"]);
+  let called = false;
+  let refused;
+  await assert.rejects(b.execute(() => { called = true; }), (e) => (refused = e).code === "BREAKER_OPEN");
+  assert.equal(called, false, "an open breaker does not call fn");
+  assert.equal(refused.key, "p/m");
+  assert.equal(typeof refused.retryAt, "number");
+  // run tasks see the same breaker.
+  await rejectsCode(engine.run(() => 1, { key: "p/m", failFast: true }), "BREAKER_OPEN");
+  // 429s do not count: another key stays closed.
+  const q = engine.breaker("q/m");
+  for (let i = 0; i < 6; i++) await assert.rejects(q.execute(() => Promise.reject(Object.assign(new Error("slow"), { status: 429 }))));
+  assert.equal(engine.stats().keys.find((k) => k.name === "q/m").breaker, "closed");
+  // After the open period: one probe at a time; two successes close it.
+  await server.advance(61_000);
+  let release;
+  const probe = b.execute(() => new Promise((r) => (release = r)));
+  await rejectsCode(b.execute(() => 1), "BREAKER_OPEN"); // one probe at a time
+  release("probed");
+  assert.equal(await probe, "probed");
+  assert.equal(await b.execute(() => "second"), "second");
+  assert.equal(engine.stats().keys.find((k) => k.name === "p/m").breaker, "closed");
+  assert.deepEqual(events, ["p/m:open", "p/m:half_open", "p/m:closed"]);
+  throwsCode(() => engine.breaker(""), "INVALID_INPUT");
+  throwsCode(() => engine.breaker(7), "INVALID_INPUT");
+  await rejectsCode(b.execute("nope"), "INVALID_INPUT");
+  engine.dispose();
+  await rejectsCode(b.execute(() => 1), "DISPOSED");
+});
+
 test("run(fn) takes any result: thenables, hostile objects, values; started at once or after waiting", async () => {
   const { engine } = setup({}, { lanes: { one: 1 } });
   const hostile = new Proxy({}, { get() { throw new Error("trap"); }, getPrototypeOf() { throw new Error("trap"); } });

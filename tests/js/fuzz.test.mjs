@@ -137,6 +137,7 @@ const anyArg = fc.oneof(
 const methods = [
   "delegate", "wait", "cancel", "status", "list", "stats", "on", "journalExport", "journalHead", "verify",
   "resolve", "reject", "hostEvent", "createSession", "run", "run", "run", "dispose", "restore", "advance",
+  "breaker", "breaker",
 ];
 
 const call = fc.record({
@@ -173,6 +174,10 @@ async function play(calls) {
         engine.dispose();
         engine = server.attach(result);
         current = engine;
+      } else if (method === "breaker") {
+        // A valid key most of the time (so calls go through), anything otherwise.
+        const key = args.length % 3 === 0 ? args[0] : ["p/m", "q/n"][args.length % 2];
+        result = engine.breaker(key).execute(args[1]);
       } else {
         result = engine[method](...args);
       }
