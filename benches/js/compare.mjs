@@ -15,6 +15,7 @@ import Bottleneck from "bottleneck";
 import { initSync, Engine } from "../../pkg/foreman.js";
 
 const REPS = Number(process.env.FOREMAN_BENCH_REPS ?? 5);
+const WARMUP = Number(process.env.FOREMAN_BENCH_WARMUP ?? 3);
 const QUICK = process.env.FOREMAN_BENCH_QUICK === "1";
 const N = QUICK ? 10_000 : 100_000;
 const runtime = typeof Bun !== "undefined" ? `Bun ${Bun.version}` : `Node ${process.versions.node}`;
@@ -311,8 +312,10 @@ function median(xs) {
 
 async function job(name, unit, contenders, measure, goal) {
   const samples = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
-  // One warm-up round (not counted), so every contender runs JIT-compiled code.
-  for (const [k, make] of Object.entries(contenders)) await measure(make, k);
+  // Warm-up rounds (not counted), so every contender runs JIT-compiled code.
+  for (let round = 0; round < WARMUP; round++) {
+    for (const [k, make] of Object.entries(contenders)) await measure(make, k);
+  }
   for (let rep = 0; rep < REPS; rep++) {
     for (const [k, make] of Object.entries(contenders)) samples[k].push(await measure(make, k));
   }

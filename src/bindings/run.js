@@ -5,6 +5,16 @@
 // (count first), which this side reads without another call.
 
 const STATE = Symbol("foreman.run");
+// A slot's cells in `RunState.cells`: its work (a function while it waits, null once started
+// with our promise, DIRECT once started directly, undefined when free), our promise's settle
+// functions, and its two reactions.
+const CELLS = 5;
+const FN = 0;
+const RESOLVE = 1;
+const REJECT = 2;
+const OK = 3;
+const ERR = 4;
+const DIRECT = Symbol("direct");
 const then = Promise.prototype.then;
 const PRIORITY = { high: 0, normal: 1, low: 2 };
 const RUN_KEYS = new Set(["lane", "key", "priority", "deadlineMs", "failFast"]);
@@ -20,27 +30,65 @@ function invalid(field, reason) {
   return foremanError("INVALID_INPUT", `invalid input \`${field}\`: ${reason}`, { field });
 }
 
+/** One options object `run` checked: its five fields as they were, and what they said. */
+class Memo {
+  constructor() {
+    this.options = undefined;
+    this.rawLane = undefined;
+    this.rawKey = undefined;
+    this.rawPriority = undefined;
+    this.rawDeadline = undefined;
+    this.rawFailFast = undefined;
+    this.lane = 0;
+    this.key = 0;
+    this.priority = 1;
+    this.failFast = false;
+    this.deadline = 0;
+  }
+
+  remember(o, lane, key, priority, failFast, deadline) {
+    this.options = o;
+    this.rawLane = o.lane;
+    this.rawKey = o.key;
+    this.rawPriority = o.priority;
+    this.rawDeadline = o.deadlineMs;
+    this.rawFailFast = o.failFast;
+    this.lane = lane;
+    this.key = key;
+    this.priority = priority;
+    this.failFast = failFast;
+    this.deadline = deadline;
+  }
+
+  /** Whether `o`'s fields are still what they were (reading them may throw: a getter). */
+  holds(o) {
+    return (
+      o.lane === this.rawLane &&
+      o.key === this.rawKey &&
+      o.priority === this.rawPriority &&
+      o.deadlineMs === this.rawDeadline &&
+      o.failFast === this.rawFailFast
+    );
+  }
+}
+
 class RunState {
   constructor(engine) {
     this.engine = engine;
-    this.fns = [];
-    this.resolves = [];
-    this.rejects = [];
-    // One pair of reactions per slot, made once: slots are reused, so are these.
-    this.oks = [];
-    this.errs = [];
-    this.directOks = [];
-    this.directErrs = [];
+    // What JS keeps per slot, side by side in one array (a slot's five cells share a cache
+    // line or two, which matters when a backlog is admitted out of order): see `FN` … `ERR`.
+    // The reactions are made once per slot: slots are reused, so are they.
+    this.cells = [];
     this.lanes = new Map();
     this.keys = new Map();
     this.queue = [];
     this.head = 0;
     this.tail = 0;
-    // The last options object checked, and what it said (the common case passes one object).
-    // Passed again with its five fields unchanged, it is not re-checked for unknown keys.
-    this.lastOptions = undefined;
-    this.last = { lane: undefined, key: undefined, priority: undefined, deadlineMs: undefined, failFast: undefined };
-    this.parsed = { lane: 0, key: 0, priority: 1, failFast: false, deadline: 0 };
+    // The last few options objects checked, and what each said (callers pass a handful of
+    // objects again and again: one per lane or priority). One passed again with its five
+    // fields unchanged is not re-checked for unknown keys.
+    this.memos = [new Memo(), new Memo(), new Memo(), new Memo()];
+    this.nextMemo = 0;
     this.draining = false;
     this.gone = false;
     this.breakers = new Map();
@@ -106,9 +154,11 @@ class RunState {
   }
 
   start(slot) {
-    const fn = this.fns[slot];
+    const cells = this.cells;
+    const at = slot * CELLS;
+    const fn = cells[at + FN];
     if (typeof fn !== "function") return;
-    this.fns[slot] = null; // started
+    cells[at + FN] = null; // started
     let result;
     try {
       result = fn();
@@ -120,18 +170,42 @@ class RunState {
       this.finish(slot, true, result);
       return;
     }
-    let ok = this.oks[slot];
+    this.react(result, slot, at);
+  }
+
+  /** Chains the slot's reactions (made on its first use) to the work's result. */
+  react(result, slot, at) {
+    const cells = this.cells;
+    let ok = cells[at + OK];
     if (ok === undefined) {
-      ok = this.oks[slot] = (value) => this.finish(slot, true, value);
-      this.errs[slot] = (error) => this.finish(slot, false, error);
+      ok = cells[at + OK] = (value) => this.done(slot, true, value);
+      cells[at + ERR] = (error) => this.done(slot, false, error);
     }
-    then.call(promiseOf(result), ok, this.errs[slot]);
+    return then.call(promiseOf(result), ok, cells[at + ERR]);
+  }
+
+  /**
+   * The work of a started slot settled. Started directly, the reaction's own result is the
+   * caller's (so it returns the value or throws the error); otherwise our promise is settled.
+   */
+  done(slot, ok, value) {
+    const at = slot * CELLS;
+    if (this.cells[at + FN] === DIRECT) {
+      this.cells[at + FN] = undefined;
+      this.end(slot, ok, value);
+      if (ok) return value;
+      throw value;
+    }
+    this.finish(slot, ok, value);
+    return undefined;
   }
 
   finish(slot, ok, value) {
-    const resolve = this.resolves[slot];
-    const reject = this.rejects[slot];
-    this.fns[slot] = this.resolves[slot] = this.rejects[slot] = undefined;
+    const cells = this.cells;
+    const at = slot * CELLS;
+    const resolve = cells[at + RESOLVE];
+    const reject = cells[at + REJECT];
+    cells[at + FN] = cells[at + RESOLVE] = cells[at + REJECT] = undefined;
     // A failure here means the engine was disposed meanwhile: the work's own result still
     // reaches its caller.
     if (ok) this.engine.runEnd(slot);
@@ -159,18 +233,11 @@ class RunState {
       this.end(slot, true, result);
       return Promise.resolve(result);
     }
-    let ok = this.directOks[slot];
-    if (ok === undefined) {
-      ok = this.directOks[slot] = (value) => {
-        this.end(slot, true, value);
-        return value;
-      };
-      this.directErrs[slot] = (error) => {
-        this.end(slot, false, error);
-        throw error;
-      };
-    }
-    return then.call(promiseOf(result), ok, this.directErrs[slot]);
+    const cells = this.cells;
+    const at = slot * CELLS;
+    while (cells.length < at + CELLS) cells.push(undefined);
+    cells[at + FN] = DIRECT;
+    return this.react(result, slot, at);
   }
 
   /** Ends a slot whose work finished (no caller promise of ours to settle). */
@@ -181,12 +248,13 @@ class RunState {
   }
 
   expire(slot, afterMs) {
-    const reject = this.rejects[slot];
-    const waiting = typeof this.fns[slot] === "function";
+    const cells = this.cells;
+    const at = slot * CELLS;
+    const reject = cells[at + REJECT];
     // A waiting slot is gone; a running one keeps its slot until the work ends, but its caller
     // hears now.
-    if (waiting) this.fns[slot] = undefined;
-    this.resolves[slot] = this.rejects[slot] = undefined;
+    if (typeof cells[at + FN] === "function") cells[at + FN] = undefined;
+    cells[at + RESOLVE] = cells[at + REJECT] = undefined;
     if (reject !== undefined) {
       reject(foremanError("TIMED_OUT", `not done within its ${afterMs} ms deadline`, { afterMs }));
     }
@@ -195,10 +263,11 @@ class RunState {
   disposed() {
     this.gone = true;
     const error = foremanError("DISPOSED", "the engine was disposed");
-    for (let slot = 0; slot < this.fns.length; slot++) {
-      if (typeof this.fns[slot] === "function") {
-        const reject = this.rejects[slot];
-        this.fns[slot] = this.resolves[slot] = this.rejects[slot] = undefined;
+    const cells = this.cells;
+    for (let at = 0; at < cells.length; at += CELLS) {
+      if (typeof cells[at + FN] === "function") {
+        const reject = cells[at + REJECT];
+        cells[at + FN] = cells[at + RESOLVE] = cells[at + REJECT] = undefined;
         if (reject !== undefined) reject(error);
       }
     }
@@ -243,8 +312,9 @@ function promiseOf(result) {
 let capturing = null;
 let capturingSlot = 0;
 function capture(resolve, reject) {
-  capturing.resolves[capturingSlot] = resolve;
-  capturing.rejects[capturingSlot] = reject;
+  const at = capturingSlot * CELLS;
+  capturing.cells[at + RESOLVE] = resolve;
+  capturing.cells[at + REJECT] = reject;
 }
 
 /**
@@ -331,24 +401,34 @@ function run(fn, o) {
   }
   if (typeof fn !== "function") return bad("fn", "must be a function");
   let lane = 0, key = 0, priority = 1, failFast = false, deadline = 0;
-  const last = state.last;
-  let same = false;
-  if (o !== undefined && o === state.lastOptions) {
-    try {
-      same =
-        o.lane === last.lane &&
-        o.key === last.key &&
-        o.priority === last.priority &&
-        o.deadlineMs === last.deadlineMs &&
-        o.failFast === last.failFast;
-    } catch (error) {
-      state.lastOptions = undefined;
-      return Promise.reject(error); // a getter of the caller's that throws
+  let memo, stale;
+  if (o !== undefined) {
+    const memos = state.memos;
+    for (let i = 0; i < memos.length; i++) {
+      if (memos[i].options === o) {
+        memo = memos[i];
+        break;
+      }
+    }
+    if (memo !== undefined) {
+      try {
+        if (!memo.holds(o)) {
+          stale = memo; // changed since: checked again below, remembered in the same place
+          memo = undefined;
+        }
+      } catch (error) {
+        memo.options = undefined;
+        return Promise.reject(error); // a getter of the caller's that throws
+      }
     }
   }
-  if (same) {
-    // The same options object as last time, unchanged: what it said then holds.
-    ({ lane, key, priority, failFast, deadline } = state.parsed);
+  if (memo !== undefined) {
+    // An options object seen before, unchanged: what it said then holds.
+    lane = memo.lane;
+    key = memo.key;
+    priority = memo.priority;
+    failFast = memo.failFast;
+    deadline = memo.deadline;
   } else if (o !== undefined) {
     if (o === null || typeof o !== "object" || Array.isArray(o)) return bad("options", "must be a plain object");
     try {
@@ -386,20 +466,14 @@ function run(fn, o) {
         if (typeof f !== "boolean") return bad("options.failFast", "must be a boolean");
         failFast = f;
       }
-      state.lastOptions = o;
-      last.lane = o.lane;
-      last.key = o.key;
-      last.priority = o.priority;
-      last.deadlineMs = o.deadlineMs;
-      last.failFast = o.failFast;
-      const parsed = state.parsed;
-      parsed.lane = lane;
-      parsed.key = key;
-      parsed.priority = priority;
-      parsed.failFast = failFast;
-      parsed.deadline = deadline;
+      let m = stale;
+      if (m === undefined) {
+        m = state.memos[state.nextMemo];
+        state.nextMemo = (state.nextMemo + 1) % state.memos.length;
+      }
+      m.remember(o, lane, key, priority, failFast, deadline);
     } catch (error) {
-      state.lastOptions = undefined;
+      for (const m of state.memos) if (m.options === o) m.options = undefined;
       return Promise.reject(error); // a getter or proxy of the caller's that throws
     }
   }
@@ -415,11 +489,16 @@ function run(fn, o) {
     view[0] = 0;
     return state.direct(slot, fn);
   }
+  const cells = state.cells;
+  const at = slot * CELLS;
+  // A new slot is the next one: the array grows by whole slots, never with holes (a holey or
+  // sparse array is slower to read in every engine).
+  while (cells.length < at + CELLS) cells.push(undefined);
+  cells[at + FN] = fn;
   capturing = state;
   capturingSlot = slot;
   const promise = new Promise(capture);
   capturing = null;
-  state.fns[slot] = fn;
   state.collect();
   return promise;
 }
