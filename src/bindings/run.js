@@ -114,6 +114,12 @@ class RunState {
     this.flags = new Uint32Array(this.memory.buffer, this.ptr + 4 * this.cap, 1);
   }
 
+  /** Whether some key's breaker is open or half-open (then a keyed call needs the time). */
+  breakerNotClosed() {
+    this.fresh();
+    return this.flags[0] !== 0;
+  }
+
   /** The ready buffer's view, made again when memory grew (which detaches views). */
   fresh() {
     let view = this.view;
@@ -349,8 +355,7 @@ class ForemanBreaker {
     if (state.gone) return Promise.reject(foremanError("DISPOSED", "the engine was disposed"));
     if (typeof fn !== "function") return bad("fn", "must be a function");
     let probe = false;
-    state.fresh();
-    if (state.flags[0] !== 0) {
+    if (state.breakerNotClosed()) {
       // Some breaker is open or half-open: this one may be.
       const verdict = this.engine.breakerEnter(this.index, state.now());
       if (verdict === 0xffffffff) return Promise.reject(this.engine.runError());
@@ -479,8 +484,7 @@ function run(fn, o) {
   }
   // Only a breaker that is not closed, the memory gate (LOW work) and a deadline need the time
   // now; other work is admitted on the engine's last reading (NaN says "no new reading").
-  state.fresh();
-  const now = (key !== 0 && state.flags[0] !== 0) || priority === 2 || deadline !== 0 ? state.now() : NaN;
+  const now = (key !== 0 && state.breakerNotClosed()) || priority === 2 || deadline !== 0 ? state.now() : NaN;
   const slot = this.runBegin(lane, key, priority, failFast, deadline, now);
   if (slot === 0xffffffff) return Promise.reject(this.runError());
   const view = state.fresh();

@@ -48,7 +48,7 @@ use crate::host::{
 use crate::ids::{Priority, TaskId};
 use crate::sessions::{Acquired, Pool, PoolConfig};
 
-use super::runs::{MAX_RUNS, RUN_BIT, Runs};
+use super::runs::{MAX_RUNS, Placed, RUN_BIT, Runs};
 use super::task::{TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
@@ -531,35 +531,31 @@ impl Orchestrator {
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
     pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<u32, Error> {
         let deadline = request.deadline_ms.map(|ms| (now.saturating_add(ms), ms));
+        let controller = &mut self.controller;
+        let mut room = false;
+        let placed = self.runs.insert_with(deadline, |slot| {
+            match controller.submit_or_admit(
+                now,
+                TaskId(RUN_BIT | slot),
+                request.lane,
+                request.key,
+                request.priority,
+                request.fail_fast,
+            )? {
+                Submitted::Admitted(permit) => Ok(Placed::Running(permit)),
+                Submitted::Waiting(ticket) => {
+                    room = controller.has_room(&ticket);
+                    Ok(Placed::Waiting(ticket))
+                }
+            }
+        });
         // (`let … else`, not `ok_or`: an eagerly built error costs its drop on every call.)
-        let Some(slot) = self.runs.insert(deadline) else {
+        let Some(placed) = placed else {
             return Err(Error::QueueFull {
                 limit: MAX_RUNS as u64,
             });
         };
-        let submitted = self.controller.submit_or_admit(
-            now,
-            TaskId(RUN_BIT | slot),
-            request.lane,
-            request.key,
-            request.priority,
-            request.fail_fast,
-        );
-        let room = match submitted {
-            Ok(Submitted::Admitted(permit)) => {
-                self.runs.admitted(slot, permit);
-                return Ok(slot);
-            }
-            Ok(Submitted::Waiting(ticket)) => {
-                let room = self.controller.has_room(&ticket);
-                self.runs.waiting(slot, ticket);
-                room
-            }
-            Err(e) => {
-                self.runs.abandon(slot);
-                return Err(e);
-            }
-        };
+        let slot = placed?;
         // With its lane full it waits for a release (which pumps); no need to look now.
         if room {
             self.pump(now);

@@ -31,14 +31,32 @@ pub const RUN_BIT: u32 = 1 << 31;
 /// The most run tasks that can exist at once (waiting or running).
 pub const MAX_RUNS: usize = (RUN_BIT - 1) as usize;
 
+/// Where a slot stands.
+#[derive(Debug)]
+enum Stand {
+    /// In line, with its place.
+    Waiting(Ticket),
+    /// Admitted, holding its permit.
+    Running(Permit),
+}
+
 #[derive(Debug)]
 struct Slot {
-    ticket: Option<Ticket>,
-    permit: Option<Permit>,
+    stand: Stand,
     /// Distinguishes this use of the slot from earlier ones (for stale deadline entries).
     generation: u64,
     expired: bool,
-    deadline_ms: u64,
+    /// Its deadline as given (ms from submission; at most a day), for the expiry report.
+    deadline_ms: u32,
+}
+
+/// What the controller made of a slot submitted with [`Runs::insert_with`].
+#[derive(Debug)]
+pub enum Placed {
+    /// Admitted at once.
+    Running(Permit),
+    /// In line.
+    Waiting(Ticket),
 }
 
 /// The run slots. See the module docs.
@@ -62,50 +80,48 @@ pub struct Ended {
 }
 
 impl Runs {
-    /// Reserves a slot; `deadline` is the absolute host time it must end by, if any.
-    pub fn insert(&mut self, deadline: Option<(u64, u64)>) -> Option<u32> {
+    /// Places a new slot: `place` gets its id and asks the controller, which admits it
+    /// ([`Placed::Running`]: reported ready) or queues it. `deadline` is the absolute host time
+    /// it must end by and the ms it was given, if any. A refusal leaves nothing behind. `None`
+    /// when [`MAX_RUNS`] slots exist.
+    pub fn insert_with<E>(
+        &mut self,
+        deadline: Option<(u64, u64)>,
+        place: impl FnOnce(u32) -> Result<Placed, E>,
+    ) -> Option<Result<u32, E>> {
         if self.slots.len() >= MAX_RUNS {
             return None;
         }
+        let entry = self.slots.vacant_entry();
+        let slot = entry.key() as u32;
+        let stand = match place(slot) {
+            Ok(Placed::Running(permit)) => {
+                self.running += 1;
+                self.ready.push(slot);
+                Stand::Running(permit)
+            }
+            Ok(Placed::Waiting(ticket)) => Stand::Waiting(ticket),
+            Err(e) => return Some(Err(e)),
+        };
         self.generation += 1;
         let generation = self.generation;
-        let slot = self.slots.insert(Slot {
-            ticket: None,
-            permit: None,
+        entry.insert(Slot {
+            stand,
             generation,
             expired: false,
-            deadline_ms: deadline.map_or(0, |(_, ms)| ms),
-        }) as u32;
+            deadline_ms: deadline.map_or(0, |(_, ms)| u32::try_from(ms).unwrap_or(u32::MAX)),
+        });
         if let Some((at, _)) = deadline {
             self.deadlines.push(Reverse((at, slot, generation)));
         }
-        Some(slot)
-    }
-
-    /// Records the ticket of a waiting slot.
-    pub fn waiting(&mut self, slot: u32, ticket: Ticket) {
-        if let Some(s) = self.slots.get_mut(slot as usize) {
-            s.ticket = Some(ticket);
-        }
-    }
-
-    /// Frees a slot that never got in line (the controller refused it).
-    pub fn abandon(&mut self, slot: u32) {
-        if self
-            .slots
-            .get(slot as usize)
-            .is_some_and(|s| s.permit.is_none())
-        {
-            self.slots.remove(slot as usize);
-        }
+        Some(Ok(slot))
     }
 
     /// Gives an admitted slot its permit and reports it ready. A slot that is gone drops the
     /// permit, which releases it.
     pub fn admitted(&mut self, slot: u32, permit: Permit) {
         if let Some(s) = self.slots.get_mut(slot as usize) {
-            s.ticket = None;
-            s.permit = Some(permit);
+            s.stand = Stand::Running(permit);
             self.running += 1;
             self.ready.push(slot);
         }
@@ -116,23 +132,30 @@ impl Runs {
         let running = self
             .slots
             .get(slot as usize)
-            .is_some_and(|s| s.permit.is_some());
+            .is_some_and(|s| matches!(s.stand, Stand::Running(_)));
         if !running {
             return None;
         }
         let s = self.slots.remove(slot as usize);
         self.running -= 1;
-        s.permit.map(|permit| Ended {
-            permit,
-            expired: s.expired,
-        })
+        match s.stand {
+            Stand::Running(permit) => Some(Ended {
+                permit,
+                expired: s.expired,
+            }),
+            _ => None,
+        }
     }
 
     /// Takes a waiting slot out of line; returns its ticket to cancel with the controller.
     pub fn cancel(&mut self, slot: u32) -> Option<Ticket> {
-        let ticket = self.slots.get_mut(slot as usize)?.ticket.take()?;
-        self.slots.remove(slot as usize);
-        Some(ticket)
+        if !matches!(self.slots.get(slot as usize)?.stand, Stand::Waiting(_)) {
+            return None;
+        }
+        match self.slots.remove(slot as usize).stand {
+            Stand::Waiting(ticket) => Some(ticket),
+            _ => None,
+        }
     }
 
     /// Slots whose deadline is at or before `now`: waiting ones are removed and their tickets
@@ -150,12 +173,11 @@ impl Runs {
             if s.generation != generation || s.expired {
                 continue;
             }
-            self.expired.push((slot, s.deadline_ms));
-            if let Some(ticket) = s.ticket.take() {
-                self.slots.remove(slot as usize);
-                tickets.push(ticket);
-            } else {
+            self.expired.push((slot, u64::from(s.deadline_ms)));
+            if matches!(s.stand, Stand::Running(_)) {
                 s.expired = true;
+            } else if let Stand::Waiting(ticket) = self.slots.remove(slot as usize).stand {
+                tickets.push(ticket);
             }
         }
         tickets
@@ -170,8 +192,13 @@ impl Runs {
     /// Moves up to `out.len()` ready slots into `out`, oldest first; returns how many.
     pub fn drain_ready(&mut self, out: &mut [u32]) -> usize {
         let n = self.ready.len().min(out.len());
-        for (o, slot) in out.iter_mut().zip(self.ready.drain(..n)) {
-            *o = slot;
+        if let (Some(out), Some(ready)) = (out.get_mut(..n), self.ready.get(..n)) {
+            out.copy_from_slice(ready);
+        }
+        if n == self.ready.len() {
+            self.ready.clear();
+        } else {
+            self.ready.drain(..n);
         }
         n
     }
