@@ -934,10 +934,12 @@ impl Engine {
                 let waits = self.inner.run_buffer.borrow().first() == Some(&0);
                 (slot, waits)
             };
-            if deadline.is_some() || waits {
-                // Waiting work may wait on time (a breaker's probe, the memory gate), not only on
-                // a release: make sure the timer covers the nearest such moment.
-                arm_at_most(&self.inner, now, waits);
+            // Waiting work may wait on time, not only on a release — keyed work on a breaker's
+            // probe time, LOW work on the memory gate's reading going stale: make sure the timer
+            // covers the nearest such moment. Other waiting work waits for a release.
+            let timed_wait = waits && (key != 0 || priority == Priority::Low);
+            if deadline.is_some() || timed_wait {
+                arm_at_most(&self.inner, now, timed_wait);
             }
             Ok(slot)
         };
