@@ -9,9 +9,13 @@ PORT ?= 8080
 setup:
 	@scripts/setup.sh
 
-## build: compile the wasm package into pkg/ (wasm-pack --target web, release, wasm-opt)
+## build: compile the wasm package into pkg/ (wasm-pack --target web, release, wasm-opt).
+## Dependency sources are renamed in it (scripts/remap-flags.sh), in a target dir of its own so
+## the other builds keep their flags and caches.
 build: setup
-	wasm-pack build --target web --release --mode no-install --out-dir pkg
+	cargo fetch --quiet
+	RUSTFLAGS="$$RUSTFLAGS $$(scripts/remap-flags.sh)" CARGO_TARGET_DIR=target/pkg \
+	  wasm-pack build --target web --release --mode no-install --out-dir pkg
 
 ## demo: build, then serve the demo page on 127.0.0.1 and print its address
 demo: build
