@@ -930,8 +930,7 @@ impl Engine {
                         deadline_ms: deadline,
                     },
                 ))?;
-                write_ready(&self.inner, &mut o);
-                let waits = self.inner.run_buffer.borrow().first() == Some(&0);
+                let waits = write_ready(&self.inner, &mut o) == 0;
                 (slot, waits)
             };
             // Waiting work may wait on time, not only on a release — keyed work on a breaker's
@@ -1383,13 +1382,18 @@ fn observe_memory(inner: &Inner, now: u64) {
 }
 
 /// Writes the ready run slots into the buffer (count first).
-fn write_ready(inner: &Inner, o: &mut Orchestrator) {
+/// Writes the ready run slots into the buffer (count first); returns the count.
+fn write_ready(inner: &Inner, o: &mut Orchestrator) -> u32 {
     let mut buffer = inner.run_buffer.borrow_mut();
     let ready = buffer
         .get_mut(..RUN_BUFFER)
         .and_then(|b| b.split_first_mut());
-    if let Some((count, slots)) = ready {
-        *count = o.drain_run_ready(slots) as u32;
+    match ready {
+        Some((count, slots)) => {
+            *count = o.drain_run_ready(slots) as u32;
+            *count
+        }
+        None => 0,
     }
 }
 

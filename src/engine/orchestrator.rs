@@ -798,6 +798,9 @@ impl Orchestrator {
 
     /// Admits what may start and starts it.
     fn pump(&mut self, now: u64) {
+        if self.controller.waiting() == 0 && !self.pool.has_aborts() {
+            return; // nobody to admit, nothing to abort
+        }
         let mut admitted = std::mem::take(&mut self.admitted);
         self.controller.admit_into(now, &mut admitted);
         for admission in admitted.drain(..) {
