@@ -315,6 +315,27 @@ test("run(fn) takes any result: thenables, hostile objects, values; started at o
   engine.dispose();
 });
 
+test("a rejection nobody handles is reported as unhandled, on every path (nothing is swallowed)", async () => {
+  const { engine } = setup({}, { lanes: { one: 1 } });
+  const seen = [];
+  const listener = (reason) => seen.push(reason?.message);
+  // Take the reports from the runner for this test only (they are the point of it).
+  const runners = process.listeners("unhandledRejection");
+  process.removeAllListeners("unhandledRejection");
+  process.on("unhandledRejection", listener);
+  try {
+    engine.run(() => Promise.reject(new Error("started at once")), { lane: "one" });
+    engine.run(() => Promise.reject(new Error("queued first")), { lane: "one" });
+    engine.breaker("p/m").execute(() => Promise.reject(new Error("breaker")));
+    await new Promise((r) => setTimeout(r, 20));
+  } finally {
+    process.off("unhandledRejection", listener);
+    for (const r of runners) process.on("unhandledRejection", r);
+  }
+  assert.deepEqual(seen.sort(), ["breaker", "queued first", "started at once"]);
+  engine.dispose();
+});
+
 test("run(fn) deadlines: waiting work leaves the queue, running work keeps its slot until it ends", async () => {
   const { server, engine } = setup({}, { lanes: { bench: 1 } });
   let finish;
