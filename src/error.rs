@@ -151,6 +151,7 @@ impl Error {
     }
 
     /// Shorthand for [`Error::InvalidInput`].
+    #[cold]
     pub fn input(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidInput {
             field: field.into(),

@@ -15,6 +15,8 @@ const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
 /// Turns an engine error into a JS `Error` with `name = "ForemanError"`, a stable `code`, and
 /// the variant's fields as properties (`key`, `field`, `member`, `op`, `class`, `call`).
+#[cold]
+#[inline(never)]
 pub(crate) fn to_js(error: &Error) -> JsValue {
     let js = JsError::new(&error.to_string());
     js.set_name("ForemanError");
