@@ -1,6 +1,6 @@
 // `Engine.prototype.run`: any async work under foreman's admission control, with two calls into
 // WebAssembly per task (`runBegin`, `runEnd`), integer and handle arguments only. The closures,
-// promises and results stay in JavaScript, in arrays indexed by the slot WebAssembly hands out;
+// promises and results stay in JavaScript, in one array indexed by the slot WebAssembly hands out;
 // the slots made ready by a call are written into a small u32 buffer in WebAssembly memory
 // (count first), which this side reads without another call.
 

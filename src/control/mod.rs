@@ -249,8 +249,7 @@ impl Controller {
             .get(crate::config::OTHER_LANE)
             .copied()
             .unwrap_or(0);
-        let ledger = Rc::new(Ledger::default());
-        ledger.grow(lanes.len(), 0);
+        let ledger = Rc::new(Ledger::new(lanes.len(), MAX_KEYS));
         Controller {
             lanes,
             lane_index,
@@ -752,7 +751,6 @@ impl Controller {
             queued: 0,
         });
         self.key_index.insert(name.to_owned(), k);
-        self.ledger.grow(self.lanes.len(), self.keys.len());
         Ok(k)
     }
 

@@ -25,46 +25,43 @@ pub(crate) struct Release {
     pub(crate) outcome_recorded: bool,
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    lanes: Vec<u32>,
-    keys: Vec<u32>,
-    issued: u64,
-    released: u64,
-    releases: Vec<Release>,
-}
-
-/// The shared count of live permits.
-#[derive(Debug, Default)]
+/// The shared count of live permits. Counts are cells sized once (every lane at construction,
+/// room for [`MAX_KEYS`](super::MAX_KEYS) keys), so issuing and releasing touch no borrow flag.
+#[derive(Debug)]
 pub(crate) struct Ledger {
-    counts: RefCell<Counts>,
+    lanes: Box<[Cell<u32>]>,
+    keys: Box<[Cell<u32>]>,
+    issued: Cell<u64>,
+    released: Cell<u64>,
+    /// Abandoned probes, for the controller to look at.
+    releases: RefCell<Vec<Release>>,
     /// Whether `releases` has entries (read on every controller call without a borrow).
     pending: Cell<bool>,
 }
 
 impl Ledger {
-    pub(crate) fn grow(&self, lanes: usize, keys: usize) {
-        let mut c = self.counts.borrow_mut();
-        if c.lanes.len() < lanes {
-            c.lanes.resize(lanes, 0);
-        }
-        if c.keys.len() < keys {
-            c.keys.resize(keys, 0);
+    pub(crate) fn new(lanes: usize, keys: usize) -> Self {
+        Ledger {
+            lanes: (0..lanes).map(|_| Cell::new(0)).collect(),
+            keys: (0..keys).map(|_| Cell::new(0)).collect(),
+            issued: Cell::new(0),
+            released: Cell::new(0),
+            releases: RefCell::new(Vec::new()),
+            pending: Cell::new(false),
         }
     }
 
     pub(crate) fn lane_in_use(&self, lane: usize) -> u32 {
-        self.counts.borrow().lanes.get(lane).copied().unwrap_or(0)
+        self.lanes.get(lane).map_or(0, Cell::get)
     }
 
     pub(crate) fn key_in_use(&self, key: usize) -> u32 {
-        self.counts.borrow().keys.get(key).copied().unwrap_or(0)
+        self.keys.get(key).map_or(0, Cell::get)
     }
 
     /// (issued, released) over the ledger's life.
     pub(crate) fn totals(&self) -> (u64, u64) {
-        let c = self.counts.borrow();
-        (c.issued, c.released)
+        (self.issued.get(), self.released.get())
     }
 
     /// Whether permits went that the controller must look at ([`Ledger::take_releases`]).
@@ -74,32 +71,30 @@ impl Ledger {
 
     pub(crate) fn take_releases(&self) -> Vec<Release> {
         self.pending.set(false);
-        std::mem::take(&mut self.counts.borrow_mut().releases)
+        std::mem::take(&mut self.releases.borrow_mut())
     }
 
     fn acquire(&self, lane: usize, key: Option<usize>) {
-        let mut c = self.counts.borrow_mut();
-        if let Some(n) = c.lanes.get_mut(lane) {
-            *n += 1;
+        if let Some(n) = self.lanes.get(lane) {
+            n.set(n.get() + 1);
         }
-        if let Some(n) = key.and_then(|k| c.keys.get_mut(k)) {
-            *n += 1;
+        if let Some(n) = key.and_then(|k| self.keys.get(k)) {
+            n.set(n.get() + 1);
         }
-        c.issued += 1;
+        self.issued.set(self.issued.get() + 1);
     }
 
     fn release(&self, lane: usize, release: Release) {
-        let mut c = self.counts.borrow_mut();
-        if let Some(n) = c.lanes.get_mut(lane) {
-            *n = n.saturating_sub(1);
+        if let Some(n) = self.lanes.get(lane) {
+            n.set(n.get().saturating_sub(1));
         }
-        if let Some(n) = release.key.and_then(|k| c.keys.get_mut(k)) {
-            *n = n.saturating_sub(1);
+        if let Some(n) = release.key.and_then(|k| self.keys.get(k)) {
+            n.set(n.get().saturating_sub(1));
         }
-        c.released += 1;
+        self.released.set(self.released.get() + 1);
         // Only an abandoned probe needs the controller's attention afterwards.
         if release.probe && !release.outcome_recorded {
-            c.releases.push(release);
+            self.releases.borrow_mut().push(release);
             self.pending.set(true);
         }
     }
