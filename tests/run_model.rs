@@ -102,6 +102,15 @@ impl Model {
         self.check(step);
     }
 
+    /// The slots that stand so, in id order.
+    fn standing(&self, stand: Stand) -> Vec<u32> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.stand == stand)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn check(&self, step: &str) {
         let stats = self.o.controller().stats(self.now);
         for (i, (name, limit)) in LANES.iter().enumerate() {
@@ -189,12 +198,7 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                 }
             }
             45..80 => {
-                let running: Vec<u32> = m
-                    .slots
-                    .iter()
-                    .filter(|(_, s)| s.stand == Stand::Running)
-                    .map(|(id, _)| *id)
-                    .collect();
+                let running = m.standing(Stand::Running);
                 if let Some(&slot) = running.get(rng.usize(0..running.len().max(1))) {
                     let outcome = match rng.u32(0..10) {
                         0..6 => Outcome::Success,
@@ -208,12 +212,7 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                 }
             }
             80..88 => {
-                let waiting: Vec<u32> = m
-                    .slots
-                    .iter()
-                    .filter(|(_, s)| s.stand == Stand::Waiting)
-                    .map(|(id, _)| *id)
-                    .collect();
+                let waiting = m.standing(Stand::Waiting);
                 if let Some(&slot) = waiting.get(rng.usize(0..waiting.len().max(1))) {
                     assert!(
                         m.o.run_cancel(m.now, slot),
@@ -242,12 +241,7 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
             break;
         }
         let step = format!("seed {seed}, drain round {round}");
-        let running: Vec<u32> = m
-            .slots
-            .iter()
-            .filter(|(_, s)| s.stand == Stand::Running)
-            .map(|(id, _)| *id)
-            .collect();
+        let running = m.standing(Stand::Running);
         for slot in running {
             m.o.run_end(m.now, slot, Outcome::Success)
                 .unwrap_or_else(|e| panic!("{step}: ending {slot}: {e}"));

@@ -26,6 +26,11 @@ function foremanError(code, message, extra) {
   return Object.assign(e, extra);
 }
 
+/** A lane or key name: a non-blank string of at most 256 characters. */
+function isName(value) {
+  return typeof value === "string" && value.trim() !== "" && value.length <= 256;
+}
+
 function invalid(field, reason) {
   return foremanError("INVALID_INPUT", `invalid input \`${field}\`: ${reason}`, { field });
 }
@@ -384,7 +389,7 @@ function breaker(key) {
   if (state === undefined) state = this[STATE] = new RunState(this);
   let handle = state.breakers.get(key);
   if (handle === undefined) {
-    if (typeof key !== "string" || key.trim() === "" || key.length > 256) throw invalid("key", "must be a provider/model key");
+    if (!isName(key)) throw invalid("key", "must be a provider/model key");
     handle = new ForemanBreaker(this, state, key, state.key(key));
     state.breakers.set(key, handle);
   }
@@ -444,7 +449,7 @@ function run(fn, o) {
       if (l !== undefined) {
         lane = state.lanes.get(l);
         if (lane === undefined) {
-          if (typeof l !== "string" || l.trim() === "" || l.length > 256) return bad("options.lane", "must be a lane name");
+          if (!isName(l)) return bad("options.lane", "must be a lane name");
           lane = state.lane(l);
         }
       }
@@ -452,7 +457,7 @@ function run(fn, o) {
       if (k !== undefined) {
         key = state.keys.get(k);
         if (key === undefined) {
-          if (typeof k !== "string" || k.trim() === "" || k.length > 256) return bad("options.key", "must be a provider/model key");
+          if (!isName(k)) return bad("options.key", "must be a provider/model key");
           key = state.key(k);
         }
       }
