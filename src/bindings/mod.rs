@@ -865,12 +865,7 @@ impl Engine {
     #[wasm_bindgen(js_name = runLane, skip_typescript)]
     pub fn run_lane(&self, name: String) -> u32 {
         let lane = self.inner.orch.borrow().run_lane(&name);
-        let mut lanes = self.inner.run_lanes.borrow_mut();
-        let index = lanes.iter().position(|l| *l == lane).unwrap_or_else(|| {
-            lanes.push(lane);
-            lanes.len() - 1
-        });
-        index as u32
+        index_of(&mut self.inner.run_lanes.borrow_mut(), lane)
     }
 
     /// The index of a key name for `runBegin` (from 1; 0 is "no key"), or `u32::MAX` with the
@@ -878,14 +873,9 @@ impl Engine {
     #[wasm_bindgen(js_name = runKey, skip_typescript)]
     pub fn run_key(&self, name: String) -> u32 {
         let key = self.inner.orch.borrow_mut().run_key(&name);
-        let index = key.map_err(|e| to_js(&e)).map(|key| {
-            let mut keys = self.inner.run_keys.borrow_mut();
-            let index = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
-                keys.push(key);
-                keys.len() - 1
-            });
-            index as u32 + 1
-        });
+        let index = key
+            .map_err(|e| to_js(&e))
+            .map(|key| index_of(&mut self.inner.run_keys.borrow_mut(), key) + 1);
         self.keep_error(index, u32::MAX)
     }
 
@@ -1382,6 +1372,18 @@ fn observe_memory(inner: &Inner, now: u64) {
 }
 
 /// Writes the ready run slots into the buffer (count first).
+/// The index of `item` in `items`, added at the end if it is not there (run.js's lane and key
+/// indices: a handful of entries).
+fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
+    match items.iter().position(|i| *i == item) {
+        Some(index) => index as u32,
+        None => {
+            items.push(item);
+            (items.len() - 1) as u32
+        }
+    }
+}
+
 /// Writes the ready run slots into the buffer (count first); returns the count.
 fn write_ready(inner: &Inner, o: &mut Orchestrator) -> u32 {
     let mut buffer = inner.run_buffer.borrow_mut();
