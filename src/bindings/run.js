@@ -447,19 +447,13 @@ function run(fn, o) {
       }
       const l = o.lane;
       if (l !== undefined) {
-        lane = state.lanes.get(l);
-        if (lane === undefined) {
-          if (!isName(l)) return bad("options.lane", "must be a lane name");
-          lane = state.lane(l);
-        }
+        if (!isName(l)) return bad("options.lane", "must be a lane name");
+        lane = state.lane(l);
       }
       const k = o.key;
       if (k !== undefined) {
-        key = state.keys.get(k);
-        if (key === undefined) {
-          if (!isName(k)) return bad("options.key", "must be a provider/model key");
-          key = state.key(k);
-        }
+        if (!isName(k)) return bad("options.key", "must be a provider/model key");
+        key = state.key(k);
       }
       const p = o.priority;
       if (p !== undefined) {
