@@ -398,6 +398,15 @@ async fn a_key_breaker_opens_after_five_upstream_failures_for_breaker_calls_and_
     );
 }
 
+/// Asserts a task info object says `succeeded` with `result`.
+fn assert_succeeded_with(info: &JsValue, result: &str) {
+    assert_eq!(
+        prop(info, "state").as_string().as_deref(),
+        Some("succeeded")
+    );
+    assert_eq!(prop(info, "result").as_string().as_deref(), Some(result));
+}
+
 #[wasm_bindgen_test]
 async fn a_delegated_task_runs_through_the_host_and_survives_a_restore() {
     let host = task_host();
@@ -418,14 +427,7 @@ async fn a_delegated_task_runs_through_the_host_and_survives_a_restore() {
     assert_eq!(id.as_f64(), Some(1.0));
     let wait: js_sys::Promise = call("wait", &[id.clone()]).unwrap().unchecked_into();
     let info = JsFuture::from(wait).await.unwrap();
-    assert_eq!(
-        prop(&info, "state").as_string().as_deref(),
-        Some("succeeded")
-    );
-    assert_eq!(
-        prop(&info, "result").as_string().as_deref(),
-        Some("echo hi")
-    );
+    assert_succeeded_with(&info, "echo hi");
     assert_eq!(call("verify", &[]).unwrap().as_bool(), Some(true));
     let journal = call("journalExport", &[]).unwrap();
     let head = call("journalHead", &[]).unwrap();
@@ -437,14 +439,7 @@ async fn a_delegated_task_runs_through_the_host_and_survives_a_restore() {
     )
     .unwrap();
     let status: JsValue = restored.status(id).unwrap().into();
-    assert_eq!(
-        prop(&status, "state").as_string().as_deref(),
-        Some("succeeded")
-    );
-    assert_eq!(
-        prop(&status, "result").as_string().as_deref(),
-        Some("echo hi")
-    );
+    assert_succeeded_with(&status, "echo hi");
     restored.dispose();
     call("dispose", &[]).unwrap();
 }
