@@ -366,7 +366,7 @@ const wasmWork = [];
   for (let rep = 0; rep < 5; rep++) {
     const n = 1_000_000;
     const s = performance.now();
-    for (let i = 0; i < n; i++) e.runEnd(e.runBegin(lane, 0, 1, false, 0, NaN));
+    for (let i = 0; i < n; i++) e.runEnd(e.runBegin(lane, 0, 1, 0, 0, NaN));
     wasmWork.push(((performance.now() - s) * 1e6) / n);
   }
   e.dispose();

@@ -881,14 +881,15 @@ impl Engine {
 
     /// Queues a run task; returns its slot, or `u32::MAX` with the error kept for `runError`
     /// (a plain integer return keeps the glue to one call). The slots made ready are in the
-    /// buffer.
+    /// buffer. `fail_fast` is 0 or 1, not a JS boolean: JavaScriptCore takes a slow path
+    /// (~50 ns) for any argument of an `i32` parameter that is not a whole number.
     #[wasm_bindgen(js_name = runBegin, skip_typescript)]
     pub fn run_begin(
         &self,
         lane: u32,
         key: u32,
         priority: u32,
-        fail_fast: bool,
+        fail_fast: u32,
         deadline_ms: f64,
         now: f64,
     ) -> u32 {
@@ -916,7 +917,7 @@ impl Engine {
                         lane,
                         key,
                         priority,
-                        fail_fast,
+                        fail_fast: fail_fast != 0,
                         deadline_ms: deadline,
                     },
                 ))?;
@@ -986,16 +987,17 @@ impl Engine {
         self.keep_error(enter(), u32::MAX)
     }
 
-    /// A call let through by `breakerEnter` succeeded (at the last clock reading).
+    /// A call let through by `breakerEnter` succeeded (at the last clock reading); `probe` is 1
+    /// for the half-open probe, else 0 (a number, see `runBegin`).
     #[wasm_bindgen(js_name = breakerOk, skip_typescript)]
-    pub fn breaker_ok(&self, key: u32, probe: bool) {
-        self.breaker_exit(key, probe, Outcome::Success, f64::NAN);
+    pub fn breaker_ok(&self, key: u32, probe: u32) {
+        self.breaker_exit(key, probe != 0, Outcome::Success, f64::NAN);
     }
 
     /// A call let through by `breakerEnter` failed with `error` (classified like a host failure).
     #[wasm_bindgen(js_name = breakerFail, skip_typescript)]
-    pub fn breaker_fail(&self, key: u32, probe: bool, error: JsValue, now: f64) {
-        self.breaker_exit(key, probe, Outcome::Failed(class_of(&error)), now);
+    pub fn breaker_fail(&self, key: u32, probe: u32, error: JsValue, now: f64) {
+        self.breaker_exit(key, probe != 0, Outcome::Failed(class_of(&error)), now);
     }
 
     /// Refills the buffer when more slots were ready than it holds.

@@ -3,6 +3,10 @@
 // promises and results stay in JavaScript, in one array indexed by the slot WebAssembly hands out;
 // the slots made ready by a call are written into a small u32 buffer in WebAssembly memory
 // (count first), which this side reads without another call.
+//
+// NUMBERS_ONLY: every argument this side passes to an integer parameter is a whole number (a flag
+// is 0 or 1, never `true`/`false`): JavaScriptCore (Bun) converts anything else on a slow path
+// that costs ~50 ns per call, more than all of foreman's work for a task.
 
 const STATE = Symbol("foreman.run");
 // A slot's cells in `RunState.cells`: its work (a function while it waits, null once started
@@ -47,7 +51,7 @@ class Memo {
     this.lane = 0;
     this.key = 0;
     this.priority = 1;
-    this.failFast = false;
+    this.failFast = 0;
     this.deadline = 0;
   }
 
@@ -350,8 +354,8 @@ class ForemanBreaker {
         throw error;
       },
     ];
-    [this.ok, this.err] = end(false);
-    [this.probeOk, this.probeErr] = end(true);
+    [this.ok, this.err] = end(0);
+    [this.probeOk, this.probeErr] = end(1);
     Object.freeze(this);
   }
 
@@ -359,12 +363,12 @@ class ForemanBreaker {
     const state = this.state;
     if (state.gone) return Promise.reject(foremanError("DISPOSED", "the engine was disposed"));
     if (typeof fn !== "function") return bad("fn", "must be a function");
-    let probe = false;
+    let probe = 0; // 0 or 1: see NUMBERS_ONLY
     if (state.breakerNotClosed()) {
       // Some breaker is open or half-open: this one may be.
       const verdict = this.engine.breakerEnter(this.index, state.now());
       if (verdict === 0xffffffff) return Promise.reject(this.engine.runError());
-      probe = verdict === 1;
+      probe = verdict; // 0, or 1 for the probe
     }
     let result;
     try {
@@ -410,7 +414,7 @@ function run(fn, o) {
     }
   }
   if (typeof fn !== "function") return bad("fn", "must be a function");
-  let lane = 0, key = 0, priority = 1, failFast = false, deadline = 0;
+  let lane = 0, key = 0, priority = 1, failFast = 0, deadline = 0;
   let memo, stale;
   if (o !== undefined) {
     const memos = state.memos;
@@ -468,7 +472,7 @@ function run(fn, o) {
       const f = o.failFast;
       if (f !== undefined) {
         if (typeof f !== "boolean") return bad("options.failFast", "must be a boolean");
-        failFast = f;
+        failFast = f ? 1 : 0;
       }
       let m = stale;
       if (m === undefined) {

@@ -287,6 +287,41 @@ test("breaker(key): shares the key's breaker with run tasks, fails fast, probes,
   await rejectsCode(b.execute(() => 1), "DISPOSED");
 });
 
+test("run and breaker pass whole numbers to every integer parameter of the WebAssembly side", async () => {
+  // JavaScriptCore (Bun) converts a boolean, undefined or a fraction given to an i32 parameter on
+  // a slow path that costs more than foreman's whole work per task (run.js, NUMBERS_ONLY).
+  const { server, engine } = setup({}, { lanes: { worker: 1 } });
+  const integers = { runBegin: [0, 1, 2, 3], runEnd: [0], runFail: [0], breakerEnter: [0], breakerOk: [0, 1], breakerFail: [0, 1] };
+  const seen = new Set();
+  for (const [name, positions] of Object.entries(integers)) {
+    const method = Object.getPrototypeOf(engine)[name];
+    engine[name] = function (...args) {
+      for (const i of positions) {
+        assert.ok(Number.isInteger(args[i]) && args[i] >= 0 && args[i] <= 0x7fffffff, `${name} argument ${i} is ${String(args[i])}`);
+      }
+      seen.add(name);
+      return method.apply(this, args);
+    };
+  }
+  const upstream = Object.assign(new Error("503"), { status: 503 });
+  const b = engine.breaker("p/m");
+  const blocker = engine.run(() => new Promise((r) => setTimeout(r, 5)), { lane: "worker" });
+  const queued = [
+    engine.run(() => 1, { lane: "worker", key: "p/m", priority: "high", failFast: true, deadlineMs: 60_000 }),
+    engine.run(() => Promise.reject(upstream), { lane: "worker", failFast: false, priority: "low" }),
+  ];
+  await blocker;
+  assert.equal(await queued[0], 1);
+  await assert.rejects(queued[1]);
+  for (let i = 0; i < 5; i++) await assert.rejects(b.execute(() => Promise.reject(upstream)));
+  await server.advance(61_000);
+  assert.equal(await b.execute(() => "probe"), "probe");
+  assert.equal(await b.execute(() => "closed"), "closed");
+  await assert.rejects(b.execute(() => { throw upstream; }));
+  assert.deepEqual([...seen].sort(), Object.keys(integers).sort(), "every integer-taking method was exercised");
+  engine.dispose();
+});
+
 test("run(fn) takes any result: thenables, hostile objects, values; started at once or after waiting", async () => {
   const { engine } = setup({}, { lanes: { one: 1 } });
   const hostile = new Proxy({}, { get() { throw new Error("trap"); }, getPrototypeOf() { throw new Error("trap"); } });
