@@ -202,8 +202,9 @@ pub struct ControlStats {
     pub gate: GateView,
 }
 
-/// Admission order: (forced turn first, then level, then arrival); smaller goes first.
-type Rank = (u8, u8, u64);
+/// Admission order: (forced turn first, then level, then arrival); smaller goes first. The
+/// third field is the waiter's node: its arrival is read only to break a tie between classes.
+type Rank = (u8, u8, u32);
 
 /// The controller. See the module docs.
 #[derive(Debug)]
@@ -795,6 +796,11 @@ impl Controller {
         }
     }
 
+    /// The submission order of the waiter at node `node` (`u64::MAX` for none).
+    fn seq_of(&self, node: u32) -> u64 {
+        self.nodes.get(node).map_or(u64::MAX, |w| w.seq)
+    }
+
     /// The waiter to admit next, per the ordering in the module docs.
     fn best_candidate(&self, now: u64, gate_closed: bool) -> Option<(usize, Priority, Verdict)> {
         let mut best: Option<(Rank, usize, Priority, Verdict)> = None;
@@ -830,16 +836,22 @@ impl Controller {
                 let Some(front) = class.lists[level.index()].front() else {
                     continue;
                 };
-                let Some(waiter) = self.nodes.get(front) else {
-                    continue;
-                };
                 let forced = level != Priority::High && lane.debt[level.index()] >= self.low_every;
                 let rank = if forced {
-                    (0, 2 - level.index() as u8, waiter.seq)
+                    (0, 2 - level.index() as u8, front)
                 } else {
-                    (1, level.index() as u8, waiter.seq)
+                    (1, level.index() as u8, front)
                 };
-                if best.as_ref().is_none_or(|(r, ..)| rank < *r) {
+                let better = match &best {
+                    None => true,
+                    Some((b, ..)) if (rank.0, rank.1) != (b.0, b.1) => {
+                        (rank.0, rank.1) < (b.0, b.1)
+                    }
+                    // The same standing in two classes: the older waiter (the only case that
+                    // reads the waiters themselves — with one class waiting, none is read).
+                    Some((b, ..)) => self.seq_of(front) < self.seq_of(b.2),
+                };
+                if better {
                     best = Some((rank, ci, level, verdict));
                 }
             }
