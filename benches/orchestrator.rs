@@ -98,5 +98,31 @@ fn run_task_work(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, engine_work_per_task, run_task_work);
+/// A run task admitted at once (its lane has room, nobody waits: the path `run(fn)` takes below
+/// the limit), then ended: one task's submit + end with no queueing.
+fn run_task_direct(c: &mut Criterion) {
+    let mut o = Orchestrator::new(&Config::default(), 1);
+    let request = RunRequest {
+        lane: o.run_lane("worker"),
+        key: None,
+        priority: Priority::Normal,
+        fail_fast: false,
+        deadline_ms: None,
+    };
+    let mut ready = [0u32; 64];
+    c.bench_function("run_task/admitted_at_once", |b| {
+        b.iter(|| {
+            let slot = o.run_submit(2, request).unwrap();
+            assert_eq!(o.drain_run_ready(&mut ready), 1);
+            o.run_end(2, slot, Outcome::Success).unwrap();
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    engine_work_per_task,
+    run_task_work,
+    run_task_direct
+);
 criterion_main!(benches);
