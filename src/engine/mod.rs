@@ -207,7 +207,7 @@ impl Engine {
                 self.sessions.record_failed();
                 Settled::Failed(Error::HostBadReply {
                     op,
-                    reason: format!("unexpected reply {reply:?}"),
+                    reason: format!("unexpected reply: {}", reply.kind()),
                 })
             }
         })

@@ -1025,7 +1025,7 @@ impl Orchestrator {
                         .unwrap_or_else(|| "aborted".into());
                     self.settle(now, task, TaskState::Cancelled { reason })
                 } else {
-                    let message = format!("{error:?}");
+                    let message = error.to_string();
                     self.fail_or_retry(now, task, class, message)
                 }
             }
@@ -1184,7 +1184,7 @@ fn describe(outcome: &HostOutcome) -> String {
     match outcome {
         HostOutcome::Failed(f) => f.message.clone(),
         HostOutcome::BadReply(r) => format!("bad reply: {r}"),
-        HostOutcome::Ok(r) => format!("unexpected reply {r:?}"),
+        HostOutcome::Ok(r) => format!("unexpected reply: {}", r.kind()),
     }
 }
 

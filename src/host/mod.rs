@@ -183,6 +183,18 @@ pub enum HostReply {
     Health(SessionHealth),
 }
 
+impl HostReply {
+    /// The reply's kind, for an error that says a reply did not fit its request.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostReply::SessionCreated(_) => "a created session",
+            HostReply::Done => "done",
+            HostReply::Message(_) => "a message",
+            HostReply::Health(_) => "a health check",
+        }
+    }
+}
+
 /// What `checkSession` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionHealth {
@@ -228,6 +240,25 @@ impl MessageError {
             } => FailureClass::from_status(*s),
             MessageError::Api { status: None, .. } => FailureClass::Upstream,
             MessageError::Other { .. } => FailureClass::Invalid,
+        }
+    }
+}
+
+impl std::fmt::Display for MessageError {
+    /// What a failed task's message says: `APIError 503: overloaded`, `aborted`,
+    /// `MessageOutputLengthError: …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageError::Aborted => f.write_str("aborted"),
+            MessageError::Api {
+                status: Some(s),
+                message,
+            } => write!(f, "APIError {s}: {message}"),
+            MessageError::Api {
+                status: None,
+                message,
+            } => write!(f, "APIError: {message}"),
+            MessageError::Other { name, message } => write!(f, "{name}: {message}"),
         }
     }
 }
