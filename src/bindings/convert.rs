@@ -223,16 +223,16 @@ impl<'w> Fields<'w> {
             at: self.path(key),
             wrap: self.wrap,
         };
-        Object::keys(v.unchecked_ref::<Object>())
-            .iter()
-            .map(|name| {
-                let name = name.as_string().unwrap_or_default();
-                let n = inner.raw(&name).unwrap_or(JsValue::NULL);
-                let n = n.as_f64().ok_or_else(|| inner.bad(&name, "a number", &n))?;
-                Ok((name, n))
-            })
-            .collect::<Result<_, _>>()
-            .map(Some)
+        // Inserted one by one, not collected: collecting a map sorts its entries first, which
+        // would bring a stable sort into the `.wasm` for this alone.
+        let mut map = std::collections::BTreeMap::new();
+        for name in Object::keys(v.unchecked_ref::<Object>()).iter() {
+            let name = name.as_string().unwrap_or_default();
+            let n = inner.raw(&name).unwrap_or(JsValue::NULL);
+            let n = n.as_f64().ok_or_else(|| inner.bad(&name, "a number", &n))?;
+            map.insert(name, n);
+        }
+        Ok(Some(map))
     }
 
     /// A nested object's fields (its keys were checked with the schema).

@@ -611,25 +611,34 @@ impl Orchestrator {
         for ticket in self.runs.expire(now) {
             self.controller.cancel(ticket);
         }
-        let mut due: Vec<(TaskId, Due)> = self
+        // In id order (submission order), whatever the map's order: each entry is the id over
+        // two bits of what is due, so a sort of plain integers orders them (the crate sorts only
+        // `u64`s: every other element type would add its own copy of the sort to the `.wasm`).
+        let mut due: Vec<u64> = self
             .live
             .iter()
             .filter_map(|(id, l)| {
-                if l.deadline_at.is_some_and(|d| d <= now) {
-                    Some((*id, Due::Deadline))
+                let due = if l.deadline_at.is_some_and(|d| d <= now) {
+                    Due::Deadline
                 } else if l.retry_at.is_some_and(|r| r <= now) {
-                    Some((*id, Due::Retry))
+                    Due::Retry
                 } else if l.next_poll.is_some_and(|p| p <= now) && !l.seen_busy && !l.check_pending
                 {
-                    Some((*id, Due::Poll))
+                    Due::Poll
                 } else {
-                    None
-                }
+                    return None;
+                };
+                Some(u64::from(id.get()) << 2 | due as u64)
             })
             .collect();
-        // In id order (submission order), whatever the map's order.
-        due.sort_unstable_by_key(|(id, _)| *id);
-        for (task, due) in due {
+        due.sort_unstable();
+        for entry in due {
+            let task = TaskId((entry >> 2) as u32);
+            let due = match entry & 3 {
+                0 => Due::Deadline,
+                1 => Due::Retry,
+                _ => Due::Poll,
+            };
             match due {
                 Due::Deadline => self.time_out(now, task)?,
                 Due::Retry => {
@@ -1168,9 +1177,9 @@ impl Orchestrator {
 
 #[derive(Debug, Clone, Copy)]
 enum Due {
-    Deadline,
-    Retry,
-    Poll,
+    Deadline = 0,
+    Retry = 1,
+    Poll = 2,
 }
 
 fn failure_class(outcome: &HostOutcome) -> FailureClass {

@@ -119,7 +119,8 @@ impl TaskSpec {
                 format!("at most {MAX_DEPS} dependencies"),
             ));
         }
-        let mut deps = self.depends_on.clone();
+        // (`u64`s: the one element type the crate sorts; see `Orchestrator::tick`.)
+        let mut deps: Vec<u64> = self.depends_on.iter().map(|d| u64::from(d.get())).collect();
         deps.sort_unstable();
         if deps.windows(2).any(|w| w[0] == w[1]) {
             return Err(Error::input("dependsOn", "lists a task twice"));

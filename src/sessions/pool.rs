@@ -85,6 +85,8 @@ struct Entry {
     busy: bool,
     last_activity: u64,
     last_check: u64,
+    /// When it came into the pool (a counter), for a stable order of the map's entries.
+    seq: u64,
 }
 
 /// Counters for the stats view.
@@ -121,6 +123,7 @@ pub struct Pool {
     counters: PoolCounters,
     /// Sessions retired with an abort owed, oldest first.
     aborts: Vec<SessionId>,
+    next_seq: u64,
 }
 
 impl Pool {
@@ -131,6 +134,7 @@ impl Pool {
             sessions: FxHashMap::default(),
             counters: PoolCounters::default(),
             aborts: Vec::new(),
+            next_seq: 0,
         }
     }
 
@@ -303,8 +307,7 @@ impl Pool {
                 out.push(id.clone());
             }
         }
-        out.sort_unstable();
-        out
+        self.oldest_first(out)
     }
 
     /// A delete failed: the session waits for quiet again.
@@ -329,8 +332,31 @@ impl Pool {
                 out.push(id.clone());
             }
         }
-        out.sort_unstable();
-        out
+        self.oldest_first(out)
+    }
+
+    /// `ids` in the order their sessions came into the pool, oldest first (the map's own order
+    /// is arbitrary). Sorted as `u64`s — arrival over index — the one element type the crate
+    /// sorts (each other type adds its own copy of the sort to the `.wasm`).
+    fn oldest_first(&self, ids: Vec<SessionId>) -> Vec<SessionId> {
+        const INDEX_BITS: u32 = 24;
+        if ids.len() >= 1 << INDEX_BITS {
+            return ids; // more sessions than any server holds: left in the map's order
+        }
+        let mut order: Vec<u64> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let seq = self.sessions.get(id).map_or(0, |e| e.seq);
+                seq << INDEX_BITS | i as u64
+            })
+            .collect();
+        order.sort_unstable();
+        let mut ids: Vec<Option<SessionId>> = ids.into_iter().map(Some).collect();
+        order
+            .iter()
+            .filter_map(|k| ids.get_mut((k & ((1 << INDEX_BITS) - 1)) as usize)?.take())
+            .collect()
     }
 
     /// How many warm sessions to create for (`agent`, `parent`) when `waiting` new tasks for
@@ -414,7 +440,9 @@ impl Pool {
             busy: false,
             last_activity: now,
             last_check: now,
+            seq: self.next_seq,
         };
+        self.next_seq += 1;
         if self.sessions.insert(id, entry).is_none() {
             self.counters.creates += 1;
         }

@@ -120,6 +120,17 @@ fn idle_sessions_retire_after_five_minutes() {
 }
 
 #[test]
+fn sessions_due_come_oldest_first_whatever_their_names() {
+    let mut p = pool();
+    let names: Vec<String> = (0..40).map(|i| format!("ses_{}", (i * 17) % 40)).collect();
+    for n in &names {
+        p.created_warm(id(n), "worker", parent(), 0);
+    }
+    let due: Vec<String> = p.to_check(60_000).into_iter().map(|s| s.0).collect();
+    assert_eq!(due, names, "health checks in arrival order");
+}
+
+#[test]
 fn health_checks_come_every_minute_and_retire_the_unhealthy() {
     let mut p = pool();
     p.created_warm(id("w"), "worker", parent(), 0);
