@@ -17,6 +17,8 @@ import { initSync, Engine } from "../../pkg/foreman.js";
 const REPS = Number(process.env.FOREMAN_BENCH_REPS ?? 5);
 const WARMUP = Number(process.env.FOREMAN_BENCH_WARMUP ?? 3);
 const QUICK = process.env.FOREMAN_BENCH_QUICK === "1";
+// Only the jobs whose name contains this text (e.g. "slot of 5"); every job when unset.
+const ONLY = process.env.FOREMAN_BENCH_ONLY ?? "";
 const N = QUICK ? 10_000 : 100_000;
 const runtime = typeof Bun !== "undefined" ? `Bun ${Bun.version}` : `Node ${process.versions.node}`;
 const wasmUrl = new URL("../../pkg/foreman_bg.wasm", import.meta.url);
@@ -311,6 +313,7 @@ function median(xs) {
 }
 
 async function job(name, unit, contenders, measure, goal) {
+  if (!name.includes(ONLY)) return;
   const samples = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   // Warm-up rounds (not counted), so every contender runs JIT-compiled code.
   for (let round = 0; round < WARMUP; round++) {
