@@ -334,6 +334,11 @@ const SEED: u64 = 0x5EED_F0E3_A11C_E5ED;
 /// work only then (a closed breaker admits whatever the time).
 const RUN_BUFFER: usize = 256;
 
+/// Set in what `runBegin` returns when the slot was admitted at once and nothing else became
+/// ready: it is not in the ready buffer, and the caller starts it (run.js's common case, which
+/// then reads no memory). Slots at or above it are always reported through the buffer.
+const RUN_ALONE: u32 = 1 << 30;
+
 #[derive(Debug, Clone, Copy)]
 enum Route {
     /// A `createSession` of the session book.
@@ -881,7 +886,8 @@ impl Engine {
 
     /// Queues a run task; returns its slot, or `u32::MAX` with the error kept for `runError`
     /// (a plain integer return keeps the glue to one call). The slots made ready are in the
-    /// buffer. `fail_fast` is 0 or 1, not a JS boolean: JavaScriptCore takes a slow path
+    /// buffer — except a slot admitted at once with nothing else made ready, returned with
+    /// [`RUN_ALONE`] set instead. `fail_fast` is 0 or 1, not a JS boolean: JavaScriptCore takes a slow path
     /// (~50 ns) for any argument of an `i32` parameter that is not a whole number.
     #[wasm_bindgen(js_name = runBegin, skip_typescript)]
     pub fn run_begin(
@@ -921,8 +927,11 @@ impl Engine {
                         deadline_ms: deadline,
                     },
                 ))?;
-                let waits = write_ready(&self.inner, &mut o) == 0;
-                (slot, waits)
+                if slot < RUN_ALONE && o.take_run_ready_alone(slot) {
+                    (slot | RUN_ALONE, false)
+                } else {
+                    (slot, write_ready(&self.inner, &mut o) == 0)
+                }
             };
             // Waiting work may wait on time, not only on a release — keyed work on a breaker's
             // probe time, LOW work on the memory gate's reading going stale: make sure the timer

@@ -19,6 +19,9 @@ const REJECT = 2;
 const OK = 3;
 const ERR = 4;
 const DIRECT = Symbol("direct");
+// Set in what `runBegin` returns for a slot admitted at once with nothing else made ready: it is
+// not in the ready buffer, this side starts it.
+const ALONE = 0x40000000;
 const then = Promise.prototype.then;
 const PRIORITY = { high: 0, normal: 1, low: 2 };
 const RUN_KEYS = new Set(["lane", "key", "priority", "deadlineMs", "failFast"]);
@@ -488,13 +491,16 @@ function run(fn, o) {
   // Only a breaker that is not closed, the memory gate (LOW work) and a deadline need the time
   // now; other work is admitted on the engine's last reading (NaN says "no new reading").
   const now = (key !== 0 && state.breakerNotClosed()) || priority === 2 || deadline !== 0 ? state.now() : NaN;
-  const slot = this.runBegin(lane, key, priority, failFast, deadline, now);
-  if (slot === 0xffffffff) return Promise.reject(this.runError());
-  const view = state.fresh();
-  if (view[0] === 1 && view[1] === slot && deadline === 0 && !state.draining) {
-    // Admitted at once and alone: run it now (the common case below the limit).
-    view[0] = 0;
-    return state.direct(slot, fn);
+  let slot = this.runBegin(lane, key, priority, failFast, deadline, now);
+  let alone = false;
+  if (slot >= ALONE) {
+    if (slot === 0xffffffff) return Promise.reject(this.runError());
+    slot -= ALONE;
+    // Admitted at once and alone: run it now (the common case below the limit), unless it has
+    // a deadline (its caller gets our promise, which the deadline can reject) or this is a
+    // call from inside a launch (the outer loop starts it, in order).
+    if (deadline === 0 && !state.draining) return state.direct(slot, fn);
+    alone = true;
   }
   const cells = state.cells;
   const at = slot * CELLS;
@@ -506,6 +512,7 @@ function run(fn, o) {
   capturingSlot = slot;
   const promise = new Promise(capture);
   capturing = null;
+  if (alone) state.queue[state.tail++] = slot;
   state.collect();
   return promise;
 }

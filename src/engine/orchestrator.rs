@@ -591,6 +591,11 @@ impl Orchestrator {
         }
     }
 
+    /// Takes the ready run slots when they are exactly `slot` (see [`Runs::take_ready_alone`]).
+    pub fn take_run_ready_alone(&mut self, slot: u32) -> bool {
+        self.runs.take_ready_alone(slot)
+    }
+
     /// Moves ready run slots into `out`; returns how many.
     pub fn drain_run_ready(&mut self, out: &mut [u32]) -> usize {
         self.runs.drain_ready(out)

@@ -203,6 +203,16 @@ impl Runs {
         n
     }
 
+    /// Takes the ready list when it is exactly `slot` (just admitted, nothing else made ready):
+    /// the caller starts it itself. False, and nothing taken, otherwise.
+    pub fn take_ready_alone(&mut self, slot: u32) -> bool {
+        let alone = self.ready.as_slice() == [slot];
+        if alone {
+            self.ready.clear();
+        }
+        alone
+    }
+
     /// Ready slots not yet drained.
     pub fn ready_len(&self) -> usize {
         self.ready.len()

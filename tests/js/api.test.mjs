@@ -322,6 +322,32 @@ test("run and breaker pass whole numbers to every integer parameter of the WebAs
   engine.dispose();
 });
 
+test("run called from work being started still starts its own work, after it", async () => {
+  // The second task is started by the launch loop (it waited for the first); its work calls
+  // run for a lane with room, which is admitted at once — and must start once the loop moves on.
+  const { engine } = setup({}, { lanes: { worker: 1, other: 2 } });
+  let releaseFirst;
+  const first = engine.run(() => new Promise((r) => (releaseFirst = r)), { lane: "worker" });
+  const order = [];
+  let inner;
+  const second = engine.run(() => {
+    order.push("second");
+    inner = engine.run(() => {
+      order.push("inner");
+      return "inner done";
+    });
+    order.push("second returns");
+    return "second done";
+  }, { lane: "worker" });
+  releaseFirst("first done");
+  assert.equal(await first, "first done");
+  assert.equal(await second, "second done");
+  assert.equal(await inner, "inner done");
+  assert.deepEqual(order, ["second", "second returns", "inner"]);
+  assert.equal(engine.stats().runs.running, 0);
+  engine.dispose();
+});
+
 test("run(fn) takes any result: thenables, hostile objects, values; started at once or after waiting", async () => {
   const { engine } = setup({}, { lanes: { one: 1 } });
   const hostile = new Proxy({}, { get() { throw new Error("trap"); }, getPrototypeOf() { throw new Error("trap"); } });
