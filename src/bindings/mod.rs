@@ -956,7 +956,9 @@ impl Engine {
     }
 
     /// Ends a running run task that succeeded, at the last clock reading (a success needs no
-    /// fresh time: nothing it records is timed); the slots made ready are in the buffer.
+    /// fresh time: nothing it records is timed); the slots made ready are in the buffer, and
+    /// their count is returned (`u32::MAX`, with the error kept for `runError`, on failure):
+    /// when it is 0 run.js has nothing to read.
     #[wasm_bindgen(js_name = runEnd, skip_typescript)]
     pub fn run_end(&self, slot: u32) -> u32 {
         self.end_run(slot, Outcome::Success, f64::NAN)
@@ -1086,7 +1088,7 @@ impl Engine {
     }
 
     fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> u32 {
-        self.keep_error(self.try_end_run(slot, outcome, now).map(|()| 0), 1)
+        self.keep_error(self.try_end_run(slot, outcome, now), u32::MAX)
     }
 
     /// The run path's integer returns: the value, or `failed` with the error kept for
@@ -1098,21 +1100,25 @@ impl Engine {
         })
     }
 
-    fn try_end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<(), JsValue> {
+    /// Ends a run slot; returns how many slots it made ready (written to the buffer).
+    fn try_end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<u32, JsValue> {
         self.live()?;
         let now = self.inner.host.observe_now(now);
-        let busy = {
+        let (ready, busy) = {
             let mut o = self.inner.orch.borrow_mut();
             js(o.run_end(now, slot, outcome))?;
-            write_ready(&self.inner, &mut o);
-            o.has_output() || outcome != Outcome::Success || self.inner.breaker_not_closed.get()
+            let ready = write_ready(&self.inner, &mut o);
+            let busy = o.has_output()
+                || outcome != Outcome::Success
+                || self.inner.breaker_not_closed.get();
+            (ready, busy)
         };
         if busy {
             // Something besides run slots moved (a sub-agent task was admitted, or a breaker
             // may have changed): the full pass. Run slots it makes ready come through `wake`.
             after(&self.inner);
         }
-        Ok(())
+        Ok(ready)
     }
 
     fn live(&self) -> Result<(), JsValue> {

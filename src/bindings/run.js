@@ -226,13 +226,14 @@ class RunState {
     cells[at + FN] = cells[at + RESOLVE] = cells[at + REJECT] = undefined;
     // A failure here means the engine was disposed meanwhile: the work's own result still
     // reaches its caller.
-    if (ok) this.engine.runEnd(slot);
-    else this.engine.runFail(slot, value, this.now());
+    const ready = ok ? this.engine.runEnd(slot) : this.engine.runFail(slot, value, this.now());
     if (resolve !== undefined) {
       if (ok) resolve(value);
       else reject(value);
     }
-    this.collect();
+    // Nothing made ready: nothing to read (and nothing queued here: a launch loop that called
+    // this goes on by itself).
+    if (ready !== 0) this.collect();
   }
 
   /**
@@ -260,9 +261,8 @@ class RunState {
 
   /** Ends a slot whose work finished (no caller promise of ours to settle). */
   end(slot, ok, value) {
-    if (ok) this.engine.runEnd(slot);
-    else this.engine.runFail(slot, value, this.now());
-    this.collect();
+    const ready = ok ? this.engine.runEnd(slot) : this.engine.runFail(slot, value, this.now());
+    if (ready !== 0) this.collect();
   }
 
   expire(slot, afterMs) {
