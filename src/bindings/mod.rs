@@ -886,9 +886,10 @@ impl Engine {
 
     /// Queues a run task; returns its slot, or `u32::MAX` with the error kept for `runError`
     /// (a plain integer return keeps the glue to one call). The slots made ready are in the
-    /// buffer — except a slot admitted at once with nothing else made ready, returned with
-    /// [`RUN_ALONE`] set instead. `fail_fast` is 0 or 1, not a JS boolean: JavaScriptCore takes a slow path
-    /// (~50 ns) for any argument of an `i32` parameter that is not a whole number.
+    /// buffer — except a slot admitted at once with nothing else made ready, returned with bit
+    /// 30 (`RUN_ALONE`) set instead. `fail_fast` is 0 or 1, not a JS boolean: JavaScriptCore
+    /// takes a slow path (~50 ns) for any argument of an `i32` parameter that is not a whole
+    /// number.
     #[wasm_bindgen(js_name = runBegin, skip_typescript)]
     pub fn run_begin(
         &self,
