@@ -67,11 +67,9 @@ fn engine_work_per_task(c: &mut Criterion) {
     group.finish();
 }
 
-/// A run task's engine work (the path `run(fn)` takes, no journal): in steady state at limit 8
-/// with 8 more waiting, each iteration ends one running task (admitting a waiter) and submits
-/// one, so it measures one task's submit + end.
-fn run_task_work(c: &mut Criterion) {
-    let mut o = Orchestrator::new(&Config::default(), 1);
+/// An orchestrator with the default config, and a plain NORMAL run task for its `worker` lane.
+fn run_setup() -> (Orchestrator, RunRequest) {
+    let o = Orchestrator::new(&Config::default(), 1);
     let request = RunRequest {
         lane: o.run_lane("worker"),
         key: None,
@@ -79,6 +77,14 @@ fn run_task_work(c: &mut Criterion) {
         fail_fast: false,
         deadline_ms: None,
     };
+    (o, request)
+}
+
+/// A run task's engine work (the path `run(fn)` takes, no journal): in steady state at limit 8
+/// with 8 more waiting, each iteration ends one running task (admitting a waiter) and submits
+/// one, so it measures one task's submit + end.
+fn run_task_work(c: &mut Criterion) {
+    let (mut o, request) = run_setup();
     let mut ready = [0u32; 64];
     let mut running = std::collections::VecDeque::new();
     for _ in 0..16 {
@@ -101,14 +107,7 @@ fn run_task_work(c: &mut Criterion) {
 /// A run task admitted at once (its lane has room, nobody waits: the path `run(fn)` takes below
 /// the limit), then ended: one task's submit + end with no queueing.
 fn run_task_direct(c: &mut Criterion) {
-    let mut o = Orchestrator::new(&Config::default(), 1);
-    let request = RunRequest {
-        lane: o.run_lane("worker"),
-        key: None,
-        priority: Priority::Normal,
-        fail_fast: false,
-        deadline_ms: None,
-    };
+    let (mut o, request) = run_setup();
     let mut ready = [0u32; 64];
     c.bench_function("run_task/admitted_at_once", |b| {
         b.iter(|| {
