@@ -328,23 +328,12 @@ impl Controller {
         self.collect_releases();
         let lane = lane_id.0.min(self.lanes.len().saturating_sub(1));
         let key = key_id.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
-        let l = &self.lanes[lane];
-        let lane_free = l.queued == [0; 3] && self.ledger.lane_in_use(lane) < l.limit.effective();
+        let lane_free = self.lanes[lane].queued == [0; 3] && self.lane_has_room(lane);
         let gate_ok = priority != Priority::Low || !self.gate.is_closed(now);
         if lane_free && gate_ok {
             let verdict = match key {
                 None => Some(Verdict::Allow),
-                Some(k) => {
-                    let ks = &self.keys[k];
-                    let key_free = ks
-                        .limit
-                        .as_ref()
-                        .is_none_or(|lim| self.ledger.key_in_use(k) < lim.effective());
-                    match ks.breaker.check(now) {
-                        Verdict::Refuse { .. } => None,
-                        v => key_free.then_some(v),
-                    }
-                }
+                Some(k) => self.key_verdict(now, k),
             };
             if let Some(verdict) = verdict {
                 if let Some(k) = key {
@@ -429,11 +418,7 @@ impl Controller {
     /// issued at once, counted against the limits, so new work waits until it fits.
     pub fn adopt(&mut self, task: TaskId, agent: &str, key: Option<&str>) -> Result<Permit, Error> {
         self.collect_releases();
-        let lane = self
-            .lane_index
-            .get(agent)
-            .copied()
-            .unwrap_or(self.other_lane);
+        let LaneId(lane) = self.lane_id(agent);
         let key = match key {
             Some(name) => Some(self.intern_key(name)?),
             None => None,
@@ -691,16 +676,12 @@ impl Controller {
     pub fn has_room(&self, ticket: &Ticket) -> bool {
         self.classes
             .get(ticket.class as usize)
-            .is_some_and(|c| self.ledger.lane_in_use(c.lane) < self.lanes[c.lane].limit.effective())
+            .is_some_and(|c| self.lane_has_room(c.lane))
     }
 
     /// Tasks waiting in the lane `agent` runs in, over all levels.
     pub fn queued_for(&self, agent: &str) -> u32 {
-        let lane = self
-            .lane_index
-            .get(agent)
-            .copied()
-            .unwrap_or(self.other_lane);
+        let LaneId(lane) = self.lane_id(agent);
         self.lanes[lane].queued.iter().sum()
     }
 
@@ -796,6 +777,28 @@ impl Controller {
         }
     }
 
+    /// Whether `lane` has a permit to give under its effective limit.
+    fn lane_has_room(&self, lane: usize) -> bool {
+        self.ledger.lane_in_use(lane) < self.lanes[lane].limit.effective()
+    }
+
+    /// What key `k` says to one more task at `now`: `None` when its limit is reached or its
+    /// breaker refuses, else the breaker's verdict (`Allow`, or `Probe` when half-open).
+    fn key_verdict(&self, now: u64, k: usize) -> Option<Verdict> {
+        let key = &self.keys[k];
+        if key
+            .limit
+            .as_ref()
+            .is_some_and(|l| self.ledger.key_in_use(k) >= l.effective())
+        {
+            return None;
+        }
+        match key.breaker.check(now) {
+            Verdict::Refuse { .. } => None,
+            v => Some(v),
+        }
+    }
+
     /// The submission order of the waiter at node `node` (`u64::MAX` for none).
     fn seq_of(&self, node: u32) -> u64 {
         self.nodes.get(node).map_or(u64::MAX, |w| w.seq)
@@ -808,25 +811,15 @@ impl Controller {
             if class.lists.iter().all(List::is_empty) {
                 continue;
             }
-            let lane = &self.lanes[class.lane];
-            if self.ledger.lane_in_use(class.lane) >= lane.limit.effective() {
+            if !self.lane_has_room(class.lane) {
                 continue;
             }
+            let lane = &self.lanes[class.lane];
             let verdict = match class.key {
-                Some(k) => {
-                    let key = &self.keys[k];
-                    if key
-                        .limit
-                        .as_ref()
-                        .is_some_and(|l| self.ledger.key_in_use(k) >= l.effective())
-                    {
-                        continue;
-                    }
-                    match key.breaker.check(now) {
-                        Verdict::Refuse { .. } => continue,
-                        v => v,
-                    }
-                }
+                Some(k) => match self.key_verdict(now, k) {
+                    Some(v) => v,
+                    None => continue,
+                },
                 None => Verdict::Allow,
             };
             for level in Priority::ALL {
