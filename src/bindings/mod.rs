@@ -915,9 +915,7 @@ impl Engine {
                     Some(&lane) => lane,
                     None => o.run_lane(crate::config::OTHER_LANE),
                 };
-                let key = key
-                    .checked_sub(1)
-                    .and_then(|k| self.inner.run_keys.borrow().get(k as usize).copied());
+                let key = self.run_key_at(key);
                 let slot = js(o.run_submit(
                     now,
                     RunRequest {
@@ -979,21 +977,31 @@ impl Engine {
             self.live()?;
             let now = self.inner.host.observe_now(now);
             let key = self.run_key_id(key)?;
-            let (verdict, name) = {
-                let mut o = self.inner.orch.borrow_mut();
-                let c = o.controller_mut();
-                (c.breaker_enter(now, key), c.key_name(key).to_owned())
-            };
+            let verdict = self
+                .inner
+                .orch
+                .borrow_mut()
+                .controller_mut()
+                .breaker_enter(now, key);
             match verdict {
                 Verdict::Allow => Ok(0),
                 Verdict::Probe => {
                     after(&self.inner); // open → half-open: listeners hear it
                     Ok(1)
                 }
-                Verdict::Refuse { retry_at } => Err(to_js(&Error::BreakerOpen {
-                    key: name,
-                    retry_at_ms: retry_at,
-                })),
+                Verdict::Refuse { retry_at } => {
+                    let name = self
+                        .inner
+                        .orch
+                        .borrow()
+                        .controller()
+                        .key_name(key)
+                        .to_owned();
+                    Err(to_js(&Error::BreakerOpen {
+                        key: name,
+                        retry_at_ms: retry_at,
+                    }))
+                }
             }
         };
         self.keep_error(enter(), u32::MAX)
@@ -1063,9 +1071,14 @@ impl Engine {
         Ok(engine)
     }
 
-    fn run_key_id(&self, key: u32) -> Result<KeyId, JsValue> {
+    /// The key at run.js's index `key` (from 1; 0, or an index never handed out, is none).
+    fn run_key_at(&self, key: u32) -> Option<KeyId> {
         key.checked_sub(1)
             .and_then(|k| self.inner.run_keys.borrow().get(k as usize).copied())
+    }
+
+    fn run_key_id(&self, key: u32) -> Result<KeyId, JsValue> {
+        self.run_key_at(key)
             .ok_or_else(|| to_js(&Error::input("key", "not a key of this engine")))
     }
 
@@ -1389,7 +1402,6 @@ fn observe_memory(inner: &Inner, now: u64) {
     }
 }
 
-/// Writes the ready run slots into the buffer (count first).
 /// The index of `item` in `items`, added at the end if it is not there (run.js's lane and key
 /// indices: a handful of entries).
 fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
