@@ -48,7 +48,7 @@ use crate::host::{
 use crate::ids::{Priority, TaskId};
 use crate::sessions::{Acquired, Pool, PoolConfig};
 
-use super::runs::{MAX_RUNS, Placed, RUN_BIT, Runs};
+use super::runs::{MAX_RUNS, RUN_BIT, Runs};
 use super::task::{TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
@@ -534,20 +534,18 @@ impl Orchestrator {
         let controller = &mut self.controller;
         let mut room = false;
         let placed = self.runs.insert_with(deadline, |slot| {
-            match controller.submit_or_admit(
+            let submitted = controller.submit_or_admit(
                 now,
                 TaskId(RUN_BIT | slot),
                 request.lane,
                 request.key,
                 request.priority,
                 request.fail_fast,
-            )? {
-                Submitted::Admitted(permit) => Ok(Placed::Running(permit)),
-                Submitted::Waiting(ticket) => {
-                    room = controller.has_room(&ticket);
-                    Ok(Placed::Waiting(ticket))
-                }
+            )?;
+            if let Submitted::Waiting(ticket) = &submitted {
+                room = controller.has_room(ticket);
             }
+            Ok(submitted)
         });
         // (`let … else`, not `ok_or`: an eagerly built error costs its drop on every call.)
         let Some(placed) = placed else {

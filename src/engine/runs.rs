@@ -23,7 +23,7 @@ use std::collections::BinaryHeap;
 
 use slab::Slab;
 
-use crate::control::{Permit, Ticket};
+use crate::control::{Permit, Submitted, Ticket};
 
 /// The bit that marks a run task's id in the controller.
 pub const RUN_BIT: u32 = 1 << 31;
@@ -50,15 +50,6 @@ struct Slot {
     deadline_ms: u32,
 }
 
-/// What the controller made of a slot submitted with [`Runs::insert_with`].
-#[derive(Debug)]
-pub enum Placed {
-    /// Admitted at once.
-    Running(Permit),
-    /// In line.
-    Waiting(Ticket),
-}
-
 /// The run slots. See the module docs.
 #[derive(Debug, Default)]
 pub struct Runs {
@@ -81,13 +72,13 @@ pub struct Ended {
 
 impl Runs {
     /// Places a new slot: `place` gets its id and asks the controller, which admits it
-    /// ([`Placed::Running`]: reported ready) or queues it. `deadline` is the absolute host time
+    /// ([`Submitted::Admitted`]: reported ready) or queues it. `deadline` is the absolute host time
     /// it must end by and the ms it was given, if any. A refusal leaves nothing behind. `None`
     /// when [`MAX_RUNS`] slots exist.
     pub fn insert_with<E>(
         &mut self,
         deadline: Option<(u64, u64)>,
-        place: impl FnOnce(u32) -> Result<Placed, E>,
+        place: impl FnOnce(u32) -> Result<Submitted, E>,
     ) -> Option<Result<u32, E>> {
         if self.slots.len() >= MAX_RUNS {
             return None;
@@ -95,12 +86,12 @@ impl Runs {
         let entry = self.slots.vacant_entry();
         let slot = entry.key() as u32;
         let stand = match place(slot) {
-            Ok(Placed::Running(permit)) => {
+            Ok(Submitted::Admitted(permit)) => {
                 self.running += 1;
                 self.ready.push(slot);
                 Stand::Running(permit)
             }
-            Ok(Placed::Waiting(ticket)) => Stand::Waiting(ticket),
+            Ok(Submitted::Waiting(ticket)) => Stand::Waiting(ticket),
             Err(e) => return Some(Err(e)),
         };
         self.generation += 1;
