@@ -7,7 +7,14 @@
 //    task's `description` and passes a `titleOf` that turns that into the title a person reads
 //    in the session list. Warm sessions (made ahead by the pool) are titled
 //    `foreman: warm <agent> session (unused)` and renamed to their task's title when first used.
-// 2. Keeping what users read. A session that ran a task stays when the engine retires it (users
+// 2. Warm sessions only where they pay. The pool asks for warm sessions so a queued task skips
+//    `session.create` when its turn comes; that saves one create's latency per task, and costs
+//    an extra child session that may never be used. The host measures `session.create` (a
+//    moving mean over task sessions) and makes warm sessions only while it takes at least
+//    `warmAboveMs` (default 100 ms, a noticeable share of a task's start: a prompt's round trip
+//    is ~110-185 ms on a local server, create ~20 ms); otherwise it declines the request
+//    (class `cancelled`, which the pool takes as "no warm session") and tasks create their own.
+// 3. Keeping what users read. A session that ran a task stays when the engine retires it (users
 //    open it to see what the sub-agent did), unless the `cleanup` option is on; a warm session
 //    that never ran anything is always deleted when retired, so the session list never fills
 //    with empty children.
@@ -72,7 +79,13 @@ export interface HostOptions {
   taskOfSession?(sessionID: string): number | undefined;
   /** Delete sessions that ran tasks when the engine retires them (default: keep them). */
   cleanup?: boolean;
+  /** Make warm sessions only while `session.create` takes at least this long on average, ms
+   * (default 100; 0: always). */
+  warmAboveMs?: number;
 }
+
+/** Weight of the newest `session.create` in the moving mean. */
+const CREATE_MEAN_WEIGHT = 0.2;
 
 /** How many of a session's newest messages `lastAssistantMessage` reads: the final answer
  * and, at most, the user message and a tool step before it. */
@@ -113,14 +126,30 @@ export function createHost(client: SessionClient, directory: string, options: Ho
   sessionStatuses(input: unknown): Promise<Record<string, SessionStatus>>;
   /** Sessions made ahead by the pool that have not run a task yet. */
   readonly warm: ReadonlySet<string>;
+  /** Moving mean of `session.create` for task sessions, ms (undefined before the first). */
+  createMs(): number | undefined;
 } {
+  const warmAboveMs = options.warmAboveMs ?? 100;
+  let createMean: number | undefined;
   const query = { directory };
-  const s = client.session;
+  const sdk = client.session;
+  // The SDK's methods read `this`: each is called on the session object, never detached.
+  const s = {
+    create: (o: Parameters<typeof sdk.create>[0]) => sdk.create(o),
+    promptAsync: sdk.promptAsync && ((o: Parameters<NonNullable<typeof sdk.promptAsync>>[0]) => sdk.promptAsync!(o)),
+    abort: sdk.abort && ((o: Parameters<NonNullable<typeof sdk.abort>>[0]) => sdk.abort!(o)),
+    delete: sdk.delete && ((o: Parameters<NonNullable<typeof sdk.delete>>[0]) => sdk.delete!(o)),
+    get: sdk.get && ((o: Parameters<NonNullable<typeof sdk.get>>[0]) => sdk.get!(o)),
+    update: sdk.update && ((o: Parameters<NonNullable<typeof sdk.update>>[0]) => sdk.update!(o)),
+    messages: sdk.messages && ((o: Parameters<NonNullable<typeof sdk.messages>>[0]) => sdk.messages!(o)),
+    status: sdk.status && ((o?: Parameters<NonNullable<typeof sdk.status>>[0]) => sdk.status!(o)),
+  };
   const warm = new Set<string>();
   const statuses = async (): Promise<Record<string, SessionStatus>> =>
     (await call("session.status", (s.status ?? (() => missing("session.status")))({ query }), true)) ?? {};
   return {
     warm,
+    createMs: () => createMean,
     // Epoch ms: the clock OpenCode stamps messages with, which the completion rule compares.
     now: () => Date.now(),
     memory: memoryReading,
@@ -134,13 +163,21 @@ export function createHost(client: SessionClient, directory: string, options: Ho
         await Promise.resolve();
         title = options.titleOf(Number(task[2]), task[1]!) ?? title;
       } else if (warming) {
+        if (warmAboveMs > 0 && (createMean === undefined || createMean < warmAboveMs)) {
+          throw Object.assign(new HostCallError(`no warm session: session.create takes ${createMean?.toFixed(0) ?? "?"} ms, under ${warmAboveMs} ms`, undefined, null), { class: "cancelled" });
+        }
         title = `foreman: warm ${input.agent} session (unused)`;
       }
       const body: { parentID?: string; title: string; agent?: string } = { title };
       if (input.parentID !== undefined) body.parentID = input.parentID;
       // The server takes `agent` too (the V1 types do not list it): the session opens as it.
       body.agent = input.agent;
+      const started = performance.now();
       const created = await call("session.create", s.create({ body, query }), true);
+      if (!warming) {
+        const ms = performance.now() - started;
+        createMean = createMean === undefined ? ms : createMean + CREATE_MEAN_WEIGHT * (ms - createMean);
+      }
       if (!created?.id) throw new HostCallError("session.create answered no id", 502, created);
       if (warming) warm.add(created.id);
       return created.id;

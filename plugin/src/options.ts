@@ -16,9 +16,12 @@ export interface PluginSettings {
   /** Delete the sessions tasks ran in when the engine retires them (default false: they stay
    * for the user to read; unused warm sessions are always deleted). */
   cleanup: boolean;
+  /** Make warm sessions ahead of queued tasks only while `session.create` takes at least this
+   * long on average, ms (default 100; 0: always). */
+  warmAboveMs: number;
 }
 
-export const DEFAULT_SETTINGS: PluginSettings = { agents: true, notify: true, toasts: true, maxDepth: 2, cleanup: false };
+export const DEFAULT_SETTINGS: PluginSettings = { agents: true, notify: true, toasts: true, maxDepth: 2, cleanup: false, warmAboveMs: 100 };
 
 /** A config error shaped like the engine's. */
 export function configError(key: string, reason: string): Error {
@@ -33,7 +36,7 @@ export function configError(key: string, reason: string): Error {
 export function parseOptions(options: unknown): { settings: PluginSettings; engine: ForemanConfig } {
   if (options === undefined || options === null) return { settings: { ...DEFAULT_SETTINGS }, engine: {} };
   if (typeof options !== "object" || Array.isArray(options)) throw configError("options", `must be an object, got ${Array.isArray(options) ? "an array" : typeof options}`);
-  const { agents, notify, toasts, maxDepth, cleanup, ...engine } = options as Record<string, unknown>;
+  const { agents, notify, toasts, maxDepth, cleanup, warmAboveMs, ...engine } = options as Record<string, unknown>;
   const settings = { ...DEFAULT_SETTINGS };
   for (const [key, value] of Object.entries({ agents, notify, toasts, cleanup })) {
     if (value === undefined) continue;
@@ -45,6 +48,12 @@ export function parseOptions(options: unknown): { settings: PluginSettings; engi
       throw configError("maxDepth", `must be a whole number between 1 and 8, got ${JSON.stringify(maxDepth)}`);
     }
     settings.maxDepth = maxDepth;
+  }
+  if (warmAboveMs !== undefined) {
+    if (typeof warmAboveMs !== "number" || !Number.isFinite(warmAboveMs) || warmAboveMs < 0) {
+      throw configError("warmAboveMs", `must be a number of milliseconds (0 or more), got ${JSON.stringify(warmAboveMs)}`);
+    }
+    settings.warmAboveMs = warmAboveMs;
   }
   return { settings, engine: engine as ForemanConfig };
 }

@@ -4,8 +4,8 @@
 //
 // Options come from the plugin entry in opencode.json, `["…/plugin/index.ts", { lanes: {…} }]`:
 // the engine's `ForemanConfig` plus the plugin's own keys (see options.ts). A bad option fails
-// the plugin load with a typed error (`INVALID_CONFIG` naming the key), which OpenCode reports as
-// a `session.error` event. Nothing is written to stdout or stderr: logs go to `client.app.log`.
+// the plugin load with a typed error (`INVALID_CONFIG` naming the key, the code also leading its
+// message), which OpenCode logs as `failed to load plugin`; the tools are then not offered. Nothing is written to stdout or stderr: logs go to `client.app.log`.
 import type { Config, Hooks, Plugin } from "@opencode-ai/plugin";
 import type { TaskInfo } from "../../pkg/foreman.js";
 import { addAgents, AGENT_LANES, modelOf } from "./agents.ts";
@@ -46,8 +46,19 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     titleOf: (id) => board?.title(id),
     taskOfSession: (sessionID) => board?.taskOf(sessionID),
     cleanup: settings.cleanup,
+    warmAboveMs: settings.warmAboveMs,
   });
-  const engine = new Engine(host, engineConfig);
+  let engine: InstanceType<typeof Engine>;
+  try {
+    engine = new Engine(host, engineConfig);
+  } catch (e) {
+    // OpenCode logs only the message of a plugin that fails to load: put the code in it.
+    const err = e as { code?: unknown; message?: unknown };
+    if (err && typeof err.code === "string" && typeof err.message === "string" && !err.message.startsWith(err.code)) {
+      err.message = `${err.code}: ${err.message}`;
+    }
+    throw e;
+  }
   board = new Board(engine, settings.maxDepth, (agent) => modelOf(config, agent));
   const b = board;
 
@@ -148,6 +159,10 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     async dispose() {
       notifier.dispose();
       engine.dispose();
+      // Warm sessions nobody used would stay in the user's list as empty children.
+      await Promise.all(
+        [...host.warm].map((id) => c.session.delete?.({ path: { id }, query: { directory } }).catch(() => undefined)),
+      );
     },
   };
   return hooks;

@@ -209,7 +209,7 @@ describe("host operations", () => {
 
   test("sessions that ran tasks stay unless cleanup is on; unused warm sessions are deleted", async () => {
     const { client, calls } = fakeClient();
-    const host = createHost(client as any, "/p");
+    const host = createHost(client as any, "/p", { warmAboveMs: 0 });
     const warm = await host.createSession({ agent: "worker", title: "foreman: worker (warm)" }, 1);
     expect(calls[0]![1].body).toEqual({ title: "foreman: warm worker session (unused)", agent: "worker" });
     const used = await host.createSession({ agent: "worker", title: "foreman: worker #1" }, 2);
@@ -220,6 +220,20 @@ describe("host operations", () => {
     await cleaning.deleteSession!({ sessionID: "ses_used" }, 5);
     expect(calls.filter(([k]) => k === "delete").length).toBe(2);
   });
+});
+
+test("warm sessions are made only while session.create is slow enough for them to pay", async () => {
+  const { client } = fakeClient();
+  const slow = { session: { ...client.session, create: async (o: any) => (await tick(30), client.session.create(o)) } };
+  const host = createHost(slow as any, "/p", { warmAboveMs: 20 });
+  const warm = { agent: "worker", title: "foreman: worker (warm)" };
+  await expect(host.createSession(warm, 1)).rejects.toMatchObject({ class: "cancelled" }); // nothing measured yet
+  await host.createSession({ agent: "worker", title: "foreman: worker #1" }, 2);
+  expect(host.createMs()!).toBeGreaterThanOrEqual(25);
+  expect(await host.createSession(warm, 3)).toMatch(/^ses_/);
+  const fast = createHost(client as any, "/p", { warmAboveMs: 20 });
+  await fast.createSession({ agent: "worker", title: "foreman: worker #1" }, 4);
+  await expect(fast.createSession(warm, 5)).rejects.toMatchObject({ class: "cancelled" });
 });
 
 describe("options", () => {
@@ -268,6 +282,7 @@ describe("plugin", () => {
     const { client } = fakeClient();
     const err = await foreman(input(client), { lanes: { worker: -1 } }).catch((e) => e);
     expect(err).toMatchObject({ name: "ForemanError", code: "INVALID_CONFIG", key: "lanes.worker" });
+    expect(err.message).toStartWith("INVALID_CONFIG: invalid config `lanes.worker`");
     const own = await foreman(input(client), { maxDepth: 99 }).catch((e) => e);
     expect(own).toMatchObject({ name: "ForemanError", code: "INVALID_CONFIG", key: "maxDepth" });
   });
