@@ -161,6 +161,14 @@ function fakeClient() {
       },
     },
   };
+  // The real SDK's methods read `this`: so do these, and a detached call fails as it would there.
+  const session = client.session as Record<string, (o: any) => Promise<unknown>>;
+  for (const [name, method] of Object.entries(session)) {
+    session[name] = function (this: unknown, o: any) {
+      if (this !== session) throw new TypeError(`session.${name} called without its object`);
+      return method(o);
+    };
+  }
   return { client, calls, busy, gone, messages };
 }
 
@@ -325,6 +333,20 @@ describe("plugin", () => {
     expect(out).toBe("Cancelled 1 task(s): #1.\nAlso cancelled what they launched: #2.");
     await tick(5);
     expect([...new Set(calls.filter(([k]) => k === "abort").map(([, o]) => o.path.id))].sort()).toEqual(["ses_1", "ses_2"]);
+    await hooks.dispose!();
+  });
+
+  test("mode wait: interrupting the tool call cancels what it waits for", async () => {
+    const { client, calls } = fakeClient();
+    const hooks = await foreman(input(client), { lanes: { worker: 1 } });
+    const abort = new AbortController();
+    const waiting = hooks.tool!.foreman_delegate!.execute({ tasks: [{ agent: "worker", prompt: "a" }, { agent: "worker", prompt: "b" }], mode: "wait" }, ctx("ses_p", abort.signal)).catch((e: Error) => e);
+    await tick(5);
+    abort.abort();
+    expect(String(await waiting)).toBe("Error: Interrupted: cancelled 2 open task(s) (#1, #2).");
+    expect(calls.filter(([k]) => k === "toast").map(([, o]) => o.body.message)).toEqual(["launched 2 tasks (worker ×2), waiting for them"]);
+    const list = await hooks.tool!.foreman_list!.execute({ state: "cancelled" }, ctx("ses_p"));
+    expect(String(list)).toContain("#2 cancelled"); // it was queued: cancelled at once (#1 settles once its abort is confirmed)
     await hooks.dispose!();
   });
 

@@ -269,6 +269,32 @@ test("12 tasks over planner/worker/reviewer: at most 3 at the model at once, eac
     const busy = (await client.session.status({ query: { directory: good } })).data;
     return [parent, ...sessions].every((s) => !busy[s]);
   }, 10_000);
+  // The person watching got a toast at launch and one when the batch settled.
+  const toasts = events.filter((e) => e.type === "tui.toast.show").map((e) => e.properties.message);
+  assert.ok(toasts.includes("launched 12 tasks (planner ×4, worker ×4, reviewer ×4)"), toasts.join(" | "));
+  assert.ok(toasts.includes("12 tasks settled: 12 succeeded"), toasts.join(" | "));
+});
+
+test("followUp continues an earlier task's session, and a deadline aborts a task that runs past it", LIMIT, async () => {
+  const parent = await newParent("follow-up and deadline");
+  await say(parent, call("foreman_delegate", { tasks: [{ agent: "worker", prompt: "SAY first turn", description: "first turn", model: "fake/child" }], mode: "wait" }));
+  const firstOut = (await lastToolPart(parent, "foreman_delegate")).state.output;
+  const [first] = idsOf(firstOut);
+  const sessionOf = (output, id) => /session (ses_\w+)/.exec(blockOf(output, id))?.[1];
+  await say(parent, call("foreman_delegate", {
+    tasks: [
+      { agent: "worker", prompt: "SAY second turn", description: "second turn", model: "fake/child", followUp: `#${first}` },
+      { agent: "worker", prompt: "SLEEP 60000 SAY too slow", description: "too slow", model: "fake/child", deadlineMs: 1500 },
+    ],
+    mode: "wait",
+  }));
+  const out = (await lastToolPart(parent, "foreman_delegate")).state.output;
+  const [second, slow] = idsOf(out);
+  assert.equal(blockOf(out, second).split("\n")[1], "second turn");
+  assert.equal(sessionOf(out, second), sessionOf(firstOut, first), "the follow-up ran in the first task's session");
+  assert.match(blockOf(out, slow), /^#\d+ timed_out/);
+  const request = model.log.find((r) => r.text === "SLEEP 60000 SAY too slow");
+  await until("the late request's stream closed", () => request.outcome === "closed", 10_000);
 });
 
 test("dependsOn holds at the model, a failed dependency cancels its dependent with the reason, and mode wait returns every result in one output", LIMIT, async () => {
