@@ -23,10 +23,16 @@ export interface NotifierClient {
     promptAsync?(options: {
       path: { id: string };
       query?: { directory?: string };
-      body: { parts: Array<{ type: "text"; text: string; synthetic?: boolean }>; agent?: string };
+      body: { parts: Array<{ type: "text"; text: string; synthetic?: boolean }>; agent?: string; model?: { providerID: string; modelID: string } };
     }): Promise<{ error?: unknown; response?: { status: number } }>;
     status?(options?: { query?: { directory?: string } }): Promise<{ data?: Record<string, SessionStatus> }>;
   };
+}
+
+/** How a session's last turn ran. */
+export interface Turn {
+  agent?: string;
+  model?: { providerID: string; modelID: string };
 }
 
 interface ParentState {
@@ -53,8 +59,9 @@ export class Notifier {
     /** The text listing `settled` task ids for `parentID`, or undefined to send nothing. */
     private readonly render: (parentID: string, settled: number[]) => string | undefined,
     private readonly log: (level: "debug" | "info" | "warn" | "error", message: string) => void,
-    /** The agent the parent last ran as (a prompt without one would switch it to the default). */
-    private readonly agentOf: (sessionID: string) => string | undefined = () => undefined,
+    /** The agent and model the parent last ran with (a prompt without them would switch it to
+     * the defaults). */
+    private readonly turnOf: (sessionID: string) => Turn | undefined = () => undefined,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -134,11 +141,15 @@ export class Notifier {
       const text = this.render(parentID, ids);
       s.pending.clear();
       if (text === undefined) return;
-      const agent = this.agentOf(parentID);
+      const turn = this.turnOf(parentID);
       const r = await this.client.session.promptAsync?.({
         path: { id: parentID },
         query: { directory: this.directory },
-        body: { parts: [{ type: "text", text, synthetic: true }], ...(agent ? { agent } : {}) },
+        body: {
+          parts: [{ type: "text", text, synthetic: true }],
+          ...(turn?.agent ? { agent: turn.agent } : {}),
+          ...(turn?.model ? { model: turn.model } : {}),
+        },
       });
       if (r?.error !== undefined) {
         if (r.response?.status === 404) return this.forget(parentID);

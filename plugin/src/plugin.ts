@@ -12,12 +12,15 @@ import { addAgents, AGENT_LANES, modelOf } from "./agents.ts";
 import { Board, settled } from "./board.ts";
 import { notification } from "./format.ts";
 import { createHost, type SessionClient } from "./host.ts";
-import { Notifier, type NotifierClient } from "./notify.ts";
+import { Notifier, type NotifierClient, type Turn } from "./notify.ts";
 import { parseOptions } from "./options.ts";
 import { tools } from "./tools.ts";
 import { loadEngine } from "./wasm.ts";
 
 type Level = "debug" | "info" | "warn" | "error";
+
+/** Sessions whose last turn is remembered (for notices); the least recent go first. */
+const MAX_TURNS = 1000;
 
 interface PluginClient {
   app: { log(options: { body: { service: string; level: Level; message: string } }): Promise<unknown> };
@@ -62,7 +65,8 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
   board = new Board(engine, settings.maxDepth, (agent) => modelOf(config, agent));
   const b = board;
 
-  const agentBySession = new Map<string, string>();
+  /** Each session's last turn (agent and model), from `chat.message`, for notices to it. */
+  const turns = new Map<string, Turn>();
   const info = (id: number): [TaskInfo, string | undefined] | undefined => {
     const t = b.info(id);
     return t && [t, b.labels.get(id)?.description];
@@ -80,7 +84,7 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
       return done.length ? notification(done, open) : undefined;
     },
     log,
-    (sessionID) => agentBySession.get(sessionID),
+    (sessionID) => turns.get(sessionID),
   );
 
   engine.on("task", (event) => {
@@ -135,7 +139,9 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
       if (added.length) log("info", `agents added: ${added.join(", ")}`);
     },
     async "chat.message"(input) {
-      if (input.agent) agentBySession.set(input.sessionID, input.agent);
+      turns.delete(input.sessionID); // re-inserted last: the map drops the least recent first
+      turns.set(input.sessionID, { ...(input.agent ? { agent: input.agent } : {}), ...(input.model ? { model: input.model } : {}) });
+      if (turns.size > MAX_TURNS) turns.delete(turns.keys().next().value!);
     },
     async event({ event }) {
       try {
@@ -151,7 +157,7 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
       } else if (e.type === "session.deleted" && e.properties?.info?.id) {
         const id = e.properties.info.id;
         notifier.forget(id);
-        agentBySession.delete(id);
+        turns.delete(id);
         const cancelled = b.sessionDeleted(id);
         if (cancelled.length) log("info", `session ${id} was deleted: cancelled its tasks ${cancelled.join(", ")}`);
       }

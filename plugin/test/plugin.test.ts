@@ -371,7 +371,8 @@ describe("plugin", () => {
 describe("parent notifications", () => {
   test("one notice per idle period, never while busy, batched", async () => {
     const { client, calls, busy } = fakeClient();
-    const n = new Notifier(client as any, "/p", (_p, ids) => `[foreman] ${ids.join(",")}`, () => {});
+    const turn = { agent: "commander", model: { providerID: "p", modelID: "m" } };
+    const n = new Notifier(client as any, "/p", (_p, ids) => `[foreman] ${ids.join(",")}`, () => {}, () => turn);
     const sent = () => calls.filter(([k]) => k === "promptAsync").map(([, o]) => o.body.parts[0].text);
     n.status("ses_p", "busy");
     n.settled("ses_p", 1);
@@ -395,7 +396,8 @@ describe("parent notifications", () => {
     n.settled("ses_p", 4);
     await tick(GATHER_MS + 50);
     expect(sent()).toHaveLength(2);
-    expect(calls.filter(([k]) => k === "promptAsync").every(([, o]) => o.body.parts[0].synthetic === true)).toBe(true);
+    // Synthetic, and as the parent's own agent and model (not the defaults).
+    expect(calls.filter(([k]) => k === "promptAsync").every(([, o]) => o.body.parts[0].synthetic === true && o.body.agent === "commander" && o.body.model.modelID === "m")).toBe(true);
     n.dispose();
   });
 });
