@@ -9,7 +9,8 @@
 //   - `CALL <tool> <json>`: call that tool with the JSON object that ends the message;
 //   - `please call <tool>`: call that tool with `{}` (`TOOL_NOT_OFFERED <tool>` if not offered);
 //   - `SLEEP <ms>`: answer after that long (the stream opens at once);
-//   - `FAIL <status>`: answer with that HTTP status and an `invalid_request_error` body;
+//   - `FAIL <status>`: answer with that HTTP status and an `invalid_request_error` body (with
+//     `retry-after-ms: 10`, so OpenCode's own retries of a 5xx take milliseconds, not a minute);
 //   - `SAY <text>`: answer exactly that text (to the end of its line);
 //   - a message starting `[foreman]` (the plugin's notice to a parent): `noted`, after
 //     `noticeDelayMs`;
@@ -94,7 +95,7 @@ export async function startFakeModel(options = {}) {
       const usage = { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 };
       if (reply.status) {
         finish("failed");
-        res.writeHead(reply.status, { "content-type": "application/json" });
+        res.writeHead(reply.status, { "content-type": "application/json", "retry-after-ms": "10" });
         res.end(JSON.stringify({ error: { message: `scripted failure ${reply.status}`, type: "invalid_request_error", code: "scripted" } }));
         return;
       }

@@ -98,7 +98,7 @@ before(async () => {
   good = opencode.project("good", {
     modelUrl: model.url,
     plugins: [[plugin, { lanes: { worker: 12 }, keys: { "fake/limited": 3, "fake/cancel": 3 } }]],
-    models: ["limited", "cancel", "child", "nested"],
+    models: ["limited", "cancel", "child", "nested", "flaky"],
     // A user-defined agent under one of foreman's names: the plugin must leave it alone.
     extra: { agent: { reviewer: { description: "USER REVIEWER", mode: "subagent", prompt: "The user's own reviewer." } } },
   });
@@ -417,6 +417,18 @@ test("foreman_cancel aborts running tasks (the model sees their streams closed),
     const busy = (await client.session.status({ query: { directory: good } })).data;
     return ![parent, ...children.map((c) => c.id)].some((s) => busy[s]);
   }, 15_000);
+});
+
+test("a model that keeps failing opens its circuit breaker, and the person sees a toast", LIMIT, async () => {
+  const parent = await newParent("flaky model");
+  const tasks = [0, 1, 2, 3, 4].map((i) => ({ agent: "worker", prompt: `FAIL 503 attempt ${i}`, description: `flaky ${i}`, model: "fake/flaky" }));
+  await say(parent, call("foreman_delegate", { tasks, mode: "wait" }));
+  const out = (await lastToolPart(parent, "foreman_delegate")).state.output;
+  assert.match(out, /^5 tasks settled: 0 succeeded, 5 did not\./);
+  for (const id of idsOf(out)) assert.match(blockOf(out, id), /\nerror \(upstream\): APIError 503/);
+  await until("the breaker's toast", () => events.some((e) => e.type === "tui.toast.show" && e.properties.message.startsWith("fake/flaky keeps failing: its circuit breaker opened")), 5_000);
+  await say(parent, "please call foreman_status");
+  assert.match((await lastToolPart(parent, "foreman_status")).state.output, /fake\/flaky 0\/unlimited, breaker open/);
 });
 
 test("foreman's agents appear in GET /agent and a user-defined agent of the same name is left as written", LIMIT, async () => {
