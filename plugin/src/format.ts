@@ -5,8 +5,16 @@ import type { ForemanStats, TaskInfo } from "../../pkg/foreman.js";
 /** Longest reply text `foreman_result` shows per task by default, in characters. */
 export const RESULT_CHARS = 4000;
 
+/** What the host measured about sessions, for `foreman_status`. */
+export interface SessionReadings {
+  /** Moving mean of `session.create` for task sessions, ms. */
+  createMs?: number | undefined;
+  /** Warm sessions are made only while `createMs` is at least this. */
+  warmAboveMs?: number;
+}
+
 /** `foreman_status`'s answer. */
-export function formatStatus(stats: ForemanStats): string {
+export function formatStatus(stats: ForemanStats, readings: SessionReadings = {}): string {
   const lanes = stats.lanes
     .map((l) => {
       const queued = l.queued.high + l.queued.normal + l.queued.low;
@@ -29,7 +37,10 @@ export function formatStatus(stats: ForemanStats): string {
     : "none yet";
   const t = stats.tasks;
   const p = stats.pool;
-  const mean = stats.sessions.meanCreateMs === null ? "n/a" : `${stats.sessions.meanCreateMs.toFixed(1)} ms`;
+  const meanMs = readings.createMs ?? stats.sessions.meanCreateMs;
+  const mean = meanMs === null || meanMs === undefined ? "n/a" : `${meanMs.toFixed(1)} ms`;
+  const created = stats.sessions.created + p.creates;
+  const warm = readings.warmAboveMs === undefined ? "" : readings.warmAboveMs === 0 ? "; warm sessions always" : `; warm sessions only above ${readings.warmAboveMs} ms`;
   const gate = stats.gate.closed ? "closed: LOW work refused" : stats.gate.stale ? "open (reading stale)" : "open";
   return [
     `foreman v${stats.version} (wasm engine)`,
@@ -37,7 +48,7 @@ export function formatStatus(stats: ForemanStats): string {
     `models (in use/limit): ${keys}`,
     `queued by priority: ${queues.high} high, ${queues.normal} normal, ${queues.low} low`,
     `tasks: ${t.queued} queued, ${t.running} running, ${t.succeeded} succeeded, ${t.failed} failed, ${t.cancelled} cancelled, ${t.timedOut} timed out`,
-    `sessions: ${stats.sessions.created} created, ${stats.sessions.failed} failed, mean create ${mean}`,
+    `sessions: ${created} created, ${stats.sessions.failed} failed, mean create ${mean}${warm}`,
     `pool: ${p.warm} warm, ${p.inUse} in use, ${p.parked} parked, ${p.hits} reused, ${p.deletes} deleted`,
     `host calls pending: ${stats.pendingCalls}`,
     `memory: ${(stats.memory.perMille / 10).toFixed(1)} % of ${Math.round(stats.memory.limit / 2 ** 20)} MiB, gate ${gate}`,

@@ -121,6 +121,7 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     tool: tools({
       engine,
       board: b,
+      readings: () => ({ createMs: host.createMs(), warmAboveMs: settings.warmAboveMs }),
       launched(ids, mode) {
         const agents = new Map<string, number>();
         for (const id of ids) {

@@ -5,7 +5,7 @@
 import { tool } from "@opencode-ai/plugin";
 import type { Engine, TaskInfo } from "../../pkg/foreman.js";
 import { Board, settled, ToolInputError, type TaskArg } from "./board.ts";
-import { formatStatus, RESULT_CHARS, taskLine, taskResult } from "./format.ts";
+import { formatStatus, RESULT_CHARS, taskLine, taskResult, type SessionReadings } from "./format.ts";
 
 const z = tool.schema;
 
@@ -17,6 +17,8 @@ export interface ToolDeps {
   board: Board;
   /** Called after a batch is launched (toasts). */
   launched(ids: number[], mode: "background" | "wait"): void;
+  /** What the host measured about sessions. */
+  readings?(): SessionReadings;
 }
 
 const idArg = z.union([z.number().int(), z.string()]);
@@ -50,7 +52,7 @@ function until<T>(promise: Promise<T>, ms: number, signal: AbortSignal | undefin
   });
 }
 
-export function tools({ engine, board, launched }: ToolDeps) {
+export function tools({ engine, board, launched, readings }: ToolDeps) {
   const label = (id: number) => board.labels.get(id)?.description;
   const ids = (values: Array<number | string>, field: string) => values.map((v, i) => board.resolveId(v, `${field}[${i}]`));
 
@@ -140,7 +142,7 @@ export function tools({ engine, board, launched }: ToolDeps) {
       async execute(_args, ctx) {
         const open = engine.list().filter((t) => t.parentID === ctx.sessionID && !settled(t.state));
         const mine = open.length ? `\nopen tasks of this session (${open.length}):\n${open.map((t) => taskLine(t, label(t.id))).join("\n")}` : "";
-        return formatStatus(engine.stats()) + mine;
+        return formatStatus(engine.stats(), readings?.()) + mine;
       },
     }),
 

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { addAgents, modelOf } from "../src/agents.ts";
-import { taskResult } from "../src/format.ts";
+import { formatStatus, taskResult } from "../src/format.ts";
 import { createHost, HostCallError, memoryReading, splitModel, type SessionClient } from "../src/host.ts";
 import { GATHER_MS, Notifier } from "../src/notify.ts";
 import { DEFAULT_SETTINGS, parseOptions } from "../src/options.ts";
@@ -282,7 +282,7 @@ describe("plugin", () => {
     const out = await hooks.tool!.foreman_status!.execute({}, ctx("ses_p"));
     expect(out).toContain(`foreman v${cargoVersion} (wasm engine)`);
     expect(out).toContain("lanes (in use/limit): commander 0/2, other 0/4, planner 0/2, reviewer 0/4, worker 0/16");
-    expect(out).toContain("sessions: 0 created, 0 failed, mean create n/a");
+    expect(out).toContain("sessions: 0 created, 0 failed, mean create n/a; warm sessions only above 100 ms");
     await hooks.dispose!();
   });
 
@@ -403,6 +403,45 @@ describe("parent notifications", () => {
 });
 
 describe("format", () => {
+  test("status renders every figure", () => {
+    const text = formatStatus(
+      {
+        version: "9.9.9",
+        now: 10_000,
+        memory: { used: 512 * 2 ** 20, limit: 1024 * 2 ** 20, perMille: 500 },
+        pendingCalls: 2,
+        sessions: { created: 0, failed: 1, meanCreateMs: null },
+        lanes: [
+          { name: "worker", limit: 8, effective: 4, inUse: 3, queued: { high: 1, normal: 2, low: 0 }, pendingCalls: 2 },
+          { name: "planner", limit: 2, effective: 2, inUse: 0, queued: { high: 0, normal: 0, low: 1 }, pendingCalls: 0 },
+        ],
+        keys: [
+          { name: "a/m", limit: 3, effective: 3, inUse: 3, queued: 2, breaker: "closed", nextProbeAt: null },
+          { name: "b/m", limit: null, effective: null, inUse: 0, queued: 0, breaker: "open", nextProbeAt: 40_000 },
+        ],
+        gate: { closed: false, stale: false, perMille: 500 },
+        pool: { warm: 1, inUse: 3, parked: 2, retiring: 0, deleting: 0, hits: 4, misses: 3, creates: 5, affinityHits: 0, retirements: 0, deletes: 1 },
+        tasks: { queued: 3, running: 3, succeeded: 4, failed: 1, cancelled: 0, timedOut: 0, unknown: 0 },
+        runs: { waiting: 0, running: 0 },
+        journal: { seq: 40, records: 40 },
+      },
+      { createMs: 21.25, warmAboveMs: 100 },
+    );
+    expect(text).toBe(
+      [
+        "foreman v9.9.9 (wasm engine)",
+        "lanes (in use/limit): worker 3/4 of 8 (+3 queued), planner 0/2 (+1 queued)",
+        "models (in use/limit): a/m 3/3 (+2 queued), b/m 0/unlimited, breaker open (probe in 30 s)",
+        "queued by priority: 1 high, 2 normal, 1 low",
+        "tasks: 3 queued, 3 running, 4 succeeded, 1 failed, 0 cancelled, 0 timed out",
+        "sessions: 5 created, 1 failed, mean create 21.3 ms; warm sessions only above 100 ms",
+        "pool: 1 warm, 3 in use, 2 parked, 4 reused, 1 deleted",
+        "host calls pending: 2",
+        "memory: 50.0 % of 1024 MiB, gate open",
+      ].join("\n"),
+    );
+  });
+
   test("a long reply is cut with the session to read it in", () => {
     const info = { id: 7, agent: "worker", state: "succeeded", priority: "normal", attempts: 1, createdMs: 0, updatedMs: 2500, sessionID: "ses_7", dependsOn: [], result: "x".repeat(500) } as const;
     const text = taskResult(info as any, "long one", 100);

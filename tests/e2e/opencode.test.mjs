@@ -97,8 +97,8 @@ before(async () => {
   const plugin = `file://${join(repo, "plugin", "index.ts")}`;
   good = opencode.project("good", {
     modelUrl: model.url,
-    plugins: [[plugin, { lanes: { worker: 12 }, keys: { "fake/limited": 3, "fake/cancel": 3 } }]],
-    models: ["limited", "cancel", "child", "nested", "flaky"],
+    plugins: [[plugin, { lanes: { worker: 12 }, keys: { "fake/limited": 3, "fake/cancel": 3, "fake/orphan": 2 } }]],
+    models: ["limited", "cancel", "child", "nested", "flaky", "orphan"],
     // A user-defined agent under one of foreman's names: the plugin must leave it alone.
     extra: { agent: { reviewer: { description: "USER REVIEWER", mode: "subagent", prompt: "The user's own reviewer." } } },
   });
@@ -269,6 +269,12 @@ test("12 tasks over planner/worker/reviewer: at most 3 at the model at once, eac
     const busy = (await client.session.status({ query: { directory: good } })).data;
     return [parent, ...sessions].every((s) => !busy[s]);
   }, 10_000);
+  // Warm sessions: a local session.create is far under the threshold where they would pay.
+  await say(parent, "please call foreman_status");
+  const status = (await lastToolPart(parent, "foreman_status")).state.output;
+  const create = /mean create ([\d.]+) ms/.exec(status)?.[1];
+  assert.match(status, /^pool: 0 warm, /m);
+  t.diagnostic(`session.create mean ${create} ms as the engine measured it; ${/^pool: .*$/m.exec(status)[0]}`);
   // The person watching got a toast at launch and one when the batch settled.
   const toasts = events.filter((e) => e.type === "tui.toast.show").map((e) => e.properties.message);
   assert.ok(toasts.includes("launched 12 tasks (planner ×4, worker ×4, reviewer ×4)"), toasts.join(" | "));
@@ -417,6 +423,27 @@ test("foreman_cancel aborts running tasks (the model sees their streams closed),
     const busy = (await client.session.status({ query: { directory: good } })).data;
     return ![parent, ...children.map((c) => c.id)].some((s) => busy[s]);
   }, 15_000);
+});
+
+test("deleting a parent session settles its tasks: a queued one is cancelled, the running ones end, their slots are freed", LIMIT, async () => {
+  const parent = await newParent("deleted parent");
+  const tasks = [0, 1, 2].map((i) => ({ agent: "worker", prompt: `SLEEP 120000 SAY orphan ${i}`, description: `orphan ${i}`, model: "fake/orphan" }));
+  await say(parent, call("foreman_delegate", { tasks, notify: false }));
+  const ids = idsOf((await lastToolPart(parent, "foreman_delegate")).state.output);
+  await until("2 requests in flight", () => model.active.orphan === 2);
+  const r = await client.session.delete({ path: { id: parent }, query: { directory: good } });
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const watcher = await newParent("watcher");
+  let out;
+  await until("the deleted parent's tasks settled", async () => {
+    await say(watcher, call("foreman_list", { parent }));
+    out = (await lastToolPart(watcher, "foreman_list")).state.output;
+    return ids.every((id) => /^#\d+ (cancelled|failed)/.test(out.split("\n").find((l) => l.startsWith(`#${id} `)) ?? ""));
+  }, 20_000);
+  assert.match(out.split("\n").find((l) => l.startsWith(`#${ids[2]} `)), /^#\d+ cancelled · worker · "orphan 2" · reason: /);
+  assert.ok(!model.log.some((r) => r.text === "SLEEP 120000 SAY orphan 2"), "the queued task never ran");
+  await say(watcher, "please call foreman_status");
+  assert.match((await lastToolPart(watcher, "foreman_status")).state.output, /fake\/orphan 0\/2/);
 });
 
 test("a model that keeps failing opens its circuit breaker, and the person sees a toast", LIMIT, async () => {
