@@ -97,7 +97,9 @@ before(async () => {
   const plugin = `file://${join(repo, "plugin", "index.ts")}`;
   good = opencode.project("good", {
     modelUrl: model.url,
-    plugins: [[plugin, { lanes: { worker: 12 }, keys: { "fake/limited": 3, "fake/cancel": 3, "fake/orphan": 2 } }]],
+    // warmAboveMs far above a local create (20-90 ms here, under load): no warm sessions, so
+    // every child session a test sees ran a task.
+    plugins: [[plugin, { lanes: { worker: 12 }, keys: { "fake/limited": 3, "fake/cancel": 3, "fake/orphan": 2 }, warmAboveMs: 1000 }]],
     models: ["limited", "cancel", "child", "nested", "flaky", "orphan"],
     // A user-defined agent under one of foreman's names: the plugin must leave it alone.
     extra: { agent: { reviewer: { description: "USER REVIEWER", mode: "subagent", prompt: "The user's own reviewer." } } },
@@ -258,7 +260,7 @@ test("12 tasks over planner/worker/reviewer: at most 3 at the model at once, eac
 
   const children = (await client.session.children({ path: { id: parent }, query: { directory: good } })).data;
   assert.equal(new Set(sessions).size, 12);
-  // No empty children: a local session.create is far under the warm-session threshold.
+  // No empty children: session.create is far under the warm-session threshold.
   assert.equal(children.length, 12, children.map((c) => c.title).join(", "));
   for (const [i, s] of sessions.entries()) {
     const child = children.find((c) => c.id === s);
@@ -269,7 +271,7 @@ test("12 tasks over planner/worker/reviewer: at most 3 at the model at once, eac
     const busy = (await client.session.status({ query: { directory: good } })).data;
     return [parent, ...sessions].every((s) => !busy[s]);
   }, 10_000);
-  // Warm sessions: a local session.create is far under the threshold where they would pay.
+  // Warm sessions: none, session.create is far under the threshold where they would pay.
   await say(parent, "please call foreman_status");
   const status = (await lastToolPart(parent, "foreman_status")).state.output;
   const create = /mean create ([\d.]+) ms/.exec(status)?.[1];
@@ -468,6 +470,11 @@ test("foreman's agents appear in GET /agent and a user-defined agent of the same
   assert.match(byName.worker.prompt, /foreman_delegate/);
   assert.equal(byName.reviewer.description, "USER REVIEWER");
   assert.equal(byName.reviewer.prompt, "The user's own reviewer.");
+  // The default agent is still OpenCode's: a prompt that names none runs as `build`.
+  const session = await newParent("default agent");
+  await say(session, "SAY hello");
+  const [first] = await transcript(session);
+  assert.equal(first.info.agent, "build");
 });
 
 test("a bad tool argument answers with the error code and field and changes nothing", LIMIT, async () => {
