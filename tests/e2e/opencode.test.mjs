@@ -276,7 +276,7 @@ test("12 tasks over planner/worker/reviewer: at most 3 at the model at once, eac
   const status = (await lastToolPart(parent, "foreman_status")).state.output;
   const create = /mean create ([\d.]+) ms/.exec(status)?.[1];
   assert.match(status, /^pool: 0 warm, /m);
-  t.diagnostic(`session.create mean ${create} ms as the engine measured it; ${/^pool: .*$/m.exec(status)[0]}`);
+  t.diagnostic(`session.create mean ${create} ms as the host measured it; ${/^pool: .*$/m.exec(status)[0]}`);
   // The person watching got a toast at launch and one when the batch settled.
   const toasts = events.filter((e) => e.type === "tui.toast.show").map((e) => e.properties.message);
   assert.ok(toasts.includes("launched 12 tasks (planner ×4, worker ×4, reviewer ×4)"), toasts.join(" | "));
