@@ -74,6 +74,16 @@ export class Board {
     private readonly modelOf: (agent: string) => string | undefined = () => undefined,
   ) {}
 
+  /** Labels for the open tasks of an engine restored from its journal (the board itself is
+   * not journaled): their parent hears of them as of any other, under their agent's name. */
+  adoptRestored(): void {
+    for (const t of this.engine.list()) {
+      this.lastId = Math.max(this.lastId, t.id);
+      if ((settled(t.state) && t.state !== "unknown") || this.labels.has(t.id) || !t.parentID) continue;
+      this.labels.set(t.id, { description: `${t.agent} task (restored)`, parentID: t.parentID, batch: 0, notify: true, depth: 1 });
+    }
+  }
+
   /** The task that ran (or runs) in `sessionID`, if any. */
   taskOf(sessionID: string): number | undefined {
     const known = this.bySession.get(sessionID);

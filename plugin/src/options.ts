@@ -19,9 +19,14 @@ export interface PluginSettings {
   /** Make warm sessions ahead of queued tasks only while `session.create` takes at least this
    * long on average, ms (default 100; 0: always). */
   warmAboveMs: number;
+  /** Keep the engine's journal under the project's `.opencode/foreman/` and restore it at start
+   * (default true). */
+  persist: boolean;
+  /** Put OpenCode's own `task` tool under the engine's lanes and model limits (default true). */
+  gateTask: boolean;
 }
 
-export const DEFAULT_SETTINGS: PluginSettings = { agents: true, notify: true, toasts: true, maxDepth: 2, cleanup: false, warmAboveMs: 100 };
+export const DEFAULT_SETTINGS: PluginSettings = { agents: true, notify: true, toasts: true, maxDepth: 2, cleanup: false, warmAboveMs: 100, persist: true, gateTask: true };
 
 /** A config error shaped like the engine's. */
 export function configError(key: string, reason: string): Error {
@@ -36,9 +41,9 @@ export function configError(key: string, reason: string): Error {
 export function parseOptions(options: unknown): { settings: PluginSettings; engine: ForemanConfig } {
   if (options === undefined || options === null) return { settings: { ...DEFAULT_SETTINGS }, engine: {} };
   if (typeof options !== "object" || Array.isArray(options)) throw configError("options", `must be an object, got ${Array.isArray(options) ? "an array" : typeof options}`);
-  const { agents, notify, toasts, maxDepth, cleanup, warmAboveMs, ...engine } = options as Record<string, unknown>;
+  const { agents, notify, toasts, maxDepth, cleanup, warmAboveMs, persist, gateTask, ...engine } = options as Record<string, unknown>;
   const settings = { ...DEFAULT_SETTINGS };
-  for (const [key, value] of Object.entries({ agents, notify, toasts, cleanup })) {
+  for (const [key, value] of Object.entries({ agents, notify, toasts, cleanup, persist, gateTask })) {
     if (value === undefined) continue;
     if (typeof value !== "boolean") throw configError(key, `expected true or false, got ${JSON.stringify(value)}`);
     settings[key as "agents"] = value;

@@ -101,7 +101,9 @@ export class JournalStore {
           return { engine, previous };
         } catch (e) {
           const code = (e as { code?: string }).code;
-          this.#reject(name, commit, `the engine refused it (${code ?? "error"}): ${(e as Error).message}`);
+          // A bad config or host is the caller's error, not the journal's: never set it aside.
+          if (code !== "JOURNAL_INVALID") throw e;
+          this.#reject(name, commit, `the engine refused it (${code}): ${(e as Error).message}`);
           continue;
         }
       }

@@ -15,6 +15,9 @@ import { createHost, type SessionClient } from "./host.ts";
 import { Notifier, type NotifierClient, type Turn } from "./notify.ts";
 import { parseOptions } from "./options.ts";
 import { tools } from "./tools.ts";
+import { join } from "node:path";
+import { NativeTaskGate } from "./native-task.ts";
+import { openJournal, releaseLock, type JournalStore } from "./persist.ts";
 import { loadEngine } from "./wasm.ts";
 
 type Level = "debug" | "info" | "warn" | "error";
@@ -52,8 +55,17 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     warmAboveMs: settings.warmAboveMs,
   });
   let engine: InstanceType<typeof Engine>;
+  let store: JournalStore | undefined;
+  const journalDir = join(directory, ".opencode", "foreman");
   try {
-    engine = new Engine(host, engineConfig);
+    if (settings.persist) {
+      const opened = openJournal(journalDir, host, engineConfig, Engine, (level, message) => log(level, message));
+      engine = opened.engine;
+      store = opened.store;
+      if (opened.origin !== "new") log("info", `foreman: restored ${engine.list().length} task(s) from ${opened.store.dir} (${opened.origin})`);
+    } else {
+      engine = new Engine(host, engineConfig);
+    }
   } catch (e) {
     // OpenCode logs only the message of a plugin that fails to load: put the code in it.
     const err = e as { code?: unknown; message?: unknown };
@@ -64,6 +76,7 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
   }
   board = new Board(engine, settings.maxDepth, (agent) => modelOf(config, agent));
   const b = board;
+  b.adoptRestored();
 
   /** Each session's last turn (agent and model), from `chat.message`, for notices to it. */
   const turns = new Map<string, Turn>();
@@ -115,6 +128,15 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     } else if (event.state === "closed") log("info", `breaker of ${event.key} closed`);
   });
 
+  const gate = settings.gateTask
+    ? new NativeTaskGate(engine, (agent, sessionID) => {
+        const own = modelOf(config, agent);
+        if (own !== undefined) return own;
+        const m = turns.get(sessionID)?.model;
+        return m ? `${m.providerID}/${m.modelID}` : undefined;
+      })
+    : undefined;
+
   log("info", `foreman v${Engine.version()} ready in ${directory}`);
 
   const hooks: Hooks = {
@@ -144,12 +166,19 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
       turns.set(input.sessionID, { ...(input.agent ? { agent: input.agent } : {}), ...(input.model ? { model: input.model } : {}) });
       if (turns.size > MAX_TURNS) turns.delete(turns.keys().next().value!);
     },
+    async "tool.execute.before"(input, output) {
+      await gate?.before(input, output.args);
+    },
+    async "tool.execute.after"(input) {
+      gate?.after(input);
+    },
     async event({ event }) {
       try {
         engine.hostEvent(event);
       } catch (e) {
         log("debug", `event ${event.type} not taken: ${e instanceof Error ? e.message : String(e)}`);
       }
+      gate?.observe(event as { type?: string; properties?: Record<string, unknown> });
       const e = event as { type: string; properties?: { sessionID?: string; status?: { type?: string }; info?: { id?: string } } };
       if (e.type === "session.status" && e.properties?.sessionID && e.properties.status?.type) {
         notifier.status(e.properties.sessionID, e.properties.status.type);
@@ -165,7 +194,9 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     },
     async dispose() {
       notifier.dispose();
+      store?.close();
       engine.dispose();
+      if (store) releaseLock(store.dir);
       // Warm sessions nobody used would stay in the user's list as empty children.
       await Promise.all(
         [...host.warm].map((id) => c.session.delete?.({ path: { id }, query: { directory } }).catch(() => undefined)),

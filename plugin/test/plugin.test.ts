@@ -1,7 +1,9 @@
 // Unit tests of the plugin under Bun (OpenCode's runtime), against the real wasm package. The
 // OpenCode server itself is exercised by tests/e2e; here the SDK client is a recording stand-in.
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { addAgents, modelOf } from "../src/agents.ts";
 import { formatStatus, taskResult } from "../src/format.ts";
 import { createHost, HostCallError, memoryReading, splitModel, type SessionClient } from "../src/host.ts";
@@ -173,7 +175,11 @@ function fakeClient() {
 }
 
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
-const input = (client: unknown) => ({ client, directory: "/p", worktree: "/p" }) as any;
+/** Each plugin instance gets a project folder of its own: its journal is kept there. */
+const input = (client: unknown) => {
+  const directory = mkdtempSync(join(tmpdir(), "foreman-plugin-"));
+  return { client, directory, worktree: directory } as any;
+};
 const ctx = (sessionID: string, abort = new AbortController().signal) => ({ sessionID, messageID: "m", agent: "build", directory: "/p", worktree: "/p", abort, metadata() {}, ask: async () => {} }) as any;
 
 describe("host operations", () => {
