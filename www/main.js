@@ -60,6 +60,7 @@ function applySliders(server = demo.server) {
 /** A fresh server and engine for a run (a new seed replays the same outcomes). */
 function fresh() {
   for (const off of demo.offs) off();
+  demo.server?.close();
   demo.engine?.dispose();
   const server = new SimServer({
     clock: "real", seed: num("seed"), latency: DEMO_LATENCY, providerRetries: 2,

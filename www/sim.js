@@ -185,6 +185,12 @@ export class SimServer {
     return [...this.timers.values()].filter((t) => t.owner === "engine").length;
   }
 
+  /** Ends the simulation: the engine is dropped and no timer of the server fires any more. */
+  close() {
+    this.drop();
+    for (const id of [...this.timers.keys()]) this.cancel(id);
+  }
+
   /** Virtual clock only: moves time forward by `ms`, firing timers in order. */
   async advance(ms) {
     if (this.real) throw new Error("advance() is for the virtual clock");

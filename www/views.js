@@ -185,7 +185,7 @@ export function chart(el, title, series, height = 150) {
   const opts = {
     title, width: el.clientWidth || 420, height,
     scales: { x: { time: false } },
-    axes: [{ label: "s", size: 30 }, { size: 36 }],
+    axes: [{ label: "seconds", size: 32 }, { size: 46 }],
     legend: { live: false },
     cursor: { show: false },
     series: [{}, ...series.map((s) => ({ width: 1.5, points: { show: false }, ...s }))],
