@@ -24,15 +24,18 @@ export function parseFrames(bytes) {
     for (let i = 0; i < count && p < start + length; i++) {
       const keyLength = view.getUint32(p);
       const key = bytes.subarray(p + 4, p + 4 + keyLength);
+      const keyLast = keyLength > 0 ? p + 3 + keyLength : null;
       p += 4 + keyLength;
       const op = bytes[p];
       p += 1;
       let size = 0;
+      let value = null;
       if (op !== 0) {
         size = view.getUint32(p);
+        value = p + 4;
         p += 4 + size;
       }
-      changes.push({ key: describeKey(key), op: op === 0 ? "delete" : op === 1 ? "put" : "checkpoint", size });
+      changes.push({ key: describeKey(key), op: op === 0 ? "delete" : op === 1 ? "put" : "checkpoint", size, value, keyLast });
     }
     frames.push({ seq, changes, hash: hex(bytes.subarray(start + length, start + length + 32)), start, length });
     at = start + length + 32;
@@ -55,12 +58,16 @@ export function describeChanges(changes) {
   return changes.map((c) => `${c.op} ${c.key}${c.op === "put" ? ` (${c.size} B)` : ""}`).join(", ");
 }
 
-/** A copy of `bytes` with one byte of the record with sequence `seq` flipped (its last byte,
- * inside a value), or null when the export holds no such record. */
+/** A copy of `bytes` with one bit of the record with sequence `seq` flipped — inside the value
+ * of a put, else inside a key, so the record still reads and only the chain can tell — or null
+ * when the export holds no such record. */
 export function tamper(bytes, seq) {
   const frame = parseFrames(bytes).find((f) => f.seq === seq);
   if (!frame) return null;
+  const put = frame.changes.find((c) => c.op !== "delete" && c.size > 0);
+  const keyed = frame.changes.find((c) => c.keyLast != null);
+  const at = put ? put.value + put.size - 1 : keyed ? keyed.keyLast : frame.start + frame.length - 1;
   const copy = Uint8Array.from(bytes);
-  copy[frame.start + frame.length - 1] ^= 0x01;
+  copy[at] ^= 0x01;
   return copy;
 }

@@ -101,8 +101,10 @@ function onTask({ id, state }) {
         high.before += 1;
       }
     }
-  } else if (SETTLED.has(state) || state === "unknown") {
+  } else if (SETTLED.has(state)) {
     demo.timeline.close(id, info.updatedMs, state);
+  } else if (state === "unknown") {
+    demo.timeline.unknown(id); // restored, still holding its slot until reconciled
   } else if (state === "queued") {
     demo.timeline.close(id, info.updatedMs, "retried");
   }
@@ -193,7 +195,9 @@ function submitHigh() {
   const lane = stats.lanes.find((l) => l.name === "worker");
   const id = submit({ agent: "worker", prompt: `s${num("seed")} high ${stats.now}`, priority: "high", model: MODELS[0][0] });
   if (id == null) return;
-  demo.high = { id, lane: "worker", waiting: lane.queued.normal + lane.queued.low, submittedAt: stats.now, before: 0, admittedAt: null };
+  // Admitted at once (a free slot), its event came before `delegate` returned.
+  const bar = demo.timeline.openBars.get(id);
+  demo.high = { id, lane: "worker", waiting: lane.queued.normal + lane.queued.low, submittedAt: stats.now, before: 0, admittedAt: bar ? bar.start : null };
   if (!demo.run.active) demo.run = { ...demo.run, active: true };
   $("state").textContent = "running";
   showHigh();
@@ -302,9 +306,14 @@ function sample() {
     dd.dataset.testid = `tasks-${k}`;
     return [dt, dd];
   }));
-  $("keys").tBodies[0].replaceChildren(...s.keys.map((k) => row([
-    k.name, k.breaker.replace("_", "-"), `${k.effective ?? "–"} / ${k.limit ?? "∞"}`, k.inUse, k.queued,
-  ], { 1: `breaker-${k.name}`, 1.5: k.breaker })));
+  // A restored engine starts with its breakers as its config makes them: the strips follow it.
+  for (const k of s.keys) demo.breakers.state(k.name, k.breaker, s.now);
+  $("keys").tBodies[0].replaceChildren(...s.keys.map((k) => {
+    const tr = row([k.name, k.breaker, `${k.effective ?? "–"} / ${k.limit ?? "∞"}`, k.inUse, k.queued]);
+    Object.assign(tr.cells[1], { className: k.breaker });
+    tr.cells[1].dataset.testid = `breaker-${k.name}`;
+    return tr;
+  }));
   $("poolFig").textContent = `pool: ${s.pool.warm} warm · ${s.pool.inUse} in use · ${s.pool.parked} parked · ${s.pool.retiring} retiring · ${s.pool.deleting} deleting — ${s.pool.hits} hits, ${s.pool.misses} misses, ${s.pool.deletes} deleted`;
   $("memBar").style.width = `${s.memory.perMille / 10}%`;
   $("memBar").className = s.gate.closed ? "closed" : "";
@@ -318,15 +327,13 @@ function sample() {
   }
 }
 
-function row(cells, marks = {}) {
+function row(cells) {
   const tr = document.createElement("tr");
-  cells.forEach((c, i) => {
+  for (const c of cells) {
     const td = document.createElement("td");
     td.textContent = c;
-    if (marks[i]) td.dataset.testid = marks[i];
-    if (i === 1 && marks[1.5]) td.className = marks[1.5];
     tr.append(td);
-  });
+  }
   return tr;
 }
 

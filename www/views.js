@@ -83,6 +83,13 @@ export class Timeline {
     this.dirty = true;
   }
 
+  /** A restored task whose fate the engine is reconciling: it still holds its slot. */
+  unknown(id) {
+    const bar = this.openBars.get(id);
+    if (bar) bar.outcome = "unknown";
+    this.dirty = true;
+  }
+
   mark(t, label) {
     this.marks.push({ t, label });
     this.dirty = true;
@@ -156,6 +163,12 @@ export class BreakerStrips {
   event(model, state, t) {
     if (!this.log.has(model)) this.log.set(model, [{ t: this.t0, state: "closed" }]);
     this.log.get(model).push({ t, state });
+  }
+
+  /** The engine's current state of `model`'s breaker, logged when it differs from the last. */
+  state(model, state, t) {
+    const log = this.log.get(model);
+    if (log && log.at(-1).state !== state) log.push({ t, state });
   }
 
   draw(now) {

@@ -6,6 +6,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { fork } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { parseFrames } from "../../www/journal.js";
 
 const ARTIFACTS = new URL("../../target/browser/", import.meta.url);
 
@@ -173,14 +174,20 @@ export function suite(name, open) {
     });
 
     test("a tampered journal record fails verification at that record's sequence (shown)", async () => {
-      const head = await page.evaluate(() => window.demo.engine.journalHead());
-      const seq = head.seq - 5;
+      // A record the engine still keeps (it forgets what precedes its last checkpoint).
+      const bytes = await page.evaluate(() => Array.from(window.demo.engine.journalExport()));
+      const frames = parseFrames(Uint8Array.from(bytes));
+      assert.ok(frames.length >= 3, `${frames.length} records kept`);
+      const index = Math.floor(frames.length / 2);
+      const seq = frames[index].seq;
       await set({ tamperSeq: seq });
       await page.click("#tamper");
       const result = await page.evaluate(() => window.demo.tamper);
       assert.equal(result.ok, false);
       assert.equal(result.code, "JOURNAL_INVALID");
       assert.equal(result.failedAt, seq);
+      // The engine names the bad record by its position in the export.
+      assert.match(result.text, new RegExp(`journal record ${index + 1} is invalid: hash does not match the chain`));
       assert.match(await text("tamper"), new RegExp(`^tampered record seq ${seq}: verification failed at seq ${seq} \\(JOURNAL_INVALID`));
       assert.equal(await page.evaluate(() => window.demo.engine.verify()), true, "the engine's own journal is intact");
     });
