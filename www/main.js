@@ -296,35 +296,53 @@ function sample() {
   demo.charts.pool.push(x, [s.pool.warm, s.pool.inUse, s.pool.parked, s.pool.retiring, s.pool.deleting]);
   for (const c of Object.values(demo.charts)) c.draw();
 
-  $("version").textContent = `v${s.version} (wasm)`;
+  put($("version"), `v${s.version} (wasm)`);
   const t = s.tasks;
-  $("tasksFig").replaceChildren(...Object.entries({ ...t, journal: s.journal.seq, "host calls": s.pendingCalls }).flatMap(([k, v]) => {
-    const dt = document.createElement("dt");
-    dt.textContent = k;
-    const dd = document.createElement("dd");
-    dd.textContent = v;
-    dd.dataset.testid = `tasks-${k}`;
-    return [dt, dd];
-  }));
+  const figures = Object.entries({ ...t, journal: s.journal.seq, "host calls": s.pendingCalls });
+  if ($("tasksFig").children.length !== figures.length * 2) {
+    $("tasksFig").replaceChildren(...figures.flatMap(([k]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.dataset.testid = `tasks-${k}`;
+      return [dt, dd];
+    }));
+  }
+  figures.forEach(([, v], i) => put($("tasksFig").children[2 * i + 1], v));
   // A restored engine starts with its breakers as its config makes them: the strips follow it.
   for (const k of s.keys) demo.breakers.state(k.name, k.breaker, s.now);
-  $("keys").tBodies[0].replaceChildren(...s.keys.map((k) => {
-    const tr = row([k.name, k.breaker, `${k.effective ?? "–"} / ${k.limit ?? "∞"}`, k.inUse, k.queued]);
-    Object.assign(tr.cells[1], { className: k.breaker });
-    tr.cells[1].dataset.testid = `breaker-${k.name}`;
-    return tr;
-  }));
-  $("poolFig").textContent = `pool: ${s.pool.warm} warm · ${s.pool.inUse} in use · ${s.pool.parked} parked · ${s.pool.retiring} retiring · ${s.pool.deleting} deleting — ${s.pool.hits} hits, ${s.pool.misses} misses, ${s.pool.deletes} deleted`;
-  $("memBar").style.width = `${s.memory.perMille / 10}%`;
-  $("memBar").className = s.gate.closed ? "closed" : "";
-  $("gate").textContent = `memory ${(s.memory.perMille / 10).toFixed(1)} % — gate ${s.gate.closed ? "closed: LOW work refused" : "open"}${s.gate.stale ? " (reading stale)" : ""}`;
-  $("refusals").textContent = demo.refusals.size === 0 ? "no refusals" : [...demo.refusals].map(([code, n]) => `${code} × ${n}`).join(" · ");
+  table($("keys").tBodies[0], s.keys.map((k) => [k.name, k.breaker, `${k.effective ?? "–"} / ${k.limit ?? "∞"}`, k.inUse, k.queued]), (tr, [name, breaker]) => {
+    tr.cells[1].className = breaker;
+    tr.cells[1].dataset.testid = `breaker-${name}`;
+  });
+  put($("poolFig"), `pool: ${s.pool.warm} warm · ${s.pool.inUse} in use · ${s.pool.parked} parked · ${s.pool.retiring} retiring · ${s.pool.deleting} deleting — ${s.pool.hits} hits, ${s.pool.misses} misses, ${s.pool.deletes} deleted`);
+  const width = `${s.memory.perMille / 10}%`;
+  if ($("memBar").style.width !== width) $("memBar").style.width = width;
+  $("memBar").classList.toggle("closed", s.gate.closed);
+  put($("gate"), `memory ${(s.memory.perMille / 10).toFixed(1)} % — gate ${s.gate.closed ? "closed: LOW work refused" : "open"}${s.gate.stale ? " (reading stale)" : ""}`);
+  put($("refusals"), demo.refusals.size === 0 ? "no refusals" : [...demo.refusals].map(([code, n]) => `${code} × ${n}`).join(" · "));
   const settled = t.succeeded + t.failed + t.cancelled + t.timedOut;
   if (demo.run.active && settled >= demo.run.submitted && t.queued + t.running + t.unknown === 0) {
     demo.run.active = false;
     $("state").textContent = "done";
     log(`done: ${t.succeeded} succeeded, ${t.failed} failed, ${t.cancelled} cancelled, ${t.timedOut} timed out`);
   }
+}
+
+/** Sets an element's text only when it changes (no layout work for an unchanged figure). */
+function put(el, text) {
+  const value = String(text);
+  if (el.textContent !== value) el.textContent = value;
+}
+
+/** Shows `rows` in `body`, reusing the rows already there; `decorate(tr, cells)` after each. */
+function table(body, rows, decorate = () => {}) {
+  if (body.rows.length !== rows.length) body.replaceChildren(...rows.map((cells) => row(cells)));
+  rows.forEach((cells, i) => {
+    const tr = body.rows[i];
+    cells.forEach((c, j) => put(tr.cells[j], c));
+    decorate(tr, cells);
+  });
 }
 
 function row(cells) {
@@ -344,7 +362,7 @@ function journalTail() {
   if (!engine) return;
   const head = engine.journalHead();
   const frames = parseFrames(engine.journalExport(Math.max(0, head.seq - 9)));
-  $("journal").tBodies[0].replaceChildren(...frames.reverse().map((f) => row([f.seq, describeChanges(f.changes), `${f.hash.slice(0, 16)}…`])));
+  table($("journal").tBodies[0], frames.reverse().map((f) => [f.seq, describeChanges(f.changes), `${f.hash.slice(0, 16)}…`]));
   if (performance.now() - lastVerify > 2_000 || !demo.run.active) {
     lastVerify = performance.now();
     let text;
@@ -353,7 +371,7 @@ function journalTail() {
     } catch (err) {
       text = `engine.verify(): ${err.code} ${err.message}`;
     }
-    $("verify").textContent = text;
+    put($("verify"), text);
   }
 }
 

@@ -12,10 +12,16 @@ export const COLORS = {
 
 const LABEL = 96; // px of lane labels on the left of the canvases
 
+// Canvas widths, read once and again only after a resize: reading `clientWidth` every frame
+// would force a layout whenever a figure's text changed since the last frame.
+const widths = new WeakMap();
+addEventListener("resize", () => document.querySelectorAll("canvas").forEach((c) => widths.delete(c)));
+
 /** Fits a canvas's backing store to its CSS width (device pixels), with `height` CSS px. */
 function fit(canvas, height) {
   const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 600;
+  if (!widths.has(canvas)) widths.set(canvas, canvas.clientWidth || 600);
+  const width = widths.get(canvas);
   if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
     canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(height * ratio);
