@@ -361,6 +361,7 @@ export class SimServer {
 
   /** `session.status()`: the non-idle sessions only (busy, or retry with its attempt). */
   sessionStatuses() {
+    this.calls.push(["sessionStatuses"]);
     const out = {};
     for (const s of this.sessions.values()) if (s.status) out[s.id] = { ...s.status };
     return Promise.resolve(out);
