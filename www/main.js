@@ -23,7 +23,7 @@ const num = (id) => Number($(id).value);
 
 const demo = {
   engine: null, server: null, config: null, offs: [], lanes: new Set(),
-  run: { active: false, submitted: 0, t0: 0, seq: 0 },
+  run: { active: false, submitted: 0, t0: 0 },
   samples: [], frames: [], refusals: new Map(), high: null, restores: [], tamper: null,
   timeline: null, breakers: null, charts: {},
 };
@@ -37,7 +37,8 @@ function log(text, cls = "") {
   while ($("log").children.length > 40) $("log").lastChild.remove();
 }
 
-/** The engine configuration the panel describes. */
+/** The engine configuration the panel describes. The breaker opens after 3 upstream failures and
+ * probes back after 2 s (the defaults are 5 and 30 s), so an outage plays out in seconds. */
 function config() {
   return {
     lanes: { planner: num("lane-planner"), worker: num("lane-worker"), reviewer: num("lane-reviewer"), other: num("lane-other") },
@@ -62,6 +63,7 @@ function fresh() {
   for (const off of demo.offs) off();
   demo.server?.close();
   demo.engine?.dispose();
+  demo.engine = null;
   const server = new SimServer({
     clock: "real", seed: num("seed"), latency: DEMO_LATENCY, providerRetries: 2,
     retryAfterMs: 1_000, retryBaseMs: 500, memoryLimit: MEMORY_LIMIT,
@@ -163,7 +165,14 @@ function submit(specs) {
 }
 
 function startRun() {
-  fresh();
+  try {
+    fresh();
+  } catch (err) {
+    // A lane or model limit out of range: the engine refuses the config with a typed error.
+    $("state").textContent = "refused";
+    log(`${err.code} (${err.key}): ${err.message}`, "bad");
+    return;
+  }
   const now = demo.engine.stats().now;
   resetViews(now);
   demo.run = { active: true, submitted: 0, t0: now, started: performance.now() };
@@ -191,6 +200,7 @@ function resetViews(now) {
 }
 
 function submitHigh() {
+  if (!demo.engine) return;
   const stats = demo.engine.stats();
   const lane = stats.lanes.find((l) => l.name === "worker");
   const id = submit({ agent: "worker", prompt: `s${num("seed")} high ${stats.now}`, priority: "high", model: MODELS[0][0] });
@@ -211,6 +221,7 @@ function showHigh() {
 }
 
 function submitLow() {
+  if (!demo.engine) return;
   let refused = 0;
   for (let i = 0; i < 10; i++) {
     const id = submit({ agent: "worker", prompt: `s${num("seed")} low ${Date.now()} ${i}`, priority: "low", model: MODELS[1][0] });
@@ -224,6 +235,7 @@ function submitLow() {
 
 /** Loses the engine without warning, then restores a new one from the journal it left. */
 function dropAndRestore() {
+  if (!demo.engine) return;
   const lost = demo.engine;
   const journal = lost.journalExport();
   const head = lost.journalHead();
@@ -251,6 +263,7 @@ function dropAndRestore() {
 
 /** Flips a byte in one record of an export of the journal and has the engine verify it. */
 function tamperAndVerify() {
+  if (!demo.engine) return;
   const journal = demo.engine.journalExport();
   const head = demo.engine.journalHead();
   const frames = parseFrames(journal);

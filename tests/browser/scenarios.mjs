@@ -192,6 +192,15 @@ export function suite(name, open) {
       assert.equal(await page.evaluate(() => window.demo.engine.verify()), true, "the engine's own journal is intact");
     });
 
+    test("a limit out of range is refused by the engine's config validator (shown)", async () => {
+      await run({ "lane-worker": 0 });
+      await driver.waitFor(() => document.querySelector('[data-testid="state"]').textContent === "refused", null, 5_000);
+      const line = await page.evaluate(() => document.getElementById("log").firstChild.textContent);
+      assert.equal(line, "INVALID_CONFIG (lanes.worker): invalid config `lanes.worker`: must be between 1 and 1024, got 0");
+      await new Promise((r) => setTimeout(r, 300)); // a few samples: nothing reads a disposed engine
+      assert.deepEqual(errors, []);
+    });
+
     test("a 2,000-task run keeps the page responsive: p95 frame under 50 ms, no console errors", { timeout: 180_000 }, async () => {
       await run({
         tasks: 2000, seed: 3, "lane-planner": 8, "lane-worker": 16, "lane-reviewer": 8, "lane-other": 8,
