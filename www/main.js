@@ -149,8 +149,14 @@ function workload() {
   return groups;
 }
 
+/** Each task's deadline from dispatch: room for slow turns and OpenCode's own retries at this
+ * latency, while a hung turn still times out (and is aborted) within a demo's patience. */
+const deadline = () => Math.round(10_000 + 20_000 * num("latency"));
+
 /** Submits specs; a refusal is shown with its code and ends the group. */
 function submit(specs) {
+  const withDeadline = (spec) => ({ deadlineMs: deadline(), ...spec });
+  specs = Array.isArray(specs) ? specs.map(withDeadline) : withDeadline(specs);
   try {
     const ids = demo.engine.delegate(specs);
     demo.run.submitted += Array.isArray(ids) ? ids.length : 1;

@@ -197,6 +197,21 @@ export function suite(name, open) {
       assert.equal(await page.evaluate(() => window.demo.engine.verify()), true, "the engine's own journal is intact");
     });
 
+    test("hung turns time out at their deadline and their sessions are aborted; the run still ends", { timeout: 60_000 }, async () => {
+      await run({ tasks: 40, shape: "flat", explorers: 0, failure: 0, rateLimit: 0, hang: 0.2, latency: 0.05 });
+      await waitDone(40_000);
+      const r = await page.evaluate(() => ({
+        tasks: window.demo.engine.stats().tasks, turns: window.demo.server.turns,
+        shown: document.querySelector('[data-testid="tasks-timedOut"]').textContent,
+        bars: window.demo.timeline.bars.filter((b) => b.outcome === "timed_out").length,
+      }));
+      assert.ok(r.tasks.timedOut > 0, JSON.stringify(r));
+      assert.equal(r.tasks.timedOut, r.turns.hung, "every hung turn, and only those, timed out");
+      assert.equal(r.turns.aborted, r.turns.hung, "the engine aborted every hung session");
+      assert.equal(Number(r.shown), r.tasks.timedOut);
+      assert.equal(r.bars, r.tasks.timedOut, "one timed-out bar per timed-out task");
+    });
+
     test("a limit out of range is refused by the engine's config validator (shown)", async () => {
       await run({ "lane-worker": 0 });
       await driver.waitFor(() => document.querySelector('[data-testid="state"]').textContent === "refused", null, 5_000);
