@@ -77,6 +77,8 @@ export class NativeTaskGate {
     };
     slot.then(forget, forget);
     await Promise.race([started, slot]);
+    // Ended while it waited (its session's turn is over): OpenCode must not create the child.
+    if (call.over) throw new Error("foreman: the calling session's turn ended before this task call was admitted");
   }
 
   /** `tool.execute.after`: the call returned. */

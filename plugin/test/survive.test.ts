@@ -34,8 +34,9 @@ async function taskCalls(options: Record<string, unknown>) {
   const hooks = await foreman(input(project()), options);
   const started: string[] = [];
   const call = (id: string) =>
-    hooks["tool.execute.before"]!({ tool: "task", sessionID: "ses_p", callID: id }, { args: { subagent_type: "general", prompt: id, description: id } }).then(() =>
-      started.push(id),
+    hooks["tool.execute.before"]!({ tool: "task", sessionID: "ses_p", callID: id }, { args: { subagent_type: "general", prompt: id, description: id } }).then(
+      () => started.push(id),
+      () => started.push(`${id} refused`),
     );
   const calls = ["a", "b", "c"].map(call);
   await tick();
@@ -49,9 +50,11 @@ describe("plugin survival hooks", () => {
     await hooks["tool.execute.after"]!({ tool: "task", sessionID: "ses_p", callID: "a", args: {} }, { title: "", output: "", metadata: {} });
     await tick();
     expect(started).toEqual(["a", "b"]);
+    // The parent's turn ends (an abort): the call still waiting is refused, so OpenCode never
+    // creates its child session.
     await hooks.event!({ event: { type: "session.idle", properties: { sessionID: "ses_p" } } } as any);
     await Promise.all(calls);
-    expect(started).toEqual(["a", "b", "c"]);
+    expect(started).toEqual(["a", "b", "c refused"]);
     await hooks.dispose!();
   });
 

@@ -7,6 +7,8 @@
 // Replies follow a script written in the last user message, so each sub-agent answers with its
 // own text:
 //   - `CALL <tool> <json>`: call that tool with the JSON object that ends the message;
+//   - `CALLS <tool> <json array>`: call that tool once per element of the JSON array that ends the
+//     message, all in one assistant message (OpenCode runs them concurrently);
 //   - `please call <tool>`: call that tool with `{}` (`TOOL_NOT_OFFERED <tool>` if not offered);
 //   - `SLEEP <ms>`: answer after that long (the stream opens at once);
 //   - `FAIL <status>`: answer with that HTTP status and an `invalid_request_error` body (with
@@ -42,6 +44,11 @@ export function decide(body, { noticeDelayMs = 0 } = {}) {
   if (last.role === "tool") return { text: `tool said: ${textOf(last.content)}` };
   const text = textOf(last.content);
   const offered = new Set((body.tools ?? []).map((t) => t.function?.name));
+  const calls = /\bCALLS (\w+) /.exec(text);
+  if (calls) {
+    const list = JSON.parse(text.slice(text.indexOf("[", calls.index)));
+    return offered.has(calls[1]) ? { tools: list.map((args) => ({ tool: calls[1], args: JSON.stringify(args) })) } : { text: `TOOL_NOT_OFFERED ${calls[1]}` };
+  }
   const call = /\bCALL (\w+) /.exec(text);
   if (call) {
     const json = text.slice(text.indexOf("{", call.index));
@@ -110,9 +117,13 @@ export async function startFakeModel(options = {}) {
       }
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
       const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-      if (reply.tool) {
-        send(chunk(id, { role: "assistant", tool_calls: [{ index: 0, id: `call_${entry.seq}`, type: "function", function: { name: reply.tool, arguments: "" } }] }));
-        send(chunk(id, { tool_calls: [{ index: 0, function: { arguments: reply.args } }] }));
+      if (reply.tool || reply.tools) {
+        const list = reply.tools ?? [{ tool: reply.tool, args: reply.args }];
+        list.forEach((c, i) => {
+          const delta = { index: i, id: `call_${entry.seq}_${i}`, type: "function", function: { name: c.tool, arguments: "" } };
+          send(chunk(id, i === 0 ? { role: "assistant", tool_calls: [delta] } : { tool_calls: [delta] }));
+          send(chunk(id, { tool_calls: [{ index: i, function: { arguments: c.args } }] }));
+        });
         send({ ...chunk(id, {}, "tool_calls"), usage });
         finish("done");
         res.end("data: [DONE]\n\n");
