@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 PORT ?= 8080
 
-.PHONY: setup build demo test bench clean
+.PHONY: setup build demo test bench package clean
 
 ## setup: install the pinned toolchain, browsers and npm packages that are missing (idempotent)
 setup:
@@ -16,6 +16,11 @@ build: setup
 	cargo fetch --quiet
 	RUSTFLAGS="$$RUSTFLAGS $$(scripts/remap-flags.sh)" CARGO_TARGET_DIR=target/pkg \
 	  wasm-pack build --target web --release --mode no-install --out-dir pkg
+
+## package: build, then pack the npm package foreman-opencode (plugin, wasm, glue, types) into
+## target/package/ and print the tarball's path
+package: build
+	node scripts/package.mjs
 
 ## demo: build, then serve the demo page on 127.0.0.1 and print its address
 demo: build
