@@ -147,6 +147,7 @@ pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
 pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error> {
     use crate::config::{
         AdaptiveInput, BreakerInput, CONFIG_SCHEMA, ConfigInput, FairnessInput, PressureInput,
+        RetentionInput,
     };
     let wrap = |key: String, reason: String| Error::InvalidConfig { key, reason };
     let f = fields(value, "config", CONFIG_SCHEMA, &wrap)?;
@@ -181,6 +182,15 @@ pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error
         }),
         None => None,
     };
+    let retention = match f.object("retention") {
+        Some(r) => Some(RetentionInput {
+            max_tasks: r.number("maxTasks")?,
+            max_age_ms: r.number("maxAgeMs")?,
+            max_bytes: r.number("maxBytes")?,
+            result_bytes: r.number("resultBytes")?,
+        }),
+        None => None,
+    };
     Ok(ConfigInput {
         lanes: f.number_map("lanes")?,
         keys: f.number_map("keys")?,
@@ -188,6 +198,8 @@ pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error
         adaptive,
         pressure,
         fairness,
+        retention,
+        memory_budget: f.number("memoryBudget")?,
     })
 }
 

@@ -194,15 +194,21 @@ pub fn chain(prev: &Hash, record: &[u8]) -> Hash {
 pub struct Journal {
     anchor: Head,
     records: Vec<Record>,
+    /// Bytes of the export of every record kept (frames included).
+    bytes: u64,
+    /// Of those, the bytes after the last checkpoint kept.
+    tail_bytes: u64,
 }
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal {
-            anchor: Head::GENESIS,
-            records: Vec::new(),
-        }
+        Journal::starting_at(Head::GENESIS)
     }
+}
+
+/// Bytes a record takes in an export: its length, itself, its hash.
+fn frame_len(record: &[u8]) -> u64 {
+    record.len() as u64 + 36
 }
 
 impl Journal {
@@ -222,6 +228,8 @@ impl Journal {
     ) -> Hash {
         let bytes = encode_record(seq, changes);
         let hash = chain(&self.head().hash, &bytes);
+        self.bytes += frame_len(&bytes);
+        self.tail_bytes += frame_len(&bytes);
         self.records.push(Record { seq, bytes, hash });
         hash
     }
@@ -238,6 +246,8 @@ impl Journal {
         let hash = chain(&prev.hash, &bytes);
         self.records.clear();
         self.anchor = prev;
+        self.bytes = frame_len(&bytes);
+        self.tail_bytes = 0;
         self.records.push(Record { seq, bytes, hash });
         hash
     }
@@ -247,12 +257,64 @@ impl Journal {
         Journal {
             anchor,
             records: Vec::new(),
+            bytes: 0,
+            tail_bytes: 0,
         }
     }
 
-    /// Appends an already verified record as it is.
-    pub(crate) fn push_verified(&mut self, seq: u64, bytes: Vec<u8>, hash: Hash) {
+    /// Appends an already verified record as it is (`checkpoint`: whether it is one).
+    pub(crate) fn push_verified(&mut self, seq: u64, bytes: Vec<u8>, hash: Hash, checkpoint: bool) {
+        self.bytes += frame_len(&bytes);
+        self.tail_bytes = if checkpoint {
+            0
+        } else {
+            self.tail_bytes + frame_len(&bytes)
+        };
         self.records.push(Record { seq, bytes, hash });
+    }
+
+    /// Bytes of an export of every record kept.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Bytes of the records after the last checkpoint kept (all of them without one).
+    pub fn tail_bytes(&self) -> u64 {
+        self.tail_bytes
+    }
+
+    /// The export of the records with `seq ≥ from_seq` (as [`Journal::export`]), handed to
+    /// `out` piece by piece — a frame's length, its record, its hash — so a caller can copy it
+    /// out of this memory without building a second copy of the journal in it. Returns the
+    /// export's length.
+    pub fn export_pieces(&self, from_seq: u64, mut out: impl FnMut(&[u8])) -> u64 {
+        let mut n = 0;
+        for r in self.records.iter().filter(|r| r.seq >= from_seq) {
+            out(&(r.bytes.len() as u32).to_be_bytes());
+            out(&r.bytes);
+            out(&r.hash);
+            n += frame_len(&r.bytes);
+        }
+        n
+    }
+
+    /// Bytes of the export from `from_seq` ([`Journal::export`]'s length).
+    pub fn export_len(&self, from_seq: u64) -> u64 {
+        self.records
+            .iter()
+            .filter(|r| r.seq >= from_seq)
+            .map(|r| frame_len(&r.bytes))
+            .sum()
+    }
+
+    /// Re-verifies the records kept, in place (no copy): every seq follows, every hash chains
+    /// from the anchor, every record decodes canonically.
+    pub fn verify_kept(&self) -> Result<(), Error> {
+        let mut at = self.anchor;
+        for (i, r) in self.records.iter().enumerate() {
+            check_frame(i as u64 + 1, &r.bytes, &r.hash, &mut at)?;
+        }
+        Ok(())
     }
 
     /// The records with `seq ≥ from_seq`, as export frames. When `from_seq` is older than the
@@ -284,7 +346,13 @@ impl Journal {
                 seq: last.seq,
                 hash: last.hash,
             };
-            self.records.drain(..keep_from);
+            let dropped: u64 = self
+                .records
+                .drain(..keep_from)
+                .map(|r| frame_len(&r.bytes))
+                .sum();
+            self.bytes -= dropped;
+            self.tail_bytes = self.tail_bytes.min(self.bytes);
         }
     }
 
@@ -299,110 +367,144 @@ impl Journal {
     }
 }
 
-/// Splits an export into frames, without checking hashes.
-pub fn frames(export: &[u8]) -> Result<Vec<(Vec<u8>, Hash)>, Error> {
+/// Splits an export into frames (record, hash), borrowing from it; an error names the 1-based
+/// frame that is cut short.
+pub fn frames(export: &[u8]) -> impl Iterator<Item = Result<(&[u8], Hash), Error>> {
     let mut r = Reader::new(export);
-    let mut out = Vec::new();
-    while r.remaining() > 0 {
-        let index = out.len() as u64 + 1;
+    let mut index = 0u64;
+    std::iter::from_fn(move || {
+        if r.remaining() == 0 {
+            return None;
+        }
+        index += 1;
         let bad = |reason: String| Error::JournalInvalid {
             record: index,
             reason,
         };
-        let record = r.chunk().map_err(bad)?.to_vec();
-        let hash: Hash = r.array().map_err(bad)?;
-        out.push((record, hash));
-    }
-    Ok(out)
+        let frame = r
+            .chunk()
+            .map_err(bad)
+            .and_then(|record| Ok((record, r.array().map_err(bad)?)));
+        if frame.is_err() {
+            r = Reader::new(&[]);
+        }
+        Some(frame)
+    })
 }
 
-/// Verifies `export` from `anchor` to `expected_head`; the error names the first bad record
-/// (1-based position in the export). A checkpoint inside must carry the chain's hash there.
-pub fn verify(export: &[u8], anchor: Head, expected_head: Head) -> Result<Vec<Verified>, Error> {
-    verify_frames(frames(export)?, anchor, expected_head)
+/// Checks one frame (1-based `index` in its export) against the chain position `at`, then
+/// moves `at` to it. Returns the decoded record.
+fn check_frame(index: u64, bytes: &[u8], hash: &Hash, at: &mut Head) -> Result<Decoded, Error> {
+    let bad = |reason: String| Error::JournalInvalid {
+        record: index,
+        reason,
+    };
+    let record = decode_record(bytes).map_err(bad)?;
+    if record.seq != at.seq + 1 {
+        return Err(bad(format!("seq {} follows {}", record.seq, at.seq)));
+    }
+    if record.checkpoint.is_some_and(|prev| prev != at.hash) {
+        return Err(bad(
+            "the checkpoint carries another hash than the chain's".into()
+        ));
+    }
+    if chain(&at.hash, bytes) != *hash {
+        return Err(bad("hash does not match the chain".into()));
+    }
+    *at = Head {
+        seq: record.seq,
+        hash: *hash,
+    };
+    Ok(record)
+}
+
+/// The error for an export that verified up to `at` (after `count` frames) but does not end
+/// at `expected_head`, if it does not.
+fn check_end(at: Head, count: u64, expected_head: Head) -> Result<(), Error> {
+    if at == expected_head {
+        return Ok(());
+    }
+    let reason = if at.seq == expected_head.seq {
+        format!("the hash at seq {} differs from the head's", at.seq)
+    } else {
+        format!(
+            "the journal ends at seq {} but the head is seq {}",
+            at.seq, expected_head.seq
+        )
+    };
+    Err(Error::JournalInvalid {
+        record: count + 1,
+        reason,
+    })
+}
+
+/// Verifies `export` from `anchor` to `expected_head` in one pass over it, calling `each` with
+/// every verified frame (its bytes, hash and content) in order; the error names the first bad
+/// record (1-based position in the export). A checkpoint inside must carry the chain's hash
+/// there. Nothing is copied: a caller that keeps what `each` is given holds the only copy.
+pub fn verify_each(
+    export: &[u8],
+    anchor: Head,
+    expected_head: Head,
+    mut each: impl FnMut(Verified<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut at = anchor;
+    let mut count = 0;
+    for frame in frames(export) {
+        let (bytes, hash) = frame?;
+        count += 1;
+        let record = check_frame(count, bytes, &hash, &mut at)?;
+        each(Verified {
+            bytes,
+            hash,
+            record,
+        })?;
+    }
+    check_end(at, count, expected_head)
+}
+
+/// Verifies `export` from `anchor` to `expected_head` (see [`verify_each`]); returns how many
+/// records it holds.
+pub fn verify(export: &[u8], anchor: Head, expected_head: Head) -> Result<u64, Error> {
+    let mut n = 0;
+    verify_each(export, anchor, expected_head, |_| {
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// The anchor of an export that stands alone: `(0, zeros)` for one that starts at seq 1 (or is
+/// empty), `(seq − 1, carried hash)` for one that starts with a checkpoint.
+pub fn standalone_anchor(export: &[u8]) -> Result<Head, Error> {
+    let Some(first) = frames(export).next() else {
+        return Ok(Head::GENESIS);
+    };
+    let (record, _) = first?;
+    let first =
+        decode_record(record).map_err(|reason| Error::JournalInvalid { record: 1, reason })?;
+    Ok(match first.checkpoint {
+        Some(prev) => Head {
+            seq: first.seq.saturating_sub(1),
+            hash: prev,
+        },
+        None => Head::GENESIS,
+    })
 }
 
 /// Verifies an export that stands alone: one that starts at seq 1, or with a checkpoint (whose
-/// carried hash anchors it), against `expected_head`.
-pub fn verify_standalone(export: &[u8], expected_head: Head) -> Result<Vec<Verified>, Error> {
-    let frames = frames(export)?;
-    let anchor = match frames.first() {
-        None => Head::GENESIS,
-        Some((record, _)) => {
-            let first = decode_record(record)
-                .map_err(|reason| Error::JournalInvalid { record: 1, reason })?;
-            match first.checkpoint {
-                Some(prev) => Head {
-                    seq: first.seq.saturating_sub(1),
-                    hash: prev,
-                },
-                None => Head::GENESIS,
-            }
-        }
-    };
-    verify_frames(frames, anchor, expected_head)
+/// carried hash anchors it), against `expected_head`; returns how many records it holds.
+pub fn verify_standalone(export: &[u8], expected_head: Head) -> Result<u64, Error> {
+    verify(export, standalone_anchor(export)?, expected_head)
 }
 
 /// A verified frame: the record's bytes, its hash and what it says.
 #[derive(Debug, Clone)]
-pub struct Verified {
+pub struct Verified<'a> {
     /// The record's canonical bytes.
-    pub bytes: Vec<u8>,
+    pub bytes: &'a [u8],
     /// Its chained hash.
     pub hash: Hash,
     /// Its decoded content.
     pub record: Decoded,
-}
-
-fn verify_frames(
-    frames: Vec<(Vec<u8>, Hash)>,
-    anchor: Head,
-    expected_head: Head,
-) -> Result<Vec<Verified>, Error> {
-    let mut at = anchor;
-    let mut out: Vec<Verified> = Vec::with_capacity(frames.len());
-    for (i, (bytes, hash)) in frames.into_iter().enumerate() {
-        let index = i as u64 + 1;
-        let bad = |reason: String| Error::JournalInvalid {
-            record: index,
-            reason,
-        };
-        let record = decode_record(&bytes).map_err(bad)?;
-        if record.seq != at.seq + 1 {
-            return Err(bad(format!("seq {} follows {}", record.seq, at.seq)));
-        }
-        if record.checkpoint.is_some_and(|prev| prev != at.hash) {
-            return Err(bad(
-                "the checkpoint carries another hash than the chain's".into()
-            ));
-        }
-        let expected = chain(&at.hash, &bytes);
-        if expected != hash {
-            return Err(bad("hash does not match the chain".into()));
-        }
-        at = Head {
-            seq: record.seq,
-            hash,
-        };
-        out.push(Verified {
-            bytes,
-            hash,
-            record,
-        });
-    }
-    if at != expected_head {
-        let reason = if at.seq == expected_head.seq {
-            format!("the hash at seq {} differs from the head's", at.seq)
-        } else {
-            format!(
-                "the journal ends at seq {} but the head is seq {}",
-                at.seq, expected_head.seq
-            )
-        };
-        return Err(Error::JournalInvalid {
-            record: out.len() as u64 + 1,
-            reason,
-        });
-    }
-    Ok(out)
 }

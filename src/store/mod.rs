@@ -37,7 +37,8 @@ use std::rc::Rc;
 
 pub use self::journal::{
     Change, Decoded, Hash, Head, Journal, Record, Verified, chain, decode_record,
-    encode_checkpoint, encode_record, frames, verify, verify_standalone,
+    encode_checkpoint, encode_record, frames, standalone_anchor, verify, verify_each,
+    verify_standalone,
 };
 use crate::error::Error;
 use crate::ids::TaskId;
@@ -212,24 +213,23 @@ impl Store {
 
     /// Rebuilds a store from an export that stands alone (from seq 1, or from a checkpoint),
     /// verified against `expected_head`. The rebuilt store's export is byte-equal to `export`.
+    /// One pass: each record is verified, installed and kept as it is read (the export is not
+    /// copied whole, nor split into a list first).
     pub fn replay(export: &[u8], expected_head: Head) -> Result<Store, Error> {
-        let records = verify_standalone(export, expected_head)?;
-        let anchor = records.first().map_or(Head::GENESIS, |first| Head {
-            seq: first.record.seq.saturating_sub(1),
-            hash: first.record.checkpoint.unwrap_or([0; 32]),
-        });
+        let anchor = standalone_anchor(export)?;
         let mut store = Store {
             journal: Journal::starting_at(anchor),
             ..Store::default()
         };
-        for Verified {
-            bytes,
-            hash,
-            record,
-        } in records
-        {
+        verify_each(export, anchor, expected_head, |verified| {
+            let Verified {
+                bytes,
+                hash,
+                record,
+            } = verified;
             let mut writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>> = BTreeMap::new();
-            if record.checkpoint.is_some() {
+            let checkpoint = record.checkpoint.is_some();
+            if checkpoint {
                 // Whatever the checkpoint does not put is gone.
                 for key in store.data.keys() {
                     writes.insert(key.clone(), None);
@@ -239,8 +239,11 @@ impl Store {
                 writes.insert(k, v.map(Rc::from));
             }
             store.install(record.seq, writes);
-            store.journal.push_verified(record.seq, bytes, hash);
-        }
+            store
+                .journal
+                .push_verified(record.seq, bytes.to_vec(), hash, checkpoint);
+            Ok(())
+        })?;
         Ok(store)
     }
 
