@@ -191,22 +191,22 @@ impl Orchestrator {
         head: crate::store::Head,
         now: u64,
     ) -> Result<(Self, Restored), Error> {
-        Self::restore_fenced(config, seed, export, head, now, 0)
+        let store = crate::store::Store::replay(export, head)?;
+        Self::restore_fenced(config, seed, store, now, |_| 0)
     }
 
-    /// [`Orchestrator::restore`] taking a fencing epoch above `epoch_floor` as well as above
-    /// the journal's (see [`TaskTable::restore`]).
+    /// [`Orchestrator::restore`] from a store replayed from a verified journal, taking a
+    /// fencing epoch above `epoch_floor(origin)` as well as above the journal's (see
+    /// [`TaskTable::restore`]).
     pub fn restore_fenced(
         config: &Config,
         seed: u64,
-        export: &[u8],
-        head: crate::store::Head,
+        store: crate::store::Store,
         now: u64,
-        epoch_floor: u64,
+        epoch_floor: impl FnOnce([u8; 16]) -> u64,
     ) -> Result<(Self, Restored), Error> {
-        let (tasks, restored) = TaskTable::restore(
-            export,
-            head,
+        let (tasks, restored) = TaskTable::from_store(
+            store,
             now,
             config.retention,
             config.memory_budget,

@@ -509,16 +509,28 @@ impl TaskTable {
 
     /// Rebuilds a table from an export that stands alone (from seq 1 or from a checkpoint),
     /// verified against `head` (invariant 5). Its epoch is one above the journal's and
-    /// `epoch_floor` (the highest the caller knows of), journaled with the first change.
+    /// `epoch_floor(origin)` (the highest the caller knows of for that journal), journaled
+    /// with the first change.
     pub fn restore(
         export: &[u8],
         head: Head,
         now_ms: u64,
         retention: RetentionConfig,
         budget: u64,
-        epoch_floor: u64,
+        epoch_floor: impl FnOnce([u8; 16]) -> u64,
     ) -> Result<(TaskTable, Restored), Error> {
         let store = Store::replay(export, head)?;
+        TaskTable::from_store(store, now_ms, retention, budget, epoch_floor)
+    }
+
+    /// [`TaskTable::restore`] from a store already replayed from a verified journal.
+    pub fn from_store(
+        store: Store,
+        now_ms: u64,
+        retention: RetentionConfig,
+        budget: u64,
+        epoch_floor: impl FnOnce([u8; 16]) -> u64,
+    ) -> Result<(TaskTable, Restored), Error> {
         let mut table = TaskTable::with_limits(retention, budget, [0; 16]);
         table.store = store;
         let snap = table.store.snapshot();
@@ -529,7 +541,7 @@ impl TaskTable {
         }
         table.counts.forgotten = meta(FORGOTTEN_KEY).map_or(0, |b| u64_of(&b));
         drop(snap);
-        table.epoch = stored_epoch.max(epoch_floor) + 1;
+        table.epoch = stored_epoch.max(epoch_floor(table.origin)) + 1;
         let mut txn = table.store.begin();
         txn.put(meta_key(EPOCH_KEY), table.epoch.to_be_bytes().to_vec());
         txn.put(meta_key(ORIGIN_KEY), table.origin.to_vec());

@@ -394,7 +394,7 @@ pub fn frames(export: &[u8]) -> impl Iterator<Item = Result<(&[u8], Hash), Error
 
 /// Checks one frame (1-based `index` in its export) against the chain position `at`, then
 /// moves `at` to it. Returns the decoded record.
-fn check_frame(index: u64, bytes: &[u8], hash: &Hash, at: &mut Head) -> Result<Decoded, Error> {
+pub(crate) fn check_frame(index: u64, bytes: &[u8], hash: &Hash, at: &mut Head) -> Result<Decoded, Error> {
     let bad = |reason: String| Error::JournalInvalid {
         record: index,
         reason,
@@ -420,7 +420,7 @@ fn check_frame(index: u64, bytes: &[u8], hash: &Hash, at: &mut Head) -> Result<D
 
 /// The error for an export that verified up to `at` (after `count` frames) but does not end
 /// at `expected_head`, if it does not.
-fn check_end(at: Head, count: u64, expected_head: Head) -> Result<(), Error> {
+pub(crate) fn check_end(at: Head, count: u64, expected_head: Head) -> Result<(), Error> {
     if at == expected_head {
         return Ok(());
     }

@@ -213,20 +213,43 @@ impl Store {
 
     /// Rebuilds a store from an export that stands alone (from seq 1, or from a checkpoint),
     /// verified against `expected_head`. The rebuilt store's export is byte-equal to `export`.
-    /// One pass: each record is verified, installed and kept as it is read (the export is not
-    /// copied whole, nor split into a list first).
     pub fn replay(export: &[u8], expected_head: Head) -> Result<Store, Error> {
-        let anchor = standalone_anchor(export)?;
-        let mut store = Store {
-            journal: Journal::starting_at(anchor),
-            ..Store::default()
-        };
-        verify_each(export, anchor, expected_head, |verified| {
-            let Verified {
-                bytes,
-                hash,
-                record,
-            } = verified;
+        Store::replay_frames(
+            frames(export).map(|f| f.map(|(record, hash)| (record.to_vec(), hash))),
+            expected_head,
+        )
+    }
+
+    /// [`Store::replay`] from frames read one at a time — a record's bytes and its hash, in
+    /// export order — so a caller reading an export from outside this memory never holds a
+    /// second copy of it here: each record is verified, installed and kept as it arrives (the
+    /// kept record is the buffer given, not a copy).
+    pub fn replay_frames(
+        frames: impl Iterator<Item = Result<(Vec<u8>, Hash), Error>>,
+        expected_head: Head,
+    ) -> Result<Store, Error> {
+        let mut store = Store::default();
+        let mut at = Head::GENESIS;
+        let mut count = 0;
+        for frame in frames {
+            let (bytes, hash) = frame?;
+            count += 1;
+            if count == 1 {
+                // A first record that is a checkpoint anchors the export with its carried hash.
+                if let Ok(Decoded {
+                    seq,
+                    checkpoint: Some(prev),
+                    ..
+                }) = decode_record(&bytes)
+                {
+                    at = Head {
+                        seq: seq.saturating_sub(1),
+                        hash: prev,
+                    };
+                }
+                store.journal = Journal::starting_at(at);
+            }
+            let record = journal::check_frame(count, &bytes, &hash, &mut at)?;
             let mut writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>> = BTreeMap::new();
             let checkpoint = record.checkpoint.is_some();
             if checkpoint {
@@ -241,9 +264,9 @@ impl Store {
             store.install(record.seq, writes);
             store
                 .journal
-                .push_verified(record.seq, bytes.to_vec(), hash, checkpoint);
-            Ok(())
-        })?;
+                .push_verified(record.seq, bytes, hash, checkpoint);
+        }
+        journal::check_end(at, count, expected_head)?;
         Ok(store)
     }
 

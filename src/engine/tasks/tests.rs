@@ -285,7 +285,7 @@ fn restore(export: &[u8], head: Head, now: u64) -> Result<(TaskTable, Restored),
         now,
         RetentionConfig::default(),
         DEFAULT_MEMORY_BUDGET,
-        0,
+        |_| 0,
     )
 }
 
@@ -479,7 +479,7 @@ fn each_restore_takes_a_higher_epoch_than_the_journal_and_the_floor() {
         3,
         RetentionConfig::default(),
         DEFAULT_MEMORY_BUDGET,
-        5,
+        |origin| if origin == [7; 16] { 5 } else { 0 },
     )
     .unwrap();
     assert_eq!((b.epoch(), b.origin()), (6, [7; 16]));
