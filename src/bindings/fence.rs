@@ -13,13 +13,12 @@
 
 use std::cell::RefCell;
 
-use rustc_hash::FxHashMap;
-
 use crate::error::Error;
 
 thread_local! {
-    /// The highest epoch claimed per origin in this module.
-    static CLAIMS: RefCell<FxHashMap<[u8; 16], u64>> = RefCell::new(FxHashMap::default());
+    /// The highest epoch claimed per origin in this module, for origins restored at least once
+    /// (a list: a process restores few journals).
+    static CLAIMS: RefCell<Vec<([u8; 16], u64)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A random origin for a new journal (`Math.random`, 2 × 52 bits, and the time: two engines
@@ -34,15 +33,23 @@ pub(crate) fn random_origin(now: u64) -> [u8; 16] {
 
 /// The highest epoch claimed for `origin` in this module (0 when none).
 pub(crate) fn highest(origin: [u8; 16]) -> u64 {
-    CLAIMS.with(|c| c.borrow().get(&origin).copied().unwrap_or(0))
+    CLAIMS.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(o, _)| *o == origin)
+            .map_or(0, |(_, e)| *e)
+    })
 }
 
 /// Claims `epoch` for `origin` (a lower claim changes nothing).
 pub(crate) fn claim(origin: [u8; 16], epoch: u64) {
     CLAIMS.with(|c| {
         let mut c = c.borrow_mut();
-        let e = c.entry(origin).or_insert(0);
-        *e = (*e).max(epoch);
+        match c.iter_mut().find(|(o, _)| *o == origin) {
+            Some((_, e)) => *e = (*e).max(epoch),
+            None if epoch > 0 => c.push((origin, epoch)),
+            None => {}
+        }
     });
 }
 

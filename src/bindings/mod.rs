@@ -693,7 +693,12 @@ impl Engine {
             || filter.state.as_deref().is_some_and(|s| {
                 matches!(
                     s,
-                    "queued" | "admitted" | "session_acquired" | "dispatched" | "running" | "unknown"
+                    "queued"
+                        | "admitted"
+                        | "session_acquired"
+                        | "dispatched"
+                        | "running"
+                        | "unknown"
                 )
             }) {
             o.tasks().open()
@@ -865,7 +870,14 @@ impl Engine {
     pub fn verify(&self) -> Result<bool, JsValue> {
         self.live()?;
         // In place: no copy of the journal.
-        js(self.inner.orch.borrow().tasks().store().journal().verify_kept())?;
+        js(self
+            .inner
+            .orch
+            .borrow()
+            .tasks()
+            .store()
+            .journal()
+            .verify_kept())?;
         Ok(true)
     }
 
@@ -1313,7 +1325,9 @@ fn parse_epoch(value: &JsValue) -> Result<u64, Error> {
 
 /// The frames of a journal export held in a JS array, read one at a time (a record is copied
 /// into this memory once, and that copy is the one the journal keeps).
-fn js_frames(array: &Uint8Array) -> impl Iterator<Item = Result<(Vec<u8>, crate::store::Hash), Error>> + '_ {
+fn js_frames(
+    array: &Uint8Array,
+) -> impl Iterator<Item = Result<(Vec<u8>, crate::store::Hash), Error>> + '_ {
     let len = array.length();
     let mut at = 0u32;
     let mut index = 0u64;

@@ -33,7 +33,7 @@
 //!    state held twice (a checkpoint copies it), the journal kept and room for every open
 //!    task's result would pass the budget with it.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
@@ -119,12 +119,11 @@ pub struct TaskTable {
     next_id: u32,
     retention: RetentionConfig,
     budget: u64,
-    /// Tasks not settled.
-    open: BTreeSet<TaskId>,
-    /// The dependencies of open tasks that have some.
-    open_deps: FxHashMap<TaskId, Vec<TaskId>>,
+    /// Tasks not settled, with their dependencies. (Every map here has the one type the
+    /// orchestrator's dependents map has too: one copy of its code in the `.wasm`.)
+    open: FxHashMap<TaskId, Vec<TaskId>>,
     /// Open tasks depending on each task: a task with any is not forgotten.
-    pins: FxHashMap<TaskId, u32>,
+    pins: FxHashMap<TaskId, Vec<TaskId>>,
     /// Settled tasks held, oldest settlement first.
     settled: VecDeque<Kept>,
     settled_bytes: u64,
@@ -158,8 +157,7 @@ impl TaskTable {
             next_id: 1,
             retention,
             budget,
-            open: BTreeSet::new(),
-            open_deps: FxHashMap::default(),
+            open: FxHashMap::default(),
             pins: FxHashMap::default(),
             settled: VecDeque::new(),
             settled_bytes: 0,
@@ -189,8 +187,11 @@ impl TaskTable {
     }
 
     /// Tasks not settled, in id order.
-    pub fn open_ids(&self) -> impl Iterator<Item = TaskId> + '_ {
-        self.open.iter().copied()
+    pub fn open_ids(&self) -> Vec<TaskId> {
+        // (`u64`s: the one element type the crate sorts; see `Orchestrator::tick`.)
+        let mut ids: Vec<u64> = self.open.keys().map(|t| u64::from(t.get())).collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|t| TaskId(t as u32)).collect()
     }
 
     /// Settled tasks held.
@@ -309,7 +310,6 @@ impl TaskTable {
         txn.commit(&mut self.store)?;
         self.next_id += 1;
         self.bytes += bytes;
-        self.open.insert(id);
         self.pin(id, &record.spec.depends_on);
         self.counts.by_state[0] += 1;
         self.maybe_checkpoint();
@@ -392,7 +392,10 @@ impl TaskTable {
 
     /// The open tasks (not settled), in id order.
     pub fn open(&self) -> Vec<TaskRecord> {
-        self.open.iter().filter_map(|&id| self.get(id)).collect()
+        self.open_ids()
+            .into_iter()
+            .filter_map(|id| self.get(id))
+            .collect()
     }
 
     /// Forgets the settled tasks the retention rule lets go at `now` (invariant 7), in one
@@ -439,8 +442,15 @@ impl TaskTable {
         if pinned == 0 {
             self.settled.drain(..out.len());
         } else {
-            let gone: BTreeSet<TaskId> = out.iter().map(|k| k.id).collect();
-            self.settled.retain(|k| !gone.contains(&k.id));
+            // `out` is a subsequence of `settled`, in its order.
+            let mut next = out.iter().map(|k| k.id).peekable();
+            self.settled.retain(|k| {
+                let gone = next.peek() == Some(&k.id);
+                if gone {
+                    next.next();
+                }
+                !gone
+            });
         }
         self.counts.forgotten = forgotten;
         for (kept, tag) in out.iter().zip(tags) {
@@ -559,13 +569,23 @@ impl TaskTable {
             if record.state.is_settled() {
                 settled.push((record.updated_ms, record.id.get(), bytes));
             } else {
-                table.open.insert(record.id);
                 table.pin(record.id, &record.spec.depends_on);
             }
         }
         table.next_id = next.max(table.next_id_floor());
-        settled.sort_unstable();
-        for (settled_ms, id, bytes) in settled {
+        // Settlement order: each entry's time over its index, sorted as `u64`s (the one element
+        // type the crate sorts). Times past 2^42 ms (year 2109) or more than 2^22 tasks held
+        // keep id order.
+        let mut order: Vec<u64> = settled
+            .iter()
+            .enumerate()
+            .map(|(i, (ms, ..))| (*ms).min((1 << 42) - 1) << 22 | i as u64)
+            .collect();
+        if settled.len() < 1 << 22 {
+            order.sort_unstable();
+        }
+        for key in order {
+            let (settled_ms, id, bytes) = settled[(key & ((1 << 22) - 1)) as usize];
             table.settled_bytes += bytes;
             table.settled.push_back(Kept {
                 id: TaskId(id),
@@ -641,36 +661,40 @@ impl TaskTable {
             self.counts.by_state[tag as usize] -= 1;
         }
         self.counts.by_state[record.state.tag() as usize] += 1;
-        if record.state.is_settled() && self.open.remove(&record.id) {
-            for dep in self.open_deps.remove(&record.id).unwrap_or_default() {
-                if let Some(n) = self.pins.get_mut(&dep) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.pins.remove(&dep);
-                    }
-                }
+        if record.state.is_settled() {
+            if let Some(deps) = self.open.remove(&record.id) {
+                self.unpin(record.id, deps);
+                let bytes = self.spec_len(record.id) + new_len + TASK_OVERHEAD;
+                self.settled_bytes += bytes;
+                self.settled.push_back(Kept {
+                    id: record.id,
+                    settled_ms: record.updated_ms,
+                    bytes,
+                });
             }
-            let bytes = self.spec_len(record.id) + new_len + TASK_OVERHEAD;
-            self.settled_bytes += bytes;
-            self.settled.push_back(Kept {
-                id: record.id,
-                settled_ms: record.updated_ms,
-                bytes,
-            });
         }
         self.maybe_checkpoint();
         Ok(())
     }
 
-    /// Records that open `task` waits on `deps` (they are not forgotten before it settles).
+    /// Records open `task`, waiting on `deps` (they are not forgotten before it settles).
     fn pin(&mut self, task: TaskId, deps: &[TaskId]) {
-        if deps.is_empty() {
-            return;
-        }
         for dep in deps {
-            *self.pins.entry(*dep).or_default() += 1;
+            self.pins.entry(*dep).or_default().push(task);
         }
-        self.open_deps.insert(task, deps.to_vec());
+        self.open.insert(task, deps.to_vec());
+    }
+
+    /// `task` settled: its dependencies may be forgotten once nothing else waits on them.
+    fn unpin(&mut self, task: TaskId, deps: Vec<TaskId>) {
+        for dep in deps {
+            if let Some(waiting) = self.pins.get_mut(&dep) {
+                waiting.retain(|t| *t != task);
+                if waiting.is_empty() {
+                    self.pins.remove(&dep);
+                }
+            }
+        }
     }
 
     fn spec_len(&self, task: TaskId) -> u64 {

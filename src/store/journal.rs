@@ -394,7 +394,12 @@ pub fn frames(export: &[u8]) -> impl Iterator<Item = Result<(&[u8], Hash), Error
 
 /// Checks one frame (1-based `index` in its export) against the chain position `at`, then
 /// moves `at` to it. Returns the decoded record.
-pub(crate) fn check_frame(index: u64, bytes: &[u8], hash: &Hash, at: &mut Head) -> Result<Decoded, Error> {
+pub(crate) fn check_frame(
+    index: u64,
+    bytes: &[u8],
+    hash: &Hash,
+    at: &mut Head,
+) -> Result<Decoded, Error> {
     let bad = |reason: String| Error::JournalInvalid {
         record: index,
         reason,
