@@ -12,7 +12,7 @@
 //! | `adaptive` | `enabled` true, `growAfter` 3, `windowMs` 5 000 |
 //! | `pressure` | `refuseAt` 0.8, `resumeBelow` 0.75, `staleMs` 10 000 |
 //! | `fairness` | `lowEvery` 8: a waiting lower level goes after 8 higher admissions in its lane |
-//! | `retention` | `maxTasks` 10 000, `maxAgeMs` 3 600 000, `maxBytes` 64 MiB, `resultBytes` 64 KiB |
+//! | `retention` | `maxTasks` 10 000, `maxAgeMs` 3 600 000, `maxBytes` 32 MiB, `resultBytes` 64 KiB |
 //! | `memoryBudget` | 1 GiB: the engine's own footprint past which new work is `ENGINE_FULL` |
 //!
 //! Invariants:
@@ -83,7 +83,7 @@ pub struct RetentionConfig {
     pub max_tasks: u32,
     /// Ms after settling a task is forgotten (default one hour).
     pub max_age_ms: u64,
-    /// Bytes of settled tasks kept, at most (default 64 MiB).
+    /// Bytes of settled tasks kept, at most (default 32 MiB).
     pub max_bytes: u64,
     /// Bytes of a result kept; a longer one is cut at a character boundary and ends with a
     /// note naming its full length and the session to read the rest from (default 64 KiB).
@@ -95,7 +95,7 @@ impl Default for RetentionConfig {
         RetentionConfig {
             max_tasks: 10_000,
             max_age_ms: 3_600_000,
-            max_bytes: 64 << 20,
+            max_bytes: 32 << 20,
             result_bytes: 64 << 10,
         }
     }

@@ -103,7 +103,7 @@ export interface ForemanConfig {
   fairness?: { lowEvery?: number };
   /** When settled tasks leave the engine (with their idempotency keys and dependency edges), as
    * soon as any limit is passed, oldest settlement first: more than `maxTasks` (10 000) settled
-   * tasks held, settled more than `maxAgeMs` (3 600 000) ago, or more than `maxBytes` (64 MiB)
+   * tasks held, settled more than `maxAgeMs` (3 600 000) ago, or more than `maxBytes` (32 MiB)
    * of them (prompts, results). A task an open task depends on stays until that one settles.
    * A forgotten id answers TASK_FORGOTTEN; `dependsOn` naming one is INVALID_INPUT saying so.
    * A result longer than `resultBytes` (65 536; 1 KiB..=1 MiB) is kept cut at that length, with
@@ -703,7 +703,7 @@ impl Engine {
             }) {
             o.tasks().open()
         } else {
-            o.tasks().all()
+            o.tasks().all_brief()
         };
         let infos: Vec<TaskInfo> = records
             .iter()
@@ -1284,7 +1284,7 @@ impl Engine {
         let id = js(api::task_id("id", id))?;
         let o = self.inner.orch.borrow();
         o.tasks()
-            .get(id)
+            .get_brief(id)
             .ok_or_else(|| to_js(&o.tasks().missing(id)))
     }
 
@@ -1695,7 +1695,7 @@ fn after(inner: &Inner) {
         if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
             let waiters = inner.task_waiters.borrow_mut().remove(&e.task.get());
             if let Some(waiters) = waiters {
-                let record = inner.orch.borrow().tasks().get(e.task);
+                let record = inner.orch.borrow().tasks().get_brief(e.task);
                 let info = record.map(|r| to_value(&TaskInfo::from(&r)));
                 for (resolve, reject) in waiters {
                     let _ = match &info {

@@ -386,7 +386,15 @@ impl TaskRecord {
 
     /// Decodes a task's canonical spec and state bytes; anything else is refused.
     pub fn decode(id: TaskId, spec: &[u8], state: &[u8]) -> Result<TaskRecord, String> {
-        let spec = decode_spec(spec)?;
+        Self::decode_with(id, decode_spec(spec)?, state)
+    }
+
+    /// [`TaskRecord::decode`] with the prompt left empty (checked, not copied).
+    pub fn decode_brief(id: TaskId, spec: &[u8], state: &[u8]) -> Result<TaskRecord, String> {
+        Self::decode_with(id, decode_spec_with(spec, false)?, state)
+    }
+
+    fn decode_with(id: TaskId, spec: TaskSpec, state: &[u8]) -> Result<TaskRecord, String> {
         let (state, attempts, created_ms, updated_ms) = decode_state(state)?;
         Ok(TaskRecord {
             id,
@@ -401,12 +409,21 @@ impl TaskRecord {
 
 /// Decodes a spec's canonical bytes ([`TaskRecord::encode_spec`]).
 pub fn decode_spec(bytes: &[u8]) -> Result<TaskSpec, String> {
+    decode_spec_with(bytes, true)
+}
+
+fn decode_spec_with(bytes: &[u8], with_prompt: bool) -> Result<TaskSpec, String> {
     let mut r = Reader::new(bytes);
     if r.u8()? != 2 {
         return Err("unknown task spec version".into());
     }
     let agent = r.str()?;
-    let prompt = r.str()?;
+    let prompt = if with_prompt {
+        r.str()?
+    } else {
+        std::str::from_utf8(r.chunk()?).map_err(|_| "a prompt that is not UTF-8")?;
+        String::new()
+    };
     let priority = *Priority::ALL.get(r.u8()? as usize).ok_or("bad priority")?;
     let deadline_ms = r.u64()?;
     let model = r.opt_str()?;

@@ -24,14 +24,15 @@
 //!    live state, however long the engine has run, and the journal kept in memory stays
 //!    proportional to the state. Checkpointing costs amortized O(1) hashed bytes per commit.
 //!    The same holds for bytes: a checkpoint is also due once the records after the last one
-//!    outweigh `max(CHECKPOINT_MIN_BYTES, 2 × state bytes)`.
+//!    outweigh `max(CHECKPOINT_MIN_BYTES, state bytes)`, so the journal kept stays within about
+//!    twice the state (and each byte journaled costs about two hashed).
 //! 7. Retention forgets only settled tasks, oldest settlement first, never one an open task
 //!    depends on (it is kept until its dependents settle), and never one settled in
 //!    the current call ([`TaskTable::retire`] runs before a call's work), so whoever waits for
 //!    a settlement reads it first. A forgotten id answers `TASK_FORGOTTEN`, never another task.
 //! 8. Memory budget: a submission is refused with `ENGINE_FULL` (nothing written) when the
-//!    state held twice (a checkpoint copies it), the journal kept and room for every open
-//!    task's result would pass the budget with it.
+//!    state held twice (a checkpoint copies it), the journal kept and room for the open tasks'
+//!    results (at most what retention keeps) would pass the budget with it.
 
 use std::collections::VecDeque;
 
@@ -226,7 +227,10 @@ impl TaskTable {
 
     /// Invariant 8: whether `extra` more bytes of work fit the budget.
     fn check_budget(&self, extra: u64) -> Result<(), Error> {
-        let reserve = self.open.len() as u64 * (u64::from(self.retention.result_bytes) + 512);
+        // Room for the results still to come: each open task's, capped, but never more than
+        // retention lets settled tasks hold.
+        let reserve = (self.open.len() as u64 * (u64::from(self.retention.result_bytes) + 512))
+            .min(self.retention.max_bytes);
         let need = 2 * self.bytes + self.store.journal().bytes() + 3 * (extra + reserve);
         if need > self.budget {
             return Err(Error::EngineFull {
@@ -362,6 +366,29 @@ impl TaskTable {
         TaskRecord::decode(task, &spec, &state).ok()
     }
 
+    /// The latest record of `task` with its prompt left empty (for views that do not show it:
+    /// no copy of the prompt is made).
+    pub fn get_brief(&self, task: TaskId) -> Option<TaskRecord> {
+        let snap = self.store.snapshot();
+        let state = self.store.get(&snap, &task_key(task))?;
+        let spec = self.store.get(&snap, &spec_key(task))?;
+        TaskRecord::decode_brief(task, &spec, &state).ok()
+    }
+
+    /// Every task held, in id order, with prompts left empty (see [`TaskTable::get_brief`]).
+    pub fn all_brief(&self) -> Vec<TaskRecord> {
+        let snap = self.store.snapshot();
+        self.store
+            .scan(&snap, TASK_PREFIX)
+            .into_iter()
+            .filter_map(|(k, state)| {
+                let id = TaskId(u32::from_be_bytes(<[u8; 4]>::try_from(&k[1..]).ok()?));
+                let spec = self.store.get(&snap, &spec_key(id))?;
+                TaskRecord::decode_brief(id, &spec, &state).ok()
+            })
+            .collect()
+    }
+
     /// The state of `task`, without its spec (no prompt is copied).
     pub fn state(&self, task: TaskId) -> Option<TaskState> {
         let snap = self.store.snapshot();
@@ -390,11 +417,11 @@ impl TaskTable {
             .collect()
     }
 
-    /// The open tasks (not settled), in id order.
+    /// The open tasks (not settled), in id order, prompts left empty.
     pub fn open(&self) -> Vec<TaskRecord> {
         self.open_ids()
             .into_iter()
-            .filter_map(|id| self.get(id))
+            .filter_map(|id| self.get_brief(id))
             .collect()
     }
 
@@ -707,7 +734,7 @@ impl TaskTable {
     /// Invariant 6.
     fn maybe_checkpoint(&mut self) {
         let due = CHECKPOINT_MIN_RECORDS.max(2 * self.store.key_count());
-        let due_bytes = CHECKPOINT_MIN_BYTES.max(2 * self.bytes);
+        let due_bytes = CHECKPOINT_MIN_BYTES.max(self.bytes);
         let journal = self.store.journal();
         if journal.len() > due || journal.tail_bytes() > due_bytes {
             self.store.checkpoint();

@@ -125,9 +125,12 @@ pub fn encode_record<'a>(
 pub fn encode_checkpoint<'a>(
     seq: u64,
     prev: &Hash,
-    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
 ) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64);
+    // Sized exactly first: a checkpoint is as large as the state, and growing it by doubling
+    // would hold up to 1.5 times more at once.
+    let size: usize = entries.clone().map(|(k, v)| 9 + k.len() + v.len()).sum();
+    let mut w = Writer::with_capacity(12 + 9 + 32 + size);
     w.u64(seq);
     w.u32(entries.len() as u32 + 1);
     w.chunk(&[]);
@@ -239,7 +242,7 @@ impl Journal {
     pub(crate) fn checkpoint<'a>(
         &mut self,
         seq: u64,
-        entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+        entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
     ) -> Hash {
         let prev = self.head();
         let bytes = encode_checkpoint(seq, &prev.hash, entries);
