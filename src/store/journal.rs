@@ -38,6 +38,38 @@
 //! recompute the hash as above and compare it with the frame's; at the end, the last
 //! `(seq, hash)` must equal the head the host kept.
 //!
+//! # What the engine's keys hold (task format 2)
+//!
+//! The chain above covers any key-value store. The engine writes these keys (`id` a task id,
+//! u32 big-endian; strings are `u32` length + UTF-8; `opt` is a 0/1 byte, then the value when 1):
+//!
+//! ```text
+//! "s" id        spec, written once when the task is submitted:
+//!               0x02 agent:str prompt:str priority:u8 deadline_ms:u64 model:opt(str)
+//!               parent:opt(str) idempotency_key:opt(str) deps:u32 dep:u32{deps} retries:u32
+//!               fail_fast:u8 follow_up_of:opt(u32)
+//! "t" id        state, rewritten by each transition (small; a success's result once):
+//!               0x02 tag:u8 fields attempts:u32 created_ms:u64 updated_ms:u64
+//!               tag 0 queued, 1 admitted, 8 timed_out: no fields; 2 session_acquired: session:str;
+//!               3 dispatched, 4 running: session:str at_ms:u64; 5 succeeded: session:str
+//!               result:str (cut to `retention.resultBytes`, ending with a note naming the full
+//!               length and the session); 6 failed: class:u8 message:str; 7 cancelled:
+//!               reason:str; 9 unknown: session:opt(str) at_ms:u64
+//! "midem/" key  the task id (u32) an idempotency key names
+//! "msession/" s a session the engine created and has not seen deleted (empty value)
+//! "mepoch"      the fencing epoch, u64: 0 for a new engine; each restore writes one above the
+//!               journal's and above any the host or this module knows for the journal
+//! "morigin"     16 bytes naming the journal; engines restored from it share it
+//! "mforgotten"  u64: settled tasks the retention rule forgot, over the journal's history
+//! "mnext"       u32: the next task id (written when tasks are forgotten: ids are never reused)
+//! ```
+//!
+//! So a transition journals only what changed — one small put of `"t" id` — and a prompt and a
+//! result are each in the journal once. Retention forgets a settled task with one record that
+//! deletes its `"s"`, `"t"` and idempotency keys and rewrites `"mforgotten"` and `"mnext"`.
+//! A checkpoint holds only what is live, so what a restore replays follows the tasks held, not
+//! the history.
+//!
 //! Invariants:
 //! 1. Records are appended in seq order with no gaps; `head` is the last record's.
 //! 2. `verify` accepts an export iff it is exactly the records `anchor.seq + 1 ..= head.seq`.
