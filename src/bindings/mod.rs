@@ -602,8 +602,10 @@ impl Engine {
     /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All specs are
     /// checked before any is submitted: a bad one throws `INVALID_INPUT` naming its field
     /// (`specs[2].prompt`) and submits nothing. Refusals of the controller (`MEMORY_PRESSURE` for
-    /// LOW work, `BREAKER_OPEN` with `failFast`) throw too; specs before the refused one stay
-    /// submitted, and the error's `submitted` lists their ids.
+    /// LOW work, `BREAKER_OPEN` with `failFast`) and of the memory budget (`ENGINE_FULL`) throw
+    /// too; specs before the refused one stay submitted, and the error's `submitted` lists their
+    /// ids. A fenced engine throws `FENCED`; a `dependsOn` naming a task retention forgot is
+    /// `INVALID_INPUT`.
     pub fn delegate(&self, specs: SpecsObject) -> Result<TaskIds, JsValue> {
         self.acting()?;
         let value =

@@ -84,6 +84,14 @@ test("soak: 20,000 tasks of 20 KB prompts and results; wasm memory plateaus, jou
   await rejectsCode(engine.wait(1), "TASK_FORGOTTEN");
   const dep = throwsCode(() => engine.delegate({ agent: "worker", prompt: "next", dependsOn: [1] }), "INVALID_INPUT");
   assert.match(dep.message, /forgotten/);
+  // The journal kept is what an export holds, and a restore from it replays the tasks held,
+  // not the 20,000 of the history.
+  const journal = engine.journalExport();
+  assert.equal(journal.length, final.journal.bytes);
+  const restored = Engine.restore(journal, engine.journalHead(), new FakeServer().host(), { lanes: { worker: 64 } });
+  assert.equal(restored.list().length, samples.at(-1).listed);
+  assert.equal(restored.stats().tasks.forgotten, final.tasks.forgotten);
+  restored.dispose();
   engine.dispose();
 });
 
