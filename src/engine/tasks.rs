@@ -584,10 +584,25 @@ impl TaskTable {
         txn.put(meta_key(ORIGIN_KEY), table.origin.to_vec());
         txn.commit(&mut table.store)?;
         table.meta_written = true;
+        // Every task key must decode: a journal of another format is refused, not half read.
+        let all = table.all();
+        let keys = {
+            let snap = table.store.snapshot();
+            table.store.scan(&snap, TASK_PREFIX).len()
+        };
+        if all.len() != keys {
+            return Err(Error::JournalInvalid {
+                record: 0,
+                reason: format!(
+                    "{} of {keys} task records are not in task format 2 (a journal of an older engine?)",
+                    keys - all.len()
+                ),
+            });
+        }
         // Ids are never reused: the next is one above the highest ever issued, held or not.
         let mut next = 1;
         let mut settled = Vec::new();
-        for record in table.all() {
+        for record in all {
             next = next.max(record.id.get() + 1);
             let bytes =
                 (record.encode_spec().len() + record.encode_state().len()) as u64 + TASK_OVERHEAD;

@@ -484,3 +484,16 @@ fn each_restore_takes_a_higher_epoch_than_the_journal_and_the_floor() {
     .unwrap();
     assert_eq!((b.epoch(), b.origin()), (6, [7; 16]));
 }
+
+#[test]
+fn a_journal_whose_task_records_are_in_another_format_is_refused() {
+    let mut store = Store::new();
+    let mut txn = store.begin();
+    // A task record of the first format: version byte 1.
+    txn.put(task_key(TaskId(1)), vec![1u8, 0, 0, 0, 1]);
+    txn.commit(&mut store).unwrap();
+    let export = store.journal().export(0);
+    let err = restore(&export, store.journal().head(), 1).unwrap_err();
+    assert_eq!(err.code(), "JOURNAL_INVALID");
+    assert!(err.to_string().contains("format 2"), "{err}");
+}
