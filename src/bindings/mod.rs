@@ -419,6 +419,8 @@ struct Inner {
     run_keys: RefCell<Vec<KeyId>>,
     run_error: RefCell<Option<JsValue>>,
     disposed: Cell<bool>,
+    /// This engine's fencing epoch and its journal's highest claim (see `fence`).
+    fence: RefCell<fence::Fence>,
 }
 
 /// The foreman engine, driven by a JavaScript host.
@@ -508,6 +510,7 @@ impl Engine {
         let config = engine.inner.book.borrow().config().clone();
         let origin = fence::random_origin(now);
         *engine.inner.orch.borrow_mut() = Orchestrator::with_origin(&config, now ^ SEED, origin);
+        *engine.inner.fence.borrow_mut() = fence::Fence::join(origin, 0);
         Ok(engine)
     }
 
@@ -547,7 +550,8 @@ impl Engine {
             now,
             |origin| fence::highest(origin).max(head_epoch),
         ))?;
-        fence::claim(orch.tasks().origin(), orch.tasks().epoch());
+        *engine.inner.fence.borrow_mut() =
+            fence::Fence::join(orch.tasks().origin(), orch.tasks().epoch());
         *engine.inner.orch.borrow_mut() = orch;
         after(&engine.inner);
         Ok(engine)
@@ -858,8 +862,7 @@ impl Engine {
             .as_f64()
             .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n <= 9.0e15)
             .ok_or_else(|| to_js(&Error::input("epoch", "must be a whole number ≥ 0")))?;
-        let origin = self.inner.orch.borrow().tasks().origin();
-        fence::claim(origin, epoch as u64);
+        self.inner.fence.borrow().claim(epoch as u64);
         let fenced = fenced(&self.inner);
         if let Err(e) = &fenced {
             fence_out(&self.inner, e);
@@ -1149,6 +1152,7 @@ impl Engine {
                 run_keys: RefCell::new(Vec::new()),
                 run_error: RefCell::new(None),
                 disposed: Cell::new(false),
+                fence: RefCell::new(fence::Fence::none()),
             }
         });
         let engine = Engine { inner };
@@ -1594,8 +1598,7 @@ fn wasm_memory_bytes() -> f64 {
 
 /// `FENCED` when a newer engine was restored from this engine's journal (see `fence`).
 fn fenced(inner: &Inner) -> Result<(), Error> {
-    let o = inner.orch.borrow();
-    fence::check(o.tasks().origin(), o.tasks().epoch())
+    inner.fence.borrow().check()
 }
 
 /// A fenced engine acts on nothing: the host calls its core asked for are dropped, its task
