@@ -375,7 +375,7 @@ impl ToJs for KeyInfo {
             .nullable("limit", self.limit)
             .nullable("effective", self.effective)
             .set("inUse", self.in_use)
-            .set("queued", self.queued as f64)
+            .set("queued", self.queued)
             .set("breaker", self.breaker)
             .nullable("nextProbeAt", self.next_probe_at)
             .done()
@@ -403,7 +403,7 @@ impl ToJs for PoolInfo {
 impl ToJs for TaskCounts {
     fn to_js(&self) -> JsValue {
         Obj::new()
-            .set("queued", self.queued)
+            .set("queued", self.queued as f64)
             .set("running", self.running as f64)
             .set("succeeded", self.succeeded as f64)
             .set("failed", self.failed as f64)

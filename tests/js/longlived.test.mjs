@@ -112,6 +112,9 @@ test("past its memory budget the engine says ENGINE_FULL; export, restore, wait 
   assert.ok(full, "the budget refused work");
   assert.equal(full.code, "ENGINE_FULL", full.message);
   assert.ok(full.footprint <= full.budget && full.budget === 8 * 2 ** 20);
+  const stats = JSON.parse(JSON.stringify(engine.stats())); // plain numbers, no BigInt
+  assert.equal(stats.tasks.queued + stats.tasks.running, accepted.length);
+  assert.equal(stats.engine.budget, 8 * 2 ** 20);
   assert.ok(accepted.length >= 4, `${accepted.length} accepted`);
   throwsCode(() => engine.delegate({ agent: "worker", prompt: big }), "ENGINE_FULL");
   // Still working: export, cancel, wait, and (last: it fences this engine out) restore.
