@@ -427,9 +427,10 @@ describe("format", () => {
         ],
         gate: { closed: false, stale: false, perMille: 500 },
         pool: { warm: 1, inUse: 3, parked: 2, retiring: 0, deleting: 0, hits: 4, misses: 3, creates: 5, affinityHits: 0, retirements: 0, deletes: 1 },
-        tasks: { queued: 3, running: 3, succeeded: 4, failed: 1, cancelled: 0, timedOut: 0, unknown: 0 },
+        tasks: { queued: 3, running: 3, succeeded: 4, failed: 1, cancelled: 0, timedOut: 0, unknown: 0, forgotten: 0 },
         runs: { waiting: 0, running: 0 },
-        journal: { seq: 40, records: 40 },
+        journal: { seq: 40, records: 40, bytes: 4096, epoch: 0 },
+        engine: { footprint: 8192, budget: 2 ** 30, wasmMemory: 2 ** 20, fenced: false },
       },
       { createMs: 21.25, warmAboveMs: 100 },
     );

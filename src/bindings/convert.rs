@@ -45,7 +45,17 @@ pub(crate) fn to_js(error: &Error) -> JsValue {
             );
         }
         Error::UnknownCall { call } => set(obj, "call", &(*call).into()),
-        Error::UnknownTask { task } => set(obj, "task", &(*task).into()),
+        Error::UnknownTask { task } | Error::TaskForgotten { task } => {
+            set(obj, "task", &(*task).into());
+        }
+        Error::EngineFull { footprint, budget } => {
+            set(obj, "footprint", &(*footprint as f64).into());
+            set(obj, "budget", &(*budget as f64).into());
+        }
+        Error::Fenced { epoch, newer } => {
+            set(obj, "epoch", &(*epoch as f64).into());
+            set(obj, "newer", &(*newer as f64).into());
+        }
         Error::TimedOut { after_ms } => set(obj, "afterMs", &(*after_ms as f64).into()),
         _ => {}
     }
