@@ -10,7 +10,8 @@
 // 2. The engine is the only owner of task state; the board keeps only labels and tree links,
 //    and reads states from the engine when it needs them.
 // 3. Task ids are issued by the engine in order, one up from the last; the board is the only
-//    caller of `delegate`, so it knows the ids a batch will get before submitting it, and
+//    caller of `delegate`, so it knows the ids a batch will get before submitting it (the last
+//    issued id is found by asking the engine, since retention forgets settled tasks), and
 //    checks that it got them.
 import type { Engine, TaskInfo, TaskSpec } from "../../pkg/foreman.js";
 
@@ -74,11 +75,41 @@ export class Board {
     private readonly modelOf: (agent: string) => string | undefined = () => undefined,
   ) {}
 
+  /** Whether the engine has issued `id` (a task it holds, or one retention forgot). */
+  private issued(id: number): boolean {
+    try {
+      this.engine.status(id);
+      return true;
+    } catch (e) {
+      return (e as { code?: string }).code === "TASK_FORGOTTEN";
+    }
+  }
+
+  /** Brings `lastId` up to the engine's last issued id. Ids are issued in order and every id
+   * below the next one is held or forgotten, so a galloping then binary search finds it in a
+   * few `status` calls, whatever retention dropped (after a restart the tasks that would have
+   * told are often gone). */
+  private syncLastId(): void {
+    let lo = this.lastId;
+    let step = 1;
+    while (this.issued(lo + step)) {
+      lo += step;
+      step *= 2;
+    }
+    let hi = lo + step; // not issued
+    while (hi - lo > 1) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      if (this.issued(mid)) lo = mid;
+      else hi = mid;
+    }
+    this.lastId = lo;
+  }
+
   /** Labels for the open tasks of an engine restored from its journal (the board itself is
    * not journaled): their parent hears of them as of any other, under their agent's name. */
   adoptRestored(): void {
+    this.syncLastId();
     for (const t of this.engine.list()) {
-      this.lastId = Math.max(this.lastId, t.id);
       if ((settled(t.state) && t.state !== "unknown") || this.labels.has(t.id) || !t.parentID) continue;
       this.labels.set(t.id, { description: `${t.agent} task (restored)`, parentID: t.parentID, batch: 0, notify: true, depth: 1 });
     }
@@ -134,7 +165,7 @@ export class Board {
         `nesting limit reached: this session is already ${depth - 1} level(s) of delegation deep (maxDepth ${this.maxDepth}); do the work here instead of delegating it`,
       );
     }
-    for (const t of this.engine.list()) this.lastId = Math.max(this.lastId, t.id);
+    this.syncLastId();
     const first = this.lastId + 1;
     const specs: TaskSpec[] = tasks.map((t, i) => {
       const at = `tasks[${i}]`;
@@ -186,7 +217,7 @@ export class Board {
   /** Open tasks whose parent session is `sessionID`. */
   openChildren(sessionID: string): number[] {
     return this.engine
-      .list()
+      .list({ open: true })
       .filter((t) => t.parentID === sessionID && !settled(t.state))
       .map((t) => t.id);
   }

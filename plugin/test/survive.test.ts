@@ -81,6 +81,21 @@ describe("plugin survival hooks", () => {
     await second.dispose!();
   });
 
+  test("after retention forgot every settled task, a restarted plugin still numbers new tasks after the last one", async () => {
+    const dir = project();
+    const options = { lanes: { worker: 1 }, retention: { maxTasks: 1, maxAgeMs: 0 } };
+    const first = await foreman(input(dir), options);
+    await first.tool!.foreman_delegate!.execute({ tasks: [1, 2, 3, 4, 5].map((i) => ({ agent: "worker", prompt: `p${i}` })) }, ctx("ses_user"));
+    await first.tool!.foreman_cancel!.execute({ ids: [1, 2, 3, 4, 5] }, ctx("ses_user"));
+    await tick();
+    await first.dispose!();
+    const second = await foreman(input(dir), options);
+    const out = String(await second.tool!.foreman_delegate!.execute({ tasks: [{ agent: "worker", prompt: "six" }, { agent: "worker", prompt: "seven", dependsOn: [0] }] }, ctx("ses_user")));
+    expect(out).toContain("#6 ");
+    expect(out).toContain("#7 ");
+    await second.dispose!();
+  });
+
   test("persist: false writes nothing in the project", async () => {
     const dir = project();
     const hooks = await foreman(input(dir), { persist: false });
