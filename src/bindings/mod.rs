@@ -41,6 +41,7 @@ use self::host::{HostFunctions, JsHost};
 use crate::config::Config;
 use crate::control::{KeyId, LaneId, Outcome, Verdict};
 use crate::engine::orchestrator::{Orchestrator, RunRequest};
+use crate::engine::runs::RunId;
 use crate::engine::{CreateSession, Engine as Core, Settled};
 use crate::error::Error;
 use crate::host::{CallId, Host, HostOpKind, HostOutcome, HostRequest, SessionId};
@@ -926,10 +927,10 @@ impl Engine {
                         deadline_ms: deadline,
                     },
                 ))?;
-                if slot < RUN_ALONE && o.take_run_ready_alone(slot) {
-                    (slot | RUN_ALONE, false)
+                if o.take_run_ready_alone(slot) {
+                    (slot.get() | RUN_ALONE, false)
                 } else {
-                    (slot, write_ready(&self.inner, &mut o) == 0)
+                    (slot.get(), write_ready(&self.inner, &mut o) == 0)
                 }
             };
             // Waiting work may wait on time, not only on a release — keyed work on a breaker's
@@ -960,13 +961,13 @@ impl Engine {
     /// when it is 0 run.js has nothing to read.
     #[wasm_bindgen(js_name = runEnd, skip_typescript)]
     pub fn run_end(&self, slot: u32) -> u32 {
-        self.end_run(slot, Outcome::Success, f64::NAN)
+        self.end_run(RunId::from_raw(slot), Outcome::Success, f64::NAN)
     }
 
     /// Ends a running run task that failed with `error` (classified like a host failure).
     #[wasm_bindgen(js_name = runFail, skip_typescript)]
     pub fn run_fail(&self, slot: u32, error: JsValue, now: f64) -> u32 {
-        self.end_run(slot, Outcome::Failed(class_of(&error)), now)
+        self.end_run(RunId::from_raw(slot), Outcome::Failed(class_of(&error)), now)
     }
 
     /// Whether a call guarded by the breaker of key `key` (a `runKey` index) may go: 0 yes, 1 yes
@@ -1101,7 +1102,7 @@ impl Engine {
         }
     }
 
-    fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> u32 {
+    fn end_run(&self, slot: RunId, outcome: Outcome, now: f64) -> u32 {
         self.keep_error(self.try_end_run(slot, outcome, now), u32::MAX)
     }
 
@@ -1114,8 +1115,9 @@ impl Engine {
         })
     }
 
-    /// Ends a run slot; returns how many slots it made ready (written to the buffer).
-    fn try_end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<u32, JsValue> {
+    /// Ends a run slot; returns how many ready slots the buffer holds unread (0: nothing for
+    /// run.js to read).
+    fn try_end_run(&self, slot: RunId, outcome: Outcome, now: f64) -> Result<u32, JsValue> {
         self.live()?;
         let now = self.inner.host.observe_now(now);
         let (ready, busy) = {
@@ -1127,12 +1129,14 @@ impl Engine {
                 || self.inner.breaker_not_closed.get();
             (ready, busy)
         };
-        if busy {
-            // Something besides run slots moved (a sub-agent task was admitted, or a breaker
-            // may have changed): the full pass. Run slots it makes ready come through `wake`.
-            after(&self.inner);
+        if !busy {
+            return Ok(ready);
         }
-        Ok(ready)
+        // Something besides run slots moved (a sub-agent task was admitted, or a breaker may
+        // have changed): the full pass, which may add to the buffer (never overwrite it) and
+        // wake run.js, which may read it. What is still unread is what the caller reads.
+        after(&self.inner);
+        Ok(unread(&self.inner))
     }
 
     fn live(&self) -> Result<(), JsValue> {
@@ -1414,19 +1418,28 @@ fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
     }
 }
 
-/// Writes the ready run slots into the buffer (count first); returns the count.
+/// Appends the ready run slots to the buffer after those run.js has not read yet (count
+/// first), as many as fit; returns the count it holds now. Never overwrites an unread entry:
+/// what does not fit stays on the orchestrator's ready list, and a full buffer tells run.js to
+/// ask for the rest (`runDrain`) once it has read it. So no ready slot is lost, at any count.
 fn write_ready(inner: &Inner, o: &mut Orchestrator) -> u32 {
     let mut buffer = inner.run_buffer.borrow_mut();
-    let ready = buffer
+    let Some((count, slots)) = buffer
         .get_mut(..RUN_BUFFER)
-        .and_then(|b| b.split_first_mut());
-    match ready {
-        Some((count, slots)) => {
-            *count = o.drain_run_ready(slots) as u32;
-            *count
-        }
-        None => 0,
+        .and_then(|b| b.split_first_mut())
+    else {
+        return 0;
+    };
+    let unread = (*count as usize).min(slots.len());
+    if let Some(free) = slots.get_mut(unread..) {
+        *count = (unread + o.drain_run_ready(free)) as u32;
     }
+    *count
+}
+
+/// How many ready slots the buffer holds that run.js has not read.
+fn unread(inner: &Inner) -> u32 {
+    inner.run_buffer.borrow().first().copied().unwrap_or(0)
 }
 
 /// After the orchestrator moved: start its host requests, tell run.js about ready and expired
@@ -1466,12 +1479,17 @@ fn after(inner: &Inner) {
         .as_ref()
         .map(|h| (h.wake.clone(), h.expire.clone()));
     if let Some((wake, expire)) = hooks {
-        for (slot, ms) in expired {
-            let _ = expire.call2(&JsValue::NULL, &slot.into(), &(ms as f64).into());
+        for &(slot, ms) in &expired {
+            let _ = expire.call2(&JsValue::NULL, &slot.get().into(), &(ms as f64).into());
         }
         if ready {
             let _ = wake.call0(&JsValue::NULL);
         }
+    }
+    if !expired.is_empty() {
+        // Delivered (or nobody to tell): the indices of the expired waiting slots may be used
+        // again. Not before — a host function started above may have called `run`.
+        inner.orch.borrow_mut().runs_mut().release_expired(&expired);
     }
     let changed: Vec<(String, &'static str)> = {
         let mut known = inner.breakers.borrow_mut();

@@ -48,7 +48,7 @@ use crate::host::{
 use crate::ids::{Priority, TaskId};
 use crate::sessions::{Acquired, Pool, PoolConfig};
 
-use super::runs::{MAX_RUNS, RUN_BIT, Runs};
+use super::runs::{MAX_RUNS, RUN_BIT, RunId, Runs};
 use super::task::{TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
@@ -529,14 +529,14 @@ impl Orchestrator {
     /// Queues a run task (see [`runs`](super::runs)); it may be ready at once
     /// ([`Orchestrator::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
-    pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<u32, Error> {
+    pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<RunId, Error> {
         let deadline = request.deadline_ms.map(|ms| (now.saturating_add(ms), ms));
         let controller = &mut self.controller;
         let mut room = false;
         let placed = self.runs.insert_with(deadline, |slot| {
             let submitted = controller.submit_or_admit(
                 now,
-                TaskId(RUN_BIT | slot),
+                TaskId(RUN_BIT | slot.get()),
                 request.lane,
                 request.key,
                 request.priority,
@@ -562,11 +562,11 @@ impl Orchestrator {
     }
 
     /// Ends a running run task with how its work went; frees its permit for the next.
-    pub fn run_end(&mut self, now: u64, slot: u32, outcome: Outcome) -> Result<(), Error> {
+    pub fn run_end(&mut self, now: u64, slot: RunId, outcome: Outcome) -> Result<(), Error> {
         let ended = self
             .runs
             .end(slot)
-            .ok_or_else(|| Error::input("run", format!("run {slot} is not running")))?;
+            .ok_or_else(|| Error::input("run", format!("run {} is not running", slot.get())))?;
         let outcome = if ended.expired {
             Outcome::Failed(FailureClass::Timeout)
         } else {
@@ -578,7 +578,7 @@ impl Orchestrator {
     }
 
     /// Takes a waiting run task out of line. False when it is not waiting.
-    pub fn run_cancel(&mut self, now: u64, slot: u32) -> bool {
+    pub fn run_cancel(&mut self, now: u64, slot: RunId) -> bool {
         match self.runs.cancel(slot) {
             Some(ticket) => {
                 self.controller.cancel(ticket);
@@ -590,7 +590,7 @@ impl Orchestrator {
     }
 
     /// Takes the ready run slots when they are exactly `slot` (see [`Runs::take_ready_alone`]).
-    pub fn take_run_ready_alone(&mut self, slot: u32) -> bool {
+    pub fn take_run_ready_alone(&mut self, slot: RunId) -> bool {
         self.runs.take_ready_alone(slot)
     }
 
@@ -825,7 +825,8 @@ impl Orchestrator {
         for admission in admitted.drain(..) {
             let task = admission.task;
             if task.get() & RUN_BIT != 0 {
-                self.runs.admitted(task.get() & !RUN_BIT, admission.permit);
+                self.runs
+                    .admitted(RunId::from_raw(task.get() & !RUN_BIT), admission.permit);
             } else {
                 self.start_admitted(now, task, admission.permit);
             }
