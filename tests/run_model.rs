@@ -238,9 +238,8 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                         8 => Outcome::Failed(FailureClass::RateLimited),
                         _ => Outcome::Failed(FailureClass::Invalid),
                     };
-                    m.o.run_end(m.now, slot, outcome).unwrap_or_else(|e| {
-                        panic!("{step}: ending running slot {slot:?}: {e}")
-                    });
+                    m.o.run_end(m.now, slot, outcome)
+                        .unwrap_or_else(|e| panic!("{step}: ending running slot {slot:?}: {e}"));
                     m.slots.remove(&slot);
                     m.stale.push(slot);
                 }

@@ -57,9 +57,15 @@ const TS_TYPES: &'static str = r#"
  * "invalid"), else `name` AbortError → cancelled, else `status`/`statusCode` (429 → rate_limited,
  * other 4xx → invalid), else upstream. */
 export interface ForemanHost {
-  /** Milliseconds since the epoch (`Date.now()`): the clock OpenCode stamps messages with. Read
-   * monotonically: a reading below the previous one counts as the previous one. */
+  /** Milliseconds since the epoch (`Date.now()`): the clock OpenCode stamps messages with. Without
+   * `monotonic` it also drives timers and deadlines: a step back holds the engine's time (it
+   * never goes back) and it goes on from the new reading; a step forward cannot be told from
+   * elapsed time. */
   now(): number;
+  /** A monotonic clock in ms (`() => performance.now()`), optional but recommended: when given,
+   * timers and deadlines run on it and steps of the wall clock either way move nothing; `now()`
+   * is then only compared with message stamps (within `liveness.skewMs`). */
+  monotonic?(): number;
   /** Memory in use and the budget, in bytes. */
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */
@@ -73,6 +79,11 @@ export interface ForemanHost {
   /** The newest assistant message (`{ info, parts }` or its `info`), or null before the first. */
   lastAssistantMessage?(input: { sessionID: string }, callId: number): Promise<unknown> | undefined;
   checkSession?(input: { sessionID: string }, callId: number): Promise<"busy" | "idle" | "gone"> | undefined;
+  /** The liveness probe: OpenCode's `session.status()` map, NON-IDLE sessions only (absent means
+   * idle or gone). Called at most once per `liveness.intervalMs` for every running task and busy
+   * pool session not heard from; without it the engine asks `lastAssistantMessage` /
+   * `checkSession` per suspect. */
+  sessionStatuses?(input: {}, callId: number): Promise<Record<string, { type: "busy" | "retry"; attempt?: number; message?: string; next?: number }>> | undefined;
   /** Timers for the engine's one deadline timer; default: the global `setTimeout`/`clearTimeout`.
    * A host on a simulated clock supplies its own. */
   setTimer?(fn: () => void, ms: number): unknown;
@@ -101,6 +112,13 @@ export interface ForemanConfig {
   pressure?: { refuseAt?: number; resumeBelow?: number; staleMs?: number };
   /** A waiting lower priority goes after `lowEvery` (8) higher-priority admissions. */
   fairness?: { lowEvery?: number };
+  /** Liveness when the host misbehaves. `intervalMs` (15 000): running tasks and busy pool
+   * sessions not heard from for this long are re-checked (one `sessionStatuses` call for all):
+   * a lost `idle` costs at most this. `callTimeoutMs` (30 000): a host call not answered by then
+   * fails with class "timeout". `cancelMs` (10 000): a cancelled running task settles
+   * `cancelled` by then, abort answered or not. `skewMs` (2 000, may be 0): how much older than
+   * the prompt a reply's stamp may be (host and server clocks differ). */
+  liveness?: { intervalMs?: number; callTimeoutMs?: number; cancelMs?: number; skewMs?: number };
 }
 
 /** Input of `createSession`. */
@@ -496,10 +514,14 @@ impl Engine {
     ) -> Result<Engine, JsValue> {
         install_run_once();
         let journal: JsValue = journal.into();
-        if !convert::is_instance(&journal, &get(&js_sys::global().into(), "Uint8Array")) {
-            return Err(to_js(&Error::input("journal", "must be a Uint8Array")));
-        }
-        let journal: Uint8Array = journal.unchecked_into();
+        // Copied through the catching path: a proxy of a Uint8Array or a detached one is refused
+        // here, not met as an exception inside WebAssembly.
+        let Some(journal) = convert::bytes(&journal) else {
+            return Err(to_js(&Error::input(
+                "journal",
+                "must be a Uint8Array whose bytes can be read (not a proxy, not detached)",
+            )));
+        };
         let head = js(parse_head(&head.into()))?;
         let engine = js(Engine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
@@ -507,7 +529,7 @@ impl Engine {
         let (orch, _) = js(Orchestrator::restore(
             &config,
             now ^ SEED,
-            &journal.to_vec(),
+            &journal,
             head,
             now,
         ))?;
@@ -556,17 +578,24 @@ impl Engine {
         let Some(parsed) = parsed else {
             return Ok(());
         };
-        let now = js(self.inner.host.now_ms())?;
+        // An event is never dropped for a clock that fails now: it is handled at the last good
+        // reading (the event happened; only its time is uncertain).
+        let now = self
+            .inner
+            .host
+            .now_ms()
+            .unwrap_or_else(|_| self.inner.host.last_now());
         js(self.inner.orch.borrow_mut().on_event(now, parsed))?;
         after(&self.inner);
         Ok(())
     }
 
-    /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All specs are
-    /// checked before any is submitted: a bad one throws `INVALID_INPUT` naming its field
-    /// (`specs[2].prompt`) and submits nothing. Refusals of the controller (`MEMORY_PRESSURE` for
-    /// LOW work, `BREAKER_OPEN` with `failFast`) throw too; specs before the refused one stay
-    /// submitted, and the error's `submitted` lists their ids.
+    /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All or nothing:
+    /// every spec is checked before any is submitted — a bad one throws `INVALID_INPUT` naming
+    /// its field (`specs[2].prompt`), a refusal of the controller (`MEMORY_PRESSURE` for LOW
+    /// work, `BREAKER_OPEN` with `failFast`) throws its error — and then nothing is submitted
+    /// (the error's `submitted` is empty). Once submitted, every host call the batch needs is
+    /// started: a host function that throws or returns a hostile value fails its own call.
     pub fn delegate(&self, specs: SpecsObject) -> Result<TaskIds, JsValue> {
         self.live()?;
         let value =
@@ -591,23 +620,36 @@ impl Engine {
         let mut failed = None;
         {
             let mut o = self.inner.orch.borrow_mut();
-            for spec in parsed {
-                match o.submit(now, spec) {
-                    Ok(id) => ids.push(id.get()),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
+            // All or nothing: every spec is checked against the engine as it is before any is
+            // submitted (a batch moves no breaker or gate between its specs).
+            if let Some(e) = parsed.iter().find_map(|s| o.admissible(now, s).err()) {
+                failed = Some(e);
+            } else {
+                for spec in parsed {
+                    match o.submit(now, spec) {
+                        Ok(id) => ids.push(id.get()),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if failed.is_some() {
+                    // Refused after all (a limit of the store): what was submitted of the batch
+                    // is cancelled at once (a session already asked for is released on arrival).
+                    for &id in &ids {
+                        let _ = o.cancel(now, crate::ids::TaskId(id));
                     }
                 }
             }
         }
-        after(&self.inner);
         if let Some(e) = failed {
             let error = to_js(&e);
-            let done: Array = ids.iter().map(|&id| JsValue::from(id)).collect();
-            set(error.unchecked_ref(), "submitted", &done);
+            set(error.unchecked_ref(), "submitted", &Array::new());
+            after(&self.inner);
             return Err(error);
         }
+        after(&self.inner);
         Ok(if many {
             ids.iter()
                 .map(|&id| JsValue::from(id))
@@ -967,7 +1009,11 @@ impl Engine {
     /// Ends a running run task that failed with `error` (classified like a host failure).
     #[wasm_bindgen(js_name = runFail, skip_typescript)]
     pub fn run_fail(&self, slot: u32, error: JsValue, now: f64) -> u32 {
-        self.end_run(RunId::from_raw(slot), Outcome::Failed(class_of(&error)), now)
+        self.end_run(
+            RunId::from_raw(slot),
+            Outcome::Failed(class_of(&error)),
+            now,
+        )
     }
 
     /// Whether a call guarded by the breaker of key `key` (a `runKey` index) may go: 0 yes, 1 yes
@@ -1452,6 +1498,13 @@ fn after(inner: &Inner) {
     let now = inner.host.last_now();
     let (requests, events, expired, ready, breakers) = {
         let mut o = inner.orch.borrow_mut();
+        let forgotten = o.take_forgotten();
+        if !forgotten.is_empty() {
+            // Calls that timed out: a late answer is refused as unknown.
+            inner.routes.borrow_mut().retain(
+                |_, route| !matches!(route, Route::Tasks(own, _) if forgotten.contains(own)),
+            );
+        }
         let requests = o.take_requests();
         let events = o.take_events();
         let expired = o.runs_mut().take_expired();
@@ -1594,7 +1647,7 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
             }
         }
         Route::Tasks(own, op) => {
-            let outcome = outcome_of(op, &answer);
+            let outcome = inner.host.on_engine_clock(outcome_of(op, &answer));
             inner.orch.borrow_mut().on_answer(now, own, outcome)?;
             after(inner);
         }

@@ -602,11 +602,43 @@ export function safeClone(value) {
   }
 }
 
-/** `value instanceof ctor`, false when the check itself throws (a proxy's trap). */
-export function isInstance(value, ctor) {
+
+/** `Array.isArray(value)`, false when the check throws (a revoked proxy). */
+export function isArray(value) {
   try {
-    return value instanceof ctor;
+    return Array.isArray(value);
   } catch {
     return false;
+  }
+}
+
+/**
+ * Calls `ok(value)` or `err(error)` once with what a host function returned, later (as a promise
+ * reaction), whatever it is: a native promise is followed with the native `then` (its own `then`,
+ * possibly a throwing one, is never called), anything else is adopted with `Promise.resolve`
+ * (a thenable is followed; one whose `then` throws rejects). A value whose adoption itself throws
+ * (a revoked proxy, a throwing `constructor` getter) rejects with that error. Never throws.
+ */
+export function follow(value, ok, err) {
+  let promise;
+  try {
+    promise = value instanceof Promise ? value : Promise.resolve(value);
+    then.call(promise, ok, err);
+    return;
+  } catch (error) {
+    promise = Promise.reject(error);
+  }
+  then.call(promise, ok, err);
+}
+
+/**
+ * A copy of the bytes of a `Uint8Array` (not a proxy of one, not a detached one), or `null`
+ * when `value` is not one whose bytes can be read.
+ */
+export function copyBytes(value) {
+  try {
+    return Uint8Array.prototype.slice.call(value);
+  } catch {
+    return null;
   }
 }

@@ -245,7 +245,10 @@ impl Runs {
     /// until they end).
     pub fn release_expired(&mut self, delivered: &[(RunId, u64)]) {
         for &(id, _) in delivered {
-            if self.get_mut(id).is_some_and(|s| matches!(s.stand, Stand::Held)) {
+            if self
+                .get_mut(id)
+                .is_some_and(|s| matches!(s.stand, Stand::Held))
+            {
                 self.remove(id);
                 self.held -= 1;
             }

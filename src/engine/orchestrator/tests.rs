@@ -776,7 +776,10 @@ fn an_expired_run_keeps_its_index_until_the_expiry_is_delivered_and_old_ids_reac
     assert!(again.index() == waiting.index() || again.index() == running.index());
     assert_ne!(again, waiting);
     assert_ne!(again, running);
-    assert!(!o.run_cancel(14, waiting), "an earlier use's id reaches nothing");
+    assert!(
+        !o.run_cancel(14, waiting),
+        "an earlier use's id reaches nothing"
+    );
     assert_eq!(
         o.run_end(14, running, Outcome::Success).unwrap_err().code(),
         "INVALID_INPUT"
