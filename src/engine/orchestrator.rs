@@ -102,8 +102,6 @@ struct Live {
     cancelling: Option<String>,
     /// A cancelled task settles `cancelled` by then, whether its abort answers or not.
     cancel_by: Option<u64>,
-    /// When the host last told anything about its session (an event, an answer, the probe).
-    heard_at: u64,
     blocked_on_deps: bool,
 }
 
@@ -243,7 +241,6 @@ impl Orchestrator {
                         );
                         o.by_session.insert(s.clone(), record.id);
                         live.check_pending = true;
-                        live.heard_at = now;
                         o.live.insert(record.id, live);
                         o.call(
                             CallFor::LastMessage(record.id),
@@ -462,7 +459,6 @@ impl Orchestrator {
                     if let Some(l) = self.live.get_mut(&task) {
                         l.deadline_at = Some(now + deadline);
                         l.next_poll = Some(now + GRACE_MS);
-                        l.heard_at = now;
                     }
                     self.watch(now);
                 }
@@ -476,7 +472,6 @@ impl Orchestrator {
             (CallFor::LastMessage(task), outcome) => {
                 if let Some(l) = self.live.get_mut(&task) {
                     l.check_pending = false;
-                    l.heard_at = now;
                 }
                 // A check that timed out or failed upstream says nothing: the liveness probe
                 // asks again. Not found (or nonsense) while reconciling: the outcome is lost.
@@ -503,7 +498,8 @@ impl Orchestrator {
                     )?;
                 }
             }
-            (CallFor::Abort(Some(task), _), _) => {
+            (CallFor::Abort(Some(task), session), outcome) => {
+                self.aborted(&session, &outcome, now);
                 // The abort is confirmed: a cancelled task settles now.
                 if let Some(reason) = self.live.get(&task).and_then(|l| l.cancelling.clone()) {
                     if self.is_open(task) {
@@ -511,7 +507,7 @@ impl Orchestrator {
                     }
                 }
             }
-            (CallFor::Abort(None, _), _) => {}
+            (CallFor::Abort(None, session), outcome) => self.aborted(&session, &outcome, now),
             // A session already gone (404) counts as deleted.
             (CallFor::Delete(session), HostOutcome::Ok(_)) => self.gone(&session)?,
             (CallFor::Delete(session), HostOutcome::Failed(f))
@@ -556,9 +552,6 @@ impl Orchestrator {
             .get(&session)
             .copied()
             .filter(|t| self.is_open(*t));
-        if let Some(l) = task.and_then(|t| self.live.get_mut(&t)) {
-            l.heard_at = now;
-        }
         match event {
             HostEvent::Busy(_) | HostEvent::Retry { .. } => {
                 self.pool.activity(&session, true, now);
@@ -1310,6 +1303,17 @@ impl Orchestrator {
             if self.by_session.get(&session) == Some(&task) {
                 self.by_session.remove(&session);
             }
+        }
+    }
+
+    /// An abort answered (or gave up on): the session's turn ended by now at the latest, so
+    /// its quiet period before deletion counts from now — even when the idle events that
+    /// follow an abort are lost.
+    fn aborted(&mut self, session: &SessionId, outcome: &HostOutcome, now: u64) {
+        if matches!(outcome, HostOutcome::Ok(_)) {
+            self.pool.activity(session, false, now);
+        } else {
+            self.pool.settled_idle(session, now);
         }
     }
 

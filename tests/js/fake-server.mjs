@@ -47,6 +47,7 @@ export class FakeServer {
       deleteSession: (input) => this.deleteSession(input),
       lastAssistantMessage: (input) => this.lastMessage(input),
       checkSession: (input) => this.checkSession(input),
+      sessionStatuses: (input) => this.sessionStatuses(input),
     };
   }
 
@@ -160,6 +161,14 @@ export class FakeServer {
   checkSession({ sessionID }) {
     const s = this.sessions.get(sessionID);
     return Promise.resolve(!s ? "gone" : s.busy ? "busy" : "idle");
+  }
+
+  /** OpenCode's `session.status()`: the non-idle sessions only. */
+  sessionStatuses() {
+    this.calls.push(["sessionStatuses"]);
+    const map = {};
+    for (const s of this.sessions.values()) if (s.busy) map[s.id] = { type: "busy" };
+    return Promise.resolve(map);
   }
 
   prompts() {

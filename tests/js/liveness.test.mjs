@@ -219,3 +219,200 @@ test("class 6: Engine.restore given a proxy of a Uint8Array or a detached one th
   Engine.restore(journal, head, new FakeServer().host()).dispose();
   engine.dispose();
 });
+
+/** A task's state after `ms` of virtual time. */
+async function stateAfter(server, engine, id, ms) {
+  await server.advance(ms);
+  return engine.status(id).state;
+}
+
+test("class 3: a lost idle costs at most the liveness interval, not the deadline", async () => {
+  const server = new FakeServer({ gapMs: 200, turnMs: 1_000 });
+  // The stream reconnects at the wrong moment: every idle of the session is lost.
+  filterEvents(server, (e) => (e.type === "session.idle" || e.properties.status?.type === "idle" ? [] : [e]));
+  const engine = server.attach(new Engine(server.host(), { lanes: { worker: 2 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  assert.equal(await stateAfter(server, engine, id, 2_000), "running", "busy seen, idle lost");
+  // One interval (15 s) after it was last heard from, the probe finds it idle and reads it.
+  assert.equal(await stateAfter(server, engine, id, 15_000), "succeeded");
+  const probes = server.calls.filter(([op]) => op === "sessionStatuses").length;
+  assert.ok(probes >= 1 && probes <= 2, `${probes} probes`);
+  engine.dispose();
+});
+
+test("class 3: busy delivered after idle on a short turn does not leave the task running", async () => {
+  const server = new FakeServer({ gapMs: 200, turnMs: 1_000 });
+  // Busy arrives after the idle (reordered), inside the grace period after dispatch.
+  const f = filterEvents(server, (e, held) => {
+    if (e.properties.status?.type === "busy") {
+      held.push(e);
+      return [];
+    }
+    return e.type === "session.idle" ? [e, ...held.splice(0)] : [e];
+  });
+  const engine = server.attach(new Engine(server.host(), { lanes: { worker: 2 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  assert.equal(await stateAfter(server, engine, id, 2_000), "running");
+  assert.equal(f.held.length, 0);
+  assert.equal(await stateAfter(server, engine, id, 16_000), "succeeded");
+  engine.dispose();
+});
+
+test("class 3: a stray busy on a pool session does not keep it on the server past its retirement", async () => {
+  const server = new FakeServer({ gapMs: 200, turnMs: 1_000 });
+  const engine = server.attach(new Engine(server.host(), { lanes: { worker: 2 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  await server.advance(5_000);
+  const info = await engine.wait(id);
+  assert.equal(info.state, "succeeded");
+  // A late busy for the parked session, with no idle ever after it.
+  server.emit("session.status", { sessionID: info.sessionID, status: { type: "busy" } });
+  // Retired after 5 min idle, aborted, deleted after 10 s of quiet — the busy mark does not
+  // hold it forever.
+  await server.advance(400_000);
+  assert.equal(server.sessions.size, 0, "no session left on the server");
+  engine.dispose();
+});
+
+test("class 3: hostEvent while now() throws handles the event at the last good time", async () => {
+  const server = new FakeServer({ gapMs: 200, turnMs: 1_000 });
+  let broken = false;
+  const host = hostWith(server, {}, {
+    now: () => {
+      if (broken) throw new Error("clock unavailable");
+      return server.clock;
+    },
+  });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 2 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  await server.advance(500); // busy seen
+  broken = true;
+  await server.advance(600); // the turn ends: its idle arrives while the clock fails
+  broken = false;
+  await server.advance(10);
+  assert.equal(engine.status(id).state, "succeeded", "the idle was not dropped");
+  engine.dispose();
+});
+
+test("class 3: without sessionStatuses the probe falls back to one check per suspect", async () => {
+  const server = new FakeServer({ gapMs: 200, turnMs: 1_000 });
+  filterEvents(server, (e) => (e.type === "session.idle" || e.properties.status?.type === "idle" ? [] : [e]));
+  const host = server.host();
+  delete host.sessionStatuses;
+  const engine = server.attach(new Engine(host, { lanes: { worker: 2 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  assert.equal(await stateAfter(server, engine, id, 17_000), "succeeded");
+  engine.dispose();
+});
+
+test("class 4: a createSession that never answers times out, is retried, and then fails with class timeout", async () => {
+  const server = new FakeServer();
+  const host = hostWith(server, { createSession: () => never() });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 1 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  await server.advance(200_000);
+  const info = engine.status(id);
+  assert.equal(info.state, "failed");
+  assert.equal(info.error.class, "timeout");
+  assert.equal(engine.stats().lanes.find((l) => l.name === "worker").inUse, 0, "the slot was freed");
+  assert.equal(engine.stats().pendingCalls, 3, "the timed-out creations still listen for a late session");
+  engine.dispose();
+});
+
+test("class 4: a prompt that never answers frees the slot with class timeout", async () => {
+  const server = new FakeServer();
+  const host = hostWith(server, { prompt: () => never() });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 1 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  await server.advance(40_000);
+  const info = engine.status(id);
+  assert.equal(info.state, "failed");
+  assert.equal(info.error.class, "timeout");
+  assert.equal(engine.stats().lanes.find((l) => l.name === "worker").inUse, 0);
+  engine.dispose();
+});
+
+test("class 4: cancel settles cancelled within the bound when abort never answers", async () => {
+  const server = new FakeServer({ hang: () => true });
+  const host = hostWith(server, { abort: () => never() });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 1 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p", deadlineMs: 5_000 });
+  await server.advance(1_000);
+  assert.equal(engine.status(id).state, "running");
+  assert.equal(engine.cancel(id), true);
+  // Before the bound (10 s) the task's own deadline passes: the cancel still stands.
+  assert.equal(await stateAfter(server, engine, id, 10_100), "cancelled");
+  engine.dispose();
+});
+
+test("class 4: cancel settles within the bound when createSession never answers", async () => {
+  const server = new FakeServer();
+  const host = hostWith(server, { createSession: () => never() });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 1 }, liveness: { callTimeoutMs: 60_000, cancelMs: 2_000 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  await server.advance(10);
+  assert.equal(engine.status(id).state, "admitted");
+  engine.cancel(id);
+  assert.equal(await stateAfter(server, engine, id, 2_100), "cancelled");
+  engine.dispose();
+});
+
+test("class 4: a session made by a timed-out createSession is retired, not left on the server", async () => {
+  const server = new FakeServer();
+  let first = true;
+  const host = hostWith(server, {
+    createSession: (input, callId, real) => {
+      if (!first) return real(input, callId);
+      first = false;
+      // Answers after the timeout (30 s).
+      return new Promise((resolve) => server.schedule(40_000, () => resolve(real(input, callId))));
+    },
+  });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 1 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  await server.advance(100_000);
+  assert.equal(engine.status(id).state, "succeeded");
+  await server.advance(400_000);
+  assert.equal(server.sessions.size, 0, "both sessions were deleted");
+  assert.equal(engine.stats().pendingCalls, 0);
+  engine.dispose();
+});
+
+test("class 5: one wall reading a day ahead freezes nothing when the host has a monotonic clock", async () => {
+  const server = new FakeServer({ gapMs: 200, turnMs: 1_000 });
+  const base = server.clock;
+  let spikes = 0;
+  const host = hostWith(server, {}, {
+    now: () => {
+      if (spikes > 0) {
+        spikes--;
+        return server.clock + 86_400_000;
+      }
+      return server.clock;
+    },
+    monotonic: () => server.clock - base + 0.5,
+  });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 2 } }));
+  const id = engine.delegate({ agent: "worker", prompt: "p" });
+  spikes = 1; // the next reading (the session's arrival, just before the prompt) is a day ahead
+  assert.equal(await stateAfter(server, engine, id, 5_000), "succeeded");
+  const late = engine.delegate({ agent: "worker", prompt: "q", deadlineMs: 10_000 });
+  assert.equal(await stateAfter(server, engine, late, 5_000), "succeeded");
+  engine.dispose();
+});
+
+test("class 5: a 10 s step back of the wall clock does not time out tasks dispatched after it", async () => {
+  const server = new FakeServer({ gapMs: 200, turnMs: 1_000 });
+  let step = 0;
+  // The host's wall clock and the server's message stamps share the machine's clock.
+  const shift = (m) => m && { ...m, info: { ...m.info, time: { created: m.info.time.created + step, completed: m.info.time.completed + step } } };
+  const host = hostWith(server, {
+    lastAssistantMessage: (input, callId, real) => real(input, callId).then(shift),
+  }, { now: () => server.clock + step });
+  const engine = server.attach(new Engine(host, { lanes: { worker: 2 } }));
+  await server.advance(1_000);
+  step = -10_000; // NTP steps the clock back
+  const id = engine.delegate({ agent: "worker", prompt: "p", deadlineMs: 60_000 });
+  assert.equal(await stateAfter(server, engine, id, 5_000), "succeeded");
+  engine.dispose();
+});

@@ -1,10 +1,10 @@
 //! Liveness: the orchestrator keeps going when the host misbehaves.
 //!
-//! - **Lost, repeated or reordered events.** Every running task and every pool session an event
-//!   last called busy is re-checked when nothing was heard from it for the liveness interval
+//! - **Lost, repeated or reordered events.** While any task runs (its session was seen busy) or
+//!   any pool session is believed busy, a probe runs every liveness interval
 //!   (`liveness.intervalMs`): one `sessionStatuses` call for all of them (OpenCode's
 //!   `session.status()`, which lists the non-idle sessions), then, only for those absent from
-//!   the answer, the per-session follow-up — a task's last assistant message (the completion
+//!   the answer and not checked since their last event, the per-session follow-up — a task's last assistant message (the completion
 //!   rule decides), a pool session marked idle. A host without `sessionStatuses` (the call fails
 //!   with class `invalid`) is asked per suspect instead: `lastAssistantMessage` for tasks,
 //!   `checkSession` for pool sessions. So a lost `idle` costs at most one interval, and a stray
@@ -53,14 +53,14 @@ impl Orchestrator {
         }
     }
 
-    /// The suspects: running tasks and busy pool sessions not heard from for an interval.
+    /// Asks about every running task (not being checked already) and every pool session
+    /// believed busy: whatever was lost since the last probe is found by this one, so a lost
+    /// event costs at most an interval.
     fn probe(&mut self, now: u64) {
-        let quiet = self.liveness.interval_ms;
         let mut ids: Vec<u64> = self
             .live
             .iter()
             .filter(|(_, l)| l.seen_busy && !l.check_pending)
-            .filter(|(_, l)| now.saturating_sub(l.heard_at) >= quiet)
             .map(|(id, _)| u64::from(id.get()))
             .collect();
         ids.sort_unstable();
@@ -80,12 +80,12 @@ impl Orchestrator {
                 }
             })
             .collect();
-        let sessions = self.pool.suspects(now, quiet);
+        let sessions = self.pool.suspects(now, 0);
         if tasks.is_empty() && sessions.is_empty() {
             return;
         }
         if self.no_statuses {
-            self.ask_each(now, tasks, sessions);
+            self.ask_each(tasks, sessions);
         } else if !self.probing {
             self.probing = true;
             self.call(
@@ -96,12 +96,9 @@ impl Orchestrator {
     }
 
     /// The per-session follow-up, for suspects (or for all, without `sessionStatuses`).
-    fn ask_each(&mut self, now: u64, tasks: Vec<(TaskId, SessionId)>, sessions: Vec<SessionId>) {
+    fn ask_each(&mut self, tasks: Vec<(TaskId, SessionId)>, sessions: Vec<SessionId>) {
         for (task, session) in tasks {
             if self.is_open(task) && self.by_session.get(&session) == Some(&task) {
-                if let Some(l) = self.live.get_mut(&task) {
-                    l.heard_at = now;
-                }
                 self.check(task, session);
             }
         }
@@ -127,25 +124,21 @@ impl Orchestrator {
                 let busy: rustc_hash::FxHashSet<&SessionId> = busy.iter().map(|(s, _)| s).collect();
                 let mut suspects = Vec::new();
                 for (task, session) in tasks {
-                    if busy.contains(&session) {
-                        // Still running: heard from.
-                        if let Some(l) = self.live.get_mut(&task) {
-                            l.heard_at = now;
-                        }
-                    } else {
-                        suspects.push((task, session)); // idle or gone: read its last message
+                    // Absent: idle or gone — its last message says whether it finished.
+                    if !busy.contains(&session) {
+                        suspects.push((task, session));
                     }
                 }
                 for session in sessions.iter().filter(|s| !busy.contains(s)) {
                     self.pool.settled_idle(session, now);
                 }
-                self.ask_each(now, suspects, Vec::new());
+                self.ask_each(suspects, Vec::new());
             }
             HostOutcome::Failed(f) if f.class == FailureClass::Invalid => {
                 // No `sessionStatuses` (or it cannot answer): one check per suspect, now and
                 // from now on.
                 self.no_statuses = true;
-                self.ask_each(now, tasks, sessions);
+                self.ask_each(tasks, sessions);
             }
             // A timeout, an upstream failure or a bad reply: the next interval asks again.
             _ => {}
