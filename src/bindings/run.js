@@ -94,8 +94,8 @@ class Memo {
 class RunState {
   constructor(engine) {
     this.engine = engine;
-    // What JS keeps per slot, side by side in one array (a slot's five cells share a cache
-    // line or two, which matters when a backlog is admitted out of order): see `FN` … `ERR`.
+    // What JS keeps per slot, side by side in one array (a slot's six cells share a cache
+    // line or two, which matters when a backlog is admitted out of order): see `FN` … `ID`.
     // The reactions are made once per slot: slots are reused, so are they.
     this.cells = [];
     this.lanes = new Map();
