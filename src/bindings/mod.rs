@@ -396,6 +396,8 @@ struct Inner {
     next_call: Cell<u32>,
     /// The JS promises waiting on `createSession` calls, by public call id.
     waiters: RefCell<FxHashMap<u32, Waiter>>,
+    /// When each of the session book's calls times out: (host ms, public call id).
+    book_due: RefCell<Vec<(u64, u32)>>,
     /// The JS promises waiting on tasks, by task id.
     task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
@@ -1099,6 +1101,7 @@ impl Engine {
                 routes: RefCell::new(FxHashMap::default()),
                 next_call: Cell::new(1),
                 waiters: RefCell::new(FxHashMap::default()),
+                book_due: RefCell::new(Vec::new()),
                 task_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
@@ -1232,9 +1235,16 @@ impl Engine {
         if let (Some(waiter), Some(public)) = (waiter, public_of_call) {
             self.inner.waiters.borrow_mut().insert(public, waiter);
         }
+        let timeout = self.inner.book.borrow().config().liveness.call_timeout_ms;
+        self.inner.book_due.borrow_mut().extend(
+            starts
+                .iter()
+                .map(|r| (now.saturating_add(timeout), r.call.get())),
+        );
         for request in starts {
             self.inner.host.start(request);
         }
+        rearm(&self.inner, self.inner.host.last_now());
         Ok(promise)
     }
 
@@ -1383,7 +1393,14 @@ fn rearm(inner: &Inner, now: u64) {
     if inner.disposed.get() {
         return;
     }
-    let next = inner.orch.borrow().next_deadline(now);
+    let book = inner.book_due.borrow().iter().map(|(at, _)| *at).min();
+    let next = inner
+        .orch
+        .borrow()
+        .next_deadline(now)
+        .into_iter()
+        .chain(book)
+        .min();
     let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
     match (next, armed) {
         (Some(at), Some(cur)) if at == cur => {}
@@ -1434,11 +1451,35 @@ fn tick_function(weak: &Weak<Inner>) -> Function {
             .now_ms()
             .unwrap_or_else(|_| inner.host.last_now());
         observe_memory(&inner, now);
+        expire_book_calls(&inner, now);
         // `tick` fails only on a journal conflict, which a single writer cannot meet.
         let _ = inner.orch.borrow_mut().tick(now);
         after(&inner);
     });
     closure.into_js_value().unchecked_into()
+}
+
+/// Fails the session book's calls that passed their timeout with class `timeout` (a later
+/// answer from the host is refused as unknown).
+fn expire_book_calls(inner: &Inner, now: u64) {
+    let due: Vec<u32> = {
+        let mut book_due = inner.book_due.borrow_mut();
+        let due = book_due
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, call)| *call)
+            .collect();
+        book_due.retain(|(at, _)| *at > now);
+        due
+    };
+    for call in due {
+        if !inner.routes.borrow().contains_key(&call) {
+            continue; // answered
+        }
+        let error = js_sys::Error::new("no answer within the host-call timeout");
+        set(error.as_ref(), "class", &"timeout".into());
+        let _ = settle(inner, CallId(call), Err(error.into()));
+    }
 }
 
 /// Feeds the memory gate a fresh reading; a failing reading is skipped (the gate goes stale).
@@ -1628,6 +1669,10 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
         .unwrap_or_else(|_| inner.host.last_now());
     match route {
         Route::Book(own) => {
+            inner
+                .book_due
+                .borrow_mut()
+                .retain(|(_, c)| *c != call.get());
             let settled = {
                 let mut core = inner.book.borrow_mut();
                 let Some(op) = core.pending_op(own) else {
@@ -1645,6 +1690,7 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
                     Settled::Failed(error) => reject.call1(&JsValue::NULL, &to_js(&error)),
                 };
             }
+            rearm(inner, now);
         }
         Route::Tasks(own, op) => {
             let outcome = inner.host.on_engine_clock(outcome_of(op, &answer));

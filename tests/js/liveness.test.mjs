@@ -416,3 +416,20 @@ test("class 5: a 10 s step back of the wall clock does not time out tasks dispat
   assert.equal(await stateAfter(server, engine, id, 5_000), "succeeded");
   engine.dispose();
 });
+
+test("class 4: engine.createSession rejects with class timeout when the host never answers", async () => {
+  const server = new FakeServer();
+  const host = hostWith(server, { createSession: () => never() });
+  const engine = server.attach(new Engine(host));
+  const created = engine.createSession({ agent: "worker" });
+  let error;
+  created.catch((e) => (error = e));
+  await server.advance(29_000);
+  assert.equal(error, undefined);
+  await server.advance(2_000);
+  assert.equal(error?.code, "HOST_FAILED");
+  assert.equal(error.class, "timeout");
+  assert.equal(engine.stats().pendingCalls, 0);
+  assert.equal(server.engineTimers(), 0, "no timer left behind");
+  engine.dispose();
+});
