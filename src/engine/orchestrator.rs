@@ -241,6 +241,8 @@ impl Orchestrator {
                         );
                         o.by_session.insert(s.clone(), record.id);
                         live.check_pending = true;
+                        // Reconciled or not, it settles by its deadline from now.
+                        live.deadline_at = Some(now.saturating_add(record.spec.deadline_ms));
                         o.live.insert(record.id, live);
                         o.call(
                             CallFor::LastMessage(record.id),
@@ -479,14 +481,20 @@ impl Orchestrator {
                     &outcome,
                     HostOutcome::Failed(f) if !matches!(f.class, FailureClass::Invalid)
                 );
+                let unknown = self
+                    .tasks
+                    .get(task)
+                    .is_some_and(|r| matches!(r.state, TaskState::Unknown { .. }));
                 if let HostOutcome::Ok(HostReply::Message(message)) = outcome {
                     self.judge(now, task, message)?;
-                } else if !inconclusive
-                    && self
-                        .tasks
-                        .get(task)
-                        .is_some_and(|r| matches!(r.state, TaskState::Unknown { .. }))
-                {
+                } else if inconclusive && unknown {
+                    // Reconciling and the host did not say: the probe watches it like a running
+                    // task and asks again.
+                    if let Some(l) = self.live.get_mut(&task) {
+                        l.seen_busy = true;
+                    }
+                    self.watch(now);
+                } else if unknown {
                     // Reconciling, and the session is gone: the outcome is lost.
                     self.settle(
                         now,
@@ -1212,7 +1220,9 @@ impl Orchestrator {
             // Cancelled before its deadline: it settles as the user asked, abort or not.
             return self.settle(now, task, TaskState::Cancelled { reason });
         }
-        if record.attempts <= record.spec.retries {
+        // Work whose outcome is unknown (after a restart) is not re-run on a deadline.
+        let unknown = matches!(record.state, TaskState::Unknown { .. });
+        if !unknown && record.attempts <= record.spec.retries {
             return self.fail_or_retry(now, task, FailureClass::Timeout, "deadline passed".into());
         }
         self.settle(now, task, TaskState::TimedOut)
