@@ -1221,8 +1221,17 @@ impl Orchestrator {
             return self.settle(now, task, TaskState::Cancelled { reason });
         }
         // Work whose outcome is unknown (after a restart) is not re-run on a deadline.
-        let unknown = matches!(record.state, TaskState::Unknown { .. });
-        if !unknown && record.attempts <= record.spec.retries {
+        if matches!(record.state, TaskState::Unknown { .. }) {
+            return self.settle(
+                now,
+                task,
+                TaskState::Failed {
+                    class: FailureClass::Timeout,
+                    message: "deadline passed before its outcome could be read".into(),
+                },
+            );
+        }
+        if record.attempts <= record.spec.retries {
             return self.fail_or_retry(now, task, FailureClass::Timeout, "deadline passed".into());
         }
         self.settle(now, task, TaskState::TimedOut)
