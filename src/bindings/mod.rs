@@ -506,7 +506,8 @@ impl Engine {
     /// frames a host appended, from its last checkpoint) verified against the `head` kept
     /// outside it. Settled tasks are as they were; work that was in flight is `unknown` until
     /// reconciled through the host (finished → settled from its last message, still running →
-    /// watched again, gone → failed); idempotent work is re-run. Throws `JOURNAL_INVALID` naming
+    /// watched again, gone → failed; not reconciled by its deadline → failed with class
+    /// `timeout`); idempotent work is re-run. Throws `JOURNAL_INVALID` naming
     /// the first bad record.
     pub fn restore(
         journal: JournalBytes,
