@@ -84,7 +84,9 @@ pub struct LivenessConfig {
     /// at the latest [10 000 ms].
     pub cancel_ms: u64,
     /// How much older than the prompt a reply message's stamp may be and still count (the
-    /// host's and the server's clocks may differ by this) [2 000 ms].
+    /// host's and the server's clocks may differ by this) [2 000 ms]. Keep it small: a
+    /// follow-up in a reused session whose previous turn's final message was stamped within
+    /// this of the new prompt could be read as the new turn's answer.
     pub skew_ms: u64,
 }
 
