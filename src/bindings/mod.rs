@@ -1512,6 +1512,10 @@ fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
 /// ask for the rest (`runDrain`) once it has read it. So no ready slot is lost, at any count.
 fn write_ready(inner: &Inner, o: &mut Orchestrator) -> u32 {
     let mut buffer = inner.run_buffer.borrow_mut();
+    if o.runs().ready_len() == 0 {
+        // Nothing to add (a run ending with nobody waiting): the count as it is.
+        return buffer.first().copied().unwrap_or(0);
+    }
     let Some((count, slots)) = buffer
         .get_mut(..RUN_BUFFER)
         .and_then(|b| b.split_first_mut())
