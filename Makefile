@@ -26,11 +26,13 @@ test: build
 	@scripts/test.sh
 
 ## bench: criterion benchmarks of the native core, then foreman's JS API against the npm
-## libraries, on Node and on Bun (one interleaved table each; see benches/js/compare.mjs)
+## libraries, on Node and on Bun (one interleaved table each; see benches/js/compare.mjs), then
+## the soak benchmark of a long-lived engine (benches/js/soak.mjs)
 bench: build
 	cargo bench --bench engine --bench control --bench store --bench orchestrator --bench agent_load
 	node --expose-gc benches/js/compare.mjs
 	bun benches/js/compare.mjs
+	node benches/js/soak.mjs
 
 clean:
 	cargo clean

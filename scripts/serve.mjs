@@ -1,5 +1,7 @@
 // A small static server for the demo: serves the repository root on 127.0.0.1 so the page in
-// www/ can import the wasm package from pkg/. Usage: node scripts/serve.mjs [port] (0 = any).
+// www/ can import the wasm package from pkg/ and its chart library (uPlot, an npm dev
+// dependency) from node_modules/ as the package ships it. Usage: node scripts/serve.mjs [port]
+// (0 = any).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
@@ -11,7 +13,7 @@ const types = {
   ".css": "text/css; charset=utf-8", ".wasm": "application/wasm", ".json": "application/json",
   ".ts": "text/plain; charset=utf-8", ".svg": "image/svg+xml",
 };
-const allowed = ["/www/", "/pkg/"];
+const allowed = ["/www/", "/pkg/", "/node_modules/uplot/dist/"];
 
 const server = createServer(async (req, res) => {
   const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));

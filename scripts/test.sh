@@ -64,8 +64,8 @@ suite "wasm-bindgen-test (firefox)" cargo env WASM_BINDGEN_USE_BROWSER=1 GECKODR
   wasm-pack test --mode no-install --headless --firefox
 step "plugin typecheck" bash -c 'cd plugin && node_modules/.bin/tsc -p .'
 suite "plugin (bun test)" bun bash -c 'cd plugin && bun test'
-suite "JS API, fuzz, recovery drill, journal verifier (node --test)" node node --test tests/js/
-suite "demo page (node --test, headless chromium)" node node --test tests/browser/
+suite "JS API, fuzz, recovery drill, journal verifier, simulator (node --test)" node node --test tests/js/
+suite "demo page (node --test, headless chromium + firefox)" node node --test tests/browser/
 suite "opencode end-to-end (node --test)" node node --test tests/e2e/
 
 echo

@@ -13,6 +13,8 @@
 //! | `pressure` | `refuseAt` 0.8, `resumeBelow` 0.75, `staleMs` 10 000 |
 //! | `fairness` | `lowEvery` 8: a waiting lower level goes after 8 higher admissions in its lane |
 //! | `liveness` | `intervalMs` 15 000, `callTimeoutMs` 30 000, `cancelMs` 10 000, `skewMs` 2 000 (see [`LivenessConfig`]) |
+//! | `retention` | `maxTasks` 10 000, `maxAgeMs` 3 600 000, `maxBytes` 32 MiB, `resultBytes` 64 KiB |
+//! | `memoryBudget` | 1 GiB: the engine's own footprint past which new work is `ENGINE_FULL` |
 //!
 //! Invariants:
 //! 1. A `Config` only exists validated: every limit is in `1..=MAX_LIMIT`, every duration in
@@ -52,6 +54,10 @@ pub struct ConfigInput {
     pub pressure: Option<PressureInput>,
     /// Priority fairness settings.
     pub fairness: Option<FairnessInput>,
+    /// When settled tasks are forgotten.
+    pub retention: Option<RetentionInput>,
+    /// The engine's memory budget, bytes.
+    pub memory_budget: Option<f64>,
     /// Liveness settings (probe interval, host-call timeout, cancel bound, clock skew).
     pub liveness: Option<LivenessInput>,
 }
@@ -100,6 +106,52 @@ impl Default for LivenessConfig {
         }
     }
 }
+
+/// `retention` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetentionInput {
+    /// Settled tasks kept, at most.
+    pub max_tasks: Option<f64>,
+    /// A settled task is forgotten this long after it settled, ms.
+    pub max_age_ms: Option<f64>,
+    /// Bytes of settled tasks kept (prompt, result, fields), at most.
+    pub max_bytes: Option<f64>,
+    /// A result longer than this is kept truncated, bytes.
+    pub result_bytes: Option<f64>,
+}
+
+/// When settled tasks leave the engine, and how much of a result is kept. A settled task is
+/// forgotten — its record, idempotency key and dependency edges, in one journaled commit — as
+/// soon as any limit is passed, oldest settlement first. The age is applied whenever the engine
+/// does something (a submission, a settlement, a timer): an idle engine arms no timer for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Settled tasks kept, at most (default 10 000).
+    pub max_tasks: u32,
+    /// Ms after settling a task is forgotten (default one hour).
+    pub max_age_ms: u64,
+    /// Bytes of settled tasks kept, at most (default 32 MiB).
+    pub max_bytes: u64,
+    /// Bytes of a result kept; a longer one is cut at a character boundary and ends with a
+    /// note naming its full length and the session to read the rest from (default 64 KiB).
+    pub result_bytes: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_tasks: 10_000,
+            max_age_ms: 3_600_000,
+            max_bytes: 32 << 20,
+            result_bytes: 64 << 10,
+        }
+    }
+}
+
+/// The default memory budget, bytes (1 GiB: wasm32's memory ends at 4 GiB, and a checkpoint
+/// and an export need room beside the state).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// `breaker` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -152,8 +204,20 @@ pub const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
     (
         "",
         &[
-            "lanes", "keys", "breaker", "adaptive", "pressure", "fairness", "liveness",
+            "lanes",
+            "keys",
+            "breaker",
+            "adaptive",
+            "pressure",
+            "fairness",
+            "retention",
+            "memoryBudget",
+            "liveness",
         ],
+    ),
+    (
+        "retention",
+        &["maxTasks", "maxAgeMs", "maxBytes", "resultBytes"],
     ),
     (
         "liveness",
@@ -183,6 +247,10 @@ pub struct Config {
     pub low_every: u32,
     /// Liveness settings.
     pub liveness: LivenessConfig,
+    /// When settled tasks are forgotten.
+    pub retention: RetentionConfig,
+    /// The engine's memory budget, bytes.
+    pub memory_budget: u64,
 }
 
 impl Default for Config {
@@ -204,6 +272,8 @@ impl Default for Config {
             pressure: GateConfig::default(),
             low_every: 8,
             liveness: LivenessConfig::default(),
+            retention: RetentionConfig::default(),
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -301,6 +371,33 @@ impl Config {
             if let Some(skew) = l.skew_ms {
                 v.skew_ms = u64::from(whole_number("liveness.skewMs", skew, 0, MAX_MS)?);
             }
+        }
+        if let Some(r) = input.retention {
+            set(
+                &mut c.retention.max_tasks,
+                "retention.maxTasks",
+                r.max_tasks,
+                0,
+                1_000_000,
+            )?;
+            if let Some(v) = r.max_age_ms {
+                c.retention.max_age_ms =
+                    u64::from(whole_number("retention.maxAgeMs", v, 0, 30 * MAX_MS)?);
+            }
+            if let Some(v) = r.max_bytes {
+                c.retention.max_bytes =
+                    u64::from(whole_number("retention.maxBytes", v, 0, 2 << 30)?);
+            }
+            set(
+                &mut c.retention.result_bytes,
+                "retention.resultBytes",
+                r.result_bytes,
+                1024,
+                1 << 20,
+            )?;
+        }
+        if let Some(v) = input.memory_budget {
+            c.memory_budget = u64::from(whole_number("memoryBudget", v, 1 << 20, 3 << 30)?);
         }
         Ok(c)
     }

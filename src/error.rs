@@ -95,6 +95,29 @@ pub enum Error {
         /// The id.
         task: u32,
     },
+    /// The task settled and was forgotten by the retention rule (its record, idempotency key
+    /// and dependency edges are gone). Keep what you need from `wait` or the `task` event.
+    TaskForgotten {
+        /// The id.
+        task: u32,
+    },
+    /// Accepting this work would take the engine past its memory budget (`memoryBudget`):
+    /// nothing was accepted. Existing tasks, export and restore keep working; retry after tasks
+    /// settle and retention forgets them, or raise the budget.
+    EngineFull {
+        /// The engine's footprint, bytes.
+        footprint: u64,
+        /// Its budget, bytes.
+        budget: u64,
+    },
+    /// A newer engine was restored from this engine's journal (a higher fencing epoch): this
+    /// one no longer acts on the work. Use the newer engine.
+    Fenced {
+        /// This engine's epoch.
+        epoch: u64,
+        /// The newer epoch seen.
+        newer: u64,
+    },
     /// A task cannot move between these states (a bug in the caller; nothing was written).
     IllegalTransition {
         /// The task.
@@ -135,6 +158,9 @@ impl Error {
             Error::Conflict { .. } => "CONFLICT",
             Error::JournalInvalid { .. } => "JOURNAL_INVALID",
             Error::UnknownTask { .. } => "UNKNOWN_TASK",
+            Error::TaskForgotten { .. } => "TASK_FORGOTTEN",
+            Error::EngineFull { .. } => "ENGINE_FULL",
+            Error::Fenced { .. } => "FENCED",
             Error::IllegalTransition { .. } => "ILLEGAL_TRANSITION",
             Error::UnknownCall { .. } => "UNKNOWN_CALL",
             Error::Disposed => "DISPOSED",
@@ -204,6 +230,18 @@ impl fmt::Display for Error {
                 write!(f, "journal record {record} is invalid: {reason}")
             }
             Error::UnknownTask { task } => write!(f, "no task {task}"),
+            Error::TaskForgotten { task } => write!(
+                f,
+                "task {task} settled and was forgotten by the retention rule"
+            ),
+            Error::EngineFull { footprint, budget } => write!(
+                f,
+                "the engine is full: {footprint} bytes held, budget {budget}; nothing was accepted"
+            ),
+            Error::Fenced { epoch, newer } => write!(
+                f,
+                "fenced: an engine restored from this journal holds epoch {newer} (this one {epoch})"
+            ),
             Error::IllegalTransition { task, from, to } => {
                 write!(f, "task {task} cannot move from {from} to {to}")
             }
@@ -256,6 +294,12 @@ mod tests {
                 reason: "r".into(),
             },
             Error::UnknownTask { task: 1 },
+            Error::TaskForgotten { task: 1 },
+            Error::EngineFull {
+                footprint: 1,
+                budget: 1,
+            },
+            Error::Fenced { epoch: 1, newer: 2 },
             Error::IllegalTransition {
                 task: 1,
                 from: "a",

@@ -160,9 +160,10 @@ fn a_hundred_thousand_random_transactions_match_the_model() {
 /// Frames of an export, to tamper with whole records.
 fn split(export: &[u8]) -> Vec<Vec<u8>> {
     frames(export)
-        .unwrap()
-        .into_iter()
-        .map(|(record, hash)| [&(record.len() as u32).to_be_bytes()[..], &record, &hash].concat())
+        .map(|frame| {
+            let (record, hash) = frame.unwrap();
+            [&(record.len() as u32).to_be_bytes()[..], record, &hash].concat()
+        })
         .collect()
 }
 

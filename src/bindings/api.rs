@@ -32,12 +32,14 @@ pub(crate) const SPEC_SCHEMA: &[(&str, &[&str])] = &[(
 )];
 
 /// The keys a `list` filter accepts.
-pub(crate) const FILTER_SCHEMA: &[(&str, &[&str])] = &[("", &["state", "agent"])];
+pub(crate) const FILTER_SCHEMA: &[(&str, &[&str])] = &[("", &["state", "agent", "open"])];
 
 /// A `list` filter.
 pub(crate) struct Filter {
     pub state: Option<String>,
     pub agent: Option<String>,
+    /// Only tasks not settled (read from the open set, not every task held).
+    pub open: bool,
 }
 
 /// A whole number in `1..=max` from a JS number.
@@ -140,6 +142,7 @@ pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
     Ok(Filter {
         state: f.string("state")?,
         agent: f.string("agent")?,
+        open: f.boolean("open")?.unwrap_or(false),
     })
 }
 
@@ -147,7 +150,7 @@ pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
 pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error> {
     use crate::config::{
         AdaptiveInput, BreakerInput, CONFIG_SCHEMA, ConfigInput, FairnessInput, LivenessInput,
-        PressureInput,
+        PressureInput, RetentionInput,
     };
     let wrap = |key: String, reason: String| Error::InvalidConfig { key, reason };
     let f = fields(value, "config", CONFIG_SCHEMA, &wrap)?;
@@ -191,6 +194,15 @@ pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error
         }),
         None => None,
     };
+    let retention = match f.object("retention") {
+        Some(r) => Some(RetentionInput {
+            max_tasks: r.number("maxTasks")?,
+            max_age_ms: r.number("maxAgeMs")?,
+            max_bytes: r.number("maxBytes")?,
+            result_bytes: r.number("resultBytes")?,
+        }),
+        None => None,
+    };
     Ok(ConfigInput {
         liveness,
         lanes: f.number_map("lanes")?,
@@ -199,6 +211,8 @@ pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error
         adaptive,
         pressure,
         fairness,
+        retention,
+        memory_budget: f.number("memoryBudget")?,
     })
 }
 
@@ -399,13 +413,14 @@ impl ToJs for PoolInfo {
 impl ToJs for TaskCounts {
     fn to_js(&self) -> JsValue {
         Obj::new()
-            .set("queued", self.queued)
-            .set("running", self.running)
-            .set("succeeded", self.succeeded)
-            .set("failed", self.failed)
-            .set("cancelled", self.cancelled)
-            .set("timedOut", self.timed_out)
-            .set("unknown", self.unknown)
+            .set("queued", self.queued as f64)
+            .set("running", self.running as f64)
+            .set("succeeded", self.succeeded as f64)
+            .set("failed", self.failed as f64)
+            .set("cancelled", self.cancelled as f64)
+            .set("timedOut", self.timed_out as f64)
+            .set("unknown", self.unknown as f64)
+            .set("forgotten", self.forgotten as f64)
             .done()
     }
 }
@@ -434,6 +449,8 @@ impl ToJs for JournalInfo {
         Obj::new()
             .set("seq", self.seq)
             .set("records", self.records as f64)
+            .set("bytes", self.bytes as f64)
+            .set("epoch", self.epoch as f64)
             .done()
     }
 }
@@ -479,13 +496,14 @@ pub(crate) struct PoolInfo {
 
 #[derive(Default)]
 pub(crate) struct TaskCounts {
-    pub queued: u32,
-    pub running: u32,
-    pub succeeded: u32,
-    pub failed: u32,
-    pub cancelled: u32,
-    pub timed_out: u32,
-    pub unknown: u32,
+    pub queued: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub timed_out: u64,
+    pub unknown: u64,
+    pub forgotten: u64,
 }
 
 pub(crate) struct GateInfo {
@@ -502,6 +520,27 @@ pub(crate) struct RunInfo {
 pub(crate) struct JournalInfo {
     pub seq: f64,
     pub records: usize,
+    pub bytes: u64,
+    pub epoch: u64,
+}
+
+/// The engine's own memory: its footprint, budget and the module's memory.
+pub(crate) struct EngineInfo {
+    pub footprint: u64,
+    pub budget: u64,
+    pub wasm_memory: f64,
+    pub fenced: bool,
+}
+
+impl ToJs for EngineInfo {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("footprint", self.footprint as f64)
+            .set("budget", self.budget as f64)
+            .set("wasmMemory", self.wasm_memory)
+            .set("fenced", self.fenced)
+            .done()
+    }
 }
 
 /// The lanes, keys and gate of the controller as JavaScript sees them.
@@ -546,24 +585,22 @@ pub(crate) fn control_info(
     (lanes, keys, gate)
 }
 
-/// Counts of tasks per state group.
+/// Counts of tasks per state group, from the counters the table keeps as tasks move (no scan).
+/// Indexed by `TaskState::tag`: 0 queued, 1–4 admitted … running, 5 succeeded, 6 failed,
+/// 7 cancelled, 8 timed out, 9 unknown.
 pub(crate) fn task_counts(o: &Orchestrator) -> TaskCounts {
-    let mut c = TaskCounts::default();
-    for r in o.tasks().all() {
-        match r.state {
-            TaskState::Queued => c.queued += 1,
-            TaskState::Admitted
-            | TaskState::SessionAcquired { .. }
-            | TaskState::Dispatched { .. }
-            | TaskState::Running { .. } => c.running += 1,
-            TaskState::Succeeded { .. } => c.succeeded += 1,
-            TaskState::Failed { .. } => c.failed += 1,
-            TaskState::Cancelled { .. } => c.cancelled += 1,
-            TaskState::TimedOut => c.timed_out += 1,
-            TaskState::Unknown { .. } => c.unknown += 1,
-        }
+    let c = o.tasks().counts();
+    let n = c.by_state;
+    TaskCounts {
+        queued: n[0],
+        running: n[1] + n[2] + n[3] + n[4],
+        succeeded: n[5],
+        failed: n[6],
+        cancelled: n[7],
+        timed_out: n[8],
+        unknown: n[9],
+        forgotten: c.forgotten,
     }
-    c
 }
 
 /// Pool figures.

@@ -45,7 +45,17 @@ pub(crate) fn to_js(error: &Error) -> JsValue {
             );
         }
         Error::UnknownCall { call } => set(obj, "call", &(*call).into()),
-        Error::UnknownTask { task } => set(obj, "task", &(*task).into()),
+        Error::UnknownTask { task } | Error::TaskForgotten { task } => {
+            set(obj, "task", &(*task).into());
+        }
+        Error::EngineFull { footprint, budget } => {
+            set(obj, "footprint", &(*footprint as f64).into());
+            set(obj, "budget", &(*budget as f64).into());
+        }
+        Error::Fenced { epoch, newer } => {
+            set(obj, "epoch", &(*epoch as f64).into());
+            set(obj, "newer", &(*newer as f64).into());
+        }
         Error::TimedOut { after_ms } => set(obj, "afterMs", &(*after_ms as f64).into()),
         _ => {}
     }
@@ -251,8 +261,8 @@ extern "C" {
     fn safe_clone(value: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = isArray)]
     fn is_array_js(value: &JsValue) -> bool;
-    #[wasm_bindgen(js_name = copyBytes)]
-    fn copy_bytes_js(value: &JsValue) -> Option<js_sys::Uint8Array>;
+    #[wasm_bindgen(js_name = readableBytes)]
+    fn readable_bytes_js(value: &JsValue) -> bool;
 }
 
 /// `Array.isArray(value)`, false when it throws (a revoked proxy throws there).
@@ -260,10 +270,10 @@ pub(crate) fn is_array(value: &JsValue) -> bool {
     is_array_js(value)
 }
 
-/// The bytes of a real, attached `Uint8Array`; `None` for anything else (a proxy of one, a
-/// detached one), without an exception.
-pub(crate) fn bytes(value: &JsValue) -> Option<Vec<u8>> {
-    copy_bytes_js(value).map(|b| b.to_vec())
+/// Whether `value` is a real, attached `Uint8Array` (not a proxy of one, not a detached one),
+/// checked without an exception.
+pub(crate) fn is_bytes(value: &JsValue) -> bool {
+    readable_bytes_js(value)
 }
 
 /// A copy of `value` made of plain data, read without letting a throwing proxy or getter

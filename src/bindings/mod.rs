@@ -26,6 +26,7 @@
 
 mod api;
 mod convert;
+mod fence;
 mod host;
 
 use rustc_hash::FxHashMap;
@@ -119,6 +120,20 @@ export interface ForemanConfig {
    * `cancelled` by then, abort answered or not. `skewMs` (2 000, may be 0): how much older than
    * the prompt a reply's stamp may be (host and server clocks differ). */
   liveness?: { intervalMs?: number; callTimeoutMs?: number; cancelMs?: number; skewMs?: number };
+  /** When settled tasks leave the engine (with their idempotency keys and dependency edges), as
+   * soon as any limit is passed, oldest settlement first: more than `maxTasks` (10 000) settled
+   * tasks held, settled more than `maxAgeMs` (3 600 000) ago, or more than `maxBytes` (32 MiB)
+   * of them (prompts, results). A task an open task depends on stays until that one settles.
+   * A forgotten id answers TASK_FORGOTTEN; `dependsOn` naming one is INVALID_INPUT saying so.
+   * A result longer than `resultBytes` (65 536; 1 KiB..=1 MiB) is kept cut at that length, with
+   * a note naming its full length and the session to read the rest from. The age is applied
+   * whenever the engine acts (no timer while idle). */
+  retention?: { maxTasks?: number; maxAgeMs?: number; maxBytes?: number; resultBytes?: number };
+  /** The engine's own memory budget, bytes (default 1 GiB; 1 MiB..=3 GiB): new work that would
+   * take the tasks held (counted twice: a checkpoint copies them), the journal kept and room for
+   * every open task's result past it is refused with ENGINE_FULL; existing tasks, `wait`,
+   * `cancel`, `journalExport` and `Engine.restore` keep working. */
+  memoryBudget?: number;
 }
 
 /** Input of `createSession`. */
@@ -145,10 +160,16 @@ export interface ForemanStats {
   gate: { closed: boolean; stale: boolean; perMille: number | null };
   pool: { warm: number; inUse: number; parked: number; retiring: number; deleting: number;
     hits: number; misses: number; creates: number; affinityHits: number; retirements: number; deletes: number };
+  /** Tasks held per state (counters kept as tasks move), and how many settled tasks retention
+   * forgot over the journal's history. */
   tasks: { queued: number; running: number; succeeded: number; failed: number; cancelled: number;
-    timedOut: number; unknown: number };
+    timedOut: number; unknown: number; forgotten: number };
   runs: { waiting: number; running: number };
-  journal: { seq: number; records: number };
+  /** Records and bytes of the journal kept in memory; the fencing epoch. */
+  journal: { seq: number; records: number; bytes: number; epoch: number };
+  /** The engine's footprint (tasks held and journal, bytes) against its `memoryBudget`; the
+   * module's linear memory (its high-water mark); whether a newer engine fenced this one out. */
+  engine: { footprint: number; budget: number; wasmMemory: number; fenced: boolean };
 }
 
 export type Priority = "high" | "normal" | "low";
@@ -204,7 +225,9 @@ export interface TaskInfo {
   reason?: string;
 }
 
-export interface TaskFilter { state?: TaskStateName; agent?: string }
+/** `open: true` lists only tasks not settled (read from the open set); otherwise every task
+ * held, settled ones included until retention forgets them. */
+export interface TaskFilter { state?: TaskStateName; agent?: string; open?: boolean }
 
 /** Options of `run`. */
 export interface RunOptions {
@@ -223,8 +246,11 @@ export interface RunOptions {
 export interface TaskEvent { type: "task"; id: number; state: TaskStateName }
 export interface BreakerEvent { type: "breaker"; key: string; state: BreakerStateName }
 
-/** `(seq, hash)` of the journal's last record; keep it outside the engine to detect truncation. */
-export interface JournalHead { seq: number; hash: string }
+/** `(seq, hash)` of the journal's last record; keep it outside the engine to detect truncation.
+ * `epoch` is the engine's fencing epoch: keep it too, and pass the head to `Engine.restore`,
+ * which takes an epoch above it (and above the journal's, and above any engine restored from
+ * the same journal in this module); an engine with a lower epoch is fenced out (FENCED). */
+export interface JournalHead { seq: number; hash: string; epoch?: number }
 
 export interface Engine {
   /** Runs `fn` when the lane (and key) has a free slot, in priority order; resolves or rejects
@@ -255,7 +281,8 @@ export interface ForemanError extends Error {
   name: "ForemanError";
   code: "INVALID_CONFIG" | "INVALID_HOST" | "INVALID_INPUT" | "HOST_FAILED" | "HOST_BAD_REPLY"
       | "HOST_BAD_READING" | "MEMORY_PRESSURE" | "BREAKER_OPEN" | "QUEUE_FULL" | "CONFLICT" | "JOURNAL_INVALID"
-      | "UNKNOWN_TASK" | "ILLEGAL_TRANSITION" | "UNKNOWN_CALL" | "DISPOSED" | "TIMED_OUT";
+      | "UNKNOWN_TASK" | "TASK_FORGOTTEN" | "ENGINE_FULL" | "FENCED" | "ILLEGAL_TRANSITION"
+      | "UNKNOWN_CALL" | "DISPOSED" | "TIMED_OUT";
   /** With HOST_FAILED: how the failure counts. */
   class?: "upstream" | "rate_limited" | "timeout" | "cancelled" | "invalid";
 }
@@ -413,6 +440,8 @@ struct Inner {
     run_keys: RefCell<Vec<KeyId>>,
     run_error: RefCell<Option<JsValue>>,
     disposed: Cell<bool>,
+    /// This engine's fencing epoch and its journal's highest claim (see `fence`).
+    fence: RefCell<fence::Fence>,
 }
 
 /// The foreman engine, driven by a JavaScript host.
@@ -434,6 +463,7 @@ struct StatsDto {
     tasks: api::TaskCounts,
     runs: api::RunInfo,
     journal: api::JournalInfo,
+    engine: api::EngineInfo,
 }
 
 struct MemoryDto {
@@ -479,6 +509,7 @@ impl ToJs for StatsDto {
         put("tasks", self.tasks.to_js());
         put("runs", self.runs.to_js());
         put("journal", self.journal.to_js());
+        put("engine", self.engine.to_js());
         obj.into()
     }
 }
@@ -498,7 +529,9 @@ impl Engine {
         let engine = js(Engine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
         let config = engine.inner.book.borrow().config().clone();
-        *engine.inner.orch.borrow_mut() = Orchestrator::new(&config, now ^ SEED);
+        let origin = fence::random_origin(now);
+        *engine.inner.orch.borrow_mut() = Orchestrator::with_origin(&config, now ^ SEED, origin);
+        *engine.inner.fence.borrow_mut() = fence::Fence::join(origin, 0);
         Ok(engine)
     }
 
@@ -517,25 +550,35 @@ impl Engine {
     ) -> Result<Engine, JsValue> {
         install_run_once();
         let journal: JsValue = journal.into();
-        // Copied through the catching path: a proxy of a Uint8Array or a detached one is refused
+        // Checked through the catching path: a proxy of a Uint8Array or a detached one is refused
         // here, not met as an exception inside WebAssembly.
-        let Some(journal) = convert::bytes(&journal) else {
+        if !convert::is_bytes(&journal) {
             return Err(to_js(&Error::input(
                 "journal",
                 "must be a Uint8Array whose bytes can be read (not a proxy, not detached)",
             )));
-        };
-        let head = js(parse_head(&head.into()))?;
+        }
+        let journal: Uint8Array = journal.unchecked_into();
+        let head_value: JsValue = head.into();
+        let head = js(parse_head(&head_value))?;
+        let head_epoch = js(parse_epoch(&head_value))?;
         let engine = js(Engine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
         let config = engine.inner.book.borrow().config().clone();
-        let (orch, _) = js(Orchestrator::restore(
+        // Read frame by frame from the JS array: the export is never copied here whole.
+        let store = js(crate::store::Store::replay_frames(
+            js_frames(&journal),
+            head,
+        ))?;
+        let (orch, _) = js(Orchestrator::restore_fenced(
             &config,
             now ^ SEED,
-            &journal,
-            head,
+            store,
             now,
+            |origin| fence::highest(origin).max(head_epoch),
         ))?;
+        *engine.inner.fence.borrow_mut() =
+            fence::Fence::join(orch.tasks().origin(), orch.tasks().epoch());
         *engine.inner.orch.borrow_mut() = orch;
         after(&engine.inner);
         Ok(engine)
@@ -595,12 +638,15 @@ impl Engine {
 
     /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All or nothing:
     /// every spec is checked before any is submitted — a bad one throws `INVALID_INPUT` naming
-    /// its field (`specs[2].prompt`), a refusal of the controller (`MEMORY_PRESSURE` for LOW
-    /// work, `BREAKER_OPEN` with `failFast`) throws its error — and then nothing is submitted
-    /// (the error's `submitted` is empty). Once submitted, every host call the batch needs is
-    /// started: a host function that throws or returns a hostile value fails its own call.
+    /// its field (`specs[2].prompt`; a `dependsOn` naming a task retention forgot says so), a
+    /// refusal of the controller (`MEMORY_PRESSURE` for LOW work, `BREAKER_OPEN` with
+    /// `failFast`) throws its error — and then nothing is submitted (the error's `submitted` is
+    /// empty). Once submitted, every host call the batch needs is started: a host function that
+    /// throws or returns a hostile value fails its own call. A refusal of the memory budget
+    /// (`ENGINE_FULL`) found while submitting cancels what the batch submitted. A fenced engine
+    /// throws `FENCED`.
     pub fn delegate(&self, specs: SpecsObject) -> Result<TaskIds, JsValue> {
-        self.live()?;
+        self.acting()?;
         let value =
             js(convert::plain(&specs.into()).map_err(|reason| Error::input("specs", reason)))?;
         let many = Array::is_array(&value);
@@ -677,7 +723,7 @@ impl Engine {
     /// the abort is confirmed. Returns whether the task was still open. `UNKNOWN_TASK` for an
     /// id never issued.
     pub fn cancel(&self, id: JsValue) -> Result<bool, JsValue> {
-        self.live()?;
+        self.acting()?;
         let id = js(api::task_id("id", &id))?;
         let now = js(self.inner.host.now_ms())?;
         let open = js(self.inner.orch.borrow_mut().cancel(now, id))?;
@@ -695,12 +741,25 @@ impl Engine {
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
         let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
-        let infos: Vec<TaskInfo> = self
-            .inner
-            .orch
-            .borrow()
-            .tasks()
-            .all()
+        let o = self.inner.orch.borrow();
+        // Open tasks come from the open set; the settled ones held only when asked for.
+        let records = if filter.open
+            || filter.state.as_deref().is_some_and(|s| {
+                matches!(
+                    s,
+                    "queued"
+                        | "admitted"
+                        | "session_acquired"
+                        | "dispatched"
+                        | "running"
+                        | "unknown"
+                )
+            }) {
+            o.tasks().open()
+        } else {
+            o.tasks().all_brief()
+        };
+        let infos: Vec<TaskInfo> = records
             .iter()
             .filter(|r| filter.state.as_deref().is_none_or(|s| r.state.name() == s))
             .filter(|r| filter.agent.as_deref().is_none_or(|a| r.spec.agent == a))
@@ -754,6 +813,14 @@ impl Engine {
             journal: api::JournalInfo {
                 seq: o.tasks().store().journal().head().seq as f64,
                 records: o.tasks().store().journal().len(),
+                bytes: o.tasks().store().journal().bytes(),
+                epoch: o.tasks().epoch(),
+            },
+            engine: api::EngineInfo {
+                footprint: o.tasks().footprint(),
+                budget: o.tasks().budget(),
+                wasm_memory: wasm_memory_bytes(),
+                fenced: fenced(&self.inner).is_err(),
             },
         };
         js(to_value(&dto)).map(JsCast::unchecked_into)
@@ -807,39 +874,63 @@ impl Engine {
                 )));
             }
         };
-        let bytes = self
-            .inner
-            .orch
-            .borrow()
-            .tasks()
-            .store()
-            .journal()
-            .export(from);
-        Ok(Uint8Array::from(bytes.as_slice()))
+        // Copied into the JS array piece by piece: no second copy of the journal in wasm memory.
+        let o = self.inner.orch.borrow();
+        let journal = o.tasks().store().journal();
+        let out = Uint8Array::new_with_length(journal.export_len(from) as u32);
+        let mut at = 0u32;
+        journal.export_pieces(from, |piece| {
+            let end = at + piece.len() as u32;
+            out.subarray(at, end).copy_from(piece);
+            at = end;
+        });
+        Ok(out)
     }
 
     /// `(seq, hash)` of the last journal record.
     #[wasm_bindgen(js_name = journalHead)]
     pub fn journal_head(&self) -> Result<HeadObject, JsValue> {
         self.live()?;
-        let head = self.inner.orch.borrow().tasks().store().journal().head();
+        let o = self.inner.orch.borrow();
+        let head = o.tasks().store().journal().head();
         let obj = Object::new();
         set(&obj, "seq", &(head.seq as f64).into());
         set(&obj, "hash", &hex(&head.hash).into());
+        set(&obj, "epoch", &(o.tasks().epoch() as f64).into());
         Ok(obj.unchecked_into())
+    }
+
+    /// Tells the engine that an engine restored from its journal holds fencing epoch `epoch`
+    /// (the host learned it, e.g. from the head a newer process keeps). An epoch above this
+    /// engine's fences it out: it no longer acts (see the README's fencing rule). Returns whether
+    /// this engine is fenced. `INVALID_INPUT` unless `epoch` is a whole number ≥ 0.
+    pub fn fence(&self, epoch: JsValue) -> Result<bool, JsValue> {
+        self.live()?;
+        let epoch = epoch
+            .as_f64()
+            .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n <= 9.0e15)
+            .ok_or_else(|| to_js(&Error::input("epoch", "must be a whole number ≥ 0")))?;
+        self.inner.fence.borrow().claim(epoch as u64);
+        let fenced = fenced(&self.inner);
+        if let Err(e) = &fenced {
+            fence_out(&self.inner, e);
+        }
+        Ok(fenced.is_err())
     }
 
     /// Re-verifies the journal kept in memory (every hash, from its anchor to the head). Returns
     /// true or throws `JOURNAL_INVALID`.
     pub fn verify(&self) -> Result<bool, JsValue> {
         self.live()?;
-        let o = self.inner.orch.borrow();
-        let journal = o.tasks().store().journal();
-        js(crate::store::verify(
-            &journal.export(0),
-            journal.anchor(),
-            journal.head(),
-        ))?;
+        // In place: no copy of the journal.
+        js(self
+            .inner
+            .orch
+            .borrow()
+            .tasks()
+            .store()
+            .journal()
+            .verify_kept())?;
         Ok(true)
     }
 
@@ -1114,6 +1205,7 @@ impl Engine {
                 run_keys: RefCell::new(Vec::new()),
                 run_error: RefCell::new(None),
                 disposed: Cell::new(false),
+                fence: RefCell::new(fence::Fence::none()),
             }
         });
         let engine = Engine { inner };
@@ -1197,8 +1289,14 @@ impl Engine {
         }
     }
 
-    fn try_create_session(&self, input: JsValue) -> Result<Promise, JsValue> {
+    /// `live`, and not fenced out by a newer engine restored from this journal.
+    fn acting(&self) -> Result<(), JsValue> {
         self.live()?;
+        js(fenced(&self.inner))
+    }
+
+    fn try_create_session(&self, input: JsValue) -> Result<Promise, JsValue> {
+        self.acting()?;
         let wrap = |field: String, reason: String| Error::InvalidInput { field, reason };
         let f = js(convert::fields(
             input,
@@ -1253,8 +1351,10 @@ impl Engine {
     fn record(&self, id: &JsValue) -> Result<crate::engine::task::TaskRecord, JsValue> {
         self.live()?;
         let id = js(api::task_id("id", id))?;
-        let record = self.inner.orch.borrow().tasks().get(id);
-        record.ok_or_else(|| to_js(&Error::UnknownTask { task: id.get() }))
+        let o = self.inner.orch.borrow();
+        o.tasks()
+            .get_brief(id)
+            .ok_or_else(|| to_js(&o.tasks().missing(id)))
     }
 
     fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {
@@ -1263,6 +1363,8 @@ impl Engine {
         if record.state.is_settled() {
             return Ok(Promise::resolve(&js(to_value(&TaskInfo::from(&record)))?));
         }
+        // A fenced engine will not settle it: the newer engine will.
+        js(fenced(&self.inner))?;
         let mut waiter = None;
         let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
         if let Some(waiter) = waiter {
@@ -1275,6 +1377,61 @@ impl Engine {
         }
         Ok(promise)
     }
+}
+
+/// The optional `epoch` of a head (0 when absent).
+fn parse_epoch(value: &JsValue) -> Result<u64, Error> {
+    let epoch = get(value, "epoch");
+    if epoch.is_undefined() {
+        return Ok(0);
+    }
+    epoch
+        .as_f64()
+        .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n <= 9.0e15)
+        .map(|n| n as u64)
+        .ok_or_else(|| Error::input("head.epoch", "must be a whole number ≥ 0"))
+}
+
+/// The frames of a journal export held in a JS array, read one at a time (a record is copied
+/// into this memory once, and that copy is the one the journal keeps).
+fn js_frames(
+    array: &Uint8Array,
+) -> impl Iterator<Item = Result<(Vec<u8>, crate::store::Hash), Error>> + '_ {
+    let len = array.length();
+    let mut at = 0u32;
+    let mut index = 0u64;
+    std::iter::from_fn(move || {
+        if at >= len {
+            return None;
+        }
+        index += 1;
+        let cut = || Error::JournalInvalid {
+            record: index,
+            reason: "the export is cut short".into(),
+        };
+        let frame = (|| {
+            if len - at < 4 {
+                return Err(cut());
+            }
+            let mut n = [0u8; 4];
+            array.subarray(at, at + 4).copy_to(&mut n);
+            let n = u32::from_be_bytes(n);
+            let start = at + 4;
+            if len - start < 32 || len - start - 32 < n {
+                return Err(cut());
+            }
+            let mut record = vec![0u8; n as usize];
+            array.subarray(start, start + n).copy_to(&mut record);
+            let mut hash = [0u8; 32];
+            array.subarray(start + n, start + n + 32).copy_to(&mut hash);
+            at = start + n + 32;
+            Ok((record, hash))
+        })();
+        if frame.is_err() {
+            at = len;
+        }
+        Some(frame)
+    })
 }
 
 fn parse_head(value: &JsValue) -> Result<Head, Error> {
@@ -1444,7 +1601,7 @@ fn tick_function(weak: &Weak<Inner>) -> Function {
             return;
         };
         inner.timer.borrow_mut().take();
-        if inner.disposed.get() {
+        if inner.disposed.get() || fenced(&inner).is_err() {
             return;
         }
         let now = inner
@@ -1537,8 +1694,44 @@ fn unread(inner: &Inner) -> u32 {
 /// After the orchestrator moved: start its host requests, tell run.js about ready and expired
 /// run slots, settle task waiters, call listeners, and re-arm the timer. Nothing is borrowed
 /// while JavaScript runs (invariant 2); a re-entrant call does its own pass.
+/// Bytes of the module's linear memory (its high-water mark: wasm memory never shrinks).
+fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
+}
+
+/// `FENCED` when a newer engine was restored from this engine's journal (see `fence`).
+fn fenced(inner: &Inner) -> Result<(), Error> {
+    inner.fence.borrow().check()
+}
+
+/// A fenced engine acts on nothing: the host calls its core asked for are dropped, its task
+/// events go unheard, and whoever waits on its tasks gets `FENCED`.
+fn fence_out(inner: &Inner, error: &Error) {
+    {
+        let mut o = inner.orch.borrow_mut();
+        o.take_requests();
+        o.take_events();
+    }
+    let waiters: Vec<Waiter> = std::mem::take(&mut *inner.task_waiters.borrow_mut())
+        .into_values()
+        .flatten()
+        .collect();
+    let error = to_js(error);
+    for (_, reject) in waiters {
+        let _ = reject.call1(&JsValue::NULL, &error);
+    }
+}
+
 fn after(inner: &Inner) {
     if inner.disposed.get() {
+        return;
+    }
+    if let Err(e) = fenced(inner) {
+        fence_out(inner, &e);
         return;
     }
     let now = inner.host.last_now();
@@ -1626,7 +1819,7 @@ fn after(inner: &Inner) {
         if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
             let waiters = inner.task_waiters.borrow_mut().remove(&e.task.get());
             if let Some(waiters) = waiters {
-                let record = inner.orch.borrow().tasks().get(e.task);
+                let record = inner.orch.borrow().tasks().get_brief(e.task);
                 let info = record.map(|r| to_value(&TaskInfo::from(&r)));
                 for (resolve, reject) in waiters {
                     let _ = match &info {

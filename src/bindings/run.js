@@ -632,13 +632,16 @@ export function follow(value, ok, err) {
 }
 
 /**
- * A copy of the bytes of a `Uint8Array` (not a proxy of one, not a detached one), or `null`
- * when `value` is not one whose bytes can be read.
+ * Whether `value` is a real `Uint8Array` whose bytes can be read: not a proxy of one (its
+ * `Symbol.toStringTag` getter answers only for real typed arrays) and not detached (`slice`
+ * validates that). Never throws.
  */
-export function copyBytes(value) {
+export function readableBytes(value) {
   try {
-    return Uint8Array.prototype.slice.call(value);
+    if (Object.prototype.toString.call(value) !== "[object Uint8Array]") return false;
+    Uint8Array.prototype.slice.call(value, 0, 0);
+    return true;
   } catch {
-    return null;
+    return false;
   }
 }

@@ -166,9 +166,24 @@ pub struct RunRequest {
 }
 
 impl Orchestrator {
-    /// An orchestrator for `config`; `seed` drives jitter.
+    /// An orchestrator for `config`; `seed` drives jitter and names its journal (the origin
+    /// engines restored from it share: see [`TaskTable::epoch`]).
     pub fn new(config: &Config, seed: u64) -> Self {
-        Self::with_table(config, seed, TaskTable::new())
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x6A09_E667_F3BC_C908);
+        let mut origin = [0u8; 16];
+        origin[..8].copy_from_slice(&rng.u64(..).to_be_bytes());
+        origin[8..].copy_from_slice(&rng.u64(..).to_be_bytes());
+        Self::with_origin(config, seed, origin)
+    }
+
+    /// An orchestrator for `config` whose journal is named `origin` (the bindings draw it at
+    /// random, so two engines made at the same time never share one).
+    pub fn with_origin(config: &Config, seed: u64, origin: [u8; 16]) -> Self {
+        Self::with_table(
+            config,
+            seed,
+            TaskTable::with_limits(config.retention, config.memory_budget, origin),
+        )
     }
 
     fn with_table(config: &Config, seed: u64, tasks: TaskTable) -> Self {
@@ -207,7 +222,27 @@ impl Orchestrator {
         head: crate::store::Head,
         now: u64,
     ) -> Result<(Self, Restored), Error> {
-        let (tasks, restored) = TaskTable::restore(export, head, now)?;
+        let store = crate::store::Store::replay(export, head)?;
+        Self::restore_fenced(config, seed, store, now, |_| 0)
+    }
+
+    /// [`Orchestrator::restore`] from a store replayed from a verified journal, taking a
+    /// fencing epoch above `epoch_floor(origin)` as well as above the journal's (see
+    /// [`TaskTable::restore`]).
+    pub fn restore_fenced(
+        config: &Config,
+        seed: u64,
+        store: crate::store::Store,
+        now: u64,
+        epoch_floor: impl FnOnce([u8; 16]) -> u64,
+    ) -> Result<(Self, Restored), Error> {
+        let (tasks, restored) = TaskTable::from_store(
+            store,
+            now,
+            config.retention,
+            config.memory_budget,
+            epoch_floor,
+        )?;
         let mut o = Self::with_table(config, seed, tasks);
         o.clock = now;
         for record in o.tasks.all() {
@@ -309,6 +344,7 @@ impl Orchestrator {
     pub fn submit(&mut self, now: u64, spec: TaskSpec) -> Result<TaskId, Error> {
         self.at(now);
         spec.validate()?;
+        self.retire(now)?;
         self.controller.check(
             now,
             &spec.agent,
@@ -345,11 +381,11 @@ impl Orchestrator {
     /// Returns false when the task is already settled.
     pub fn cancel(&mut self, now: u64, task: TaskId) -> Result<bool, Error> {
         self.at(now);
-        let record = self
+        let state = self
             .tasks
-            .get(task)
-            .ok_or_else(|| Error::UnknownTask { task: task.get() })?;
-        if record.state.is_settled() {
+            .state(task)
+            .ok_or_else(|| self.tasks.missing(task))?;
+        if state.is_settled() {
             return Ok(false);
         }
         self.cancel_with(now, task, "cancelled by the user".into())?;
@@ -360,6 +396,7 @@ impl Orchestrator {
     /// The host's answer to call `call`.
     pub fn on_answer(&mut self, now: u64, call: CallId, outcome: HostOutcome) -> Result<(), Error> {
         self.at(now);
+        self.retire(now)?;
         let purpose = self
             .calls
             .remove(&call)
@@ -718,6 +755,7 @@ impl Orchestrator {
     /// Moves time to `now`: deadlines, grace checks, retries, pool upkeep, breaker and gate ends.
     pub fn tick(&mut self, now: u64) -> Result<(), Error> {
         self.at(now);
+        self.retire(now)?;
         for ticket in self.runs.expire(now) {
             self.controller.cancel(ticket);
         }
@@ -850,6 +888,17 @@ impl Orchestrator {
     }
 
     // ---- internals ----
+
+    /// Lets retention forget the settled tasks it lets go — only while no task event waits to
+    /// be taken, so whoever takes a settlement's event reads the task first.
+    fn retire(&mut self, now: u64) -> Result<(), Error> {
+        if self.events.is_empty() {
+            for task in self.tasks.retire(now)? {
+                self.dependents.remove(&task);
+            }
+        }
+        Ok(())
+    }
 
     fn is_open(&self, task: TaskId) -> bool {
         self.live.contains_key(&task)

@@ -249,7 +249,8 @@ impl TaskState {
         }
     }
 
-    fn tag(&self) -> u8 {
+    /// The state's tag in the canonical encoding (0 = queued … 9 = unknown).
+    pub fn tag(&self) -> u8 {
         match self {
             TaskState::Queued => 0,
             TaskState::Admitted => 1,
@@ -319,13 +320,13 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// The canonical bytes (invariant 2): version byte 1, then the fields in order, integers
-    /// big-endian, strings and lists length-prefixed with u32, options as a 0/1 byte.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.spec.prompt.len());
-        w.u8(1);
-        w.u32(self.id.get());
+    /// The spec's canonical bytes (invariant 2), stored once under the task's spec key when it
+    /// is submitted: version byte 2, then the fields in order, integers big-endian, strings and
+    /// lists length-prefixed with u32, options as a 0/1 byte. The id is in the key.
+    pub fn encode_spec(&self) -> Vec<u8> {
         let s = &self.spec;
+        let mut w = Writer::with_capacity(64 + s.prompt.len());
+        w.u8(2);
         w.str(&s.agent);
         w.str(&s.prompt);
         w.u8(s.priority.index() as u8);
@@ -346,6 +347,15 @@ impl TaskRecord {
             }
             None => w.u8(0),
         }
+        w.0
+    }
+
+    /// The state's canonical bytes, written under the task's key by every transition: version
+    /// byte 2, the state's tag and fields, attempts, created and updated times. Small, except a
+    /// success's result (written once, when it settles).
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(48);
+        w.u8(2);
         w.u8(self.state.tag());
         match &self.state {
             TaskState::Queued | TaskState::Admitted | TaskState::TimedOut => {}
@@ -374,83 +384,18 @@ impl TaskRecord {
         w.0
     }
 
-    /// Decodes canonical bytes; anything else is refused.
-    pub fn decode(bytes: &[u8]) -> Result<TaskRecord, String> {
-        let mut r = Reader::new(bytes);
-        if r.u8()? != 1 {
-            return Err("unknown task record version".into());
-        }
-        let id = TaskId(r.u32()?);
-        let agent = r.str()?;
-        let prompt = r.str()?;
-        let priority = *Priority::ALL.get(r.u8()? as usize).ok_or("bad priority")?;
-        let deadline_ms = r.u64()?;
-        let model = r.opt_str()?;
-        let parent = r.opt_str()?.map(SessionId);
-        let idempotency_key = r.opt_str()?;
-        let n = r.u32()? as usize;
-        if n > MAX_DEPS {
-            return Err("too many dependencies".into());
-        }
-        let depends_on = (0..n)
-            .map(|_| r.u32().map(TaskId))
-            .collect::<Result<_, _>>()?;
-        let retries = r.u32()?;
-        let fail_fast = r.bool()?;
-        let follow_up_of = if r.bool()? {
-            Some(TaskId(r.u32()?))
-        } else {
-            None
-        };
-        let state = match r.u8()? {
-            0 => TaskState::Queued,
-            1 => TaskState::Admitted,
-            2 => TaskState::SessionAcquired {
-                session: SessionId(r.str()?),
-            },
-            3 => TaskState::Dispatched {
-                session: SessionId(r.str()?),
-                at_ms: r.u64()?,
-            },
-            4 => TaskState::Running {
-                session: SessionId(r.str()?),
-                at_ms: r.u64()?,
-            },
-            5 => TaskState::Succeeded {
-                session: SessionId(r.str()?),
-                text: r.str()?,
-            },
-            6 => TaskState::Failed {
-                class: class_of(r.u8()?)?,
-                message: r.str()?,
-            },
-            7 => TaskState::Cancelled { reason: r.str()? },
-            8 => TaskState::TimedOut,
-            9 => TaskState::Unknown {
-                session: r.opt_str()?.map(SessionId),
-                at_ms: r.u64()?,
-            },
-            t => return Err(format!("unknown state {t}")),
-        };
-        let attempts = r.u32()?;
-        let created_ms = r.u64()?;
-        let updated_ms = r.u64()?;
-        if r.remaining() != 0 {
-            return Err("trailing bytes".into());
-        }
-        let spec = TaskSpec {
-            agent,
-            prompt,
-            priority,
-            deadline_ms,
-            model,
-            parent,
-            idempotency_key,
-            depends_on,
-            retries,
-            fail_fast,
-            follow_up_of,
-        };
+    /// Decodes a task's canonical spec and state bytes; anything else is refused.
+    pub fn decode(id: TaskId, spec: &[u8], state: &[u8]) -> Result<TaskRecord, String> {
+        Self::decode_with(id, decode_spec(spec)?, state)
+    }
+
+    /// [`TaskRecord::decode`] with the prompt left empty (checked, not copied).
+    pub fn decode_brief(id: TaskId, spec: &[u8], state: &[u8]) -> Result<TaskRecord, String> {
+        Self::decode_with(id, decode_spec_with(spec, false)?, state)
+    }
+
+    fn decode_with(id: TaskId, spec: TaskSpec, state: &[u8]) -> Result<TaskRecord, String> {
+        let (state, attempts, created_ms, updated_ms) = decode_state(state)?;
         Ok(TaskRecord {
             id,
             spec,
@@ -460,6 +405,106 @@ impl TaskRecord {
             updated_ms,
         })
     }
+}
+
+/// Decodes a spec's canonical bytes ([`TaskRecord::encode_spec`]).
+pub fn decode_spec(bytes: &[u8]) -> Result<TaskSpec, String> {
+    decode_spec_with(bytes, true)
+}
+
+fn decode_spec_with(bytes: &[u8], with_prompt: bool) -> Result<TaskSpec, String> {
+    let mut r = Reader::new(bytes);
+    if r.u8()? != 2 {
+        return Err("unknown task spec version".into());
+    }
+    let agent = r.str()?;
+    let prompt = if with_prompt {
+        r.str()?
+    } else {
+        std::str::from_utf8(r.chunk()?).map_err(|_| "a prompt that is not UTF-8")?;
+        String::new()
+    };
+    let priority = *Priority::ALL.get(r.u8()? as usize).ok_or("bad priority")?;
+    let deadline_ms = r.u64()?;
+    let model = r.opt_str()?;
+    let parent = r.opt_str()?.map(SessionId);
+    let idempotency_key = r.opt_str()?;
+    let n = r.u32()? as usize;
+    if n > MAX_DEPS {
+        return Err("too many dependencies".into());
+    }
+    let depends_on = (0..n)
+        .map(|_| r.u32().map(TaskId))
+        .collect::<Result<_, _>>()?;
+    let retries = r.u32()?;
+    let fail_fast = r.bool()?;
+    let follow_up_of = if r.bool()? {
+        Some(TaskId(r.u32()?))
+    } else {
+        None
+    };
+    if r.remaining() != 0 {
+        return Err("trailing bytes".into());
+    }
+    Ok(TaskSpec {
+        agent,
+        prompt,
+        priority,
+        deadline_ms,
+        model,
+        parent,
+        idempotency_key,
+        depends_on,
+        retries,
+        fail_fast,
+        follow_up_of,
+    })
+}
+
+/// Decodes a state's canonical bytes ([`TaskRecord::encode_state`]): the state, attempts,
+/// created and updated times.
+pub fn decode_state(bytes: &[u8]) -> Result<(TaskState, u32, u64, u64), String> {
+    let mut r = Reader::new(bytes);
+    if r.u8()? != 2 {
+        return Err("unknown task state version".into());
+    }
+    let state = match r.u8()? {
+        0 => TaskState::Queued,
+        1 => TaskState::Admitted,
+        2 => TaskState::SessionAcquired {
+            session: SessionId(r.str()?),
+        },
+        3 => TaskState::Dispatched {
+            session: SessionId(r.str()?),
+            at_ms: r.u64()?,
+        },
+        4 => TaskState::Running {
+            session: SessionId(r.str()?),
+            at_ms: r.u64()?,
+        },
+        5 => TaskState::Succeeded {
+            session: SessionId(r.str()?),
+            text: r.str()?,
+        },
+        6 => TaskState::Failed {
+            class: class_of(r.u8()?)?,
+            message: r.str()?,
+        },
+        7 => TaskState::Cancelled { reason: r.str()? },
+        8 => TaskState::TimedOut,
+        9 => TaskState::Unknown {
+            session: r.opt_str()?.map(SessionId),
+            at_ms: r.u64()?,
+        },
+        t => return Err(format!("unknown state {t}")),
+    };
+    let attempts = r.u32()?;
+    let created_ms = r.u64()?;
+    let updated_ms = r.u64()?;
+    if r.remaining() != 0 {
+        return Err("trailing bytes".into());
+    }
+    Ok((state, attempts, created_ms, updated_ms))
 }
 
 fn class_tag(c: FailureClass) -> u8 {

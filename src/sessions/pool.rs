@@ -19,6 +19,10 @@
 //!   `Parked` and has served fewer than `max_turns` turns.
 //! - Warm sessions are made on demand: [`Pool::to_prewarm`] asks for at most `warm_per_agent`
 //!   per (agent, parent), and never more than the work waiting for them.
+//! - Parked sessions are bounded per agent by `parked_per_agent` (the pool's size, default 5):
+//!   parking one more retires the agent's parked session unused longest, so a burst of short
+//!   tasks leaves at most that many parked on the server — and health checks, which cover warm
+//!   and parked sessions, follow the pool's size, not the burst's.
 //! - Deletion waits for `delete_quiet_ms` without activity and never happens while busy:
 //!   OpenCode keeps writing a session's rows shortly after it reports idle.
 //!
@@ -38,6 +42,8 @@ pub struct PoolConfig {
     pub warm_per_agent: u32,
     /// Turns one session serves before it is retired (default 10).
     pub max_turns: u32,
+    /// Parked sessions kept per agent, at most (default 5, the pool's size per agent).
+    pub parked_per_agent: u32,
     /// Interval between health checks of an owned session, ms (default 60 000).
     pub health_every_ms: u64,
     /// A warm or parked session unused this long is retired, ms (default 300 000).
@@ -51,6 +57,7 @@ impl Default for PoolConfig {
         PoolConfig {
             warm_per_agent: 5,
             max_turns: 10,
+            parked_per_agent: 5,
             health_every_ms: 60_000,
             idle_retire_ms: 300_000,
             delete_quiet_ms: 10_000,
@@ -216,12 +223,43 @@ impl Pool {
         e.last_activity = now;
         if succeeded && e.turns < max {
             e.state = State::Parked;
+            let agent = e.agent.clone();
+            self.bound_parked(&agent);
         } else {
             let abort = !succeeded || e.busy;
             e.state = State::Retiring { abort };
             self.counters.retirements += 1;
             if abort {
                 self.aborts.push(session.clone());
+            }
+        }
+    }
+
+    /// Retires `agent`'s parked sessions unused longest until at most `parked_per_agent` stay
+    /// parked. Costs one pass over the pool, which this bound keeps small.
+    fn bound_parked(&mut self, agent: &str) {
+        let limit = self.config.parked_per_agent as usize;
+        loop {
+            let mut parked = 0;
+            let mut oldest: Option<(u64, u64, &SessionId)> = None;
+            for (id, e) in &self.sessions {
+                if e.state == State::Parked && e.agent == agent {
+                    parked += 1;
+                    if oldest.is_none_or(|(at, seq, _)| (e.last_activity, e.seq) < (at, seq)) {
+                        oldest = Some((e.last_activity, e.seq, id));
+                    }
+                }
+            }
+            let Some((_, _, id)) = oldest.filter(|_| parked > limit) else {
+                return;
+            };
+            let id = id.clone();
+            if let Some(e) = self.sessions.get_mut(&id) {
+                e.state = State::Retiring { abort: e.busy };
+                self.counters.retirements += 1;
+                if e.busy {
+                    self.aborts.push(id);
+                }
             }
         }
     }

@@ -38,6 +38,38 @@
 //! recompute the hash as above and compare it with the frame's; at the end, the last
 //! `(seq, hash)` must equal the head the host kept.
 //!
+//! # What the engine's keys hold (task format 2)
+//!
+//! The chain above covers any key-value store. The engine writes these keys (`id` a task id,
+//! u32 big-endian; strings are `u32` length + UTF-8; `opt` is a 0/1 byte, then the value when 1):
+//!
+//! ```text
+//! "s" id        spec, written once when the task is submitted:
+//!               0x02 agent:str prompt:str priority:u8 deadline_ms:u64 model:opt(str)
+//!               parent:opt(str) idempotency_key:opt(str) deps:u32 dep:u32{deps} retries:u32
+//!               fail_fast:u8 follow_up_of:opt(u32)
+//! "t" id        state, rewritten by each transition (small; a success's result once):
+//!               0x02 tag:u8 fields attempts:u32 created_ms:u64 updated_ms:u64
+//!               tag 0 queued, 1 admitted, 8 timed_out: no fields; 2 session_acquired: session:str;
+//!               3 dispatched, 4 running: session:str at_ms:u64; 5 succeeded: session:str
+//!               result:str (cut to `retention.resultBytes`, ending with a note naming the full
+//!               length and the session); 6 failed: class:u8 message:str; 7 cancelled:
+//!               reason:str; 9 unknown: session:opt(str) at_ms:u64
+//! "midem/" key  the task id (u32) an idempotency key names
+//! "msession/" s a session the engine created and has not seen deleted (empty value)
+//! "mepoch"      the fencing epoch, u64: 0 for a new engine; each restore writes one above the
+//!               journal's and above any the host or this module knows for the journal
+//! "morigin"     16 bytes naming the journal; engines restored from it share it
+//! "mforgotten"  u64: settled tasks the retention rule forgot, over the journal's history
+//! "mnext"       u32: the next task id (written when tasks are forgotten: ids are never reused)
+//! ```
+//!
+//! So a transition journals only what changed — one small put of `"t" id` — and a prompt and a
+//! result are each in the journal once. Retention forgets a settled task with one record that
+//! deletes its `"s"`, `"t"` and idempotency keys and rewrites `"mforgotten"` and `"mnext"`.
+//! A checkpoint holds only what is live, so what a restore replays follows the tasks held, not
+//! the history.
+//!
 //! Invariants:
 //! 1. Records are appended in seq order with no gaps; `head` is the last record's.
 //! 2. `verify` accepts an export iff it is exactly the records `anchor.seq + 1 ..= head.seq`.
@@ -125,9 +157,12 @@ pub fn encode_record<'a>(
 pub fn encode_checkpoint<'a>(
     seq: u64,
     prev: &Hash,
-    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
 ) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64);
+    // Sized exactly first: a checkpoint is as large as the state, and growing it by doubling
+    // would hold up to 1.5 times more at once.
+    let size: usize = entries.clone().map(|(k, v)| 9 + k.len() + v.len()).sum();
+    let mut w = Writer::with_capacity(12 + 9 + 32 + size);
     w.u64(seq);
     w.u32(entries.len() as u32 + 1);
     w.chunk(&[]);
@@ -194,15 +229,21 @@ pub fn chain(prev: &Hash, record: &[u8]) -> Hash {
 pub struct Journal {
     anchor: Head,
     records: Vec<Record>,
+    /// Bytes of the export of every record kept (frames included).
+    bytes: u64,
+    /// Of those, the bytes after the last checkpoint kept.
+    tail_bytes: u64,
 }
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal {
-            anchor: Head::GENESIS,
-            records: Vec::new(),
-        }
+        Journal::starting_at(Head::GENESIS)
     }
+}
+
+/// Bytes a record takes in an export: its length, itself, its hash.
+fn frame_len(record: &[u8]) -> u64 {
+    record.len() as u64 + 36
 }
 
 impl Journal {
@@ -222,6 +263,8 @@ impl Journal {
     ) -> Hash {
         let bytes = encode_record(seq, changes);
         let hash = chain(&self.head().hash, &bytes);
+        self.bytes += frame_len(&bytes);
+        self.tail_bytes += frame_len(&bytes);
         self.records.push(Record { seq, bytes, hash });
         hash
     }
@@ -231,13 +274,15 @@ impl Journal {
     pub(crate) fn checkpoint<'a>(
         &mut self,
         seq: u64,
-        entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+        entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
     ) -> Hash {
         let prev = self.head();
         let bytes = encode_checkpoint(seq, &prev.hash, entries);
         let hash = chain(&prev.hash, &bytes);
         self.records.clear();
         self.anchor = prev;
+        self.bytes = frame_len(&bytes);
+        self.tail_bytes = 0;
         self.records.push(Record { seq, bytes, hash });
         hash
     }
@@ -247,12 +292,64 @@ impl Journal {
         Journal {
             anchor,
             records: Vec::new(),
+            bytes: 0,
+            tail_bytes: 0,
         }
     }
 
-    /// Appends an already verified record as it is.
-    pub(crate) fn push_verified(&mut self, seq: u64, bytes: Vec<u8>, hash: Hash) {
+    /// Appends an already verified record as it is (`checkpoint`: whether it is one).
+    pub(crate) fn push_verified(&mut self, seq: u64, bytes: Vec<u8>, hash: Hash, checkpoint: bool) {
+        self.bytes += frame_len(&bytes);
+        self.tail_bytes = if checkpoint {
+            0
+        } else {
+            self.tail_bytes + frame_len(&bytes)
+        };
         self.records.push(Record { seq, bytes, hash });
+    }
+
+    /// Bytes of an export of every record kept.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Bytes of the records after the last checkpoint kept (all of them without one).
+    pub fn tail_bytes(&self) -> u64 {
+        self.tail_bytes
+    }
+
+    /// The export of the records with `seq ≥ from_seq` (as [`Journal::export`]), handed to
+    /// `out` piece by piece — a frame's length, its record, its hash — so a caller can copy it
+    /// out of this memory without building a second copy of the journal in it. Returns the
+    /// export's length.
+    pub fn export_pieces(&self, from_seq: u64, mut out: impl FnMut(&[u8])) -> u64 {
+        let mut n = 0;
+        for r in self.records.iter().filter(|r| r.seq >= from_seq) {
+            out(&(r.bytes.len() as u32).to_be_bytes());
+            out(&r.bytes);
+            out(&r.hash);
+            n += frame_len(&r.bytes);
+        }
+        n
+    }
+
+    /// Bytes of the export from `from_seq` ([`Journal::export`]'s length).
+    pub fn export_len(&self, from_seq: u64) -> u64 {
+        self.records
+            .iter()
+            .filter(|r| r.seq >= from_seq)
+            .map(|r| frame_len(&r.bytes))
+            .sum()
+    }
+
+    /// Re-verifies the records kept, in place (no copy): every seq follows, every hash chains
+    /// from the anchor, every record decodes canonically.
+    pub fn verify_kept(&self) -> Result<(), Error> {
+        let mut at = self.anchor;
+        for (i, r) in self.records.iter().enumerate() {
+            check_frame(i as u64 + 1, &r.bytes, &r.hash, &mut at)?;
+        }
+        Ok(())
     }
 
     /// The records with `seq ≥ from_seq`, as export frames. When `from_seq` is older than the
@@ -284,7 +381,13 @@ impl Journal {
                 seq: last.seq,
                 hash: last.hash,
             };
-            self.records.drain(..keep_from);
+            let dropped: u64 = self
+                .records
+                .drain(..keep_from)
+                .map(|r| frame_len(&r.bytes))
+                .sum();
+            self.bytes -= dropped;
+            self.tail_bytes = self.tail_bytes.min(self.bytes);
         }
     }
 
@@ -299,110 +402,149 @@ impl Journal {
     }
 }
 
-/// Splits an export into frames, without checking hashes.
-pub fn frames(export: &[u8]) -> Result<Vec<(Vec<u8>, Hash)>, Error> {
+/// Splits an export into frames (record, hash), borrowing from it; an error names the 1-based
+/// frame that is cut short.
+pub fn frames(export: &[u8]) -> impl Iterator<Item = Result<(&[u8], Hash), Error>> {
     let mut r = Reader::new(export);
-    let mut out = Vec::new();
-    while r.remaining() > 0 {
-        let index = out.len() as u64 + 1;
+    let mut index = 0u64;
+    std::iter::from_fn(move || {
+        if r.remaining() == 0 {
+            return None;
+        }
+        index += 1;
         let bad = |reason: String| Error::JournalInvalid {
             record: index,
             reason,
         };
-        let record = r.chunk().map_err(bad)?.to_vec();
-        let hash: Hash = r.array().map_err(bad)?;
-        out.push((record, hash));
-    }
-    Ok(out)
+        let frame = r
+            .chunk()
+            .map_err(bad)
+            .and_then(|record| Ok((record, r.array().map_err(bad)?)));
+        if frame.is_err() {
+            r = Reader::new(&[]);
+        }
+        Some(frame)
+    })
 }
 
-/// Verifies `export` from `anchor` to `expected_head`; the error names the first bad record
-/// (1-based position in the export). A checkpoint inside must carry the chain's hash there.
-pub fn verify(export: &[u8], anchor: Head, expected_head: Head) -> Result<Vec<Verified>, Error> {
-    verify_frames(frames(export)?, anchor, expected_head)
+/// Checks one frame (1-based `index` in its export) against the chain position `at`, then
+/// moves `at` to it. Returns the decoded record.
+pub(crate) fn check_frame(
+    index: u64,
+    bytes: &[u8],
+    hash: &Hash,
+    at: &mut Head,
+) -> Result<Decoded, Error> {
+    let bad = |reason: String| Error::JournalInvalid {
+        record: index,
+        reason,
+    };
+    let record = decode_record(bytes).map_err(bad)?;
+    if record.seq != at.seq + 1 {
+        return Err(bad(format!("seq {} follows {}", record.seq, at.seq)));
+    }
+    if record.checkpoint.is_some_and(|prev| prev != at.hash) {
+        return Err(bad(
+            "the checkpoint carries another hash than the chain's".into()
+        ));
+    }
+    if chain(&at.hash, bytes) != *hash {
+        return Err(bad("hash does not match the chain".into()));
+    }
+    *at = Head {
+        seq: record.seq,
+        hash: *hash,
+    };
+    Ok(record)
+}
+
+/// The error for an export that verified up to `at` (after `count` frames) but does not end
+/// at `expected_head`, if it does not.
+pub(crate) fn check_end(at: Head, count: u64, expected_head: Head) -> Result<(), Error> {
+    if at == expected_head {
+        return Ok(());
+    }
+    let reason = if at.seq == expected_head.seq {
+        format!("the hash at seq {} differs from the head's", at.seq)
+    } else {
+        format!(
+            "the journal ends at seq {} but the head is seq {}",
+            at.seq, expected_head.seq
+        )
+    };
+    Err(Error::JournalInvalid {
+        record: count + 1,
+        reason,
+    })
+}
+
+/// Verifies `export` from `anchor` to `expected_head` in one pass over it, calling `each` with
+/// every verified frame (its bytes, hash and content) in order; the error names the first bad
+/// record (1-based position in the export). A checkpoint inside must carry the chain's hash
+/// there. Nothing is copied: a caller that keeps what `each` is given holds the only copy.
+pub fn verify_each(
+    export: &[u8],
+    anchor: Head,
+    expected_head: Head,
+    mut each: impl FnMut(Verified<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut at = anchor;
+    let mut count = 0;
+    for frame in frames(export) {
+        let (bytes, hash) = frame?;
+        count += 1;
+        let record = check_frame(count, bytes, &hash, &mut at)?;
+        each(Verified {
+            bytes,
+            hash,
+            record,
+        })?;
+    }
+    check_end(at, count, expected_head)
+}
+
+/// Verifies `export` from `anchor` to `expected_head` (see [`verify_each`]); returns how many
+/// records it holds.
+pub fn verify(export: &[u8], anchor: Head, expected_head: Head) -> Result<u64, Error> {
+    let mut n = 0;
+    verify_each(export, anchor, expected_head, |_| {
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// The anchor of an export that stands alone: `(0, zeros)` for one that starts at seq 1 (or is
+/// empty), `(seq − 1, carried hash)` for one that starts with a checkpoint.
+pub fn standalone_anchor(export: &[u8]) -> Result<Head, Error> {
+    let Some(first) = frames(export).next() else {
+        return Ok(Head::GENESIS);
+    };
+    let (record, _) = first?;
+    let first =
+        decode_record(record).map_err(|reason| Error::JournalInvalid { record: 1, reason })?;
+    Ok(match first.checkpoint {
+        Some(prev) => Head {
+            seq: first.seq.saturating_sub(1),
+            hash: prev,
+        },
+        None => Head::GENESIS,
+    })
 }
 
 /// Verifies an export that stands alone: one that starts at seq 1, or with a checkpoint (whose
-/// carried hash anchors it), against `expected_head`.
-pub fn verify_standalone(export: &[u8], expected_head: Head) -> Result<Vec<Verified>, Error> {
-    let frames = frames(export)?;
-    let anchor = match frames.first() {
-        None => Head::GENESIS,
-        Some((record, _)) => {
-            let first = decode_record(record)
-                .map_err(|reason| Error::JournalInvalid { record: 1, reason })?;
-            match first.checkpoint {
-                Some(prev) => Head {
-                    seq: first.seq.saturating_sub(1),
-                    hash: prev,
-                },
-                None => Head::GENESIS,
-            }
-        }
-    };
-    verify_frames(frames, anchor, expected_head)
+/// carried hash anchors it), against `expected_head`; returns how many records it holds.
+pub fn verify_standalone(export: &[u8], expected_head: Head) -> Result<u64, Error> {
+    verify(export, standalone_anchor(export)?, expected_head)
 }
 
 /// A verified frame: the record's bytes, its hash and what it says.
 #[derive(Debug, Clone)]
-pub struct Verified {
+pub struct Verified<'a> {
     /// The record's canonical bytes.
-    pub bytes: Vec<u8>,
+    pub bytes: &'a [u8],
     /// Its chained hash.
     pub hash: Hash,
     /// Its decoded content.
     pub record: Decoded,
-}
-
-fn verify_frames(
-    frames: Vec<(Vec<u8>, Hash)>,
-    anchor: Head,
-    expected_head: Head,
-) -> Result<Vec<Verified>, Error> {
-    let mut at = anchor;
-    let mut out: Vec<Verified> = Vec::with_capacity(frames.len());
-    for (i, (bytes, hash)) in frames.into_iter().enumerate() {
-        let index = i as u64 + 1;
-        let bad = |reason: String| Error::JournalInvalid {
-            record: index,
-            reason,
-        };
-        let record = decode_record(&bytes).map_err(bad)?;
-        if record.seq != at.seq + 1 {
-            return Err(bad(format!("seq {} follows {}", record.seq, at.seq)));
-        }
-        if record.checkpoint.is_some_and(|prev| prev != at.hash) {
-            return Err(bad(
-                "the checkpoint carries another hash than the chain's".into()
-            ));
-        }
-        let expected = chain(&at.hash, &bytes);
-        if expected != hash {
-            return Err(bad("hash does not match the chain".into()));
-        }
-        at = Head {
-            seq: record.seq,
-            hash,
-        };
-        out.push(Verified {
-            bytes,
-            hash,
-            record,
-        });
-    }
-    if at != expected_head {
-        let reason = if at.seq == expected_head.seq {
-            format!("the hash at seq {} differs from the head's", at.seq)
-        } else {
-            format!(
-                "the journal ends at seq {} but the head is seq {}",
-                at.seq, expected_head.seq
-            )
-        };
-        return Err(Error::JournalInvalid {
-            record: out.len() as u64 + 1,
-            reason,
-        });
-    }
-    Ok(out)
 }

@@ -37,7 +37,8 @@ use std::rc::Rc;
 
 pub use self::journal::{
     Change, Decoded, Hash, Head, Journal, Record, Verified, chain, decode_record,
-    encode_checkpoint, encode_record, frames, verify, verify_standalone,
+    encode_checkpoint, encode_record, frames, standalone_anchor, verify, verify_each,
+    verify_standalone,
 };
 use crate::error::Error;
 use crate::ids::TaskId;
@@ -213,23 +214,45 @@ impl Store {
     /// Rebuilds a store from an export that stands alone (from seq 1, or from a checkpoint),
     /// verified against `expected_head`. The rebuilt store's export is byte-equal to `export`.
     pub fn replay(export: &[u8], expected_head: Head) -> Result<Store, Error> {
-        let records = verify_standalone(export, expected_head)?;
-        let anchor = records.first().map_or(Head::GENESIS, |first| Head {
-            seq: first.record.seq.saturating_sub(1),
-            hash: first.record.checkpoint.unwrap_or([0; 32]),
-        });
-        let mut store = Store {
-            journal: Journal::starting_at(anchor),
-            ..Store::default()
-        };
-        for Verified {
-            bytes,
-            hash,
-            record,
-        } in records
-        {
+        Store::replay_frames(
+            frames(export).map(|f| f.map(|(record, hash)| (record.to_vec(), hash))),
+            expected_head,
+        )
+    }
+
+    /// [`Store::replay`] from frames read one at a time — a record's bytes and its hash, in
+    /// export order — so a caller reading an export from outside this memory never holds a
+    /// second copy of it here: each record is verified, installed and kept as it arrives (the
+    /// kept record is the buffer given, not a copy).
+    pub fn replay_frames(
+        frames: impl Iterator<Item = Result<(Vec<u8>, Hash), Error>>,
+        expected_head: Head,
+    ) -> Result<Store, Error> {
+        let mut store = Store::default();
+        let mut at = Head::GENESIS;
+        let mut count = 0;
+        for frame in frames {
+            let (bytes, hash) = frame?;
+            count += 1;
+            if count == 1 {
+                // A first record that is a checkpoint anchors the export with its carried hash.
+                if let Ok(Decoded {
+                    seq,
+                    checkpoint: Some(prev),
+                    ..
+                }) = decode_record(&bytes)
+                {
+                    at = Head {
+                        seq: seq.saturating_sub(1),
+                        hash: prev,
+                    };
+                }
+                store.journal = Journal::starting_at(at);
+            }
+            let record = journal::check_frame(count, &bytes, &hash, &mut at)?;
             let mut writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>> = BTreeMap::new();
-            if record.checkpoint.is_some() {
+            let checkpoint = record.checkpoint.is_some();
+            if checkpoint {
                 // Whatever the checkpoint does not put is gone.
                 for key in store.data.keys() {
                     writes.insert(key.clone(), None);
@@ -239,8 +262,11 @@ impl Store {
                 writes.insert(k, v.map(Rc::from));
             }
             store.install(record.seq, writes);
-            store.journal.push_verified(record.seq, bytes, hash);
+            store
+                .journal
+                .push_verified(record.seq, bytes, hash, checkpoint);
         }
+        journal::check_end(at, count, expected_head)?;
         Ok(store)
     }
 

@@ -378,10 +378,10 @@ fn tampering_with_a_checkpoint_is_detected() {
         assert_eq!(err.code(), "JOURNAL_INVALID", "{what}");
     }
     // Dropping the checkpoint leaves a tail that does not stand alone.
-    let frames = frames(&export).unwrap();
+    let frames: Vec<(&[u8], Hash)> = frames(&export).collect::<Result<_, _>>().unwrap();
     let tail: Vec<u8> = [
         &(frames[1].0.len() as u32).to_be_bytes()[..],
-        &frames[1].0,
+        frames[1].0,
         &frames[1].1,
     ]
     .concat();

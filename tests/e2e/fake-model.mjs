@@ -1,10 +1,21 @@
 // A fake OpenAI-compatible model for end-to-end tests, on 127.0.0.1 only. It speaks
-// `/v1/chat/completions` with SSE streaming and tool calls, and follows a fixed script:
-//   - a user turn that mentions a tool the request offers (e.g. "call foreman_status") → the
-//     model calls that tool with `{}` arguments;
-//   - a turn whose last message is a tool result → the model answers `tool said: <result>`;
-//   - a user turn naming a tool the request does not offer → `TOOL_NOT_OFFERED <name>`;
-//   - anything else → `ok`.
+// `/v1/chat/completions` with SSE streaming and tool calls, and measures what a real provider
+// would see: requests in flight per model (now and at peak), and every request's start, end and
+// outcome in order (`done`, `closed` when the client closed the stream first, as an abort does,
+// or `failed`).
+//
+// Replies follow a script written in the last user message, so each sub-agent answers with its
+// own text:
+//   - `CALL <tool> <json>`: call that tool with the JSON object that ends the message;
+//   - `please call <tool>`: call that tool with `{}` (`TOOL_NOT_OFFERED <tool>` if not offered);
+//   - `SLEEP <ms>`: answer after that long (the stream opens at once);
+//   - `FAIL <status>`: answer with that HTTP status and an `invalid_request_error` body (with
+//     `retry-after-ms: 10`, so OpenCode's own retries of a 5xx take milliseconds, not a minute);
+//   - `SAY <text>`: answer exactly that text (to the end of its line);
+//   - a message starting `[foreman]` (the plugin's notice to a parent): `noted`, after
+//     `noticeDelayMs`;
+//   - anything else: `reply to: <first line>`.
+// A turn whose last message is a tool result answers `tool said: <result>`.
 import { createServer } from "node:http";
 
 function chunk(id, delta, finish = null) {
@@ -17,19 +28,41 @@ function textOf(content) {
   return "";
 }
 
-/** Decides the reply to a chat request: `{ text }` or `{ tool }`. */
-export function decide(body) {
+/** The text of the last user message of a chat request. */
+export function lastUserText(body) {
+  const messages = body.messages ?? [];
+  for (let i = messages.length - 1; i >= 0; i--) if (messages[i].role === "user") return textOf(messages[i].content);
+  return "";
+}
+
+/** Decides the reply to a chat request: `{ text, delayMs }`, `{ tool, args }` or `{ status }`. */
+export function decide(body, { noticeDelayMs = 0 } = {}) {
   const messages = body.messages ?? [];
   const last = messages[messages.length - 1] ?? {};
   if (last.role === "tool") return { text: `tool said: ${textOf(last.content)}` };
+  const text = textOf(last.content);
   const offered = new Set((body.tools ?? []).map((t) => t.function?.name));
-  const asked = /call (\w+)/.exec(textOf(last.content))?.[1];
-  if (asked) return offered.has(asked) ? { tool: asked } : { text: `TOOL_NOT_OFFERED ${asked}` };
-  return { text: "ok" };
+  const call = /\bCALL (\w+) /.exec(text);
+  if (call) {
+    const json = text.slice(text.indexOf("{", call.index));
+    return offered.has(call[1]) ? { tool: call[1], args: json } : { text: `TOOL_NOT_OFFERED ${call[1]}` };
+  }
+  const asked = /\bplease call (\w+)/.exec(text)?.[1];
+  if (asked) return offered.has(asked) ? { tool: asked, args: "{}" } : { text: `TOOL_NOT_OFFERED ${asked}` };
+  if (text.startsWith("[foreman]")) return { text: "noted", delayMs: noticeDelayMs };
+  const fail = /\bFAIL (\d{3})\b/.exec(text);
+  if (fail) return { status: Number(fail[1]) };
+  const delayMs = Number(/\bSLEEP (\d+)\b/.exec(text)?.[1] ?? 0);
+  const say = /\bSAY ([^\n]*)/.exec(text)?.[1];
+  return { text: say ?? `reply to: ${text.split("\n")[0]}`, delayMs };
 }
 
-export async function startFakeModel() {
+export async function startFakeModel(options = {}) {
   const requests = [];
+  /** Every request in arrival order: { seq, model, text, start, end, outcome }. */
+  const log = [];
+  const active = {};
+  const peak = {};
   let n = 0;
   const server = createServer((req, res) => {
     let raw = "";
@@ -41,29 +74,58 @@ export async function startFakeModel() {
       }
       const body = JSON.parse(raw || "{}");
       requests.push(body);
-      const id = `chatcmpl-${++n}`;
-      const reply = decide(body);
+      const model = body.model ?? "?";
+      const entry = { seq: ++n, model, text: lastUserText(body), start: Date.now(), end: undefined, outcome: undefined };
+      log.push(entry);
+      active[model] = (active[model] ?? 0) + 1;
+      peak[model] = Math.max(peak[model] ?? 0, active[model]);
+      let finished = false;
+      let timer;
+      const finish = (outcome) => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        entry.end = Date.now();
+        entry.outcome = outcome;
+        active[model]--;
+      };
+      res.on("close", () => finish("closed")); // no-op after a normal end
+      const id = `chatcmpl-${entry.seq}`;
+      const reply = decide(body, options);
       const usage = { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 };
+      if (reply.status) {
+        finish("failed");
+        res.writeHead(reply.status, { "content-type": "application/json", "retry-after-ms": "10" });
+        res.end(JSON.stringify({ error: { message: `scripted failure ${reply.status}`, type: "invalid_request_error", code: "scripted" } }));
+        return;
+      }
       if (!body.stream) {
         const message = reply.tool
-          ? { role: "assistant", content: null, tool_calls: [{ id: `call_${n}`, type: "function", function: { name: reply.tool, arguments: "{}" } }] }
+          ? { role: "assistant", content: null, tool_calls: [{ id: `call_${entry.seq}`, type: "function", function: { name: reply.tool, arguments: reply.args } }] }
           : { role: "assistant", content: reply.text };
+        finish("done");
         res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ id, object: "chat.completion", created: 0, model: "fake-model", choices: [{ index: 0, message, finish_reason: reply.tool ? "tool_calls" : "stop" }], usage }));
+        res.end(JSON.stringify({ id, object: "chat.completion", created: 0, model, choices: [{ index: 0, message, finish_reason: reply.tool ? "tool_calls" : "stop" }], usage }));
         return;
       }
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
       const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
       if (reply.tool) {
-        send(chunk(id, { role: "assistant", tool_calls: [{ index: 0, id: `call_${n}`, type: "function", function: { name: reply.tool, arguments: "" } }] }));
-        send(chunk(id, { tool_calls: [{ index: 0, function: { arguments: "{}" } }] }));
+        send(chunk(id, { role: "assistant", tool_calls: [{ index: 0, id: `call_${entry.seq}`, type: "function", function: { name: reply.tool, arguments: "" } }] }));
+        send(chunk(id, { tool_calls: [{ index: 0, function: { arguments: reply.args } }] }));
         send({ ...chunk(id, {}, "tool_calls"), usage });
-      } else {
-        send(chunk(id, { role: "assistant", content: "" }));
+        finish("done");
+        res.end("data: [DONE]\n\n");
+        return;
+      }
+      send(chunk(id, { role: "assistant", content: "" }));
+      timer = setTimeout(() => {
+        if (finished) return;
         send(chunk(id, { content: reply.text }));
         send({ ...chunk(id, {}, "stop"), usage });
-      }
-      res.end("data: [DONE]\n\n");
+        finish("done");
+        res.end("data: [DONE]\n\n");
+      }, reply.delayMs ?? 0);
     });
   });
   await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
@@ -71,6 +133,13 @@ export async function startFakeModel() {
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
+    log,
+    active,
+    peak,
+    /** Forgets the peaks, so a test measures only its own requests. */
+    resetPeaks() {
+      for (const m of Object.keys(peak)) peak[m] = active[m] ?? 0;
+    },
     close: () => new Promise((ok) => { server.closeAllConnections?.(); server.close(ok); }),
   };
 }

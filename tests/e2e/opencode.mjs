@@ -59,8 +59,9 @@ export class Opencode {
     this.log = [];
   }
 
-  /** A project folder (its own git root) whose opencode.json uses the fake model and `plugins`. */
-  project(name, { modelUrl, plugins = [] }) {
+  /** A project folder (its own git root) whose opencode.json uses the fake model and `plugins`.
+   * `models` names more models of the fake provider; `extra` is merged into the config. */
+  project(name, { modelUrl, plugins = [], models = [], extra = {} }) {
     const dir = join(this.root, name);
     mkdirSync(join(dir, ".opencode"), { recursive: true });
     execFileSync("git", ["init", "-q", dir]);
@@ -78,12 +79,15 @@ export class Opencode {
           npm: "@ai-sdk/openai-compatible",
           name: "Fake",
           options: { baseURL: modelUrl, apiKey: "not-a-key" },
-          models: { "fake-model": { name: "Fake model", tool_call: true, limit: { context: 100000, output: 4096 } } },
+          models: Object.fromEntries(
+            ["fake-model", ...models].map((m) => [m, { name: m, tool_call: true, limit: { context: 100000, output: 4096 } }]),
+          ),
         },
       },
       model: "fake/fake-model",
       small_model: "fake/fake-model",
       plugin: plugins,
+      ...extra,
     };
     writeFileSync(join(dir, "opencode.json"), JSON.stringify(config, null, 2));
     return dir;

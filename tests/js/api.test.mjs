@@ -420,7 +420,7 @@ test("run(fn) deadlines: waiting work leaves the queue, running work keeps its s
 
 test("journalExport, journalHead and verify", async () => {
   const { server, engine } = setup();
-  assert.deepEqual(engine.journalHead(), { seq: 0, hash: "0".repeat(64) });
+  assert.deepEqual(engine.journalHead(), { seq: 0, hash: "0".repeat(64), epoch: 0 });
   engine.delegate({ agent: "worker", prompt: "x" });
   await server.advance(5_000);
   const head = engine.journalHead();

@@ -168,3 +168,54 @@ for (const { name, journal, seq } of journals) {
     assert.ok(kinds.every((k) => k > 2000), `every kind was tried: ${kinds}`);
   });
 }
+
+// The engine's own journal, read with the key layout documented in src/store/journal.rs
+// ("What the engine's keys hold"): the chain verifies, a prompt and a result are each written
+// once, every transition puts only a small state, and retention's deletes leave the replayed
+// state equal to the tasks the engine still holds.
+test("the JS verifier reads an engine's journal: specs once, small state puts, forgotten tasks deleted", async () => {
+  const { FakeServer, loadEngine } = await import("./fake-server.mjs");
+  const Engine = loadEngine();
+  const server = new FakeServer({ turnMs: 1_000 });
+  const engine = server.attach(new Engine(server.host(), { lanes: { worker: 4 }, retention: { maxTasks: 5 } }));
+  const prompt = (i) => `prompt ${i} `.repeat(200);
+  for (let i = 0; i < 12; i++) engine.delegate({ agent: "worker", prompt: prompt(i), idempotencyKey: `k${i}` });
+  await server.advance(20_000);
+  engine.delegate({ agent: "worker", prompt: "last" }); // lets retention act on the settled ones
+  const bytes = engine.journalExport();
+  const head = engine.journalHead();
+  const state = verify(bytes, head);
+  const text = (k) => Buffer.from(k).toString("latin1");
+  const specPuts = new Map();
+  const results = new Map();
+  for (const f of frames(bytes)) {
+    const r = decode(f.record);
+    for (const c of r.changes) {
+      const key = text(c.key);
+      if (c.value === null) continue;
+      if (key[0] === "s") specPuts.set(key, (specPuts.get(key) ?? 0) + 1);
+      if (key[0] === "t") {
+        assert.equal(c.value[0], 2, "task state format 2");
+        if (c.value[1] === 5) {
+          results.set(key, (results.get(key) ?? 0) + 1); // succeeded: the result, once
+        } else {
+          assert.ok(c.value.length < 200, `a state put of ${c.value.length} bytes`);
+          assert.ok(!Buffer.from(c.value).toString().includes("prompt "), "a state never repeats the prompt");
+        }
+      }
+    }
+  }
+  assert.ok([...specPuts.values()].every((n) => n === 1), "each spec is written once");
+  assert.ok(results.size > 0 && [...results.values()].every((n) => n === 1), "each result is written once");
+  const held = engine.list().map((t) => t.id).sort((a, b) => a - b);
+  const keys = [...state.keys()].map((k) => Buffer.from(k, "hex"));
+  const ids = (prefix) => keys.filter((k) => k[0] === prefix.charCodeAt(0) && k.length === 5).map((k) => k.readUInt32BE(1)).sort((a, b) => a - b);
+  assert.deepEqual(ids("t"), held, "the replayed state holds exactly the tasks the engine holds");
+  assert.deepEqual(ids("s"), held);
+  assert.ok(held.length < 13 && engine.stats().tasks.forgotten > 0);
+  const epoch = state.get(Buffer.from("mepoch").toString("hex"));
+  assert.equal(epoch, "0".repeat(16), "a new engine's epoch is 0");
+  const idem = keys.filter((k) => text(k).startsWith("midem/")).length;
+  assert.equal(idem, held.filter((id) => id <= 12).length, "forgotten tasks' idempotency keys are gone");
+  engine.dispose();
+});

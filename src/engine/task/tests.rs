@@ -138,15 +138,33 @@ fn records_round_trip_in_every_state() {
             created_ms: 10,
             updated_ms: 20,
         };
-        let bytes = r.encode();
-        assert_eq!(TaskRecord::decode(&bytes).unwrap(), r);
-        assert!(
-            TaskRecord::decode(&bytes[..bytes.len() - 1]).is_err(),
-            "truncated"
+        let (spec_bytes, state_bytes) = (r.encode_spec(), r.encode_state());
+        assert_eq!(
+            TaskRecord::decode(r.id, &spec_bytes, &state_bytes).unwrap(),
+            r
         );
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(TaskRecord::decode(&longer).is_err(), "trailing byte");
+        assert!(
+            !state_bytes
+                .windows(r.spec.prompt.len())
+                .any(|w| w == r.spec.prompt.as_bytes()),
+            "a state never carries the prompt again"
+        );
+        for bytes in [&spec_bytes, &state_bytes] {
+            let cut = &bytes[..bytes.len() - 1];
+            let mut longer = bytes.clone();
+            longer.push(0);
+            for bad in [cut, longer.as_slice()] {
+                let (sp, st) = if bytes == &spec_bytes {
+                    (bad, state_bytes.as_slice())
+                } else {
+                    (spec_bytes.as_slice(), bad)
+                };
+                assert!(
+                    TaskRecord::decode(r.id, sp, st).is_err(),
+                    "truncated or longer"
+                );
+            }
+        }
     }
 }
 

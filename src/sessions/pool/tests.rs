@@ -72,6 +72,32 @@ fn a_follow_up_continues_in_its_session_for_at_most_ten_turns() {
 }
 
 #[test]
+fn parked_sessions_are_bounded_per_agent_and_the_oldest_retires_first() {
+    let mut p = pool();
+    for i in 0..20u64 {
+        let s = id(&format!("w{i:02}"));
+        p.created_in_use(s.clone(), "worker", parent(), i);
+        p.release(&s, true, i);
+        let s = id(&format!("r{i:02}"));
+        p.created_in_use(s.clone(), "reviewer", parent(), i);
+        p.release(&s, true, i);
+    }
+    let parked = |p: &Pool, prefix: &str| -> Vec<String> {
+        let mut v: Vec<String> = (0..20)
+            .map(|i| format!("{prefix}{i:02}"))
+            .filter(|s| p.state(&id(s)) == Some(State::Parked))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(parked(&p, "w"), ["w15", "w16", "w17", "w18", "w19"]);
+    assert_eq!(parked(&p, "r"), ["r15", "r16", "r17", "r18", "r19"]);
+    assert_eq!(p.state(&id("w00")), Some(State::Retiring { abort: false }));
+    // Health checks cover only what stays parked: one per parked session, not per task run.
+    assert_eq!(p.to_check(61_000).len(), 10);
+}
+
+#[test]
 fn a_failed_task_retires_its_session_with_an_abort() {
     let mut p = pool();
     p.created_in_use(id("s1"), "worker", parent(), 0);
