@@ -83,8 +83,8 @@ export interface ForemanHost {
   /** The liveness probe: OpenCode's `session.status()` map, NON-IDLE sessions only (absent means
    * idle or gone). Called at most once per `liveness.intervalMs` for every running task and busy
    * pool session not heard from; without it the engine asks `lastAssistantMessage` /
-   * `checkSession` per suspect. */
-  sessionStatuses?(input: {}, callId: number): Promise<Record<string, { type: "busy" | "retry"; attempt?: number; message?: string; next?: number }>> | undefined;
+   * `checkSession` per suspect. An `idle` entry (the SDK's type allows one) reads as absent. */
+  sessionStatuses?(input: {}, callId: number): Promise<Record<string, { type: "busy" | "retry" | "idle"; attempt?: number; message?: string; next?: number }>> | undefined;
   /** Timers for the engine's one deadline timer; default: the global `setTimeout`/`clearTimeout`.
    * A host on a simulated clock supplies its own. */
   setTimer?(fn: () => void, ms: number): unknown;
@@ -671,7 +671,11 @@ impl Engine {
             let mut o = self.inner.orch.borrow_mut();
             // All or nothing: every spec is checked against the engine as it is before any is
             // submitted (a batch moves no breaker or gate between its specs).
-            if let Some(e) = parsed.iter().find_map(|s| o.admissible(now, s).err()) {
+            if let Some(e) = parsed
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| o.admissible(now, s, i as u32).err())
+            {
                 failed = Some(e);
             } else {
                 for spec in parsed {

@@ -313,7 +313,11 @@ impl Orchestrator {
     /// Whether [`Orchestrator::submit`] would accept `spec` now, without submitting it: its
     /// validation, the controller's refusals, and the tasks it names. A batch is checked whole
     /// with this before any of it is submitted.
-    pub fn admissible(&self, now: u64, spec: &TaskSpec) -> Result<(), Error> {
+    /// `earlier` specs of the same batch come before it: a dependency on one of the ids they
+    /// will get (the next ids, in order) is accepted.
+    pub fn admissible(&self, now: u64, spec: &TaskSpec, earlier: u32) -> Result<(), Error> {
+        let next = self.tasks.next_id();
+        let batch = |task: TaskId| task.get() >= next && task.get() - next < earlier;
         spec.validate()?;
         self.controller.check(
             now,
@@ -322,17 +326,24 @@ impl Orchestrator {
             spec.priority,
             spec.fail_fast,
         )?;
+        let gone = |task: TaskId| {
+            if self.tasks.was_forgotten(task) {
+                format!(
+                    "task {} settled and was forgotten by the retention rule: its outcome is not known any more",
+                    task.get()
+                )
+            } else {
+                format!("no task {}", task.get())
+            }
+        };
         for dep in &spec.depends_on {
-            if self.tasks.get(*dep).is_none() {
-                return Err(Error::input("dependsOn", format!("no task {}", dep.get())));
+            if !self.tasks.has(*dep) && !batch(*dep) {
+                return Err(Error::input("dependsOn", gone(*dep)));
             }
         }
         if let Some(prev) = spec.follow_up_of {
-            if self.tasks.get(prev).is_none() {
-                return Err(Error::input(
-                    "followUpOf",
-                    format!("no task {}", prev.get()),
-                ));
+            if !self.tasks.has(prev) && !batch(prev) {
+                return Err(Error::input("followUpOf", gone(prev)));
             }
         }
         Ok(())
