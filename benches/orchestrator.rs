@@ -8,6 +8,7 @@ use foreman::Config;
 use foreman::Priority;
 use foreman::control::Outcome;
 use foreman::engine::orchestrator::{Orchestrator, RunRequest};
+use foreman::engine::runs::RunId;
 use foreman::engine::task::TaskSpec;
 use foreman::host::{AssistantMessage, HostEvent, HostOp, HostOutcome, HostReply, SessionId};
 
@@ -91,14 +92,14 @@ fn run_task_work(c: &mut Criterion) {
         o.run_submit(1, request).unwrap();
     }
     let n = o.drain_run_ready(&mut ready);
-    running.extend(&ready[..n]);
+    running.extend(ready[..n].iter().map(|&r| RunId::from_raw(r)));
     assert_eq!(running.len(), 8);
     c.bench_function("run_task/submit_and_end", |b| {
         b.iter(|| {
             let slot = running.pop_front().unwrap();
             o.run_end(2, slot, Outcome::Success).unwrap();
             let n = o.drain_run_ready(&mut ready);
-            running.extend(&ready[..n]);
+            running.extend(ready[..n].iter().map(|&r| RunId::from_raw(r)));
             o.run_submit(2, request).unwrap();
         })
     });

@@ -12,6 +12,7 @@
 //! | `adaptive` | `enabled` true, `growAfter` 3, `windowMs` 5 000 |
 //! | `pressure` | `refuseAt` 0.8, `resumeBelow` 0.75, `staleMs` 10 000 |
 //! | `fairness` | `lowEvery` 8: a waiting lower level goes after 8 higher admissions in its lane |
+//! | `liveness` | `intervalMs` 15 000, `callTimeoutMs` 30 000, `cancelMs` 10 000, `skewMs` 2 000 (see [`LivenessConfig`]) |
 //! | `retention` | `maxTasks` 10 000, `maxAgeMs` 3 600 000, `maxBytes` 32 MiB, `resultBytes` 64 KiB |
 //! | `memoryBudget` | 1 GiB: the engine's own footprint past which new work is `ENGINE_FULL` |
 //!
@@ -57,6 +58,53 @@ pub struct ConfigInput {
     pub retention: Option<RetentionInput>,
     /// The engine's memory budget, bytes.
     pub memory_budget: Option<f64>,
+    /// Liveness settings (probe interval, host-call timeout, cancel bound, clock skew).
+    pub liveness: Option<LivenessInput>,
+}
+
+/// `liveness` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LivenessInput {
+    /// Interval of the liveness probe, ms.
+    pub interval_ms: Option<f64>,
+    /// Timeout of every host call, ms.
+    pub call_timeout_ms: Option<f64>,
+    /// Longest a cancel of a running task waits for its abort, ms.
+    pub cancel_ms: Option<f64>,
+    /// Clock skew allowed between message stamps and the engine's clock, ms.
+    pub skew_ms: Option<f64>,
+}
+
+/// How the engine stays live when the host misbehaves (lost or reordered events, calls that
+/// never answer, clock steps). Defaults in brackets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// Every running task and every pool session believed busy that was not heard from for this
+    /// long is re-checked, in one `sessionStatuses` call for all of them [15 000 ms]: a lost or
+    /// reordered `idle` costs at most this.
+    pub interval_ms: u64,
+    /// A host call not answered within this fails with class `timeout` [30 000 ms].
+    pub call_timeout_ms: u64,
+    /// A cancelled running task settles `cancelled` when its abort is confirmed, or after this
+    /// at the latest [10 000 ms].
+    pub cancel_ms: u64,
+    /// How much older than the prompt a reply message's stamp may be and still count (the
+    /// host's and the server's clocks may differ by this) [2 000 ms]. Keep it small: a
+    /// follow-up in a reused session whose previous turn's final message was stamped within
+    /// this of the new prompt could be read as the new turn's answer.
+    pub skew_ms: u64,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            interval_ms: 15_000,
+            call_timeout_ms: 30_000,
+            cancel_ms: 10_000,
+            skew_ms: 2_000,
+        }
+    }
 }
 
 /// `retention` as written.
@@ -164,11 +212,16 @@ pub const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
             "fairness",
             "retention",
             "memoryBudget",
+            "liveness",
         ],
     ),
     (
         "retention",
         &["maxTasks", "maxAgeMs", "maxBytes", "resultBytes"],
+    ),
+    (
+        "liveness",
+        &["intervalMs", "callTimeoutMs", "cancelMs", "skewMs"],
     ),
     (
         "breaker",
@@ -192,6 +245,8 @@ pub struct Config {
     pub pressure: GateConfig,
     /// Higher-priority admissions after which a waiting lower level goes (K).
     pub low_every: u32,
+    /// Liveness settings.
+    pub liveness: LivenessConfig,
     /// When settled tasks are forgotten.
     pub retention: RetentionConfig,
     /// The engine's memory budget, bytes.
@@ -216,6 +271,7 @@ impl Default for Config {
             adaptive: AimdConfig::default(),
             pressure: GateConfig::default(),
             low_every: 8,
+            liveness: LivenessConfig::default(),
             retention: RetentionConfig::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
         }
@@ -302,6 +358,19 @@ impl Config {
                 1,
                 1_000_000,
             )?;
+        }
+        if let Some(l) = input.liveness {
+            let v = &mut c.liveness;
+            set_ms(&mut v.interval_ms, "liveness.intervalMs", l.interval_ms)?;
+            set_ms(
+                &mut v.call_timeout_ms,
+                "liveness.callTimeoutMs",
+                l.call_timeout_ms,
+            )?;
+            set_ms(&mut v.cancel_ms, "liveness.cancelMs", l.cancel_ms)?;
+            if let Some(skew) = l.skew_ms {
+                v.skew_ms = u64::from(whole_number("liveness.skewMs", skew, 0, MAX_MS)?);
+            }
         }
         if let Some(r) = input.retention {
             set(

@@ -1,6 +1,9 @@
 //! The orchestrator under seeded random operations against the simulated server, checked after
 //! every step: no leaked permit, no lost task, no double completion, no limit exceeded, no
-//! orphan session, no misuse of the server — across crashes and restores.
+//! orphan session, no misuse of the server — across crashes and restores — while the host
+//! misbehaves: bus events lost, repeated and reordered, answers that never come or come late.
+//! Every task settles within its deadline plus the liveness interval once dispatched, and after
+//! the drain no session the engine knows of is left on the server.
 //! Every run prints its seed; rerun one with `FOREMAN_SEED=<seed>`.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -28,6 +31,14 @@ struct World {
     lost_to_crash: HashSet<SessionId>,
     settled: HashMap<TaskId, u32>,
     accepted: Vec<TaskId>,
+    /// The host's misbehaviour.
+    rng: fastrand::Rng,
+    /// Deliveries held back, to be delivered after later ones (reordering).
+    held: Vec<Delivery>,
+    /// When each task was last dispatched (cleared when it is queued again or settles).
+    dispatched: HashMap<TaskId, u64>,
+    /// Host misbehaviour done: events lost, repeated, reordered; answers dropped, delayed.
+    mischief: [u64; 5],
 }
 
 impl World {
@@ -42,9 +53,15 @@ impl World {
             self.routes.insert(id, (self.instance, r.call));
             self.host.start(HostRequest { call: id, op: r.op });
         }
+        let now = self.now();
         for e in self.o.take_events() {
             if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
                 *self.settled.entry(e.task).or_default() += 1;
+                self.dispatched.remove(&e.task);
+            } else if e.state == "dispatched" {
+                self.dispatched.insert(e.task, now);
+            } else if e.state == "queued" {
+                self.dispatched.remove(&e.task);
             }
         }
     }
@@ -60,14 +77,62 @@ impl World {
                 .min()
                 .unwrap_or(until)
                 .clamp(now, until);
-            for d in self.host.advance(next - now) {
+            let mut deliveries = self.host.advance(next - now);
+            // Now and then what was held back comes after what came since (reordered).
+            if !self.held.is_empty() && self.rng.u32(0..4) == 0 {
+                deliveries.append(&mut self.held);
+            }
+            for d in deliveries {
                 let t = self.now();
+                // The host misbehaves: an event lost, repeated or held back; an answer that
+                // never comes (the call times out) or comes after later deliveries.
+                let roll = self.rng.u32(0..1000);
+                let d = match d {
+                    Delivery::Event(e) if roll < 40 => {
+                        self.mischief[0] += 1;
+                        let _ = e; // lost
+                        continue;
+                    }
+                    Delivery::Event(e) if roll < 60 => {
+                        self.mischief[1] += 1;
+                        if let Err(err) = self.o.on_event(t, e.clone()) {
+                            panic!("seed {}: event {e:?}: {err}", self.seed);
+                        }
+                        Delivery::Event(e)
+                    }
+                    d @ Delivery::Event(_) if roll < 100 => {
+                        self.mischief[2] += 1;
+                        self.held.push(d);
+                        continue;
+                    }
+                    Delivery::Answer(call, outcome) if roll < 15 => {
+                        self.mischief[3] += 1;
+                        self.routes.remove(&call);
+                        if let foreman::HostOutcome::Ok(foreman::host::HostReply::SessionCreated(
+                            s,
+                        )) = outcome
+                        {
+                            // Nothing on the host interface could find it again.
+                            self.lost_to_crash.insert(s);
+                        }
+                        continue;
+                    }
+                    d @ Delivery::Answer(..) if roll < 40 => {
+                        self.mischief[4] += 1;
+                        self.held.push(d);
+                        continue;
+                    }
+                    d => d,
+                };
                 match d {
                     Delivery::Answer(call, outcome) => {
                         let (instance, own) = self.routes.remove(&call).unwrap();
                         if instance == self.instance {
-                            if let Err(e) = self.o.on_answer(t, own, outcome.clone()) {
-                                panic!("seed {}: answer {outcome:?}: {e}", self.seed);
+                            match self.o.on_answer(t, own, outcome.clone()) {
+                                // A late answer to a call the engine gave up on (timed out).
+                                Err(e) if e.code() == "UNKNOWN_CALL" => {}
+                                Err(e) => panic!("seed {}: answer {outcome:?}: {e}", self.seed),
+                                Ok(()) => {}
                             }
                         } else if let foreman::HostOutcome::Ok(
                             foreman::host::HostReply::SessionCreated(s),
@@ -119,6 +184,23 @@ impl World {
         for (id, n) in &self.settled {
             assert!(*n <= 1, "{ctx}: task {id:?} settled {n} times");
         }
+        // Liveness: a dispatched task settles (or goes back to the queue for a retry) within
+        // its deadline plus the liveness interval, whatever the host lost.
+        let now = self.now();
+        let slack = config.liveness.interval_ms;
+        for (id, at) in &self.dispatched {
+            let Some(r) = self.o.tasks().get(*id) else {
+                continue;
+            };
+            if r.state.is_settled() {
+                continue;
+            }
+            assert!(
+                now <= at + r.spec.deadline_ms + slack,
+                "{ctx}: task {id:?} dispatched at {at} still {} at {now}",
+                r.state.name()
+            );
+        }
         // No leaked permit: live permits are held exactly by tasks in started states.
         let (issued, released) = self.o.controller().permit_totals();
         let holding = records.values().filter(|s| s.holds_permit()).count() as u64;
@@ -155,8 +237,22 @@ impl World {
         }
         // No orphan session: every live session is owned by the pool, or was lost in a crash
         // before its creation was answered.
+        let in_flight: HashSet<SessionId> = self
+            .held
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Answer(
+                    _,
+                    foreman::HostOutcome::Ok(foreman::host::HostReply::SessionCreated(s)),
+                ) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
         for s in self.host.sessions_alive() {
-            if self.o.pool().state(&s).is_none() && !self.lost_to_crash.contains(&s) {
+            if self.o.pool().state(&s).is_none()
+                && !self.lost_to_crash.contains(&s)
+                && !in_flight.contains(&s)
+            {
                 let history: Vec<String> = self
                     .host
                     .started()
@@ -218,6 +314,10 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
         lost_to_crash: HashSet::new(),
         settled: HashMap::new(),
         accepted: Vec::new(),
+        rng: fastrand::Rng::with_seed(seed ^ 0xBAD_0057),
+        held: Vec::new(),
+        dispatched: HashMap::new(),
+        mischief: [0; 5],
     };
     let mut rng = fastrand::Rng::with_seed(seed);
     let agents = ["planner", "worker", "reviewer", "explorer"];
@@ -284,6 +384,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                 w.o = o;
                 w.instance += 1;
                 crashes += 1;
+                w.dispatched.clear(); // a restored task's clock starts again at reconciliation
             }
             _ => {
                 let ms = rng.u64(1..8_000);
@@ -305,7 +406,24 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
     // Drain: nothing new; everything settles.
     w.advance(3_600_000);
     w.check(seed, ops, &config);
+    // And no session the engine knows of is left on the server past the pool's retirement.
+    let left: Vec<SessionId> = w
+        .host
+        .sessions_alive()
+        .into_iter()
+        .filter(|s| !w.lost_to_crash.contains(s))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "seed {seed}: sessions left after the drain: {left:?} ({:?})",
+        left.iter().map(|s| w.o.pool().state(s)).collect::<Vec<_>>()
+    );
     let open = w.o.open_tasks();
+    let m = w.mischief;
+    println!(
+        "seed {seed}: host lost {} events, repeated {}, reordered {}; dropped {} answers, delayed {}",
+        m[0], m[1], m[2], m[3], m[4]
+    );
     (open, crashes)
 }
 

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use foreman::config::ConfigInput;
 use foreman::control::Outcome;
 use foreman::engine::orchestrator::{Orchestrator, RunRequest};
+use foreman::engine::runs::RunId;
 use foreman::host::FailureClass;
 use foreman::{Config, Priority};
 
@@ -36,7 +37,13 @@ const K1_LIMIT: u32 = 2;
 struct Model {
     o: Orchestrator,
     now: u64,
-    slots: BTreeMap<u32, Slot>,
+    slots: BTreeMap<RunId, Slot>,
+    /// Expiries taken and not yet delivered (a host function may run between the two).
+    undelivered: Vec<(RunId, u64)>,
+    /// Of those, the ones that were waiting: their indices must not be reused before delivery.
+    held: Vec<RunId>,
+    /// Ids that ended, were cancelled or expired while waiting: they must reach nothing.
+    stale: Vec<RunId>,
     reported_ready: u64,
     /// Expired while waiting (left the queue) and while running.
     expired: [u64; 2],
@@ -59,6 +66,9 @@ impl Model {
             o: Orchestrator::new(&config, seed),
             now: 1,
             slots: BTreeMap::new(),
+            undelivered: Vec::new(),
+            held: Vec::new(),
+            stale: Vec::new(),
             reported_ready: 0,
             expired: [0; 2],
         }
@@ -69,12 +79,12 @@ impl Model {
         let mut out = [0u32; 64];
         loop {
             let n = self.o.drain_run_ready(&mut out);
-            for &slot in &out[..n] {
+            for slot in out[..n].iter().map(|&r| RunId::from_raw(r)) {
                 let s = self
                     .slots
                     .get_mut(&slot)
-                    .unwrap_or_else(|| panic!("{step}: unknown slot {slot} reported ready"));
-                assert_eq!(s.stand, Stand::Waiting, "{step}: slot {slot} ready twice");
+                    .unwrap_or_else(|| panic!("{step}: unknown slot {slot:?} reported ready"));
+                assert_eq!(s.stand, Stand::Waiting, "{step}: slot {slot:?} ready twice");
                 s.stand = Stand::Running;
                 self.reported_ready += 1;
             }
@@ -82,15 +92,19 @@ impl Model {
                 break;
             }
         }
-        for (slot, _) in self.o.runs_mut().take_expired() {
+        let expired = self.o.runs_mut().take_expired();
+        self.undelivered.extend(expired.iter().copied());
+        for (slot, _) in expired {
             let s = self
                 .slots
                 .get_mut(&slot)
-                .unwrap_or_else(|| panic!("{step}: unknown slot {slot} expired"));
-            assert!(!s.expired, "{step}: slot {slot} expired twice");
+                .unwrap_or_else(|| panic!("{step}: unknown slot {slot:?} expired"));
+            assert!(!s.expired, "{step}: slot {slot:?} expired twice");
             match s.stand {
                 Stand::Waiting => {
                     self.slots.remove(&slot); // left the queue
+                    self.stale.push(slot);
+                    self.held.push(slot);
                     self.expired[0] += 1;
                 }
                 Stand::Running => {
@@ -103,7 +117,7 @@ impl Model {
     }
 
     /// The slots that stand so, in id order.
-    fn standing(&self, stand: Stand) -> Vec<u32> {
+    fn standing(&self, stand: Stand) -> Vec<RunId> {
         self.slots
             .iter()
             .filter(|(_, s)| s.stand == stand)
@@ -179,9 +193,14 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                 match m.o.run_submit(m.now, request) {
                     Ok(slot) => {
                         assert!(
-                            !m.slots.contains_key(&slot),
-                            "{step}: slot {slot} reused while live"
+                            !m.slots.keys().any(|s| s.index() == slot.index()),
+                            "{step}: slot {slot:?} reused while live"
                         );
+                        assert!(
+                            !m.held.iter().any(|s| s.index() == slot.index()),
+                            "{step}: slot {slot:?} reused before its expiry was delivered"
+                        );
+                        assert!(!m.stale.contains(&slot), "{step}: id {slot:?} issued twice");
                         m.slots.insert(
                             slot,
                             Slot {
@@ -220,8 +239,9 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                         _ => Outcome::Failed(FailureClass::Invalid),
                     };
                     m.o.run_end(m.now, slot, outcome)
-                        .unwrap_or_else(|e| panic!("{step}: ending running slot {slot}: {e}"));
+                        .unwrap_or_else(|e| panic!("{step}: ending running slot {slot:?}: {e}"));
                     m.slots.remove(&slot);
+                    m.stale.push(slot);
                 }
             }
             80..88 => {
@@ -230,9 +250,10 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                 if let Some(&slot) = waiting.get(rng.usize(0..waiting.len().max(1))) {
                     assert!(
                         m.o.run_cancel(m.now, slot),
-                        "{step}: cancelling waiting slot {slot}"
+                        "{step}: cancelling waiting slot {slot:?}"
                     );
                     m.slots.remove(&slot);
+                    m.stale.push(slot);
                 }
                 // A running slot cannot be cancelled: it ends when its work does.
                 if let Some((&slot, _)) = m.slots.iter().find(|(_, s)| s.stand == Stand::Running) {
@@ -242,10 +263,31 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                     );
                 }
             }
+            88..92 => {
+                // The expiries taken so far reach run.js.
+                let delivered = std::mem::take(&mut m.undelivered);
+                m.held.clear();
+                m.o.runs_mut().release_expired(&delivered);
+            }
+            92..95 => {
+                // A late answer or report for an earlier use of a slot reaches nothing.
+                if let Some(&old) = m.stale.get(rng.usize(0..m.stale.len().max(1))) {
+                    assert!(
+                        m.o.run_end(m.now, old, Outcome::Success).is_err(),
+                        "{step}: a stale id ended a run"
+                    );
+                    assert!(!m.o.run_cancel(m.now, old), "{step}: a stale id cancelled");
+                }
+            }
             _ => {
                 m.now += rng.u64(0..250);
                 m.o.tick(m.now).expect("tick");
             }
+        }
+        // Generations are 8 bits: an id comes back after 256 further uses of its index, so
+        // only ids fewer than that many uses old are held to "reaches nothing".
+        if m.stale.len() > 200 {
+            m.stale.drain(..100);
         }
         if !lazy {
             m.observe(&step);
@@ -260,13 +302,16 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
         let running = m.standing(Stand::Running);
         for slot in running {
             m.o.run_end(m.now, slot, Outcome::Success)
-                .unwrap_or_else(|e| panic!("{step}: ending {slot}: {e}"));
+                .unwrap_or_else(|e| panic!("{step}: ending {slot:?}: {e}"));
             m.slots.remove(&slot);
             m.observe(&step);
         }
         m.now += 60_000;
         m.o.tick(m.now).expect("tick");
         m.observe(&step);
+        let delivered = std::mem::take(&mut m.undelivered);
+        m.held.clear();
+        m.o.runs_mut().release_expired(&delivered);
     }
     assert!(
         m.slots.is_empty(),

@@ -149,8 +149,8 @@ pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
 /// Reads a config object.
 pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error> {
     use crate::config::{
-        AdaptiveInput, BreakerInput, CONFIG_SCHEMA, ConfigInput, FairnessInput, PressureInput,
-        RetentionInput,
+        AdaptiveInput, BreakerInput, CONFIG_SCHEMA, ConfigInput, FairnessInput, LivenessInput,
+        PressureInput, RetentionInput,
     };
     let wrap = |key: String, reason: String| Error::InvalidConfig { key, reason };
     let f = fields(value, "config", CONFIG_SCHEMA, &wrap)?;
@@ -185,6 +185,15 @@ pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error
         }),
         None => None,
     };
+    let liveness = match f.object("liveness") {
+        Some(l) => Some(LivenessInput {
+            interval_ms: l.number("intervalMs")?,
+            call_timeout_ms: l.number("callTimeoutMs")?,
+            cancel_ms: l.number("cancelMs")?,
+            skew_ms: l.number("skewMs")?,
+        }),
+        None => None,
+    };
     let retention = match f.object("retention") {
         Some(r) => Some(RetentionInput {
             max_tasks: r.number("maxTasks")?,
@@ -195,6 +204,7 @@ pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error
         None => None,
     };
     Ok(ConfigInput {
+        liveness,
         lanes: f.number_map("lanes")?,
         keys: f.number_map("keys")?,
         breaker,

@@ -259,8 +259,21 @@ impl<'w> Fields<'w> {
 extern "C" {
     #[wasm_bindgen(js_name = safeClone)]
     fn safe_clone(value: &JsValue) -> JsValue;
-    #[wasm_bindgen(js_name = isInstance)]
-    fn is_instance_js(value: &JsValue, ctor: &JsValue) -> bool;
+    #[wasm_bindgen(js_name = isArray)]
+    fn is_array_js(value: &JsValue) -> bool;
+    #[wasm_bindgen(js_name = readableBytes)]
+    fn readable_bytes_js(value: &JsValue) -> bool;
+}
+
+/// `Array.isArray(value)`, false when it throws (a revoked proxy throws there).
+pub(crate) fn is_array(value: &JsValue) -> bool {
+    is_array_js(value)
+}
+
+/// Whether `value` is a real, attached `Uint8Array` (not a proxy of one, not a detached one),
+/// checked without an exception.
+pub(crate) fn is_bytes(value: &JsValue) -> bool {
+    readable_bytes_js(value)
 }
 
 /// A copy of `value` made of plain data, read without letting a throwing proxy or getter
@@ -276,18 +289,13 @@ pub(crate) fn plain(value: &JsValue) -> Result<JsValue, String> {
     }
 }
 
-/// `value instanceof ctor`, false when the check throws.
-pub(crate) fn is_instance(value: &JsValue, ctor: &JsValue) -> bool {
-    is_instance_js(value, ctor)
-}
-
 /// `value` as a function, if it is one (`typeof`, which no proxy trap can intercept).
 pub(crate) fn function(value: JsValue) -> Option<js_sys::Function> {
     value.is_function().then(|| value.unchecked_into())
 }
 
 fn is_plain_object(value: &JsValue) -> bool {
-    value.is_object() && !value.is_function() && !js_sys::Array::is_array(value)
+    value.is_object() && !value.is_function() && !is_array(value)
 }
 
 /// A JS number that must be finite, non-negative and exact as an integer; fractions are floored.
@@ -308,7 +316,7 @@ pub(crate) fn non_negative(value: &JsValue) -> Result<u64, String> {
 pub(crate) fn type_name(value: &JsValue) -> String {
     if value.is_null() {
         "null".into()
-    } else if js_sys::Array::is_array(value) {
+    } else if is_array(value) {
         "an array".into()
     } else {
         value
@@ -326,7 +334,8 @@ pub(crate) fn type_name(value: &JsValue) -> String {
 ///   message — `{ info, parts }` as `session.messages` returns it, or the `info` object itself:
 ///   `time.created`, `time.completed`, `finish`, `error { name, data { message, statusCode } }`;
 ///   text from the `text` parts (or a `text` field);
-/// - `checkSession`: `"busy"`, `"idle"` or `"gone"`.
+/// - `checkSession`: `"busy"`, `"idle"` or `"gone"`;
+/// - `sessionStatuses`: `{ [sessionID]: { type: "busy" | "retry" } }`, non-idle sessions only.
 pub(crate) fn reply(op: HostOpKind, value: &JsValue) -> HostOutcome {
     let value = match plain(value) {
         Ok(v) => v,
@@ -372,7 +381,38 @@ pub(crate) fn reply(op: HostOpKind, value: &JsValue) -> HostOutcome {
                 type_name(value)
             )),
         },
+        HostOpKind::SessionStatuses => statuses(value),
     }
+}
+
+/// `sessionStatuses`' answer: OpenCode's `session.status()` map, session id → `{ type: "busy"
+/// | "retry", … }` (an `idle` entry is read as absent).
+fn statuses(value: &JsValue) -> HostOutcome {
+    if !is_plain_object(value) {
+        return HostOutcome::BadReply(format!(
+            "expected a map of session id to status, got {}",
+            type_name(value)
+        ));
+    }
+    let mut out = Vec::new();
+    for key in Object::keys(value.unchecked_ref::<Object>()).iter() {
+        let Some(id) = key.as_string() else { continue };
+        let status = get(value, &id);
+        let kind = get(&status, "type")
+            .as_string()
+            .or_else(|| status.as_string());
+        match kind.as_deref() {
+            Some("busy") => out.push((SessionId(id), false)),
+            Some("retry") => out.push((SessionId(id), true)),
+            Some("idle") => {}
+            _ => {
+                return HostOutcome::BadReply(format!(
+                    "session {id}: expected a status with type \"busy\" or \"retry\""
+                ));
+            }
+        }
+    }
+    HostOutcome::Ok(HostReply::Statuses(out))
 }
 
 fn message(value: &JsValue) -> Result<AssistantMessage, String> {

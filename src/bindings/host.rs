@@ -9,32 +9,39 @@
 //! A synchronous throw is a rejection. Whichever answer comes first settles the call; later
 //! ones are ignored on the promise path and refused with `UNKNOWN_CALL` on the by-id path.
 //!
+//! Time: `now()` is the wall clock (epoch ms); an optional `monotonic()` (e.g.
+//! `performance.now()`) drives the engine's timers and deadlines when present. Both go through
+//! [`Clock`], which takes steps of the wall clock either way without freezing or jumping.
+//!
 //! Invariants:
 //! 1. No method here runs while the engine core is borrowed (see `engine` module docs).
-//! 2. The clock reads monotonically: a reading below the previous one reads as the previous one.
+//! 2. The engine's time never goes back (see [`Clock`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-use js_sys::{Function, Object, Promise};
+use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen]
+#[wasm_bindgen(module = "/src/bindings/run.js")]
 extern "C" {
-    /// `Promise.prototype.then` with plain functions (js-sys's `then2` takes Rust closures, and
-    /// a closure per call is what the by-id design avoids).
-    type NativePromise;
-    #[wasm_bindgen(method, js_name = then)]
-    fn then_functions(this: &NativePromise, on_fulfilled: &JsValue, on_rejected: &JsValue);
+    /// Follows whatever a host function returned with two plain functions (js-sys's `then2`
+    /// takes Rust closures, and a closure per call is what the by-id design avoids), without
+    /// ever throwing: a promise whose own `then` throws, or a revoked proxy, becomes a rejection.
+    fn follow(value: &JsValue, on_fulfilled: &JsValue, on_rejected: &JsValue);
 }
 
 use super::convert::{get, non_negative, set, type_name};
 use crate::error::Error;
-use crate::host::{Host, HostOp, HostOpKind, HostRequest, MemoryReading, SessionId};
+use crate::host::{
+    Clock, Host, HostOp, HostOpKind, HostOutcome, HostReply, HostRequest, MemoryReading, SessionId,
+};
 
 /// The host's functions, checked once at construction.
 pub(crate) struct HostFunctions {
     this: JsValue,
     now: Function,
+    /// A monotonic clock (ms), optional.
+    monotonic: Option<Function>,
     memory: Function,
     create_session: Function,
     /// The session operations, each optional until the engine needs it: a request for a
@@ -44,11 +51,14 @@ pub(crate) struct HostFunctions {
     delete_session: Option<Function>,
     last_assistant_message: Option<Function>,
     check_session: Option<Function>,
+    /// The liveness probe; without it the engine checks suspects one `checkSession` each.
+    session_statuses: Option<Function>,
 }
 
 /// The host functions together with the engine's settle functions.
 pub(crate) struct JsHost {
     f: HostFunctions,
+    clock: RefCell<Clock>,
     last_now: Cell<u64>,
     /// Called with `(callId, value)` when an operation's promise fulfils.
     settle_ok: Function,
@@ -83,6 +93,14 @@ impl HostFunctions {
         };
         Ok(HostFunctions {
             now: function("now")?,
+            monotonic: {
+                let value = get(&host, "monotonic");
+                if value.is_undefined() {
+                    None
+                } else {
+                    Some(function("monotonic")?)
+                }
+            },
             memory: function("memory")?,
             create_session: function(HostOpKind::CreateSession.name())?,
             prompt: optional(HostOpKind::Prompt)?,
@@ -90,6 +108,7 @@ impl HostFunctions {
             delete_session: optional(HostOpKind::DeleteSession)?,
             last_assistant_message: optional(HostOpKind::LastAssistantMessage)?,
             check_session: optional(HostOpKind::CheckSession)?,
+            session_statuses: optional(HostOpKind::SessionStatuses)?,
             this: host,
         })
     }
@@ -99,6 +118,7 @@ impl JsHost {
     /// Joins checked host functions with the functions that settle calls in the engine.
     pub(crate) fn new(f: HostFunctions, settle_ok: Function, settle_err: Function) -> Self {
         JsHost {
+            clock: RefCell::new(Clock::new(f.monotonic.is_some())),
             f,
             last_now: Cell::new(0),
             settle_ok,
@@ -147,6 +167,7 @@ impl JsHost {
             HostOp::CheckSession { session } => {
                 self.session_input(&input, session, &self.f.check_session)
             }
+            HostOp::SessionStatuses => self.f.session_statuses.as_ref(),
         };
         let settle = |f: &Function, v: &JsValue| {
             // The settle functions are ours and never throw.
@@ -167,10 +188,8 @@ impl JsHost {
             Ok(returned) => {
                 let ok = self.settle_ok.bind1(&JsValue::NULL, &call);
                 let err = self.settle_err.bind1(&JsValue::NULL, &call);
-                // `then` with both handlers: a rejection is always handled here.
-                Promise::resolve(&returned)
-                    .unchecked_into::<NativePromise>()
-                    .then_functions(ok.as_ref(), err.as_ref());
+                // Both handlers: a rejection is always handled here, and nothing throws.
+                follow(&returned, ok.as_ref(), err.as_ref());
             }
         }
     }
@@ -192,22 +211,38 @@ impl JsHost {
         self.last_now.get()
     }
 
-    /// A clock reading JavaScript took itself (the run path): monotonic like `now_ms`; a value
-    /// that is not a usable time reads as the last good one.
+    /// A clock reading JavaScript took itself (the run path) from [`JsHost::now_function`]'s
+    /// source; a value that is not a usable time reads as the last good one.
     pub(crate) fn observe_now(&self, now: f64) -> u64 {
-        let last = self.last_now.get();
-        if !(0.0..=9_007_199_254_740_991.0).contains(&now) {
-            return last;
+        if now.is_nan() {
+            return self.last_now.get(); // "no new reading": the common case, kept cheap
         }
-        let now = (now.floor() as u64).max(last);
+        let now = self.clock.borrow_mut().read_primary(now);
         self.last_now.set(now);
         now
     }
 
-    /// The host's `now` bound to the host, for JavaScript to read the clock without a call into
-    /// WebAssembly.
+    /// The host's primary clock (`monotonic` when it has one, else `now`) bound to the host, for
+    /// JavaScript to read the clock without a call into WebAssembly.
     pub(crate) fn now_function(&self) -> Function {
-        self.f.now.bind0(&self.f.this)
+        self.f
+            .monotonic
+            .as_ref()
+            .unwrap_or(&self.f.now)
+            .bind0(&self.f.this)
+    }
+
+    /// A reply's message stamps put on the engine's clock (see [`Clock::stamp`]).
+    pub(crate) fn on_engine_clock(&self, outcome: HostOutcome) -> HostOutcome {
+        match outcome {
+            HostOutcome::Ok(HostReply::Message(Some(mut m))) => {
+                let clock = self.clock.borrow();
+                m.created_ms = clock.stamp(m.created_ms);
+                m.completed_ms = m.completed_ms.map(|c| clock.stamp(c));
+                HostOutcome::Ok(HostReply::Message(Some(m)))
+            }
+            other => other,
+        }
     }
 }
 
@@ -217,12 +252,27 @@ impl Host for JsHost {
             reading: "now",
             reason,
         };
-        let value = self
+        let wall = self
             .f
             .now
             .call0(&self.f.this)
-            .map_err(|e| bad(format!("now() threw: {}", describe(&e))))?;
-        let now = non_negative(&value).map_err(bad)?.max(self.last_now.get());
+            .map_err(|e| bad(format!("now() threw: {}", describe(&e))))
+            .and_then(|value| non_negative(&value).map_err(bad));
+        let monotonic = match &self.f.monotonic {
+            None => None,
+            Some(f) => match f.call0(&self.f.this).map(|v| v.as_f64()) {
+                Ok(Some(m)) if m.is_finite() => Some(m),
+                Ok(_) => return Err(bad("monotonic() must return a finite number".into())),
+                Err(e) => return Err(bad(format!("monotonic() threw: {}", describe(&e)))),
+            },
+        };
+        // With a monotonic clock, a failing wall clock only leaves the stamp offset as it was.
+        let wall = match (wall, monotonic) {
+            (Ok(w), _) => Some(w as f64),
+            (Err(_), Some(_)) => None,
+            (Err(e), None) => return Err(e),
+        };
+        let now = self.clock.borrow_mut().read(wall, monotonic);
         self.last_now.set(now);
         Ok(now)
     }

@@ -42,6 +42,7 @@ use self::host::{HostFunctions, JsHost};
 use crate::config::Config;
 use crate::control::{KeyId, LaneId, Outcome, Verdict};
 use crate::engine::orchestrator::{Orchestrator, RunRequest};
+use crate::engine::runs::RunId;
 use crate::engine::{CreateSession, Engine as Core, Settled};
 use crate::error::Error;
 use crate::host::{CallId, Host, HostOpKind, HostOutcome, HostRequest, SessionId};
@@ -57,9 +58,15 @@ const TS_TYPES: &'static str = r#"
  * "invalid"), else `name` AbortError → cancelled, else `status`/`statusCode` (429 → rate_limited,
  * other 4xx → invalid), else upstream. */
 export interface ForemanHost {
-  /** Milliseconds since the epoch (`Date.now()`): the clock OpenCode stamps messages with. Read
-   * monotonically: a reading below the previous one counts as the previous one. */
+  /** Milliseconds since the epoch (`Date.now()`): the clock OpenCode stamps messages with. Without
+   * `monotonic` it also drives timers and deadlines: a step back holds the engine's time (it
+   * never goes back) and it goes on from the new reading; a step forward cannot be told from
+   * elapsed time. */
   now(): number;
+  /** A monotonic clock in ms (`() => performance.now()`), optional but recommended: when given,
+   * timers and deadlines run on it and steps of the wall clock either way move nothing; `now()`
+   * is then only compared with message stamps (within `liveness.skewMs`). */
+  monotonic?(): number;
   /** Memory in use and the budget, in bytes. */
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */
@@ -73,6 +80,11 @@ export interface ForemanHost {
   /** The newest assistant message (`{ info, parts }` or its `info`), or null before the first. */
   lastAssistantMessage?(input: { sessionID: string }, callId: number): Promise<unknown> | undefined;
   checkSession?(input: { sessionID: string }, callId: number): Promise<"busy" | "idle" | "gone"> | undefined;
+  /** The liveness probe: OpenCode's `session.status()` map, NON-IDLE sessions only (absent means
+   * idle or gone). Called at most once per `liveness.intervalMs` for every running task and busy
+   * pool session not heard from; without it the engine asks `lastAssistantMessage` /
+   * `checkSession` per suspect. An `idle` entry (the SDK's type allows one) reads as absent. */
+  sessionStatuses?(input: {}, callId: number): Promise<Record<string, { type: "busy" | "retry" | "idle"; attempt?: number; message?: string; next?: number }>> | undefined;
   /** Timers for the engine's one deadline timer; default: the global `setTimeout`/`clearTimeout`.
    * A host on a simulated clock supplies its own. */
   setTimer?(fn: () => void, ms: number): unknown;
@@ -101,6 +113,13 @@ export interface ForemanConfig {
   pressure?: { refuseAt?: number; resumeBelow?: number; staleMs?: number };
   /** A waiting lower priority goes after `lowEvery` (8) higher-priority admissions. */
   fairness?: { lowEvery?: number };
+  /** Liveness when the host misbehaves. `intervalMs` (15 000): running tasks and busy pool
+   * sessions not heard from for this long are re-checked (one `sessionStatuses` call for all):
+   * a lost `idle` costs at most this. `callTimeoutMs` (30 000): a host call not answered by then
+   * fails with class "timeout". `cancelMs` (10 000): a cancelled running task settles
+   * `cancelled` by then, abort answered or not. `skewMs` (2 000, may be 0): how much older than
+   * the prompt a reply's stamp may be (host and server clocks differ). */
+  liveness?: { intervalMs?: number; callTimeoutMs?: number; cancelMs?: number; skewMs?: number };
   /** When settled tasks leave the engine (with their idempotency keys and dependency edges), as
    * soon as any limit is passed, oldest settlement first: more than `maxTasks` (10 000) settled
    * tasks held, settled more than `maxAgeMs` (3 600 000) ago, or more than `maxBytes` (32 MiB)
@@ -404,6 +423,8 @@ struct Inner {
     next_call: Cell<u32>,
     /// The JS promises waiting on `createSession` calls, by public call id.
     waiters: RefCell<FxHashMap<u32, Waiter>>,
+    /// When each of the session book's calls times out: (host ms, public call id).
+    book_due: RefCell<Vec<(u64, u32)>>,
     /// The JS promises waiting on tasks, by task id.
     task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
@@ -518,7 +539,8 @@ impl Engine {
     /// frames a host appended, from its last checkpoint) verified against the `head` kept
     /// outside it. Settled tasks are as they were; work that was in flight is `unknown` until
     /// reconciled through the host (finished → settled from its last message, still running →
-    /// watched again, gone → failed); idempotent work is re-run. Throws `JOURNAL_INVALID` naming
+    /// watched again, gone → failed; not reconciled by its deadline → failed with class
+    /// `timeout`); idempotent work is re-run. Throws `JOURNAL_INVALID` naming
     /// the first bad record.
     pub fn restore(
         journal: JournalBytes,
@@ -528,8 +550,13 @@ impl Engine {
     ) -> Result<Engine, JsValue> {
         install_run_once();
         let journal: JsValue = journal.into();
-        if !convert::is_instance(&journal, &get(&js_sys::global().into(), "Uint8Array")) {
-            return Err(to_js(&Error::input("journal", "must be a Uint8Array")));
+        // Checked through the catching path: a proxy of a Uint8Array or a detached one is refused
+        // here, not met as an exception inside WebAssembly.
+        if !convert::is_bytes(&journal) {
+            return Err(to_js(&Error::input(
+                "journal",
+                "must be a Uint8Array whose bytes can be read (not a proxy, not detached)",
+            )));
         }
         let journal: Uint8Array = journal.unchecked_into();
         let head_value: JsValue = head.into();
@@ -597,19 +624,27 @@ impl Engine {
         let Some(parsed) = parsed else {
             return Ok(());
         };
-        let now = js(self.inner.host.now_ms())?;
+        // An event is never dropped for a clock that fails now: it is handled at the last good
+        // reading (the event happened; only its time is uncertain).
+        let now = self
+            .inner
+            .host
+            .now_ms()
+            .unwrap_or_else(|_| self.inner.host.last_now());
         js(self.inner.orch.borrow_mut().on_event(now, parsed))?;
         after(&self.inner);
         Ok(())
     }
 
-    /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All specs are
-    /// checked before any is submitted: a bad one throws `INVALID_INPUT` naming its field
-    /// (`specs[2].prompt`) and submits nothing. Refusals of the controller (`MEMORY_PRESSURE` for
-    /// LOW work, `BREAKER_OPEN` with `failFast`) and of the memory budget (`ENGINE_FULL`) throw
-    /// too; specs before the refused one stay submitted, and the error's `submitted` lists their
-    /// ids. A fenced engine throws `FENCED`; a `dependsOn` naming a task retention forgot is
-    /// `INVALID_INPUT`.
+    /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All or nothing:
+    /// every spec is checked before any is submitted — a bad one throws `INVALID_INPUT` naming
+    /// its field (`specs[2].prompt`; a `dependsOn` naming a task retention forgot says so), a
+    /// refusal of the controller (`MEMORY_PRESSURE` for LOW work, `BREAKER_OPEN` with
+    /// `failFast`) throws its error — and then nothing is submitted (the error's `submitted` is
+    /// empty). Once submitted, every host call the batch needs is started: a host function that
+    /// throws or returns a hostile value fails its own call. A refusal of the memory budget
+    /// (`ENGINE_FULL`) found while submitting cancels what the batch submitted. A fenced engine
+    /// throws `FENCED`.
     pub fn delegate(&self, specs: SpecsObject) -> Result<TaskIds, JsValue> {
         self.acting()?;
         let value =
@@ -634,23 +669,40 @@ impl Engine {
         let mut failed = None;
         {
             let mut o = self.inner.orch.borrow_mut();
-            for spec in parsed {
-                match o.submit(now, spec) {
-                    Ok(id) => ids.push(id.get()),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
+            // All or nothing: every spec is checked against the engine as it is before any is
+            // submitted (a batch moves no breaker or gate between its specs).
+            if let Some(e) = parsed
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| o.admissible(now, s, i as u32).err())
+            {
+                failed = Some(e);
+            } else {
+                for spec in parsed {
+                    match o.submit(now, spec) {
+                        Ok(id) => ids.push(id.get()),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if failed.is_some() {
+                    // Refused after all (a limit of the store): what was submitted of the batch
+                    // is cancelled at once (a session already asked for is released on arrival).
+                    for &id in &ids {
+                        let _ = o.cancel(now, crate::ids::TaskId(id));
                     }
                 }
             }
         }
-        after(&self.inner);
         if let Some(e) = failed {
             let error = to_js(&e);
-            let done: Array = ids.iter().map(|&id| JsValue::from(id)).collect();
-            set(error.unchecked_ref(), "submitted", &done);
+            set(error.unchecked_ref(), "submitted", &Array::new());
+            after(&self.inner);
             return Err(error);
         }
+        after(&self.inner);
         Ok(if many {
             ids.iter()
                 .map(|&id| JsValue::from(id))
@@ -1015,10 +1067,10 @@ impl Engine {
                         deadline_ms: deadline,
                     },
                 ))?;
-                if slot < RUN_ALONE && o.take_run_ready_alone(slot) {
-                    (slot | RUN_ALONE, false)
+                if o.take_run_ready_alone(slot) {
+                    (slot.get() | RUN_ALONE, false)
                 } else {
-                    (slot, write_ready(&self.inner, &mut o) == 0)
+                    (slot.get(), write_ready(&self.inner, &mut o) == 0)
                 }
             };
             // Waiting work may wait on time, not only on a release — keyed work on a breaker's
@@ -1049,13 +1101,17 @@ impl Engine {
     /// when it is 0 run.js has nothing to read.
     #[wasm_bindgen(js_name = runEnd, skip_typescript)]
     pub fn run_end(&self, slot: u32) -> u32 {
-        self.end_run(slot, Outcome::Success, f64::NAN)
+        self.end_run(RunId::from_raw(slot), Outcome::Success, f64::NAN)
     }
 
     /// Ends a running run task that failed with `error` (classified like a host failure).
     #[wasm_bindgen(js_name = runFail, skip_typescript)]
     pub fn run_fail(&self, slot: u32, error: JsValue, now: f64) -> u32 {
-        self.end_run(slot, Outcome::Failed(class_of(&error)), now)
+        self.end_run(
+            RunId::from_raw(slot),
+            Outcome::Failed(class_of(&error)),
+            now,
+        )
     }
 
     /// Whether a call guarded by the breaker of key `key` (a `runKey` index) may go: 0 yes, 1 yes
@@ -1141,6 +1197,7 @@ impl Engine {
                 routes: RefCell::new(FxHashMap::default()),
                 next_call: Cell::new(1),
                 waiters: RefCell::new(FxHashMap::default()),
+                book_due: RefCell::new(Vec::new()),
                 task_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
@@ -1191,7 +1248,7 @@ impl Engine {
         }
     }
 
-    fn end_run(&self, slot: u32, outcome: Outcome, now: f64) -> u32 {
+    fn end_run(&self, slot: RunId, outcome: Outcome, now: f64) -> u32 {
         self.keep_error(self.try_end_run(slot, outcome, now), u32::MAX)
     }
 
@@ -1204,8 +1261,9 @@ impl Engine {
         })
     }
 
-    /// Ends a run slot; returns how many slots it made ready (written to the buffer).
-    fn try_end_run(&self, slot: u32, outcome: Outcome, now: f64) -> Result<u32, JsValue> {
+    /// Ends a run slot; returns how many ready slots the buffer holds unread (0: nothing for
+    /// run.js to read).
+    fn try_end_run(&self, slot: RunId, outcome: Outcome, now: f64) -> Result<u32, JsValue> {
         self.live()?;
         let now = self.inner.host.observe_now(now);
         let (ready, busy) = {
@@ -1217,12 +1275,14 @@ impl Engine {
                 || self.inner.breaker_not_closed.get();
             (ready, busy)
         };
-        if busy {
-            // Something besides run slots moved (a sub-agent task was admitted, or a breaker
-            // may have changed): the full pass. Run slots it makes ready come through `wake`.
-            after(&self.inner);
+        if !busy {
+            return Ok(ready);
         }
-        Ok(ready)
+        // Something besides run slots moved (a sub-agent task was admitted, or a breaker may
+        // have changed): the full pass, which may add to the buffer (never overwrite it) and
+        // wake run.js, which may read it. What is still unread is what the caller reads.
+        after(&self.inner);
+        Ok(unread(&self.inner))
     }
 
     fn live(&self) -> Result<(), JsValue> {
@@ -1278,9 +1338,16 @@ impl Engine {
         if let (Some(waiter), Some(public)) = (waiter, public_of_call) {
             self.inner.waiters.borrow_mut().insert(public, waiter);
         }
+        let timeout = self.inner.book.borrow().config().liveness.call_timeout_ms;
+        self.inner.book_due.borrow_mut().extend(
+            starts
+                .iter()
+                .map(|r| (now.saturating_add(timeout), r.call.get())),
+        );
         for request in starts {
             self.inner.host.start(request);
         }
+        rearm(&self.inner, self.inner.host.last_now());
         Ok(promise)
     }
 
@@ -1488,7 +1555,14 @@ fn rearm(inner: &Inner, now: u64) {
     if inner.disposed.get() {
         return;
     }
-    let next = inner.orch.borrow().next_deadline(now);
+    let book = inner.book_due.borrow().iter().map(|(at, _)| *at).min();
+    let next = inner
+        .orch
+        .borrow()
+        .next_deadline(now)
+        .into_iter()
+        .chain(book)
+        .min();
     let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
     match (next, armed) {
         (Some(at), Some(cur)) if at == cur => {}
@@ -1539,11 +1613,35 @@ fn tick_function(weak: &Weak<Inner>) -> Function {
             .now_ms()
             .unwrap_or_else(|_| inner.host.last_now());
         observe_memory(&inner, now);
+        expire_book_calls(&inner, now);
         // `tick` fails only on a journal conflict, which a single writer cannot meet.
         let _ = inner.orch.borrow_mut().tick(now);
         after(&inner);
     });
     closure.into_js_value().unchecked_into()
+}
+
+/// Fails the session book's calls that passed their timeout with class `timeout` (a later
+/// answer from the host is refused as unknown).
+fn expire_book_calls(inner: &Inner, now: u64) {
+    let due: Vec<u32> = {
+        let mut book_due = inner.book_due.borrow_mut();
+        let due = book_due
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, call)| *call)
+            .collect();
+        book_due.retain(|(at, _)| *at > now);
+        due
+    };
+    for call in due {
+        if !inner.routes.borrow().contains_key(&call) {
+            continue; // answered
+        }
+        let error = js_sys::Error::new("no answer within the host-call timeout");
+        set(error.as_ref(), "class", &"timeout".into());
+        let _ = settle(inner, CallId(call), Err(error.into()));
+    }
 }
 
 /// Feeds the memory gate a fresh reading; a failing reading is skipped (the gate goes stale).
@@ -1569,19 +1667,32 @@ fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
     }
 }
 
-/// Writes the ready run slots into the buffer (count first); returns the count.
+/// Appends the ready run slots to the buffer after those run.js has not read yet (count
+/// first), as many as fit; returns the count it holds now. Never overwrites an unread entry:
+/// what does not fit stays on the orchestrator's ready list, and a full buffer tells run.js to
+/// ask for the rest (`runDrain`) once it has read it. So no ready slot is lost, at any count.
 fn write_ready(inner: &Inner, o: &mut Orchestrator) -> u32 {
     let mut buffer = inner.run_buffer.borrow_mut();
-    let ready = buffer
-        .get_mut(..RUN_BUFFER)
-        .and_then(|b| b.split_first_mut());
-    match ready {
-        Some((count, slots)) => {
-            *count = o.drain_run_ready(slots) as u32;
-            *count
-        }
-        None => 0,
+    if o.runs().ready_len() == 0 {
+        // Nothing to add (a run ending with nobody waiting): the count as it is.
+        return buffer.first().copied().unwrap_or(0);
     }
+    let Some((count, slots)) = buffer
+        .get_mut(..RUN_BUFFER)
+        .and_then(|b| b.split_first_mut())
+    else {
+        return 0;
+    };
+    let unread = (*count as usize).min(slots.len());
+    if let Some(free) = slots.get_mut(unread..) {
+        *count = (unread + o.drain_run_ready(free)) as u32;
+    }
+    *count
+}
+
+/// How many ready slots the buffer holds that run.js has not read.
+fn unread(inner: &Inner) -> u32 {
+    inner.run_buffer.borrow().first().copied().unwrap_or(0)
 }
 
 /// After the orchestrator moved: start its host requests, tell run.js about ready and expired
@@ -1630,6 +1741,13 @@ fn after(inner: &Inner) {
     let now = inner.host.last_now();
     let (requests, events, expired, ready, breakers) = {
         let mut o = inner.orch.borrow_mut();
+        let forgotten = o.take_forgotten();
+        if !forgotten.is_empty() {
+            // Calls that timed out: a late answer is refused as unknown.
+            inner.routes.borrow_mut().retain(
+                |_, route| !matches!(route, Route::Tasks(own, _) if forgotten.contains(own)),
+            );
+        }
         let requests = o.take_requests();
         let events = o.take_events();
         let expired = o.runs_mut().take_expired();
@@ -1657,12 +1775,17 @@ fn after(inner: &Inner) {
         .as_ref()
         .map(|h| (h.wake.clone(), h.expire.clone()));
     if let Some((wake, expire)) = hooks {
-        for (slot, ms) in expired {
-            let _ = expire.call2(&JsValue::NULL, &slot.into(), &(ms as f64).into());
+        for &(slot, ms) in &expired {
+            let _ = expire.call2(&JsValue::NULL, &slot.get().into(), &(ms as f64).into());
         }
         if ready {
             let _ = wake.call0(&JsValue::NULL);
         }
+    }
+    if !expired.is_empty() {
+        // Delivered (or nobody to tell): the indices of the expired waiting slots may be used
+        // again. Not before — a host function started above may have called `run`.
+        inner.orch.borrow_mut().runs_mut().release_expired(&expired);
     }
     let changed: Vec<(String, &'static str)> = {
         let mut known = inner.breakers.borrow_mut();
@@ -1748,6 +1871,10 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
         .unwrap_or_else(|_| inner.host.last_now());
     match route {
         Route::Book(own) => {
+            inner
+                .book_due
+                .borrow_mut()
+                .retain(|(_, c)| *c != call.get());
             let settled = {
                 let mut core = inner.book.borrow_mut();
                 let Some(op) = core.pending_op(own) else {
@@ -1765,9 +1892,10 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
                     Settled::Failed(error) => reject.call1(&JsValue::NULL, &to_js(&error)),
                 };
             }
+            rearm(inner, now);
         }
         Route::Tasks(own, op) => {
-            let outcome = outcome_of(op, &answer);
+            let outcome = inner.host.on_engine_clock(outcome_of(op, &answer));
             inner.orch.borrow_mut().on_answer(now, own, outcome)?;
             after(inner);
         }

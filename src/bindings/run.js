@@ -11,13 +11,20 @@
 const STATE = Symbol("foreman.run");
 // A slot's cells in `RunState.cells`: its work (a function while it waits, null once started
 // with our promise, DIRECT once started directly, undefined when free), our promise's settle
-// functions, and its two reactions.
-const CELLS = 5;
+// functions, its two reactions, and the id of its current use.
+//
+// A run id is the slot's index (its low 22 bits) with a generation above it: WebAssembly never
+// hands out an index again while a report about its last use can still come, and every report
+// (ready, expired) names the whole id, which is checked against the slot's `ID` cell — so a
+// late report reaches only its own run.
+const CELLS = 6;
 const FN = 0;
 const RESOLVE = 1;
 const REJECT = 2;
 const OK = 3;
 const ERR = 4;
+const ID = 5;
+const INDEX = 0x3fffff;
 const DIRECT = Symbol("direct");
 // Set in what `runBegin` returns for a slot admitted at once with nothing else made ready: it is
 // not in the ready buffer, this side starts it.
@@ -87,8 +94,8 @@ class Memo {
 class RunState {
   constructor(engine) {
     this.engine = engine;
-    // What JS keeps per slot, side by side in one array (a slot's five cells share a cache
-    // line or two, which matters when a backlog is admitted out of order): see `FN` … `ERR`.
+    // What JS keeps per slot, side by side in one array (a slot's six cells share a cache
+    // line or two, which matters when a backlog is admitted out of order): see `FN` … `ID`.
     // The reactions are made once per slot: slots are reused, so are they.
     this.cells = [];
     this.lanes = new Map();
@@ -171,33 +178,33 @@ class RunState {
     }
   }
 
-  start(slot) {
+  start(id) {
     const cells = this.cells;
-    const at = slot * CELLS;
+    const at = (id & INDEX) * CELLS;
     const fn = cells[at + FN];
-    if (typeof fn !== "function") return;
+    if (typeof fn !== "function" || cells[at + ID] !== id) return;
     cells[at + FN] = null; // started
     let result;
     try {
       result = fn();
     } catch (error) {
-      this.finish(slot, false, error);
+      this.finish(at, false, error);
       return;
     }
     if (result === null || (typeof result !== "object" && typeof result !== "function")) {
-      this.finish(slot, true, result);
+      this.finish(at, true, result);
       return;
     }
-    this.react(result, slot, at);
+    this.react(result, at);
   }
 
   /** Chains the slot's reactions (made on its first use) to the work's result. */
-  react(result, slot, at) {
+  react(result, at) {
     const cells = this.cells;
     let ok = cells[at + OK];
     if (ok === undefined) {
-      ok = cells[at + OK] = (value) => this.done(slot, true, value);
-      cells[at + ERR] = (error) => this.done(slot, false, error);
+      ok = cells[at + OK] = (value) => this.done(at, true, value);
+      cells[at + ERR] = (error) => this.done(at, false, error);
     }
     return then.call(promiseOf(result), ok, cells[at + ERR]);
   }
@@ -206,21 +213,20 @@ class RunState {
    * The work of a started slot settled. Started directly, the reaction's own result is the
    * caller's (so it returns the value or throws the error); otherwise our promise is settled.
    */
-  done(slot, ok, value) {
-    const at = slot * CELLS;
+  done(at, ok, value) {
     if (this.cells[at + FN] === DIRECT) {
       this.cells[at + FN] = undefined;
-      this.end(slot, ok, value);
+      this.end(this.cells[at + ID], ok, value);
       if (ok) return value;
       throw value;
     }
-    this.finish(slot, ok, value);
+    this.finish(at, ok, value);
     return undefined;
   }
 
-  finish(slot, ok, value) {
+  finish(at, ok, value) {
     const cells = this.cells;
-    const at = slot * CELLS;
+    const slot = cells[at + ID];
     const resolve = cells[at + RESOLVE];
     const reject = cells[at + REJECT];
     cells[at + FN] = cells[at + RESOLVE] = cells[at + REJECT] = undefined;
@@ -253,10 +259,11 @@ class RunState {
       return Promise.resolve(result);
     }
     const cells = this.cells;
-    const at = slot * CELLS;
+    const at = (slot & INDEX) * CELLS;
     while (cells.length < at + CELLS) cells.push(undefined);
     cells[at + FN] = DIRECT;
-    return this.react(result, slot, at);
+    cells[at + ID] = slot;
+    return this.react(result, at);
   }
 
   /** Ends a slot whose work finished (no caller promise of ours to settle). */
@@ -267,7 +274,8 @@ class RunState {
 
   expire(slot, afterMs) {
     const cells = this.cells;
-    const at = slot * CELLS;
+    const at = (slot & INDEX) * CELLS;
+    if (cells[at + ID] !== slot) return; // not this use of the slot (see `ID`)
     const reject = cells[at + REJECT];
     // A waiting slot is gone; a running one keeps its slot until the work ends, but its caller
     // hears now.
@@ -330,7 +338,7 @@ function promiseOf(result) {
 let capturing = null;
 let capturingSlot = 0;
 function capture(resolve, reject) {
-  const at = capturingSlot * CELLS;
+  const at = (capturingSlot & INDEX) * CELLS;
   capturing.cells[at + RESOLVE] = resolve;
   capturing.cells[at + REJECT] = reject;
 }
@@ -503,11 +511,12 @@ function run(fn, o) {
     alone = true;
   }
   const cells = state.cells;
-  const at = slot * CELLS;
+  const at = (slot & INDEX) * CELLS;
   // A new slot is the next one: the array grows by whole slots, never with holes (a holey or
   // sparse array is slower to read in every engine).
   while (cells.length < at + CELLS) cells.push(undefined);
   cells[at + FN] = fn;
+  cells[at + ID] = slot;
   capturing = state;
   capturingSlot = slot;
   const promise = new Promise(capture);
@@ -593,10 +602,45 @@ export function safeClone(value) {
   }
 }
 
-/** `value instanceof ctor`, false when the check itself throws (a proxy's trap). */
-export function isInstance(value, ctor) {
+
+/** `Array.isArray(value)`, false when the check throws (a revoked proxy). */
+export function isArray(value) {
   try {
-    return value instanceof ctor;
+    return Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Calls `ok(value)` or `err(error)` once with what a host function returned, later (as a promise
+ * reaction), whatever it is: a native promise is followed with the native `then` (its own `then`,
+ * possibly a throwing one, is never called), anything else is adopted with `Promise.resolve`
+ * (a thenable is followed; one whose `then` throws rejects). A value whose adoption itself throws
+ * (a revoked proxy, a throwing `constructor` getter) rejects with that error. Never throws.
+ */
+export function follow(value, ok, err) {
+  let promise;
+  try {
+    promise = value instanceof Promise ? value : Promise.resolve(value);
+    then.call(promise, ok, err);
+    return;
+  } catch (error) {
+    promise = Promise.reject(error);
+  }
+  then.call(promise, ok, err);
+}
+
+/**
+ * Whether `value` is a real `Uint8Array` whose bytes can be read: not a proxy of one (its
+ * `Symbol.toStringTag` getter answers only for real typed arrays) and not detached (`slice`
+ * validates that). Never throws.
+ */
+export function readableBytes(value) {
+  try {
+    if (Object.prototype.toString.call(value) !== "[object Uint8Array]") return false;
+    Uint8Array.prototype.slice.call(value, 0, 0);
+    return true;
   } catch {
     return false;
   }

@@ -38,7 +38,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::config::Config;
+use crate::config::{Config, LivenessConfig};
 use crate::control::{Controller, KeyId, LaneId, Outcome, Permit, Request, Submitted, Ticket};
 use crate::error::Error;
 use crate::host::{
@@ -48,7 +48,7 @@ use crate::host::{
 use crate::ids::{Priority, TaskId};
 use crate::sessions::{Acquired, Pool, PoolConfig};
 
-use super::runs::{MAX_RUNS, RUN_BIT, Runs};
+use super::runs::{MAX_RUNS, RUN_BIT, RunId, Runs};
 use super::task::{TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
@@ -75,6 +75,14 @@ enum CallFor {
     LastMessage(TaskId),
     Delete(SessionId),
     Check(SessionId),
+    /// The liveness probe, with what it asked about (see `liveness.rs`).
+    Statuses {
+        tasks: Vec<(TaskId, SessionId)>,
+        sessions: Vec<SessionId>,
+    },
+    /// A `createSession` that timed out: nobody waits for it, but a session it still makes is
+    /// the engine's, and is retired (aborted, deleted after quiet) instead of left behind.
+    LateCreate(String, Option<SessionId>),
 }
 
 /// What the orchestrator keeps for a task that is not settled.
@@ -92,6 +100,8 @@ struct Live {
     /// create it before its answer to the prompt reaches us).
     sent_at: Option<u64>,
     cancelling: Option<String>,
+    /// A cancelled task settles `cancelled` by then, whether its abort answers or not.
+    cancel_by: Option<u64>,
     blocked_on_deps: bool,
 }
 
@@ -124,6 +134,20 @@ pub struct Orchestrator {
     runs: Runs,
     /// Scratch for admissions (kept to avoid an allocation per pump).
     admitted: Vec<crate::control::Admission>,
+    /// Probe interval, host-call timeout, cancel bound, clock skew.
+    liveness: LivenessConfig,
+    /// The latest time the orchestrator was given (to stamp host calls with their deadline).
+    clock: u64,
+    /// When each pending host call times out.
+    call_due: FxHashMap<CallId, u64>,
+    /// Calls given up on that nothing waits for any more; the host side forgets them.
+    forgotten: Vec<CallId>,
+    /// When the liveness probe runs next (none while there is nothing to watch).
+    next_probe: Option<u64>,
+    /// A `sessionStatuses` call is pending.
+    probing: bool,
+    /// The host has no `sessionStatuses`: suspects are checked one by one.
+    no_statuses: bool,
 }
 
 /// Options of a run task (see [`Orchestrator::run_submit`]).
@@ -178,6 +202,13 @@ impl Orchestrator {
             warming: FxHashMap::default(),
             runs: Runs::default(),
             admitted: Vec::new(),
+            liveness: config.liveness,
+            clock: 0,
+            call_due: FxHashMap::default(),
+            forgotten: Vec::new(),
+            next_probe: None,
+            probing: false,
+            no_statuses: false,
         }
     }
 
@@ -213,6 +244,7 @@ impl Orchestrator {
             epoch_floor,
         )?;
         let mut o = Self::with_table(config, seed, tasks);
+        o.clock = now;
         for record in o.tasks.all() {
             if !record.state.is_settled() {
                 for dep in &record.spec.depends_on {
@@ -244,6 +276,8 @@ impl Orchestrator {
                         );
                         o.by_session.insert(s.clone(), record.id);
                         live.check_pending = true;
+                        // Reconciled or not, it settles by its deadline from now.
+                        live.deadline_at = Some(now.saturating_add(record.spec.deadline_ms));
                         o.live.insert(record.id, live);
                         o.call(
                             CallFor::LastMessage(record.id),
@@ -276,10 +310,50 @@ impl Orchestrator {
         Ok((o, restored))
     }
 
+    /// Whether [`Orchestrator::submit`] would accept `spec` now, without submitting it: its
+    /// validation, the controller's refusals, and the tasks it names. A batch is checked whole
+    /// with this before any of it is submitted.
+    /// `earlier` specs of the same batch come before it: a dependency on one of the ids they
+    /// will get (the next ids, in order) is accepted.
+    pub fn admissible(&self, now: u64, spec: &TaskSpec, earlier: u32) -> Result<(), Error> {
+        let next = self.tasks.next_id();
+        let batch = |task: TaskId| task.get() >= next && task.get() - next < earlier;
+        spec.validate()?;
+        self.controller.check(
+            now,
+            &spec.agent,
+            spec.model.as_deref(),
+            spec.priority,
+            spec.fail_fast,
+        )?;
+        let gone = |task: TaskId| {
+            if self.tasks.was_forgotten(task) {
+                format!(
+                    "task {} settled and was forgotten by the retention rule: its outcome is not known any more",
+                    task.get()
+                )
+            } else {
+                format!("no task {}", task.get())
+            }
+        };
+        for dep in &spec.depends_on {
+            if !self.tasks.has(*dep) && !batch(*dep) {
+                return Err(Error::input("dependsOn", gone(*dep)));
+            }
+        }
+        if let Some(prev) = spec.follow_up_of {
+            if !self.tasks.has(prev) && !batch(prev) {
+                return Err(Error::input("followUpOf", gone(prev)));
+            }
+        }
+        Ok(())
+    }
+
     /// Accepts a task. It waits for its dependencies, then for admission.
     /// Refusals (`MEMORY_PRESSURE` for LOW work, `BREAKER_OPEN` with `fail_fast`, invalid input)
     /// create no task.
     pub fn submit(&mut self, now: u64, spec: TaskSpec) -> Result<TaskId, Error> {
+        self.at(now);
         spec.validate()?;
         self.retire(now)?;
         self.controller.check(
@@ -317,6 +391,7 @@ impl Orchestrator {
     /// running one by aborting it through the host and settling when the abort is confirmed.
     /// Returns false when the task is already settled.
     pub fn cancel(&mut self, now: u64, task: TaskId) -> Result<bool, Error> {
+        self.at(now);
         let state = self
             .tasks
             .state(task)
@@ -331,11 +406,18 @@ impl Orchestrator {
 
     /// The host's answer to call `call`.
     pub fn on_answer(&mut self, now: u64, call: CallId, outcome: HostOutcome) -> Result<(), Error> {
+        self.at(now);
         self.retire(now)?;
         let purpose = self
             .calls
             .remove(&call)
             .ok_or_else(|| Error::UnknownCall { call: call.get() })?;
+        self.call_due.remove(&call);
+        self.answer(now, purpose, outcome)
+    }
+
+    /// Handles the outcome of a call made for `purpose` (an answer, or a timeout).
+    fn answer(&mut self, now: u64, purpose: CallFor, outcome: HostOutcome) -> Result<(), Error> {
         match (purpose, outcome) {
             (CallFor::Create(task), HostOutcome::Ok(HostReply::SessionCreated(session))) => {
                 self.tasks.record_session(&session)?;
@@ -387,8 +469,10 @@ impl Orchestrator {
                         .and_then(|l| l.cancelling.clone())
                         .unwrap_or_default();
                     self.settle(now, task, TaskState::Cancelled { reason })?;
-                } else if matches!(class, FailureClass::Upstream | FailureClass::RateLimited)
-                    && attempts < CREATE_ATTEMPTS
+                } else if matches!(
+                    class,
+                    FailureClass::Upstream | FailureClass::RateLimited | FailureClass::Timeout
+                ) && attempts < CREATE_ATTEMPTS
                 {
                     let delay = self.backoff(attempts);
                     if let Some(l) = self.live.get_mut(&task) {
@@ -426,6 +510,7 @@ impl Orchestrator {
                         l.deadline_at = Some(now + deadline);
                         l.next_poll = Some(now + GRACE_MS);
                     }
+                    self.watch(now);
                 }
             }
             (CallFor::Prompt(task), outcome) => {
@@ -438,13 +523,26 @@ impl Orchestrator {
                 if let Some(l) = self.live.get_mut(&task) {
                     l.check_pending = false;
                 }
-                if let HostOutcome::Ok(HostReply::Message(message)) = outcome {
-                    self.judge(now, task, message)?;
-                } else if self
+                // A check that timed out or failed upstream says nothing: the liveness probe
+                // asks again. Not found (or nonsense) while reconciling: the outcome is lost.
+                let inconclusive = matches!(
+                    &outcome,
+                    HostOutcome::Failed(f) if !matches!(f.class, FailureClass::Invalid)
+                );
+                let unknown = self
                     .tasks
                     .get(task)
-                    .is_some_and(|r| matches!(r.state, TaskState::Unknown { .. }))
-                {
+                    .is_some_and(|r| matches!(r.state, TaskState::Unknown { .. }));
+                if let HostOutcome::Ok(HostReply::Message(message)) = outcome {
+                    self.judge(now, task, message)?;
+                } else if inconclusive && unknown {
+                    // Reconciling and the host did not say: the probe watches it like a running
+                    // task and asks again.
+                    if let Some(l) = self.live.get_mut(&task) {
+                        l.seen_busy = true;
+                    }
+                    self.watch(now);
+                } else if unknown {
                     // Reconciling, and the session is gone: the outcome is lost.
                     self.settle(
                         now,
@@ -456,7 +554,8 @@ impl Orchestrator {
                     )?;
                 }
             }
-            (CallFor::Abort(Some(task), _), _) => {
+            (CallFor::Abort(Some(task), session), outcome) => {
+                self.aborted(&session, &outcome, now);
                 // The abort is confirmed: a cancelled task settles now.
                 if let Some(reason) = self.live.get(&task).and_then(|l| l.cancelling.clone()) {
                     if self.is_open(task) {
@@ -464,7 +563,7 @@ impl Orchestrator {
                     }
                 }
             }
-            (CallFor::Abort(None, _), _) => {}
+            (CallFor::Abort(None, session), outcome) => self.aborted(&session, &outcome, now),
             // A session already gone (404) counts as deleted.
             (CallFor::Delete(session), HostOutcome::Ok(_)) => self.gone(&session)?,
             (CallFor::Delete(session), HostOutcome::Failed(f))
@@ -475,11 +574,26 @@ impl Orchestrator {
             (CallFor::Delete(session), _) => self.pool.delete_failed(&session, now),
             (CallFor::Check(session), HostOutcome::Ok(HostReply::Health(h))) => {
                 self.pool.health(&session, h != SessionHealth::Gone, now);
+                if h == (SessionHealth::Exists { busy: false }) {
+                    // Idle now, whatever busy an event said before (a lost or reordered idle).
+                    self.pool.settled_idle(&session, now);
+                }
                 if h == SessionHealth::Gone {
                     self.gone(&session)?;
                 }
             }
             (CallFor::Check(session), _) => self.pool.health(&session, false, now),
+            (CallFor::Statuses { tasks, sessions }, outcome) => {
+                self.on_statuses(now, tasks, sessions, outcome)?
+            }
+            (CallFor::LateCreate(agent, parent), outcome) => {
+                if let HostOutcome::Ok(HostReply::SessionCreated(session)) = outcome {
+                    self.tasks.record_session(&session)?;
+                    self.pool
+                        .created_in_use(session.clone(), &agent, parent, now);
+                    self.pool.release(&session, false, now);
+                }
+            }
         }
         self.pump(now);
         Ok(())
@@ -487,6 +601,7 @@ impl Orchestrator {
 
     /// A bus event from the host.
     pub fn on_event(&mut self, now: u64, event: HostEvent) -> Result<(), Error> {
+        self.at(now);
         let session = event.session().clone();
         let task = self
             .by_session
@@ -496,6 +611,8 @@ impl Orchestrator {
         match event {
             HostEvent::Busy(_) | HostEvent::Retry { .. } => {
                 self.pool.activity(&session, true, now);
+                // Busy with no idle after it (lost, or reordered before it) is re-checked.
+                self.watch(now);
                 if let Some(task) = task {
                     if let HostEvent::Retry { .. } = event {
                         if let Some(permit) = self.live.get(&task).and_then(|l| l.permit.as_ref()) {
@@ -566,14 +683,14 @@ impl Orchestrator {
     /// Queues a run task (see [`runs`](super::runs)); it may be ready at once
     /// ([`Orchestrator::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
-    pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<u32, Error> {
+    pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<RunId, Error> {
         let deadline = request.deadline_ms.map(|ms| (now.saturating_add(ms), ms));
         let controller = &mut self.controller;
         let mut room = false;
         let placed = self.runs.insert_with(deadline, |slot| {
             let submitted = controller.submit_or_admit(
                 now,
-                TaskId(RUN_BIT | slot),
+                TaskId(RUN_BIT | slot.get()),
                 request.lane,
                 request.key,
                 request.priority,
@@ -599,11 +716,11 @@ impl Orchestrator {
     }
 
     /// Ends a running run task with how its work went; frees its permit for the next.
-    pub fn run_end(&mut self, now: u64, slot: u32, outcome: Outcome) -> Result<(), Error> {
+    pub fn run_end(&mut self, now: u64, slot: RunId, outcome: Outcome) -> Result<(), Error> {
         let ended = self
             .runs
             .end(slot)
-            .ok_or_else(|| Error::input("run", format!("run {slot} is not running")))?;
+            .ok_or_else(|| Error::input("run", format!("run {} is not running", slot.get())))?;
         let outcome = if ended.expired {
             Outcome::Failed(FailureClass::Timeout)
         } else {
@@ -615,7 +732,7 @@ impl Orchestrator {
     }
 
     /// Takes a waiting run task out of line. False when it is not waiting.
-    pub fn run_cancel(&mut self, now: u64, slot: u32) -> bool {
+    pub fn run_cancel(&mut self, now: u64, slot: RunId) -> bool {
         match self.runs.cancel(slot) {
             Some(ticket) => {
                 self.controller.cancel(ticket);
@@ -627,7 +744,7 @@ impl Orchestrator {
     }
 
     /// Takes the ready run slots when they are exactly `slot` (see [`Runs::take_ready_alone`]).
-    pub fn take_run_ready_alone(&mut self, slot: u32) -> bool {
+    pub fn take_run_ready_alone(&mut self, slot: RunId) -> bool {
         self.runs.take_ready_alone(slot)
     }
 
@@ -648,10 +765,12 @@ impl Orchestrator {
 
     /// Moves time to `now`: deadlines, grace checks, retries, pool upkeep, breaker and gate ends.
     pub fn tick(&mut self, now: u64) -> Result<(), Error> {
+        self.at(now);
         self.retire(now)?;
         for ticket in self.runs.expire(now) {
             self.controller.cancel(ticket);
         }
+        self.expire_calls(now)?;
         // In id order (submission order), whatever the map's order: each entry is the id over
         // two bits of what is due, so a sort of plain integers orders them (the crate sorts only
         // `u64`s: every other element type would add its own copy of the sort to the `.wasm`).
@@ -659,7 +778,9 @@ impl Orchestrator {
             .live
             .iter()
             .filter_map(|(id, l)| {
-                let due = if l.deadline_at.is_some_and(|d| d <= now) {
+                let due = if l.cancel_by.is_some_and(|c| c <= now) {
+                    Due::Cancel
+                } else if l.deadline_at.is_some_and(|d| d <= now) {
                     Due::Deadline
                 } else if l.retry_at.is_some_and(|r| r <= now) {
                     Due::Retry
@@ -678,9 +799,18 @@ impl Orchestrator {
             let due = match entry & 3 {
                 0 => Due::Deadline,
                 1 => Due::Retry,
-                _ => Due::Poll,
+                2 => Due::Poll,
+                _ => Due::Cancel,
             };
             match due {
+                Due::Cancel => {
+                    // The abort did not answer in time (or the session never came): the
+                    // cancel stands anyway; the session is retired by the pool.
+                    let reason = self.live.get(&task).and_then(|l| l.cancelling.clone());
+                    if let Some(reason) = reason {
+                        self.settle(now, task, TaskState::Cancelled { reason })?;
+                    }
+                }
                 Due::Deadline => self.time_out(now, task)?,
                 Due::Retry => {
                     if let Some(l) = self.live.get_mut(&task) {
@@ -707,6 +837,7 @@ impl Orchestrator {
             }
         }
         self.pool_upkeep(now);
+        self.probe_if_due(now);
         self.pump(now);
         Ok(())
     }
@@ -730,10 +861,12 @@ impl Orchestrator {
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         let tasks = self.live.values().flat_map(|l| {
             let poll = l.next_poll.filter(|_| !l.seen_busy && !l.check_pending);
-            [l.deadline_at, l.retry_at, poll]
+            [l.deadline_at, l.retry_at, poll, l.cancel_by]
         });
         tasks
             .flatten()
+            .chain(self.call_due.values().min().copied())
+            .chain(self.next_probe)
             .chain(self.runs.next_deadline())
             .chain(self.controller.next_deadline(now))
             .chain(self.pool.next_deadline())
@@ -803,7 +936,17 @@ impl Orchestrator {
         let call = CallId(self.next_call);
         self.next_call = self.next_call.wrapping_add(1).max(1);
         self.calls.insert(call, purpose);
+        self.call_due.insert(
+            call,
+            self.clock.saturating_add(self.liveness.call_timeout_ms),
+        );
         self.outbox.push(HostRequest { call, op });
+    }
+
+    /// Moves the orchestrator's own notion of the latest time forward.
+    #[inline]
+    fn at(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
     }
 
     /// Puts a queued task in line with the controller once its dependencies succeeded.
@@ -869,12 +1012,14 @@ impl Orchestrator {
 
     #[inline(never)]
     fn pump_waiting(&mut self, now: u64) {
+        self.at(now);
         let mut admitted = std::mem::take(&mut self.admitted);
         self.controller.admit_into(now, &mut admitted);
         for admission in admitted.drain(..) {
             let task = admission.task;
             if task.get() & RUN_BIT != 0 {
-                self.runs.admitted(task.get() & !RUN_BIT, admission.permit);
+                self.runs
+                    .admitted(RunId::from_raw(task.get() & !RUN_BIT), admission.permit);
             } else {
                 self.start_admitted(now, task, admission.permit);
             }
@@ -1056,7 +1201,12 @@ impl Orchestrator {
             } => (session.clone(), *at_ms),
             _ => return Ok(()),
         };
-        let Some(message) = message.filter(|m| m.created_ms >= at && m.is_final()) else {
+        // The stamp is the server's clock, `at` the engine's: they may differ by the skew
+        // allowance (the bindings convert stamps to the engine's clock across steps).
+        let skew = self.liveness.skew_ms;
+        let Some(message) =
+            message.filter(|m| m.created_ms.saturating_add(skew) >= at && m.is_final())
+        else {
             if matches!(record.state, TaskState::Unknown { .. }) {
                 // Still running after a restart: watch it again.
                 self.transition(now, task, TaskState::Running { session, at_ms: at })?;
@@ -1126,6 +1276,21 @@ impl Orchestrator {
         let Some(record) = self.tasks.get(task) else {
             return Ok(());
         };
+        if let Some(reason) = self.live.get(&task).and_then(|l| l.cancelling.clone()) {
+            // Cancelled before its deadline: it settles as the user asked, abort or not.
+            return self.settle(now, task, TaskState::Cancelled { reason });
+        }
+        // Work whose outcome is unknown (after a restart) is not re-run on a deadline.
+        if matches!(record.state, TaskState::Unknown { .. }) {
+            return self.settle(
+                now,
+                task,
+                TaskState::Failed {
+                    class: FailureClass::Timeout,
+                    message: "deadline passed before its outcome could be read".into(),
+                },
+            );
+        }
         if record.attempts <= record.spec.retries {
             return self.fail_or_retry(now, task, FailureClass::Timeout, "deadline passed".into());
         }
@@ -1136,8 +1301,10 @@ impl Orchestrator {
         let Some(record) = self.tasks.get(task) else {
             return Ok(());
         };
+        let bound = now.saturating_add(self.liveness.cancel_ms);
         if let Some(l) = self.live.get_mut(&task) {
             l.cancelling = Some(reason.clone());
+            l.cancel_by = Some(l.cancel_by.map_or(bound, |b| b.min(bound)));
         }
         match record.state {
             TaskState::Queued => {
@@ -1218,6 +1385,17 @@ impl Orchestrator {
         }
     }
 
+    /// An abort answered (or gave up on): the session's turn ended by now at the latest, so
+    /// its quiet period before deletion counts from now — even when the idle events that
+    /// follow an abort are lost.
+    fn aborted(&mut self, session: &SessionId, outcome: &HostOutcome, now: u64) {
+        if matches!(outcome, HostOutcome::Ok(_)) {
+            self.pool.activity(session, false, now);
+        } else {
+            self.pool.settled_idle(session, now);
+        }
+    }
+
     /// Full jitter: uniform in [0, min(cap, base·2^attempt)].
     fn backoff(&mut self, attempt: u32) -> u64 {
         let ceiling = BACKOFF_BASE_MS
@@ -1232,6 +1410,7 @@ enum Due {
     Deadline = 0,
     Retry = 1,
     Poll = 2,
+    Cancel = 3,
 }
 
 fn failure_class(outcome: &HostOutcome) -> FailureClass {
@@ -1249,5 +1428,6 @@ fn describe(outcome: &HostOutcome) -> String {
     }
 }
 
+mod liveness;
 #[cfg(test)]
 mod tests;

@@ -13,10 +13,22 @@
 //! keeps its permit until the work ends — a late finisher still occupies its slot, so the limits
 //! hold — and then counts as a timeout for the breaker and the adaptive limit.
 //!
+//! **Ids carry a generation.** A slot's id ([`RunId`]) is its index in the slab together with
+//! how many times that index was used before, so an answer, a ready report or an expiry meant for
+//! an earlier use of the index reaches nothing (`end`, `cancel` and an admission compare the
+//! whole id). And an index is not handed out again while a report about its last use may still
+//! be on its way: a waiting slot that expires is *held* (it owns nothing — its ticket went back
+//! to the controller) until the caller says its expiry was delivered ([`Runs::release_expired`]),
+//! so a run submitted by a host function between the two cannot receive the old one's expiry.
+//!
 //! Invariants:
-//! 1. A slot is waiting (holds a ticket) or running (holds a permit), never both, until ended.
+//! 1. A slot is waiting (holds a ticket), running (holds a permit) or held after its expiry
+//!    (holds neither), until ended or released.
 //! 2. A permit is released exactly once: by `end`, or by dropping a slot that is removed.
-//! 3. Every slot id is reported ready at most once, and expired at most once.
+//! 3. Every run id is reported ready at most once, and expired at most once.
+//! 4. A run id is never issued twice while any report about it can still arrive: its index is
+//!    not reused before its end or the release of its expiry, and each reuse changes its
+//!    generation.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -28,8 +40,44 @@ use crate::control::{Permit, Submitted, Ticket};
 /// The bit that marks a run task's id in the controller.
 pub const RUN_BIT: u32 = 1 << 31;
 
+/// Bits of a [`RunId`] that hold the slot's index; the generation sits above them.
+const INDEX_BITS: u32 = 22;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// Bits of the generation: ids stay below 2^30, so run.js can flag one with bit 30.
+const GENERATION_MASK: u32 = (1 << (30 - INDEX_BITS)) - 1;
+
 /// The most run tasks that can exist at once (waiting or running).
-pub const MAX_RUNS: usize = (RUN_BIT - 1) as usize;
+pub const MAX_RUNS: usize = INDEX_MASK as usize;
+
+/// One use of a run slot: its index and that index's generation, packed below 2^30 (the form
+/// JavaScript sees: `id & 0x3fffff` is the index its per-slot cells live at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId(u32);
+
+impl RunId {
+    fn new(index: usize, generation: u8) -> RunId {
+        RunId((u32::from(generation) & GENERATION_MASK) << INDEX_BITS | index as u32)
+    }
+
+    /// The id as an integer (what JavaScript holds).
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// An id JavaScript handed back; one never issued (or of an earlier use) matches nothing.
+    pub fn from_raw(raw: u32) -> RunId {
+        RunId(raw)
+    }
+
+    /// The slab index.
+    pub fn index(self) -> usize {
+        (self.0 & INDEX_MASK) as usize
+    }
+
+    fn generation(self) -> u8 {
+        ((self.0 >> INDEX_BITS) & GENERATION_MASK) as u8
+    }
+}
 
 /// Where a slot stands.
 #[derive(Debug)]
@@ -38,13 +86,14 @@ enum Stand {
     Waiting(Ticket),
     /// Admitted, holding its permit.
     Running(Permit),
+    /// Expired while waiting; held until its expiry was delivered (module docs).
+    Held,
 }
 
 #[derive(Debug)]
 struct Slot {
     stand: Stand,
-    /// Distinguishes this use of the slot from earlier ones (for stale deadline entries).
-    generation: u64,
+    id: RunId,
     expired: bool,
     /// Its deadline as given (ms from submission; at most a day), for the expiry report.
     deadline_ms: u32,
@@ -54,11 +103,13 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct Runs {
     slots: Slab<Slot>,
+    /// The next generation of each index ever used.
+    generations: Vec<u8>,
     ready: Vec<u32>,
-    expired: Vec<(u32, u64)>,
-    deadlines: BinaryHeap<Reverse<(u64, u32, u64)>>,
-    generation: u64,
+    expired: Vec<(RunId, u64)>,
+    deadlines: BinaryHeap<Reverse<(u64, RunId)>>,
     running: usize,
+    held: usize,
 }
 
 /// What a finished slot had.
@@ -78,56 +129,68 @@ impl Runs {
     pub fn insert_with<E>(
         &mut self,
         deadline: Option<(u64, u64)>,
-        place: impl FnOnce(u32) -> Result<Submitted, E>,
-    ) -> Option<Result<u32, E>> {
+        place: impl FnOnce(RunId) -> Result<Submitted, E>,
+    ) -> Option<Result<RunId, E>> {
         if self.slots.len() >= MAX_RUNS {
             return None;
         }
         let entry = self.slots.vacant_entry();
-        let slot = entry.key() as u32;
-        let stand = match place(slot) {
+        let index = entry.key();
+        if index >= self.generations.len() {
+            self.generations.resize(index + 1, 0);
+        }
+        let id = RunId::new(index, self.generations.get(index).copied().unwrap_or(0));
+        let stand = match place(id) {
             Ok(Submitted::Admitted(permit)) => {
                 self.running += 1;
-                self.ready.push(slot);
+                self.ready.push(id.get());
                 Stand::Running(permit)
             }
             Ok(Submitted::Waiting(ticket)) => Stand::Waiting(ticket),
             Err(e) => return Some(Err(e)),
         };
-        self.generation += 1;
-        let generation = self.generation;
         entry.insert(Slot {
             stand,
-            generation,
+            id,
             expired: false,
             deadline_ms: deadline.map_or(0, |(_, ms)| u32::try_from(ms).unwrap_or(u32::MAX)),
         });
         if let Some((at, _)) = deadline {
-            self.deadlines.push(Reverse((at, slot, generation)));
+            self.deadlines.push(Reverse((at, id)));
         }
-        Some(Ok(slot))
+        Some(Ok(id))
     }
 
-    /// Gives an admitted slot its permit and reports it ready. A slot that is gone drops the
-    /// permit, which releases it.
-    pub fn admitted(&mut self, slot: u32, permit: Permit) {
-        if let Some(s) = self.slots.get_mut(slot as usize) {
-            s.stand = Stand::Running(permit);
-            self.running += 1;
-            self.ready.push(slot);
+    fn get_mut(&mut self, id: RunId) -> Option<&mut Slot> {
+        self.slots.get_mut(id.index()).filter(|s| s.id == id)
+    }
+
+    /// Removes the slot of `id` (which exists) and moves its index to the next generation.
+    fn remove(&mut self, id: RunId) -> Slot {
+        if let Some(g) = self.generations.get_mut(id.index()) {
+            *g = id.generation().wrapping_add(1);
+        }
+        self.slots.remove(id.index())
+    }
+
+    /// Gives an admitted slot its permit and reports it ready. A slot that is gone (or an
+    /// earlier use of its index) drops the permit, which releases it.
+    pub fn admitted(&mut self, id: RunId, permit: Permit) {
+        if let Some(s) = self.get_mut(id) {
+            if matches!(s.stand, Stand::Waiting(_)) {
+                s.stand = Stand::Running(permit);
+                self.running += 1;
+                self.ready.push(id.get());
+            }
         }
     }
 
     /// Ends a running slot.
-    pub fn end(&mut self, slot: u32) -> Option<Ended> {
-        let running = self
-            .slots
-            .get(slot as usize)
-            .is_some_and(|s| matches!(s.stand, Stand::Running(_)));
-        if !running {
+    pub fn end(&mut self, id: RunId) -> Option<Ended> {
+        if !matches!(self.get_mut(id)?.stand, Stand::Running(_)) {
             return None;
         }
-        let s = self.slots.remove(slot as usize);
+        let s = self.remove(id);
         self.running -= 1;
         match s.stand {
             Stand::Running(permit) => Some(Ended {
@@ -139,48 +202,67 @@ impl Runs {
     }
 
     /// Takes a waiting slot out of line; returns its ticket to cancel with the controller.
-    pub fn cancel(&mut self, slot: u32) -> Option<Ticket> {
-        if !matches!(self.slots.get(slot as usize)?.stand, Stand::Waiting(_)) {
+    pub fn cancel(&mut self, id: RunId) -> Option<Ticket> {
+        if !matches!(self.get_mut(id)?.stand, Stand::Waiting(_)) {
             return None;
         }
-        match self.slots.remove(slot as usize).stand {
+        match self.remove(id).stand {
             Stand::Waiting(ticket) => Some(ticket),
             _ => None,
         }
     }
 
-    /// Slots whose deadline is at or before `now`: waiting ones are removed and their tickets
-    /// returned (to cancel); running ones are marked. All are reported expired.
+    /// Slots whose deadline is at or before `now`: waiting ones leave the line (their tickets
+    /// are returned, to cancel) and are held until [`Runs::release_expired`]; running ones are
+    /// marked. All are reported expired.
     pub fn expire(&mut self, now: u64) -> Vec<Ticket> {
         let mut tickets = Vec::new();
-        while let Some(&Reverse((at, slot, generation))) = self.deadlines.peek() {
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
             if at > now {
                 break;
             }
             self.deadlines.pop();
-            let Some(s) = self.slots.get_mut(slot as usize) else {
+            let Some(s) = self.get_mut(id) else {
                 continue;
             };
-            if s.generation != generation || s.expired {
+            if s.expired {
                 continue;
             }
-            self.expired.push((slot, u64::from(s.deadline_ms)));
-            if matches!(s.stand, Stand::Running(_)) {
-                s.expired = true;
-            } else if let Stand::Waiting(ticket) = self.slots.remove(slot as usize).stand {
-                tickets.push(ticket);
+            s.expired = true;
+            let ms = u64::from(s.deadline_ms);
+            if let Stand::Waiting(_) = s.stand {
+                if let Stand::Waiting(ticket) = std::mem::replace(&mut s.stand, Stand::Held) {
+                    tickets.push(ticket);
+                }
+                self.held += 1;
             }
+            self.expired.push((id, ms));
         }
         tickets
+    }
+
+    /// Frees the slots of expiries that were delivered (held waiting slots; running ones stay
+    /// until they end).
+    pub fn release_expired(&mut self, delivered: &[(RunId, u64)]) {
+        for &(id, _) in delivered {
+            if self
+                .get_mut(id)
+                .is_some_and(|s| matches!(s.stand, Stand::Held))
+            {
+                self.remove(id);
+                self.held -= 1;
+            }
+        }
     }
 
     /// The earliest deadline still pending (possibly of a slot already ended: waking early is
     /// harmless).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+        self.deadlines.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Moves up to `out.len()` ready slots into `out`, oldest first; returns how many.
+    /// Moves up to `out.len()` ready slots into `out`, oldest first; returns how many. What
+    /// does not fit stays, in order, for the next call: nothing is dropped.
     pub fn drain_ready(&mut self, out: &mut [u32]) -> usize {
         let n = self.ready.len().min(out.len());
         if let (Some(out), Some(ready)) = (out.get_mut(..n), self.ready.get(..n)) {
@@ -194,10 +276,10 @@ impl Runs {
         n
     }
 
-    /// Takes the ready list when it is exactly `slot` (just admitted, nothing else made ready):
+    /// Takes the ready list when it is exactly `id` (just admitted, nothing else made ready):
     /// the caller starts it itself. False, and nothing taken, otherwise.
-    pub fn take_ready_alone(&mut self, slot: u32) -> bool {
-        let alone = self.ready.as_slice() == [slot];
+    pub fn take_ready_alone(&mut self, id: RunId) -> bool {
+        let alone = self.ready.as_slice() == [id.get()];
         if alone {
             self.ready.clear();
         }
@@ -210,7 +292,8 @@ impl Runs {
     }
 
     /// Takes the slots reported expired since the last call, with each one's deadline (ms).
-    pub fn take_expired(&mut self) -> Vec<(u32, u64)> {
+    /// Waiting ones stay held until [`Runs::release_expired`] gets them back.
+    pub fn take_expired(&mut self) -> Vec<(RunId, u64)> {
         std::mem::take(&mut self.expired)
     }
 
@@ -219,8 +302,8 @@ impl Runs {
         !self.expired.is_empty()
     }
 
-    /// Slots waiting and running.
+    /// Slots waiting and running (held expired slots are neither).
     pub fn counts(&self) -> (usize, usize) {
-        (self.slots.len() - self.running, self.running)
+        (self.slots.len() - self.running - self.held, self.running)
     }
 }

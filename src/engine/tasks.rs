@@ -352,7 +352,12 @@ impl TaskTable {
         Ok(record)
     }
 
-    /// Whether the table holds `task`.
+    /// The id the next submitted task gets.
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    /// Whether `task` is held (open or settled, not forgotten).
     pub fn has(&self, task: TaskId) -> bool {
         let snap = self.store.snapshot();
         self.store.get(&snap, &task_key(task)).is_some()

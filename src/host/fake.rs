@@ -443,6 +443,18 @@ impl FakeHost {
     /// Answers an operation from the session's state now; some change it.
     fn query(&self, op: &HostOp, out: &mut Vec<Delivery>) -> HostOutcome {
         let now = self.clock.get();
+        if let HostOp::SessionStatuses = op {
+            // OpenCode's `session.status()`: the non-idle sessions only.
+            let mut busy: Vec<(SessionId, bool)> = self
+                .sessions
+                .borrow()
+                .iter()
+                .filter(|(_, s)| s.busy && !s.deleted)
+                .map(|(id, _)| (id.clone(), false))
+                .collect();
+            busy.sort();
+            return HostOutcome::Ok(HostReply::Statuses(busy));
+        }
         let Some(session) = op.session().cloned() else {
             return HostOutcome::BadReply("not a session operation".into());
         };
@@ -511,7 +523,9 @@ impl FakeHost {
                     busy: state.busy,
                 }))
             }
-            HostOp::CreateSession { .. } => HostOutcome::BadReply("not a query".into()),
+            HostOp::CreateSession { .. } | HostOp::SessionStatuses => {
+                HostOutcome::BadReply("not a query".into())
+            }
         }
     }
 

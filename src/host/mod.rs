@@ -15,7 +15,10 @@
 //! 3. Readings are validated where they enter (`MemoryReading::new`): the core sees only
 //!    well-formed values.
 
+mod clock;
 mod fake;
+
+pub use self::clock::Clock;
 
 use std::fmt;
 
@@ -72,6 +75,9 @@ pub enum HostOpKind {
     LastAssistantMessage,
     /// `checkSession(session)` → whether it exists and is busy.
     CheckSession,
+    /// `sessionStatuses()` → the status of every non-idle session (OpenCode's
+    /// `session.status()`): the liveness probe, one call for all the sessions it checks.
+    SessionStatuses,
 }
 
 impl HostOpKind {
@@ -84,6 +90,7 @@ impl HostOpKind {
             HostOpKind::DeleteSession => "deleteSession",
             HostOpKind::LastAssistantMessage => "lastAssistantMessage",
             HostOpKind::CheckSession => "checkSession",
+            HostOpKind::SessionStatuses => "sessionStatuses",
         }
     }
 }
@@ -132,6 +139,8 @@ pub enum HostOp {
         /// The session.
         session: SessionId,
     },
+    /// The statuses of every non-idle session (one call for all of them).
+    SessionStatuses,
 }
 
 impl HostOp {
@@ -144,13 +153,14 @@ impl HostOp {
             HostOp::DeleteSession { .. } => HostOpKind::DeleteSession,
             HostOp::LastAssistantMessage { .. } => HostOpKind::LastAssistantMessage,
             HostOp::CheckSession { .. } => HostOpKind::CheckSession,
+            HostOp::SessionStatuses => HostOpKind::SessionStatuses,
         }
     }
 
     /// The session the operation acts on (none for `CreateSession`).
     pub fn session(&self) -> Option<&SessionId> {
         match self {
-            HostOp::CreateSession { .. } => None,
+            HostOp::CreateSession { .. } | HostOp::SessionStatuses => None,
             HostOp::Prompt { session, .. }
             | HostOp::Abort { session }
             | HostOp::DeleteSession { session }
@@ -181,6 +191,10 @@ pub enum HostReply {
     Message(Option<AssistantMessage>),
     /// `checkSession`.
     Health(SessionHealth),
+    /// `sessionStatuses`: the sessions that are not idle, each with whether OpenCode is
+    /// retrying a provider error in it (`retry`) rather than plainly `busy`. A session absent
+    /// from the list is idle or gone.
+    Statuses(Vec<(SessionId, bool)>),
 }
 
 impl HostReply {
@@ -191,6 +205,7 @@ impl HostReply {
             HostReply::Done => "done",
             HostReply::Message(_) => "a message",
             HostReply::Health(_) => "a health check",
+            HostReply::Statuses(_) => "session statuses",
         }
     }
 }

@@ -272,6 +272,38 @@ impl Pool {
         }
     }
 
+    /// The host says `session` is idle now (the liveness probe found it so): a busy that an
+    /// event reported, with its idle lost or delivered first, no longer holds it.
+    pub fn settled_idle(&mut self, session: &SessionId, now: u64) {
+        if let Some(e) = self.sessions.get_mut(session) {
+            if e.busy {
+                e.busy = false;
+                e.last_activity = e.last_activity.max(now);
+            }
+        }
+    }
+
+    /// Sessions not serving a task that an event last said were busy and that nothing was
+    /// heard from for `quiet` ms, oldest first: the liveness probe asks about them.
+    pub fn suspects(&self, now: u64, quiet: u64) -> Vec<SessionId> {
+        let out = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| {
+                e.busy && e.state != State::InUse && now.saturating_sub(e.last_activity) >= quiet
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.oldest_first(out)
+    }
+
+    /// Whether any session not serving a task is believed busy (the probe must keep watching).
+    pub fn has_busy(&self) -> bool {
+        self.sessions
+            .values()
+            .any(|e| e.busy && e.state != State::InUse)
+    }
+
     /// The host deleted `session` (its own `session.deleted` event, or our delete succeeded).
     pub fn deleted(&mut self, session: &SessionId) {
         if self.sessions.remove(session).is_some() {

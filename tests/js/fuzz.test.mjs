@@ -3,10 +3,15 @@
 // every trap throws, functions that throw or call back into the engine, host functions that
 // re-enter, calls after `dispose` — checked for: no WebAssembly trap, no "recursive use" error,
 // no unhandled rejection, and every error the engine raises an `Error` with a string `code`.
+// The host misbehaves too, as random operations: bus events lost, repeated and reordered; calls
+// that never answer; the wall clock stepping either way (a day ahead, once); host functions that
+// throw or answer with revoked proxies and promises whose `then` throws. After the calls, every
+// task settles within its deadline plus the liveness interval, and every `wait` settles once.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { FakeServer, loadEngine, settle } from "./fake-server.mjs";
+import { filterEvents, never, revoked, throwingThen } from "./hostile.mjs";
 
 const Engine = loadEngine();
 const RUNS = Number(process.env.FOREMAN_FUZZ_RUNS ?? 10_000);
@@ -137,8 +142,12 @@ const anyArg = fc.oneof(
 const methods = [
   "delegate", "wait", "cancel", "status", "list", "stats", "on", "journalExport", "journalHead", "verify", "fence",
   "resolve", "reject", "hostEvent", "createSession", "run", "run", "run", "dispose", "restore", "advance",
-  "breaker", "breaker",
+  "breaker", "breaker", "mischief", "mischief",
 ];
+
+/** What the host does wrong, chosen by a `mischief` call's first argument. */
+const MISCHIEF = ["lose", "repeat", "reorder", "behave", "hang", "throwRevoked", "rejectRevoked", "thenThrows", "stepBack", "stepAhead", "dayAhead"];
+const SETTLED = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
 
 const call = fc.record({
   method: fc.constantFrom(...methods),
@@ -149,14 +158,52 @@ async function play(calls) {
   const server = new FakeServer({ turnMs: 500, fail: (text) => (String(text).endsWith("!") ? { status: 503 } : null) });
   const base = server.host();
   let count = 0;
+  // The host's misbehaviour, set by `mischief` calls.
+  let events = "behave";
+  let misanswer = null; // the next host operation's answer: hang, throw, reject, then-throws
+  let step = 0; // the wall clock's error, ms
+  let spike = 0; // readings left a day ahead
+  filterEvents(server, (e, held) => {
+    if (events === "lose") return [];
+    if (events === "repeat") return [e, e];
+    if (events === "reorder") {
+      held.push(e);
+      return held.length > 2 ? held.splice(0).reverse() : [];
+    }
+    return [...held.splice(0), e];
+  });
+  const op = (name) => (input, id) => {
+    const how = misanswer;
+    misanswer = null;
+    if (how === "hang") return never();
+    if (how === "throwRevoked") throw revoked();
+    if (how === "rejectRevoked") return Promise.reject(revoked());
+    if (how === "thenThrows") return throwingThen(Promise.reject(new UserError("503")));
+    return base[name](input, id);
+  };
   const host = {
     ...base,
+    now: () => {
+      if (spike > 0) {
+        spike--;
+        return server.clock + 86_400_000;
+      }
+      return Math.max(0, server.clock + step);
+    },
+    monotonic: () => server.clock,
+    prompt: op("prompt"),
+    abort: op("abort"),
+    deleteSession: op("deleteSession"),
+    lastAssistantMessage: op("lastAssistantMessage"),
+    checkSession: op("checkSession"),
+    sessionStatuses: op("sessionStatuses"),
     // Every few calls the host re-enters the engine synchronously before answering.
     createSession: (input, id) => {
       if (++count % 3 === 0) reentrant();
-      return base.createSession(input, id);
+      return op("createSession")(input, id);
     },
   };
+  const waits = [];
   let engine = server.attach(new Engine(host, { lanes: { worker: 3, bench: 2 } }));
   current = engine;
   for (const { method, args: generated } of calls) {
@@ -164,7 +211,16 @@ async function play(calls) {
     const where = `${method}(${args.length} args)`;
     try {
       let result;
-      if (method === "advance") {
+      if (method === "mischief") {
+        const n = typeof generated[0] === "number" && Number.isFinite(generated[0]) ? Math.abs(generated[0] | 0) : 0;
+        const what = MISCHIEF[(n + generated.length * 5) % MISCHIEF.length];
+        if (["lose", "repeat", "reorder", "behave"].includes(what)) events = what;
+        else if (what === "stepBack") step -= 10_000;
+        else if (what === "stepAhead") step += 10_000;
+        else if (what === "dayAhead") spike = 1;
+        else misanswer = what;
+        continue;
+      } else if (method === "advance") {
         await server.advance(typeof args[0] === "number" && Number.isFinite(args[0]) ? Math.abs(args[0]) % 120_000 : 1_000);
         continue;
       } else if (method === "restore") {
@@ -180,6 +236,11 @@ async function play(calls) {
         result = engine.breaker(key).execute(args[1]);
       } else {
         result = engine[method](...args);
+        if (method === "wait" && result && typeof result.then === "function") {
+          const w = { settled: 0 };
+          result.then(() => w.settled++, () => w.settled++);
+          waits.push(w);
+        }
       }
       watch(result, where);
     } catch (e) {
@@ -187,12 +248,30 @@ async function play(calls) {
     }
   }
   await server.advance(5_000);
+  // The host behaves again (as after a reconnect); every open task settles within its deadline
+  // plus the liveness interval (and the call timeout, for a call that hung): a day at most.
+  events = "behave";
+  misanswer = null;
+  let open = [];
+  try {
+    for (let hours = 0; hours < 26; hours++) {
+      open = engine.list().filter((t) => !SETTLED.has(t.state));
+      if (open.length === 0) break;
+      await server.advance(3_600_000);
+    }
+    open = engine.list().filter((t) => !SETTLED.has(t.state));
+  } catch (e) {
+    check(e, "drain");
+  }
+  if (open.length > 0) problems.push(`tasks never settled: ${JSON.stringify(open.map((t) => [t.id, t.state]))}`);
   try {
     engine.dispose();
   } catch (e) {
     check(e, "final dispose");
   }
   await settle();
+  const unsettled = waits.filter((w) => w.settled !== 1).length;
+  if (unsettled > 0) problems.push(`${unsettled} waits did not settle exactly once`);
 }
 
 test(`fuzz: ${RUNS} runs × ${CALLS} calls: no trap, no recursive use, no unhandled rejection, coded errors (seed ${SEED})`, async () => {

@@ -658,10 +658,10 @@ fn run_request(o: &Orchestrator, priority: Priority) -> RunRequest {
     }
 }
 
-fn ready(o: &mut Orchestrator) -> Vec<u32> {
+fn ready(o: &mut Orchestrator) -> Vec<RunId> {
     let mut out = [0u32; 64];
     let n = o.drain_run_ready(&mut out);
-    out[..n].to_vec()
+    out[..n].iter().map(|&r| RunId::from_raw(r)).collect()
 }
 
 #[test]
@@ -670,7 +670,7 @@ fn run_tasks_share_the_lane_limit_and_order_with_sub_agent_tasks() {
     // Two sub-agent tasks take two of the worker lane's 8 slots (their sessions are pending).
     o.submit(1, spec()).unwrap();
     o.submit(1, spec()).unwrap();
-    let slots: Vec<u32> = (0..10)
+    let slots: Vec<RunId> = (0..10)
         .map(|_| o.run_submit(1, run_request(&o, Priority::Normal)).unwrap())
         .collect();
     assert_eq!(ready(&mut o), slots[..6].to_vec(), "6 slots were free");
@@ -746,4 +746,43 @@ fn a_run_that_fails_upstream_counts_for_its_key_breaker() {
         "BREAKER_OPEN",
         "five upstream failures open the breaker"
     );
+}
+
+#[test]
+fn an_expired_run_keeps_its_index_until_the_expiry_is_delivered_and_old_ids_reach_nothing() {
+    let config = Config::from_input(ConfigInput {
+        lanes: Some([("worker".to_owned(), 1.0)].into_iter().collect()),
+        ..ConfigInput::default()
+    })
+    .unwrap();
+    let mut o = Orchestrator::new(&config, 1);
+    let running = o.run_submit(0, run_request(&o, Priority::Normal)).unwrap();
+    let mut req = run_request(&o, Priority::Normal);
+    req.deadline_ms = Some(10);
+    let waiting = o.run_submit(0, req).unwrap();
+    assert_eq!(ready(&mut o), vec![running]);
+    o.tick(10).unwrap();
+    let expired = o.runs_mut().take_expired();
+    assert_eq!(expired, vec![(waiting, 10)]);
+    // A run submitted before the expiry is delivered (a host function calling `run`) gets
+    // another index: the expiry cannot reach it.
+    let between = o.run_submit(11, run_request(&o, Priority::Normal)).unwrap();
+    assert_ne!(between.index(), waiting.index());
+    o.runs_mut().release_expired(&expired);
+    // Once delivered the index is used again, under a new generation: the old id is refused.
+    o.run_end(12, running, Outcome::Success).unwrap();
+    assert_eq!(ready(&mut o), vec![between]);
+    let again = o.run_submit(13, run_request(&o, Priority::Normal)).unwrap();
+    assert!(again.index() == waiting.index() || again.index() == running.index());
+    assert_ne!(again, waiting);
+    assert_ne!(again, running);
+    assert!(
+        !o.run_cancel(14, waiting),
+        "an earlier use's id reaches nothing"
+    );
+    assert_eq!(
+        o.run_end(14, running, Outcome::Success).unwrap_err().code(),
+        "INVALID_INPUT"
+    );
+    assert_eq!(o.runs().counts(), (1, 1));
 }
