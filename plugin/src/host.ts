@@ -152,6 +152,9 @@ export function createHost(client: SessionClient, directory: string, options: Ho
     createMs: () => createMean,
     // Epoch ms: the clock OpenCode stamps messages with, which the completion rule compares.
     now: () => Date.now(),
+    // Timers and deadlines run on this one, so a wall-clock step (NTP, a suspended laptop
+    // waking) moves none of them.
+    monotonic: () => performance.now(),
     memory: memoryReading,
     async createSession(input) {
       let title = input.title;

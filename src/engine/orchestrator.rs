@@ -103,6 +103,11 @@ struct Live {
     /// A cancelled task settles `cancelled` by then, whether its abort answers or not.
     cancel_by: Option<u64>,
     blocked_on_deps: bool,
+    /// When its session was last found idle (an idle event, or absent from the status map)
+    /// since it was last seen busy.
+    idle_at: Option<u64>,
+    /// When a check first found its turn over (idle) with no final reply.
+    unfinished_since: Option<u64>,
 }
 
 /// A task's transition, for listeners.
@@ -621,6 +626,8 @@ impl Orchestrator {
                     }
                     if let Some(l) = self.live.get_mut(&task) {
                         l.seen_busy = true;
+                        l.idle_at = None;
+                        l.unfinished_since = None;
                     }
                     if let Some(TaskState::Dispatched { session, at_ms }) =
                         self.tasks.get(task).map(|r| r.state)
@@ -632,6 +639,7 @@ impl Orchestrator {
             HostEvent::Idle(_) => {
                 self.pool.activity(&session, false, now);
                 if let Some(task) = task {
+                    self.found_idle(now, task);
                     let (seen_busy, pending) = self
                         .live
                         .get(&task)
@@ -1168,6 +1176,13 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// The task's session was found idle (an idle event, or absent from the status map).
+    pub(super) fn found_idle(&mut self, now: u64, task: TaskId) {
+        if let Some(l) = self.live.get_mut(&task) {
+            l.idle_at = Some(now);
+        }
+    }
+
     fn check(&mut self, task: TaskId, session: SessionId) {
         if let Some(l) = self.live.get_mut(&task) {
             if l.check_pending {
@@ -1213,6 +1228,28 @@ impl Orchestrator {
                 if let Some(l) = self.live.get_mut(&task) {
                     l.seen_busy = true;
                     l.deadline_at = Some(now + record.spec.deadline_ms);
+                }
+            }
+            if let TaskState::Running { .. } = record.state {
+                // Its turn is over (the session is idle) and no final reply came: seen so twice,
+                // an interval apart, the turn died — OpenCode stopped mid-turn, e.g. a restart
+                // whose journal had it running. Its outcome is unknown: not sent again.
+                let interval = self.liveness.interval_ms;
+                let dead = self.live.get_mut(&task).is_some_and(|l| {
+                    l.idle_at.is_some() && now >= *l.unfinished_since.get_or_insert(now) + interval
+                });
+                if dead {
+                    return self.settle(
+                        now,
+                        task,
+                        TaskState::Failed {
+                            class: FailureClass::Invalid,
+                            message: "its session went idle without finishing the turn (OpenCode \
+                                      stopped mid-turn?); the outcome is unknown and the prompt \
+                                      was not sent again"
+                                .into(),
+                        },
+                    );
                 }
             }
             return Ok(()); // not done yet: a later idle (or poll) checks again

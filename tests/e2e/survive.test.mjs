@@ -128,12 +128,17 @@ test("a server killed with 10 tasks running restarts: the journal is restored, e
     const out = (last = await ask(restart, "foreman_list", {}));
     const lines = out.split("\n").filter((l) => /^#\d+ /.test(l));
     return lines.length >= 10 && lines.every((l) => settled.test(l)) && out;
-  }, 60_000, () => `; foreman_list says:\n${last}\nforeman's log:\n${opencode.log.join("").split("\n").filter((l) => l.includes("foreman")).slice(-30).join("\n")}`);
+  }, 120_000, () => `; foreman_list says:\n${last}\nforeman's log:\n${opencode.log.join("").split("\n").filter((l) => l.includes("foreman")).slice(-30).join("\n")}`);
   t.diagnostic(`after the restart:\n${list}`);
   for (let i = 0; i < 10; i++) {
     const sent = model.log.filter((r) => r.text === `SLEEP 4000 SAY restart ${i}`).length;
     assert.equal(sent, 1, `prompt ${i} reached the model ${sent} times`);
   }
+  // Their parent is told, in one synthetic notice.
+  await until("the parent told what happened to its tasks", async () => {
+    const messages = (await client.session.messages({ path: { id: parent }, query: { directory: restart } })).data;
+    return messages.some((m) => m.parts.some((p) => p.type === "text" && p.synthetic && /#1\b/.test(p.text) && /#10\b/.test(p.text)));
+  }, 30_000);
   const busy = (await client.session.status({ query: { directory: restart } })).data;
   assert.deepEqual(busy, {}, "no session left busy");
 

@@ -9,6 +9,10 @@
 //!   with class `invalid`) is asked per suspect instead: `lastAssistantMessage` for tasks,
 //!   `checkSession` for pool sessions. So a lost `idle` costs at most one interval, and a stray
 //!   busy cannot keep a pool session from retirement.
+//! - **Turns that died.** A running task whose session is found idle with no final reply, and
+//!   still so one interval later, settles failed (class `invalid`: it counts for no breaker and
+//!   is not re-sent): OpenCode stopped mid-turn, e.g. killed and restarted while the journal
+//!   had it running. Without this it would wait for its deadline.
 //! - **Calls that never answer.** Every host call has a timeout (`liveness.callTimeoutMs`); a
 //!   call that passes it is answered here with class `timeout`, and what it was for moves on as
 //!   after any failure of that class (a session creation is retried, a prompt fails or retries
@@ -126,6 +130,7 @@ impl Orchestrator {
                 for (task, session) in tasks {
                     // Absent: idle or gone — its last message says whether it finished.
                     if !busy.contains(&session) {
+                        self.found_idle(now, task);
                         suspects.push((task, session));
                     }
                 }
