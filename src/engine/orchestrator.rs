@@ -324,34 +324,30 @@ impl Orchestrator {
         let next = self.tasks.next_id();
         let batch = |task: TaskId| task.get() >= next && task.get() - next < earlier;
         spec.validate()?;
+        self.check_admission(now, spec)?;
+        for dep in &spec.depends_on {
+            if !self.tasks.has(*dep) && !batch(*dep) {
+                return Err(Error::input("dependsOn", self.tasks.missing_reason(*dep)));
+            }
+        }
+        if let Some(prev) = spec.follow_up_of {
+            if !self.tasks.has(prev) && !batch(prev) {
+                return Err(Error::input("followUpOf", self.tasks.missing_reason(prev)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The controller's refusals at submit (memory pressure for LOW work, an open breaker with
+    /// `fail_fast`), checked before anything is written.
+    fn check_admission(&self, now: u64, spec: &TaskSpec) -> Result<(), Error> {
         self.controller.check(
             now,
             &spec.agent,
             spec.model.as_deref(),
             spec.priority,
             spec.fail_fast,
-        )?;
-        let gone = |task: TaskId| {
-            if self.tasks.was_forgotten(task) {
-                format!(
-                    "task {} settled and was forgotten by the retention rule: its outcome is not known any more",
-                    task.get()
-                )
-            } else {
-                format!("no task {}", task.get())
-            }
-        };
-        for dep in &spec.depends_on {
-            if !self.tasks.has(*dep) && !batch(*dep) {
-                return Err(Error::input("dependsOn", gone(*dep)));
-            }
-        }
-        if let Some(prev) = spec.follow_up_of {
-            if !self.tasks.has(prev) && !batch(prev) {
-                return Err(Error::input("followUpOf", gone(prev)));
-            }
-        }
-        Ok(())
+        )
     }
 
     /// Accepts a task. It waits for its dependencies, then for admission.
@@ -361,13 +357,7 @@ impl Orchestrator {
         self.at(now);
         spec.validate()?;
         self.retire(now)?;
-        self.controller.check(
-            now,
-            &spec.agent,
-            spec.model.as_deref(),
-            spec.priority,
-            spec.fail_fast,
-        )?;
+        self.check_admission(now, &spec)?;
         let deps = spec.depends_on.clone();
         let (id, new) = self.tasks.submit(now, spec)?;
         if !new {

@@ -216,6 +216,18 @@ impl TaskTable {
         task.get() >= 1 && task.get() < self.next_id && self.get(task).is_none()
     }
 
+    /// Why a dependency or follow-up on `task`, not held, cannot be accepted.
+    pub fn missing_reason(&self, task: TaskId) -> String {
+        if self.was_forgotten(task) {
+            format!(
+                "task {} settled and was forgotten by the retention rule: its outcome is not known any more",
+                task.get()
+            )
+        } else {
+            format!("no task {}", task.get())
+        }
+    }
+
     /// `UNKNOWN_TASK` or `TASK_FORGOTTEN` for a task not held.
     pub fn missing(&self, task: TaskId) -> Error {
         if self.was_forgotten(task) {
@@ -266,24 +278,14 @@ impl TaskTable {
                 return Ok((TaskId(id), false));
             }
         }
-        let gone = |t: &TaskTable, task: TaskId| -> String {
-            if t.was_forgotten(task) {
-                format!(
-                    "task {} settled and was forgotten by the retention rule: its outcome is not known any more",
-                    task.get()
-                )
-            } else {
-                format!("no task {}", task.get())
-            }
-        };
         for dep in &spec.depends_on {
             if !self.has(*dep) {
-                return Err(Error::input("dependsOn", gone(self, *dep)));
+                return Err(Error::input("dependsOn", self.missing_reason(*dep)));
             }
         }
         if let Some(prev) = spec.follow_up_of {
             if !self.has(prev) {
-                return Err(Error::input("followUpOf", gone(self, prev)));
+                return Err(Error::input("followUpOf", self.missing_reason(prev)));
             }
         }
         if self.next_id >= crate::engine::runs::RUN_BIT {
