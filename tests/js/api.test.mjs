@@ -3,6 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeServer, loadEngine, settle } from "./fake-server.mjs";
+import { throwsCode } from "./check.mjs";
 
 const Engine = loadEngine();
 
@@ -10,20 +11,6 @@ function setup(options = {}, config = { lanes: { worker: 2 } }) {
   const server = new FakeServer(options);
   const engine = server.attach(new Engine(server.host(), config));
   return { server, engine };
-}
-
-/** Asserts `fn` throws a ForemanError with `code` (and returns it). */
-function throwsCode(fn, code) {
-  let caught;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof Error, `expected a throw with ${code}`);
-  assert.equal(caught.name, "ForemanError");
-  assert.equal(caught.code, code, caught.message);
-  return caught;
 }
 
 async function rejectsCode(promise, code) {

@@ -6,21 +6,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeServer, loadEngine } from "./fake-server.mjs";
+import { throwsCode } from "./check.mjs";
 
 const Engine = loadEngine();
-
-/** Asserts `fn` throws a ForemanError with `code` (and returns it). */
-function throwsCode(fn, code) {
-  let caught;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught, `expected ${code}, nothing thrown`);
-  assert.equal(caught.code, code, caught.message);
-  return caught;
-}
 
 async function rejectsCode(promise, code) {
   await assert.rejects(promise, (e) => e.code === code || assert.fail(`${e.code}: ${e.message}`));
