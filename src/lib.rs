@@ -24,7 +24,8 @@ pub mod ids;
 pub mod sessions;
 pub mod store;
 
-/// The `#[wasm_bindgen]` API. It compiles natively too, but its functions need a JS engine.
+/// The JavaScript API (the exported `Engine` class). It compiles natively too, but its
+/// functions need a JS engine.
 pub mod bindings;
 
 mod codec;
