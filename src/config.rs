@@ -23,8 +23,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::control::{AimdConfig, BreakerConfig, GateConfig};
 use crate::error::Error;
 
@@ -39,8 +37,7 @@ pub const MAX_MS: u32 = 86_400_000;
 pub const OTHER_LANE: &str = "other";
 
 /// Configuration as the user writes it. Every field is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct ConfigInput {
     /// Concurrency per agent type, merged over the defaults.
     pub lanes: Option<BTreeMap<String, f64>>,
@@ -63,8 +60,7 @@ pub struct ConfigInput {
 }
 
 /// `liveness` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct LivenessInput {
     /// Interval of the liveness probe, ms.
     pub interval_ms: Option<f64>,
@@ -108,8 +104,7 @@ impl Default for LivenessConfig {
 }
 
 /// `retention` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct RetentionInput {
     /// Settled tasks kept, at most.
     pub max_tasks: Option<f64>,
@@ -154,8 +149,7 @@ impl Default for RetentionConfig {
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// `breaker` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct BreakerInput {
     /// Consecutive counted failures that open the breaker.
     pub failure_threshold: Option<f64>,
@@ -168,8 +162,7 @@ pub struct BreakerInput {
 }
 
 /// `adaptive` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct AdaptiveInput {
     /// Whether limits adapt.
     pub enabled: Option<bool>,
@@ -180,8 +173,7 @@ pub struct AdaptiveInput {
 }
 
 /// `pressure` as written; fractions of the host's memory limit.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct PressureInput {
     /// Refuse LOW work at or above this fraction.
     pub refuse_at: Option<f64>,
@@ -192,8 +184,7 @@ pub struct PressureInput {
 }
 
 /// `fairness` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct FairnessInput {
     /// Higher-priority admissions after which a waiting lower level goes.
     pub low_every: Option<f64>,

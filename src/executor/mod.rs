@@ -24,9 +24,8 @@ mod lanes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
-use futures::task::{ArcWake, waker};
 use slab::Slab;
 
 pub use self::lanes::{Lanes, Steal};
@@ -61,15 +60,15 @@ struct JobWaker {
     ready: Arc<Ready>,
 }
 
-impl ArcWake for JobWaker {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
+impl Wake for JobWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
         // A poisoned lock only means a panic elsewhere; the list itself is still sound.
-        let mut jobs = arc_self
-            .ready
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        jobs.push(arc_self.job);
+        let mut jobs = self.ready.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.push(self.job);
     }
 }
 
@@ -276,7 +275,7 @@ impl Executor {
         };
         entry.queued = false;
         entry.home = slot;
-        let waker = waker(Arc::new(JobWaker {
+        let waker = Waker::from(Arc::new(JobWaker {
             job,
             ready: Arc::clone(&self.ready),
         }));
