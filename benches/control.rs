@@ -9,7 +9,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use foreman::control::{Breaker, BreakerConfig, Controller, Outcome, Request};
+use foreman::config::BreakerConfig;
+use foreman::control::{Breaker, Controller, Outcome, Request};
 use foreman::{Config, Priority, TaskId};
 
 fn request(id: u32, priority: Priority) -> Request<'static> {

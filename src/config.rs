@@ -23,8 +23,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::control::{AimdConfig, BreakerConfig, GateConfig};
 use crate::error::Error;
+
+mod parts;
+
+pub use self::parts::{AimdConfig, BreakerConfig, GateConfig};
 
 /// The highest concurrency limit accepted anywhere: far above any provider's rate limit, low
 /// enough that a typo (`80000`) is caught.

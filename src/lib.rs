@@ -5,8 +5,8 @@
 //! builds natively (everything but [`bindings`] is plain Rust, tested with `cargo test`) and to
 //! WebAssembly, where [`bindings`] exports the `Engine` class a JavaScript host drives.
 //!
-//! Layers, from the bottom: [`error`], [`ids`] ← [`host`] ← [`control`], [`executor`],
-//! [`sessions`], [`store`] ← [`engine`] ← `bindings`.
+//! Layers, from the bottom: [`error`], [`ids`], `codec` ← [`host`], [`config`] ← [`control`],
+//! [`executor`], [`sessions`], [`store`] ← [`engine`] ← `bindings`.
 //! See `ARCHITECTURE.md` for the codemap and the invariants each layer keeps.
 //!
 //! Time and memory come from the host ([`host::Host`]): the standard library clock traps on

@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use foreman::FailureClass;
-use foreman::control::{Breaker, BreakerConfig, BreakerState, Outcome, Verdict};
+use foreman::config::BreakerConfig;
+use foreman::control::{Breaker, BreakerState, Outcome, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {

@@ -8,7 +8,9 @@
 //! 3. A source file under `src/` that is not a test file has at most [`MAX_LINES`] lines, except
 //!    the files in [`LONG_FILES`], each held to its own cap. The list only shrinks: an entry
 //!    whose file got short enough (or went away) must be removed.
-//! 4. Public items carry docs: the `missing_docs` lint is on and the checks that run it refuse
+//! 4. No two modules of the crate import each other, directly or through others (a type two
+//!    layers need lives in the lower one).
+//! 5. Public items carry docs: the `missing_docs` lint is on and the checks that run it refuse
 //!    warnings, and every `pub` item in a non-test file has a `///` comment (this also covers
 //!    items the lint cannot see, in modules that are not public).
 //!
@@ -364,6 +366,68 @@ fn check_docs_lint(cargo_toml: &str, test_sh: &str) -> Vec<String> {
     problems
 }
 
+/// The crate's import graph: for each module directly under `src/`, the other such modules its
+/// non-test code names as `crate::name`.
+fn import_graph() -> Vec<(String, Vec<String>)> {
+    let mut graph: Vec<(String, Vec<String>)> = Vec::new();
+    for path in files_under("src") {
+        if !path.ends_with(".rs") || is_test_file(&path) || path == "src/lib.rs" {
+            continue;
+        }
+        let module = path["src/".len()..]
+            .split(['/', '.'])
+            .next()
+            .unwrap()
+            .to_string();
+        let text = read(&root().join(&path));
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let mut uses: Vec<String> = code
+            .split("crate::")
+            .skip(1)
+            .map(|rest| {
+                rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .filter(|m| *m != module && !m.is_empty())
+            .collect();
+        match graph.iter_mut().find(|(m, _)| *m == module) {
+            Some((_, all)) => all.append(&mut uses),
+            None => graph.push((module, uses)),
+        }
+    }
+    for (_, uses) in &mut graph {
+        uses.sort();
+        uses.dedup();
+    }
+    graph
+}
+
+/// The import cycles of a graph, each shown as `a → b → a` (one per module it passes through).
+fn cycles(graph: &[(String, Vec<String>)]) -> Vec<String> {
+    fn visit(graph: &[(String, Vec<String>)], path: &mut Vec<String>, found: &mut Vec<String>) {
+        let last = path.last().unwrap().clone();
+        let Some((_, uses)) = graph.iter().find(|(m, _)| *m == last) else {
+            return;
+        };
+        for next in uses {
+            if *next == path[0] {
+                found.push(format!("{} → {next}", path.join(" → ")));
+            } else if !path.contains(next) {
+                path.push(next.clone());
+                visit(graph, path, found);
+                path.pop();
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for (module, _) in graph {
+        visit(graph, &mut vec![module.clone()], &mut found);
+    }
+    found
+}
+
 fn report(problems: Vec<String>) {
     assert!(problems.is_empty(), "tidy:\n  {}", problems.join("\n  "));
 }
@@ -455,6 +519,16 @@ fn public_items_have_docs() {
     report(problems);
 }
 
+#[test]
+fn modules_import_in_one_direction() {
+    report(
+        cycles(&import_graph())
+            .into_iter()
+            .map(|c| format!("import cycle: {c}"))
+            .collect(),
+    );
+}
+
 // The checks fail on bad input.
 
 #[test]
@@ -512,4 +586,19 @@ fn docs_check_refuses_an_undocumented_item_and_field() {
     assert!(undocumented("a.rs", "pub use b::C;\n/// Doc.\npub mod m;\n", &no_header).is_empty());
     assert!(undocumented("a.rs", "pub mod m;\n", &|m| m == "m").is_empty());
     assert!(!check_docs_lint("missing_docs = \"allow\"", "").is_empty());
+}
+
+#[test]
+fn cycle_check_finds_a_loop_through_three_modules() {
+    let graph = [
+        ("a".to_string(), vec!["b".to_string()]),
+        ("b".to_string(), vec!["c".to_string()]),
+        ("c".to_string(), vec!["a".to_string(), "d".to_string()]),
+        ("d".to_string(), vec![]),
+    ];
+    assert_eq!(
+        cycles(&graph),
+        ["a → b → c → a", "b → c → a → b", "c → a → b → c"]
+    );
+    assert!(cycles(&graph[1..]).is_empty());
 }

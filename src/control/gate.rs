@@ -16,28 +16,8 @@
 //! 2. After closing, the gate reopens only on a fresh reading below `resume_below`, or when the
 //!    last reading goes stale.
 
+use crate::config::GateConfig;
 use crate::host::MemoryReading;
-
-/// Gate settings, in per-mille of the host's limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GateConfig {
-    /// Close at or above this (default 800 ‰).
-    pub refuse_at_per_mille: u64,
-    /// Open again below this (default 750 ‰).
-    pub resume_below_per_mille: u64,
-    /// A reading older than this no longer counts, ms (default 10 000).
-    pub stale_ms: u64,
-}
-
-impl Default for GateConfig {
-    fn default() -> Self {
-        GateConfig {
-            refuse_at_per_mille: 800,
-            resume_below_per_mille: 750,
-            stale_ms: 10_000,
-        }
-    }
-}
 
 /// The gate.
 #[derive(Debug, Clone)]

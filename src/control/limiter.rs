@@ -11,26 +11,7 @@
 //! 2. `effective` never grows on a success observed with less than half of it in use.
 //! 3. At most one decrease per window: two decreases are ≥ `window_ms` apart.
 
-/// AIMD settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AimdConfig {
-    /// Whether the limit adapts at all; when off, `effective == configured`.
-    pub enabled: bool,
-    /// Consecutive qualifying successes per +1 (default 3).
-    pub grow_after: u32,
-    /// Minimum time between two decreases, ms (default 5 000).
-    pub window_ms: u64,
-}
-
-impl Default for AimdConfig {
-    fn default() -> Self {
-        AimdConfig {
-            enabled: true,
-            grow_after: 3,
-            window_ms: 5_000,
-        }
-    }
-}
+use crate::config::AimdConfig;
 
 /// One adaptive limit.
 #[derive(Debug, Clone)]

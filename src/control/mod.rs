@@ -39,14 +39,14 @@ mod queue;
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
-pub use self::breaker::{Breaker, BreakerConfig, BreakerState, Outcome, Verdict};
-pub use self::gate::{Gate, GateConfig};
-pub use self::limiter::{Aimd, AimdConfig};
+pub use self::breaker::{Breaker, BreakerState, Outcome, Verdict};
+pub use self::gate::Gate;
+pub use self::limiter::Aimd;
 pub use self::permit::Permit;
 pub use self::queue::{List, MAX_NODES, Nodes};
 
 use self::permit::Ledger;
-use crate::config::Config;
+use crate::config::{AimdConfig, BreakerConfig, Config};
 use crate::error::Error;
 use crate::host::MemoryReading;
 use crate::ids::{Priority, TaskId};
