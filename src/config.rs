@@ -31,13 +31,13 @@ pub use self::parts::{AimdConfig, BreakerConfig, GateConfig};
 
 /// The highest concurrency limit accepted anywhere: far above any provider's rate limit, low
 /// enough that a typo (`80000`) is caught.
-pub const MAX_LIMIT: u32 = 1024;
+pub(crate) const MAX_LIMIT: u32 = 1024;
 
 /// The longest duration accepted, ms (one day).
-pub const MAX_MS: u32 = 86_400_000;
+pub(crate) const MAX_MS: u32 = 86_400_000;
 
 /// The lane agents without a lane of their own share.
-pub const OTHER_LANE: &str = "other";
+pub(crate) const OTHER_LANE: &str = "other";
 
 /// Configuration as the user writes it. Every field is optional.
 #[derive(Debug, Clone, Default)]
@@ -149,7 +149,7 @@ impl Default for RetentionConfig {
 
 /// The default memory budget, bytes (1 GiB: wasm32's memory ends at 4 GiB, and a checkpoint
 /// and an export need room beside the state).
-pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+pub(crate) const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// `breaker` as written.
 #[derive(Debug, Clone, Default)]
@@ -194,7 +194,7 @@ pub struct FairnessInput {
 }
 
 /// The keys each object in a config may have, by path; the JS boundary refuses others.
-pub const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
+pub(crate) const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
     (
         "",
         &[
@@ -459,7 +459,7 @@ fn fraction(key: &str, value: f64) -> Result<u64, Error> {
 /// A number for an error message, written with integer arithmetic: whole numbers as they are,
 /// others to three decimals (`0.857`), very large ones as `≥ 2^63`. (Rust's float formatting
 /// would add ~19 KB to the wasm module for error messages alone.)
-pub fn show_number(n: f64) -> String {
+pub(crate) fn show_number(n: f64) -> String {
     if n.is_nan() {
         return "NaN".into();
     }

@@ -15,7 +15,7 @@ use crate::config::AimdConfig;
 
 /// One adaptive limit.
 #[derive(Debug, Clone)]
-pub struct Aimd {
+pub(crate) struct Aimd {
     config: AimdConfig,
     configured: u32,
     effective: u32,
@@ -25,7 +25,7 @@ pub struct Aimd {
 
 impl Aimd {
     /// A limit starting at its ceiling `configured` (at least 1).
-    pub fn new(configured: u32, config: AimdConfig) -> Self {
+    pub(crate) fn new(configured: u32, config: AimdConfig) -> Self {
         let configured = configured.max(1);
         Aimd {
             config,
@@ -37,18 +37,18 @@ impl Aimd {
     }
 
     /// The ceiling.
-    pub fn configured(&self) -> u32 {
+    pub(crate) fn configured(&self) -> u32 {
         self.configured
     }
 
     /// The limit in force.
-    pub fn effective(&self) -> u32 {
+    pub(crate) fn effective(&self) -> u32 {
         self.effective
     }
 
     /// A success finished while `in_use` permits (itself included) were held. Returns whether
     /// the limit grew.
-    pub fn on_success(&mut self, in_use: u32) -> bool {
+    pub(crate) fn on_success(&mut self, in_use: u32) -> bool {
         if !self.config.enabled {
             return false;
         }
@@ -70,7 +70,7 @@ impl Aimd {
     }
 
     /// A counted failure or a rate limit at `now`. Returns whether the limit shrank.
-    pub fn on_backoff(&mut self, now: u64) -> bool {
+    pub(crate) fn on_backoff(&mut self, now: u64) -> bool {
         if !self.config.enabled {
             return false;
         }

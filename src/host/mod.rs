@@ -18,7 +18,7 @@
 mod clock;
 mod fake;
 
-pub use self::clock::Clock;
+pub(crate) use self::clock::Clock;
 
 use std::fmt;
 
@@ -30,7 +30,7 @@ pub fn fake_violations_none() -> Violations {
 }
 
 use crate::error::Error;
-pub use crate::error::{FailureClass, HostOpKind};
+pub(crate) use crate::error::{FailureClass, HostOpKind};
 
 /// Identifies one host operation from request to outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
