@@ -34,7 +34,7 @@ test: build
 ## libraries, on Node and on Bun (one interleaved table each; see benches/js/compare.mjs), then
 ## the soak benchmark of a long-lived engine (benches/js/soak.mjs)
 bench: build
-	cargo bench --bench engine --bench control --bench store --bench orchestrator --bench agent_load
+	cargo bench --bench control --bench store --bench orchestrator --bench agent_load
 	node --expose-gc benches/js/compare.mjs
 	bun benches/js/compare.mjs
 	node benches/js/soak.mjs

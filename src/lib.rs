@@ -60,7 +60,6 @@ pub use store::{Snapshot, Store, Transaction};
 pub use engine::orchestrator::{Orchestrator, RunRequest};
 pub use engine::runs::RunId;
 pub use engine::task::{TaskSpec, TaskState};
-pub use engine::{CreateSession, Engine, Settled, Stats};
 
 /// The journal's format, for verifiers outside the engine: record encoding, the hash chain,
 /// the frames of an export, and verification against a trusted head (or, for an export that

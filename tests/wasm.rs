@@ -2,7 +2,7 @@
 //! headless Chrome and headless Firefox (`make test-wasm`), so the pass counts can be compared.
 #![cfg(target_arch = "wasm32")]
 
-use foreman::bindings::{ConfigObject, CreateSessionObject, Engine, HostObject};
+use foreman::bindings::{ConfigObject, Engine, HostObject};
 use js_sys::{JSON, Reflect};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -11,32 +11,34 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 #[wasm_bindgen(inline_js = r#"
 export function makeHost(mode) {
+  // A host whose sessions run turns (see taskHost), and whose createSession answers by `mode`.
+  const host = taskHost();
   let n = 0;
-  const host = {
-    clock: 1000,
-    engine: null,
-    seen: [],
-    now() { return this.clock; },
-    memory() { return { used: 300, limit: 1000 }; },
-    createSession(input, callId) {
-      this.seen.push({ ...input, callId });
-      n += 1;
-      switch (mode) {
-        case "ok": this.clock += 7; return Promise.resolve("ses_" + n);
-        case "object": return Promise.resolve({ id: "obj_" + n, title: input.title });
-        case "429": return Promise.reject(Object.assign(new Error("Too Many Requests"), { status: 429 }));
-        case "abort": return Promise.reject(Object.assign(new Error("aborted"), { name: "AbortError" }));
-        case "500": return Promise.reject({ data: { statusCode: 503 }, message: "unavailable" });
-        case "class": return Promise.reject({ class: "invalid", message: "bad agent" });
-        case "throw": throw new Error("sync failure");
-        case "number": return Promise.resolve(42);
-        case "byid": { const e = this.engine; setTimeout(() => e.resolve(callId, "late_" + callId), 0); return undefined; }
-        case "reenter": { this.reentered = this.engine.stats().pendingCalls; return Promise.resolve("r_" + n); }
-        case "never": return new Promise(() => {});
-      }
-    },
+  host.seen = [];
+  host.memory = () => ({ used: 300, limit: 1000 });
+  host.createSession = function (input, callId) {
+    this.seen.push({ ...input, callId });
+    n += 1;
+    const made = (id) => { this.sessions.set(id, []); return id; };
+    switch (mode) {
+      case "ok": return Promise.resolve(made("ses_" + n));
+      case "object": return Promise.resolve({ id: made("obj_" + n), title: input.title });
+      case "429": return Promise.reject(Object.assign(new Error("Too Many Requests"), { status: 429 }));
+      case "abort": return Promise.reject(Object.assign(new Error("aborted"), { name: "AbortError" }));
+      case "500": return Promise.reject({ data: { statusCode: 503 }, message: "unavailable" });
+      case "class": return Promise.reject({ class: "invalid", message: "bad agent" });
+      case "throw": throw new Error("sync failure");
+      case "number": return Promise.resolve(42);
+      case "byid": { const e = this.engine; setTimeout(() => e.resolve(callId, made("late_" + callId)), 0); return undefined; }
+      case "reenter": { this.reentered = this.engine.stats().pendingCalls; return Promise.resolve(made("r_" + n)); }
+      case "never": return new Promise(() => {});
+    }
   };
   return host;
+}
+/** Delegates `spec` and resolves with the settled task's info. */
+export async function settled(engine, spec) {
+  return engine.wait(engine.delegate(spec));
 }
 export function setEngine(host, engine) { host.engine = engine; }
 export async function peakOfRuns(engine, n) {
@@ -95,13 +97,29 @@ extern "C" {
     fn task_host() -> JsValue;
     #[wasm_bindgen(js_name = breakerTrip)]
     fn breaker_trip(engine: &JsValue) -> js_sys::Promise;
+    fn settled(engine: &JsValue, spec: JsValue) -> js_sys::Promise;
     fn obj(json: &str) -> JsValue;
 }
 
-fn engine(mode: &str) -> (Engine, JsValue) {
+/// An engine over `make_host(mode)`, as the JS object a plugin holds, and its host.
+fn engine(mode: &str) -> (JsValue, JsValue) {
     let host = make_host(mode);
-    let engine = Engine::new(host.clone().unchecked_into::<HostObject>(), None).unwrap();
+    let engine: JsValue = Engine::new(host.clone().unchecked_into::<HostObject>(), None)
+        .unwrap()
+        .into();
+    set_engine(&host, &engine);
     (engine, host)
+}
+
+/// Calls the engine's JS method `name` with `args`.
+fn call(engine: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = prop(engine, name).unchecked_into();
+    f.apply(engine, &args.iter().collect::<js_sys::Array>())
+}
+
+/// Delegates the task `json` and waits for it to settle: its task info.
+async fn run_task(engine: &JsValue, json: &str) -> JsValue {
+    JsFuture::from(settled(engine, obj(json))).await.unwrap()
 }
 
 fn prop(value: &JsValue, key: &str) -> JsValue {
@@ -112,19 +130,8 @@ fn code(error: &JsValue) -> String {
     prop(error, "code").as_string().unwrap_or_default()
 }
 
-fn input(json: &str) -> CreateSessionObject {
-    obj(json).unchecked_into()
-}
-
-async fn create(engine: &Engine, json: &str) -> Result<JsValue, JsValue> {
-    JsFuture::from(js_sys::Promise::from(JsValue::from(
-        engine.create_session(input(json)),
-    )))
-    .await
-}
-
-fn stat(engine: &Engine, path: &str) -> JsValue {
-    let stats: JsValue = engine.stats().unwrap().into();
+fn stat(engine: &JsValue, path: &str) -> JsValue {
+    let stats = call(engine, "stats", &[]).unwrap();
     path.split('.').fold(stats, |v, k| prop(&v, k))
 }
 
@@ -137,7 +144,7 @@ fn default_lanes_follow_the_design() {
         .unwrap();
     for (name, limit) in [("planner", 2), ("worker", 8), ("reviewer", 4), ("other", 4)] {
         let lane = format!(
-            r#"{{"name":"{name}","limit":{limit},"effective":{limit},"inUse":0,"queued":{{"high":0,"normal":0,"low":0}},"pendingCalls":0}}"#
+            r#"{{"name":"{name}","limit":{limit},"effective":{limit},"inUse":0,"queued":{{"high":0,"normal":0,"low":0}}}}"#
         );
         assert!(lanes.contains(&lane), "{lanes}");
     }
@@ -196,7 +203,9 @@ fn bad_configs_are_refused_with_the_key_named() {
 #[wasm_bindgen_test]
 fn a_config_merges_over_the_defaults() {
     let config: ConfigObject = obj(r#"{"lanes": {"worker": 16, "scout": 1}}"#).unchecked_into();
-    let e = Engine::new(make_host("ok").unchecked_into(), Some(config)).unwrap();
+    let e: JsValue = Engine::new(make_host("ok").unchecked_into(), Some(config))
+        .unwrap()
+        .into();
     let lanes = JSON::stringify(&stat(&e, "lanes"))
         .unwrap()
         .as_string()
@@ -231,124 +240,113 @@ fn unusable_readings_are_refused_at_construction() {
 }
 
 #[wasm_bindgen_test]
-async fn create_session_resolves_with_the_host_id_and_counts_it() {
+async fn a_task_session_is_created_by_the_host_under_its_parent() {
     let (e, host) = engine("ok");
-    let id = create(&e, r#"{"agent": "worker", "parentID": "ses_parent"}"#)
-        .await
-        .unwrap();
-    assert_eq!(id.as_string().as_deref(), Some("ses_1"));
+    let info = run_task(
+        &e,
+        r#"{"agent": "worker", "prompt": "hi", "parentID": "ses_parent"}"#,
+    )
+    .await;
+    assert_succeeded_with(&info, "echo hi");
     let seen = JSON::stringify(&prop(&host, "seen"))
         .unwrap()
         .as_string()
         .unwrap();
     assert_eq!(
         seen,
-        r#"[{"agent":"worker","parentID":"ses_parent","title":"foreman: worker","callId":1}]"#
+        r#"[{"agent":"worker","parentID":"ses_parent","title":"foreman: worker #1","callId":1}]"#
     );
-    assert_eq!(stat(&e, "sessions.created").as_f64(), Some(1.0));
-    assert_eq!(stat(&e, "sessions.meanCreateMs").as_f64(), Some(7.0));
+    assert_eq!(stat(&e, "pool.creates").as_f64(), Some(1.0));
     assert_eq!(stat(&e, "pendingCalls").as_f64(), Some(0.0));
 }
 
 #[wasm_bindgen_test]
 async fn a_session_object_reply_is_accepted() {
     let (e, _) = engine("object");
-    let id = create(&e, r#"{"agent": "planner", "title": "plan"}"#)
-        .await
-        .unwrap();
-    assert_eq!(id.as_string().as_deref(), Some("obj_1"));
+    let info = run_task(&e, r#"{"agent": "planner", "prompt": "plan"}"#).await;
+    assert_succeeded_with(&info, "echo plan");
 }
 
 #[wasm_bindgen_test]
 async fn host_rejections_are_classified() {
-    for (mode, class) in [
+    // Upstream failures and rate limits are retried (three creations, with backoff) before the
+    // task fails: the modes run side by side.
+    let modes = [
         ("429", "rate_limited"),
         ("abort", "cancelled"),
         ("500", "upstream"),
         ("class", "invalid"),
         ("throw", "upstream"),
-    ] {
-        let (e, _) = engine(mode);
-        let err = create(&e, r#"{"agent": "worker"}"#).await.unwrap_err();
-        assert_eq!(code(&err), "HOST_FAILED", "{mode}");
+    ];
+    let engines: Vec<(JsValue, JsValue)> = modes.iter().map(|(mode, _)| engine(mode)).collect();
+    let waits: js_sys::Array = engines
+        .iter()
+        .map(|(e, _)| settled(e, obj(r#"{"agent": "worker", "prompt": "p"}"#)))
+        .collect();
+    let infos = JsFuture::from(js_sys::Promise::all(&waits)).await.unwrap();
+    for (i, (mode, class)) in modes.iter().enumerate() {
+        let info = js_sys::Array::from(&infos).get(i as u32);
         assert_eq!(
-            prop(&err, "class").as_string().as_deref(),
-            Some(class),
+            prop(&info, "state").as_string().as_deref(),
+            Some("failed"),
             "{mode}"
         );
+        let error = prop(&info, "error");
         assert_eq!(
-            prop(&err, "op").as_string().as_deref(),
-            Some("createSession"),
+            prop(&error, "class").as_string().as_deref(),
+            Some(*class),
             "{mode}"
         );
-        assert_eq!(stat(&e, "sessions.failed").as_f64(), Some(1.0), "{mode}");
     }
 }
 
 #[wasm_bindgen_test]
 async fn a_reply_of_the_wrong_shape_is_a_bad_reply() {
     let (e, _) = engine("number");
-    let err = create(&e, r#"{"agent": "worker"}"#).await.unwrap_err();
-    assert_eq!(code(&err), "HOST_BAD_REPLY");
+    let info = run_task(&e, r#"{"agent": "worker", "prompt": "p"}"#).await;
+    let error = prop(&info, "error");
+    assert_eq!(
+        prop(&error, "class").as_string().as_deref(),
+        Some("invalid")
+    );
+    let message = prop(&error, "message").as_string().unwrap_or_default();
+    assert!(message.starts_with("bad reply"), "{message}");
 }
 
 #[wasm_bindgen_test]
-async fn bad_input_rejects_and_queues_nothing() {
+fn bad_input_throws_and_starts_nothing() {
     let (e, host) = engine("ok");
     for (json, field) in [
-        (r#"{"agent": ""}"#, "agent"),
-        (r#"{}"#, "agent"),
-        (r#"{"agent": 5}"#, "agent"),
-        (r#"{"agent": "w", "prompt": "x"}"#, "prompt"),
+        (r#"{"agent": "", "prompt": "p"}"#, "agent"),
+        (r#"{"prompt": "p"}"#, "agent"),
+        (r#"{"agent": 5, "prompt": "p"}"#, "agent"),
+        (r#"{"agent": "w", "prompt": "x", "title": "t"}"#, "title"),
         (r#"null"#, "agent"),
     ] {
-        let err = create(&e, json).await.unwrap_err();
+        let err = call(&e, "delegate", &[obj(json)]).unwrap_err();
         assert_eq!(code(&err), "INVALID_INPUT", "{json}");
-        assert_eq!(
-            prop(&err, "field").as_string().as_deref(),
-            Some(field),
-            "{json}"
-        );
+        let named = prop(&err, "field").as_string().unwrap_or_default();
+        assert!(named.ends_with(field), "{json}: {named}");
     }
     assert_eq!(js_sys::Array::from(&prop(&host, "seen")).length(), 0);
 }
 
 #[wasm_bindgen_test]
 async fn a_host_may_answer_by_id_and_only_once() {
-    let (e, host) = engine("byid");
-    let engine_js = JsValue::from(e);
-    set_engine(&host, &engine_js);
-    // Drive the by-id engine through JS, as a plugin would.
-    let create_fn: js_sys::Function = prop(&engine_js, "createSession").unchecked_into();
-    let promise: js_sys::Promise = create_fn
-        .call1(&engine_js, &obj(r#"{"agent": "reviewer"}"#))
-        .unwrap()
-        .unchecked_into();
-    let id = JsFuture::from(promise).await.unwrap();
-    assert_eq!(id.as_string().as_deref(), Some("late_1"));
-    let resolve: js_sys::Function = prop(&engine_js, "resolve").unchecked_into();
-    let again = resolve
-        .call2(&engine_js, &1.into(), &"twice".into())
-        .unwrap_err();
+    let (e, _) = engine("byid");
+    let info = run_task(&e, r#"{"agent": "reviewer", "prompt": "r"}"#).await;
+    assert_succeeded_with(&info, "echo r");
+    let again = call(&e, "resolve", &[1.into(), "twice".into()]).unwrap_err();
     assert_eq!(code(&again), "UNKNOWN_CALL");
-    let bad = resolve
-        .call2(&engine_js, &f64::NAN.into(), &"x".into())
-        .unwrap_err();
+    let bad = call(&e, "resolve", &[f64::NAN.into(), "x".into()]).unwrap_err();
     assert_eq!(code(&bad), "INVALID_INPUT");
 }
 
 #[wasm_bindgen_test]
 async fn a_host_may_call_back_in_synchronously() {
     let (e, host) = engine("reenter");
-    let engine_js = JsValue::from(e);
-    set_engine(&host, &engine_js);
-    let create_fn: js_sys::Function = prop(&engine_js, "createSession").unchecked_into();
-    let promise: js_sys::Promise = create_fn
-        .call1(&engine_js, &obj(r#"{"agent": "worker"}"#))
-        .unwrap()
-        .unchecked_into();
-    let id = JsFuture::from(promise).await.unwrap();
-    assert_eq!(id.as_string().as_deref(), Some("r_1"));
+    let info = run_task(&e, r#"{"agent": "worker", "prompt": "w"}"#).await;
+    assert_succeeded_with(&info, "echo w");
     assert_eq!(
         prop(&host, "reentered").as_f64(),
         Some(1.0),
@@ -357,18 +355,27 @@ async fn a_host_may_call_back_in_synchronously() {
 }
 
 #[wasm_bindgen_test]
-async fn dispose_rejects_pending_calls_and_refuses_later_ones() {
+async fn dispose_rejects_waiters_and_refuses_later_calls() {
     let (e, _) = engine("never");
-    let pending = js_sys::Promise::from(JsValue::from(
-        e.create_session(input(r#"{"agent": "worker"}"#)),
-    ));
+    let id = call(
+        &e,
+        "delegate",
+        &[obj(r#"{"agent": "worker", "prompt": "p"}"#)],
+    )
+    .unwrap();
+    let waiting: js_sys::Promise = call(&e, "wait", &[id]).unwrap().unchecked_into();
     assert_eq!(stat(&e, "pendingCalls").as_f64(), Some(1.0));
-    e.dispose();
-    e.dispose();
-    let err = JsFuture::from(pending).await.unwrap_err();
+    call(&e, "dispose", &[]).unwrap();
+    call(&e, "dispose", &[]).unwrap();
+    let err = JsFuture::from(waiting).await.unwrap_err();
     assert_eq!(code(&err), "DISPOSED");
-    assert_eq!(code(&e.stats().err().unwrap()), "DISPOSED");
-    let later = create(&e, r#"{"agent": "worker"}"#).await.unwrap_err();
+    assert_eq!(code(&call(&e, "stats", &[]).unwrap_err()), "DISPOSED");
+    let later = call(
+        &e,
+        "delegate",
+        &[obj(r#"{"agent": "worker", "prompt": "p"}"#)],
+    )
+    .unwrap_err();
     assert_eq!(code(&later), "DISPOSED");
 }
 
@@ -389,8 +396,7 @@ async fn run_is_installed_and_holds_the_lane_limit() {
 
 #[wasm_bindgen_test]
 async fn a_key_breaker_opens_after_five_upstream_failures_for_breaker_calls_and_run_tasks() {
-    let (engine, _host) = engine("ok");
-    let e: JsValue = engine.into();
+    let (e, _host) = engine("ok");
     let summary = JsFuture::from(breaker_trip(&e)).await.unwrap();
     assert_eq!(
         summary.as_string().as_deref(),

@@ -37,9 +37,8 @@ export function formatStatus(stats: ForemanStats, readings: SessionReadings = {}
     : "none yet";
   const t = stats.tasks;
   const p = stats.pool;
-  const meanMs = readings.createMs ?? stats.sessions.meanCreateMs;
-  const mean = meanMs === null || meanMs === undefined ? "n/a" : `${meanMs.toFixed(1)} ms`;
-  const created = stats.sessions.created + p.creates;
+  const meanMs = readings.createMs;
+  const mean = meanMs === undefined ? "n/a" : `${meanMs.toFixed(1)} ms`;
   const warm = readings.warmAboveMs === undefined ? "" : readings.warmAboveMs === 0 ? "; warm sessions always" : `; warm sessions only above ${readings.warmAboveMs} ms`;
   const gate = stats.gate.closed ? "closed: LOW work refused" : stats.gate.stale ? "open (reading stale)" : "open";
   return [
@@ -48,7 +47,7 @@ export function formatStatus(stats: ForemanStats, readings: SessionReadings = {}
     `models (in use/limit): ${keys}`,
     `queued by priority: ${queues.high} high, ${queues.normal} normal, ${queues.low} low`,
     `tasks: ${t.queued} queued, ${t.running} running, ${t.succeeded} succeeded, ${t.failed} failed, ${t.cancelled} cancelled, ${t.timedOut} timed out`,
-    `sessions: ${created} created, ${stats.sessions.failed} failed, mean create ${mean}${warm}`,
+    `sessions: ${p.creates} created, mean create ${mean}${warm}`,
     `pool: ${p.warm} warm, ${p.inUse} in use, ${p.parked} parked, ${p.hits} reused, ${p.deletes} deleted`,
     `host calls pending: ${stats.pendingCalls}`,
     `memory: ${(stats.memory.perMille / 10).toFixed(1)} % of ${Math.round(stats.memory.limit / 2 ** 20)} MiB, gate ${gate}`,

@@ -72,28 +72,34 @@ describe("wasm under Bun", () => {
 describe("host", () => {
   test("createSession sends parent, title and directory, and answers the id", async () => {
     const { client, calls } = recordingClient([{ data: { id: "ses_1" }, response: { status: 200 } }]);
-    const engine = new (loadEngine())(createHost(client, "/work/project"));
-    const id = await engine.createSession({ agent: "worker", parentID: "ses_parent", title: "t" });
-    expect(id).toBe("ses_1");
+    const host = createHost(client, "/work/project");
+    const made = await host.createSession({ agent: "worker", parentID: "ses_parent", title: "t" }, 1);
+    expect(typeof made === "string" ? made : made?.id).toBe("ses_1");
     expect(calls).toEqual([{ body: { parentID: "ses_parent", title: "t", agent: "worker" }, query: { directory: "/work/project" } }]);
-    expect(engine.stats().sessions.created).toBe(1);
   });
 
-  test("an SDK error result becomes a classified engine error", async () => {
+  test("an SDK error result becomes a host error with its status, which the engine classifies", async () => {
     const { client } = recordingClient([
       { error: { name: "TooManyRequests" }, response: { status: 429 } },
       { error: { name: "NotFoundError", data: { message: "no parent" } }, response: { status: 404 } },
       { error: { name: "UnknownError" }, response: { status: 500 } },
+      { error: { name: "NotFoundError", data: { message: "no parent" } }, response: { status: 404 } },
     ]);
-    const engine = new (loadEngine())(createHost(client, "/p"));
-    const classes = [];
+    const host = createHost(client, "/p");
+    const statuses = [];
     for (let i = 0; i < 3; i++) {
-      const err = await engine.createSession({ agent: "worker" }).catch((e: any) => e);
-      expect(err.code).toBe("HOST_FAILED");
-      classes.push(err.class);
+      const err = await Promise.resolve(host.createSession({ agent: "worker", title: "t" }, i + 1)).catch((e: any) => e);
+      expect(err).toBeInstanceOf(HostCallError);
+      statuses.push(err.status);
     }
-    expect(classes).toEqual(["rate_limited", "invalid", "upstream"]);
-    expect(engine.stats().sessions.failed).toBe(3);
+    expect(statuses).toEqual([429, 404, 500]);
+    // Through the engine: a 404 is `invalid`, so the task fails at once (no retry).
+    const engine = new (loadEngine())(host);
+    const id = engine.delegate({ agent: "worker", prompt: "p" }) as number;
+    const info = await engine.wait(id);
+    expect(info.state).toBe("failed");
+    expect(info.error?.class).toBe("invalid");
+    engine.dispose();
   });
 
   test("a thrown HostCallError keeps its status", () => {
@@ -288,7 +294,7 @@ describe("plugin", () => {
     const out = await hooks.tool!.foreman_status!.execute({}, ctx("ses_p"));
     expect(out).toContain(`foreman v${cargoVersion} (wasm engine)`);
     expect(out).toContain("lanes (in use/limit): commander 0/2, other 0/4, planner 0/2, reviewer 0/4, worker 0/16");
-    expect(out).toContain("sessions: 0 created, 0 failed, mean create n/a; warm sessions only above 100 ms");
+    expect(out).toContain("sessions: 0 created, mean create n/a; warm sessions only above 100 ms");
     await hooks.dispose!();
   });
 
@@ -416,10 +422,9 @@ describe("format", () => {
         now: 10_000,
         memory: { used: 512 * 2 ** 20, limit: 1024 * 2 ** 20, perMille: 500 },
         pendingCalls: 2,
-        sessions: { created: 0, failed: 1, meanCreateMs: null },
         lanes: [
-          { name: "worker", limit: 8, effective: 4, inUse: 3, queued: { high: 1, normal: 2, low: 0 }, pendingCalls: 2 },
-          { name: "planner", limit: 2, effective: 2, inUse: 0, queued: { high: 0, normal: 0, low: 1 }, pendingCalls: 0 },
+          { name: "worker", limit: 8, effective: 4, inUse: 3, queued: { high: 1, normal: 2, low: 0 } },
+          { name: "planner", limit: 2, effective: 2, inUse: 0, queued: { high: 0, normal: 0, low: 1 } },
         ],
         keys: [
           { name: "a/m", limit: 3, effective: 3, inUse: 3, queued: 2, breaker: "closed", nextProbeAt: null },
@@ -441,7 +446,7 @@ describe("format", () => {
         "models (in use/limit): a/m 3/3 (+2 queued), b/m 0/unlimited, breaker open (probe in 30 s)",
         "queued by priority: 1 high, 2 normal, 1 low",
         "tasks: 3 queued, 3 running, 4 succeeded, 1 failed, 0 cancelled, 0 timed out",
-        "sessions: 5 created, 1 failed, mean create 21.3 ms; warm sessions only above 100 ms",
+        "sessions: 5 created, mean create 21.3 ms; warm sessions only above 100 ms",
         "pool: 1 warm, 3 in use, 2 parked, 4 reused, 1 deleted",
         "host calls pending: 2",
         "memory: 50.0 % of 1024 MiB, gate open",

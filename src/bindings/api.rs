@@ -373,7 +373,6 @@ impl ToJs for LaneInfo {
                     .set("low", self.queued.low)
                     .done(),
             )
-            .set("pendingCalls", self.pending_calls)
             .done()
     }
 }
@@ -461,7 +460,6 @@ pub(crate) struct LaneInfo {
     pub effective: u32,
     pub in_use: u32,
     pub queued: Queued,
-    pub pending_calls: u32,
 }
 
 pub(crate) struct Queued {
@@ -544,15 +542,11 @@ impl ToJs for EngineInfo {
 }
 
 /// The lanes, keys and gate of the controller as JavaScript sees them.
-pub(crate) fn control_info(
-    stats: ControlStats,
-    pending: impl Fn(&str) -> u32,
-) -> (Vec<LaneInfo>, Vec<KeyInfo>, GateInfo) {
+pub(crate) fn control_info(stats: ControlStats) -> (Vec<LaneInfo>, Vec<KeyInfo>, GateInfo) {
     let lanes = stats
         .lanes
         .into_iter()
         .map(|l| LaneInfo {
-            pending_calls: pending(&l.name),
             name: l.name,
             limit: l.limit,
             effective: l.effective,

@@ -21,8 +21,8 @@
 //!    it is released.
 //! 3. Nothing here panics on any input: every JS value is checked into a typed value, and every
 //!    failure is a JS `Error` with a stable `code`.
-//! 4. A host call id names one pending call of one core (the session book of `createSession`, or
-//!    the orchestrator); ids are the engine's, unique while pending.
+//! 4. A host call id names one pending call of the orchestrator (the one core, with the one
+//!    call table); the id the host sees is the engine's, unique while pending.
 
 mod api;
 mod convert;
@@ -43,9 +43,8 @@ use crate::config::Config;
 use crate::control::{KeyId, LaneId, Outcome, Verdict};
 use crate::engine::orchestrator::{Orchestrator, RunRequest};
 use crate::engine::runs::RunId;
-use crate::engine::{CreateSession, Engine as Core, Settled};
 use crate::error::Error;
-use crate::host::{CallId, Host, HostOpKind, HostOutcome, HostRequest, SessionId};
+use crate::host::{CallId, Host, HostOpKind, HostOutcome, HostRequest};
 use crate::ids::Priority;
 use crate::store::Head;
 
@@ -71,8 +70,8 @@ export interface ForemanHost {
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */
   createSession(input: { agent: string; parentID?: string; title: string }, callId: number): Promise<string | { id: string }> | undefined;
-  /** The session operations sub-agent tasks use. Optional while only `createSession` is used;
-   * when present each must be a function (else INVALID_HOST), and a call to a missing one
+  /** The other session operations sub-agent tasks use. Optional for an engine that only runs
+   * `run()` work; when present each must be a function (else INVALID_HOST), and a call to a missing one
    * fails with class "invalid". */
   prompt?(input: { sessionID: string; agent: string; model?: string; text: string }, callId: number): Promise<unknown> | undefined;
   abort?(input: { sessionID: string }, callId: number): Promise<unknown> | undefined;
@@ -136,14 +135,6 @@ export interface ForemanConfig {
   memoryBudget?: number;
 }
 
-/** Input of `createSession`. */
-export interface CreateSessionInput {
-  agent: string;
-  parentID?: string;
-  /** Defaults to `foreman: <agent>` (OpenCode would otherwise ask a model for a title). */
-  title?: string;
-}
-
 /** A consistent view of the engine. */
 export interface ForemanStats {
   version: string;
@@ -151,10 +142,8 @@ export interface ForemanStats {
   memory: { used: number; limit: number; perMille: number };
   /** Host calls started and not answered. */
   pendingCalls: number;
-  /** Sessions made through `createSession`. */
-  sessions: { created: number; failed: number; meanCreateMs: number | null };
   lanes: Array<{ name: string; limit: number; effective: number; inUse: number;
-    queued: { high: number; normal: number; low: number }; pendingCalls: number }>;
+    queued: { high: number; normal: number; low: number } }>;
   keys: Array<{ name: string; limit: number | null; effective: number | null; inUse: number; queued: number;
     breaker: BreakerStateName; nextProbeAt: number | null }>;
   gate: { closed: boolean; stale: boolean; perMille: number | null };
@@ -307,7 +296,7 @@ fn install_run_once() {
     if RUN_INSTALLED.with(|i| i.replace(true)) {
         return;
     }
-    if let Ok(engine) = Engine::assemble(placeholder_host(), None) {
+    if let Ok((engine, _)) = Engine::assemble(placeholder_host(), None) {
         install_run(&engine.into());
     }
 }
@@ -320,15 +309,9 @@ extern "C" {
     /// A config object (TypeScript: `ForemanConfig`).
     #[wasm_bindgen(typescript_type = "ForemanConfig | undefined")]
     pub type ConfigObject;
-    /// A `createSession` input (TypeScript: `CreateSessionInput`).
-    #[wasm_bindgen(typescript_type = "CreateSessionInput")]
-    pub type CreateSessionObject;
     /// A stats object (TypeScript: `ForemanStats`).
     #[wasm_bindgen(typescript_type = "ForemanStats")]
     pub type StatsObject;
-    /// `Promise<string>` in TypeScript.
-    #[wasm_bindgen(typescript_type = "Promise<string>")]
-    pub type PromiseString;
     /// `TaskSpec | TaskSpec[]`.
     #[wasm_bindgen(typescript_type = "TaskSpec | TaskSpec[]")]
     pub type SpecsObject;
@@ -369,9 +352,6 @@ extern "C" {
 
 type Waiter = (Function, Function);
 
-/// The keys `CreateSessionInput` accepts.
-const CREATE_SESSION_SCHEMA: &[(&str, &[&str])] = &[("", &["agent", "parentID", "title"])];
-
 /// Seed of the orchestrator's jitter (mixed with the clock at construction).
 const SEED: u64 = 0x5EED_F0E3_A11C_E5ED;
 
@@ -385,12 +365,12 @@ const RUN_BUFFER: usize = 256;
 /// then reads no memory). Slots at or above it are always reported through the buffer.
 const RUN_ALONE: u32 = 1 << 30;
 
+/// Where a host call id leads: the orchestrator's own id for the call, and its kind (to parse
+/// the reply).
 #[derive(Debug, Clone, Copy)]
-enum Route {
-    /// A `createSession` of the session book.
-    Book(CallId),
-    /// A call of the orchestrator, and its kind (to parse the reply).
-    Tasks(CallId, HostOpKind),
+struct Route {
+    call: CallId,
+    op: HostOpKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,7 +392,6 @@ struct Timers {
 }
 
 struct Inner {
-    book: RefCell<Core>,
     orch: RefCell<Orchestrator>,
     host: JsHost,
     timers: Timers,
@@ -421,10 +400,6 @@ struct Inner {
     timer: RefCell<Option<(JsValue, u64)>>,
     routes: RefCell<FxHashMap<u32, Route>>,
     next_call: Cell<u32>,
-    /// The JS promises waiting on `createSession` calls, by public call id.
-    waiters: RefCell<FxHashMap<u32, Waiter>>,
-    /// When each of the session book's calls times out: (host ms, public call id).
-    book_due: RefCell<Vec<(u64, u32)>>,
     /// The JS promises waiting on tasks, by task id.
     task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
@@ -455,7 +430,6 @@ struct StatsDto {
     now: f64,
     memory: MemoryDto,
     pending_calls: u32,
-    sessions: SessionsDto,
     lanes: Vec<api::LaneInfo>,
     keys: Vec<api::KeyInfo>,
     gate: api::GateInfo,
@@ -472,12 +446,6 @@ struct MemoryDto {
     per_mille: f64,
 }
 
-struct SessionsDto {
-    created: f64,
-    failed: f64,
-    mean_create_ms: Option<f64>,
-}
-
 impl ToJs for StatsDto {
     fn to_js(&self) -> JsValue {
         let obj = Object::new();
@@ -490,18 +458,6 @@ impl ToJs for StatsDto {
         set(&memory, "perMille", &self.memory.per_mille.into());
         put("memory", memory.into());
         put("pendingCalls", self.pending_calls.into());
-        let sessions = Object::new();
-        set(&sessions, "created", &self.sessions.created.into());
-        set(&sessions, "failed", &self.sessions.failed.into());
-        set(
-            &sessions,
-            "meanCreateMs",
-            &self
-                .sessions
-                .mean_create_ms
-                .map_or(JsValue::NULL, Into::into),
-        );
-        put("sessions", sessions.into());
         put("lanes", self.lanes.to_js());
         put("keys", self.keys.to_js());
         put("gate", self.gate.to_js());
@@ -526,9 +482,8 @@ impl Engine {
     #[wasm_bindgen(constructor)]
     pub fn new(host: HostObject, config: Option<ConfigObject>) -> Result<Engine, JsValue> {
         install_run_once();
-        let engine = js(Engine::assemble(host.into(), config))?;
+        let (engine, config) = js(Engine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
-        let config = engine.inner.book.borrow().config().clone();
         let origin = fence::random_origin(now);
         *engine.inner.orch.borrow_mut() = Orchestrator::with_origin(&config, now ^ SEED, origin);
         *engine.inner.fence.borrow_mut() = fence::Fence::join(origin, 0);
@@ -562,9 +517,8 @@ impl Engine {
         let head_value: JsValue = head.into();
         let head = js(parse_head(&head_value))?;
         let head_epoch = js(parse_epoch(&head_value))?;
-        let engine = js(Engine::assemble(host.into(), config))?;
+        let (engine, config) = js(Engine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
-        let config = engine.inner.book.borrow().config().clone();
         // Read frame by frame from the JS array: the export is never copied here whole.
         let store = js(crate::store::Store::replay_frames(
             js_frames(&journal),
@@ -588,16 +542,6 @@ impl Engine {
     #[wasm_bindgen(js_name = version)]
     pub fn version() -> String {
         env!("CARGO_PKG_VERSION").into()
-    }
-
-    /// Asks the host to create a session. Resolves with its id; rejects with a `ForemanError`
-    /// (`INVALID_INPUT` at once; `HOST_FAILED` with a `class`, or `HOST_BAD_REPLY`, from the host).
-    #[wasm_bindgen(js_name = createSession)]
-    pub fn create_session(&self, input: CreateSessionObject) -> PromiseString {
-        let promise = self
-            .try_create_session(input.into())
-            .unwrap_or_else(|e| Promise::reject(&e));
-        promise.unchecked_into()
     }
 
     /// Settles call `callId` with `value`, for hosts that answer by id. Throws `UNKNOWN_CALL` when
@@ -782,17 +726,10 @@ impl Engine {
             .borrow_mut()
             .controller_mut()
             .observe_memory(now, memory);
-        let book = js(self.inner.book.borrow().stats(now, memory))?;
         let o = self.inner.orch.borrow();
         let pending_calls = self.inner.routes.borrow().len() as u32;
-        let (lanes, keys, gate) = api::control_info(o.controller().stats(now), |name| {
-            book.lanes
-                .iter()
-                .find(|l| l.name == name)
-                .map_or(0, |l| l.pending_calls)
-        });
+        let (lanes, keys, gate) = api::control_info(o.controller().stats(now));
         let (waiting, running) = o.runs().counts();
-        let s = book.sessions;
         let dto = StatsDto {
             version: env!("CARGO_PKG_VERSION"),
             now: now as f64,
@@ -802,12 +739,6 @@ impl Engine {
                 per_mille: memory.per_mille() as f64,
             },
             pending_calls,
-            sessions: SessionsDto {
-                created: s.created as f64,
-                failed: s.failed as f64,
-                mean_create_ms: (s.created > 0)
-                    .then(|| s.create_ms_total as f64 / s.created as f64),
-            },
             lanes,
             keys,
             gate,
@@ -938,29 +869,15 @@ impl Engine {
         Ok(true)
     }
 
-    /// Stops the engine: pending `createSession` calls, task waiters and waiting `run` work reject
-    /// with `DISPOSED`; the timer is cleared and listeners dropped; later calls throw `DISPOSED`.
+    /// Stops the engine: task waiters and waiting `run` work reject with `DISPOSED`; answers to
+    /// pending host calls are refused; the timer is cleared and listeners dropped; later calls throw `DISPOSED`.
     /// Sub-agent sessions are left as they are on the server (a restore from the journal
     /// reconciles them). Idempotent.
     pub fn dispose(&self) {
         if self.inner.disposed.replace(true) {
             return;
         }
-        let abandoned = self.inner.book.borrow_mut().dispose();
-        let waiters: Vec<Waiter> = {
-            let mut waiters = self.inner.waiters.borrow_mut();
-            let mut routes = self.inner.routes.borrow_mut();
-            let mut out = Vec::new();
-            for public in routes.keys().copied().collect::<Vec<_>>() {
-                if let Some(Route::Book(c)) = routes.get(&public) {
-                    if abandoned.contains(c) {
-                        out.extend(waiters.remove(&public));
-                    }
-                }
-            }
-            routes.clear();
-            out
-        };
+        self.inner.routes.borrow_mut().clear();
         let task_waiters: Vec<Waiter> = std::mem::take(&mut *self.inner.task_waiters.borrow_mut())
             .into_values()
             .flatten()
@@ -972,7 +889,7 @@ impl Engine {
         }
         let hooks = self.inner.run_hooks.borrow_mut().take();
         let error = to_js(&Error::Disposed);
-        for (_, reject) in waiters.into_iter().chain(task_waiters) {
+        for (_, reject) in task_waiters {
             let _ = reject.call1(&JsValue::NULL, &error);
         }
         if let Some(h) = hooks {
@@ -1176,7 +1093,7 @@ impl Engine {
 impl Engine {
     /// Checks `config` and `host` and builds the engine; the host's `now()` and `memory()` are
     /// read once to check them.
-    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<Engine, Error> {
+    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<(Engine, Config), Error> {
         let config = config.map_or(JsValue::UNDEFINED, Into::into);
         let input = api::config(config)?;
         let config = Config::from_input(input)?;
@@ -1188,7 +1105,6 @@ impl Engine {
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let (ok, err) = settle_functions(weak);
             Inner {
-                book: RefCell::new(Core::new(config)),
                 orch: RefCell::new(orch),
                 host: JsHost::new(functions, ok, err),
                 timers,
@@ -1196,8 +1112,6 @@ impl Engine {
                 timer: RefCell::new(None),
                 routes: RefCell::new(FxHashMap::default()),
                 next_call: Cell::new(1),
-                waiters: RefCell::new(FxHashMap::default()),
-                book_due: RefCell::new(Vec::new()),
                 task_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
@@ -1215,7 +1129,7 @@ impl Engine {
         let engine = Engine { inner };
         engine.inner.host.now_ms()?;
         engine.inner.host.memory()?;
-        Ok(engine)
+        Ok((engine, config))
     }
 
     /// The key at run.js's index `key` (from 1; 0, or an index never handed out, is none).
@@ -1297,58 +1211,6 @@ impl Engine {
     fn acting(&self) -> Result<(), JsValue> {
         self.live()?;
         js(fenced(&self.inner))
-    }
-
-    fn try_create_session(&self, input: JsValue) -> Result<Promise, JsValue> {
-        self.acting()?;
-        let wrap = |field: String, reason: String| Error::InvalidInput { field, reason };
-        let f = js(convert::fields(
-            input,
-            "input",
-            CREATE_SESSION_SCHEMA,
-            &wrap,
-        ))?;
-        let request = CreateSession {
-            agent: js(f.required_string("agent"))?,
-            parent: js(f.string("parentID"))?.map(SessionId),
-            title: js(f.string("title"))?,
-        };
-        let now = js(self.inner.host.now_ms())?;
-        let (call, requests) = {
-            let mut core = self.inner.book.borrow_mut();
-            let call = js(core.create_session(now, request))?;
-            (call, core.take_requests())
-        };
-        let mut waiter = None;
-        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
-        let mut public_of_call = None;
-        let starts: Vec<HostRequest> = requests
-            .into_iter()
-            .map(|r| {
-                let public = route(&self.inner, Route::Book(r.call));
-                if r.call == call {
-                    public_of_call = Some(public);
-                }
-                HostRequest {
-                    call: CallId(public),
-                    op: r.op,
-                }
-            })
-            .collect();
-        if let (Some(waiter), Some(public)) = (waiter, public_of_call) {
-            self.inner.waiters.borrow_mut().insert(public, waiter);
-        }
-        let timeout = self.inner.book.borrow().config().liveness.call_timeout_ms;
-        self.inner.book_due.borrow_mut().extend(
-            starts
-                .iter()
-                .map(|r| (now.saturating_add(timeout), r.call.get())),
-        );
-        for request in starts {
-            self.inner.host.start(request);
-        }
-        rearm(&self.inner, self.inner.host.last_now());
-        Ok(promise)
     }
 
     /// The record of the task `id` names: `DISPOSED`, `INVALID_INPUT` or `UNKNOWN_TASK` else.
@@ -1555,14 +1417,7 @@ fn rearm(inner: &Inner, now: u64) {
     if inner.disposed.get() {
         return;
     }
-    let book = inner.book_due.borrow().iter().map(|(at, _)| *at).min();
-    let next = inner
-        .orch
-        .borrow()
-        .next_deadline(now)
-        .into_iter()
-        .chain(book)
-        .min();
+    let next = inner.orch.borrow().next_deadline(now);
     let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
     match (next, armed) {
         (Some(at), Some(cur)) if at == cur => {}
@@ -1613,35 +1468,11 @@ fn tick_function(weak: &Weak<Inner>) -> Function {
             .now_ms()
             .unwrap_or_else(|_| inner.host.last_now());
         observe_memory(&inner, now);
-        expire_book_calls(&inner, now);
         // `tick` fails only on a journal conflict, which a single writer cannot meet.
         let _ = inner.orch.borrow_mut().tick(now);
         after(&inner);
     });
     closure.into_js_value().unchecked_into()
-}
-
-/// Fails the session book's calls that passed their timeout with class `timeout` (a later
-/// answer from the host is refused as unknown).
-fn expire_book_calls(inner: &Inner, now: u64) {
-    let due: Vec<u32> = {
-        let mut book_due = inner.book_due.borrow_mut();
-        let due = book_due
-            .iter()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, call)| *call)
-            .collect();
-        book_due.retain(|(at, _)| *at > now);
-        due
-    };
-    for call in due {
-        if !inner.routes.borrow().contains_key(&call) {
-            continue; // answered
-        }
-        let error = js_sys::Error::new("no answer within the host-call timeout");
-        set(error.as_ref(), "class", &"timeout".into());
-        let _ = settle(inner, CallId(call), Err(error.into()));
-    }
 }
 
 /// Feeds the memory gate a fresh reading; a failing reading is skipped (the gate goes stale).
@@ -1744,9 +1575,10 @@ fn after(inner: &Inner) {
         let forgotten = o.take_forgotten();
         if !forgotten.is_empty() {
             // Calls that timed out: a late answer is refused as unknown.
-            inner.routes.borrow_mut().retain(
-                |_, route| !matches!(route, Route::Tasks(own, _) if forgotten.contains(own)),
-            );
+            inner
+                .routes
+                .borrow_mut()
+                .retain(|_, route| !forgotten.contains(&route.call));
         }
         let requests = o.take_requests();
         let events = o.take_events();
@@ -1763,7 +1595,13 @@ fn after(inner: &Inner) {
         (requests, events, expired, ready, breakers)
     };
     for r in requests {
-        let public = route(inner, Route::Tasks(r.call, r.op.kind()));
+        let public = route(
+            inner,
+            Route {
+                call: r.call,
+                op: r.op.kind(),
+            },
+        );
         inner.host.start(HostRequest {
             call: CallId(public),
             op: r.op,
@@ -1869,37 +1707,12 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
         .host
         .now_ms()
         .unwrap_or_else(|_| inner.host.last_now());
-    match route {
-        Route::Book(own) => {
-            inner
-                .book_due
-                .borrow_mut()
-                .retain(|(_, c)| *c != call.get());
-            let settled = {
-                let mut core = inner.book.borrow_mut();
-                let Some(op) = core.pending_op(own) else {
-                    return Err(Error::UnknownCall { call: call.get() });
-                };
-                let outcome = outcome_of(op, &answer);
-                core.resolve(now, own, outcome)?
-            };
-            let waiter = inner.waiters.borrow_mut().remove(&call.get());
-            if let Some((resolve, reject)) = waiter {
-                let _ = match settled {
-                    Settled::SessionCreated(id) => {
-                        resolve.call1(&JsValue::NULL, &id.as_str().into())
-                    }
-                    Settled::Failed(error) => reject.call1(&JsValue::NULL, &to_js(&error)),
-                };
-            }
-            rearm(inner, now);
-        }
-        Route::Tasks(own, op) => {
-            let outcome = inner.host.on_engine_clock(outcome_of(op, &answer));
-            inner.orch.borrow_mut().on_answer(now, own, outcome)?;
-            after(inner);
-        }
-    }
+    let outcome = inner.host.on_engine_clock(outcome_of(route.op, &answer));
+    inner
+        .orch
+        .borrow_mut()
+        .on_answer(now, route.call, outcome)?;
+    after(inner);
     Ok(())
 }
 

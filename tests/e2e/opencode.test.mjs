@@ -130,15 +130,13 @@ test("the plugin loads in real OpenCode and the wasm engine answers foreman_stat
   assert.equal(result.replyError, undefined);
 });
 
-test("the plugin's host creates real sessions under a parent through the engine", LIMIT, async () => {
+test("the plugin's host creates real sessions under a parent", LIMIT, async () => {
   const parent = await client.session.create({ body: { title: "foreman parent" }, query: { directory: good } });
   const bun = join(repo, "node_modules", ".bin", "bun");
   const { stdout } = await run(bun, [join(repo, "tests", "e2e", "host-probe.ts"), opencode.url, good, parent.data.id], { cwd: repo, env: opencode.env });
   const probe = JSON.parse(stdout.trim().split("\n").pop());
   assert.equal(probe.ids.length, 3);
   assert.equal(new Set(probe.ids).size, 3);
-  assert.deepEqual(probe.stats.sessions.failed, 0);
-  assert.deepEqual(probe.stats.sessions.created, 3);
   for (const [i, id] of probe.ids.entries()) {
     const s = await client.session.get({ path: { id }, query: { directory: good } });
     assert.equal(s.data?.parentID, parent.data.id, `session ${id} is a child of the parent`);

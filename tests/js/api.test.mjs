@@ -438,18 +438,23 @@ test("Engine.restore refuses a tampered journal, naming the record", () => {
 
 test("resolve / reject by id, hostEvent parsing", async () => {
   const server = new FakeServer();
+  const base = server.host();
   const pending = [];
-  const host = { ...server.host(), createSession: (input, callId) => { pending.push(callId); return undefined; } };
+  const host = { ...base, createSession: (input, callId) => { pending.push([callId, input]); return undefined; } };
   const engine = server.attach(new Engine(host));
-  const created = engine.createSession({ agent: "worker" });
-  assert.equal(pending.length, 1);
-  engine.resolve(pending[0], "ses_by_id");
-  assert.equal(await created, "ses_by_id");
-  throwsCode(() => engine.resolve(pending[0], "again"), "UNKNOWN_CALL");
+  const [made, refused] = engine.delegate([{ agent: "worker", prompt: "a" }, { agent: "worker", prompt: "b" }]);
+  assert.equal(pending.length, 2, "both sessions are asked for, and answered by id");
+  engine.resolve(pending[0][0], await base.createSession(pending[0][1]));
+  throwsCode(() => engine.resolve(pending[0][0], "again"), "UNKNOWN_CALL");
   throwsCode(() => engine.reject(0.5, new Error("x")), "INVALID_INPUT");
-  const failed = engine.createSession({ agent: "worker" });
-  engine.reject(pending[1], Object.assign(new Error("slow"), { status: 429 }));
-  await assert.rejects(failed, (e) => e.code === "HOST_FAILED" && e.class === "rate_limited");
+  engine.reject(pending[1][0], Object.assign(new Error("no such agent"), { status: 400 }));
+  throwsCode(() => engine.reject(pending[1][0], new Error("again")), "UNKNOWN_CALL");
+  await server.advance(5_000);
+  assert.equal(engine.status(made).state, "succeeded");
+  const info = engine.status(refused);
+  assert.equal(info.state, "failed");
+  assert.equal(info.error.class, "invalid", "a 4xx is classified as invalid, and not retried");
+  assert.equal(pending.length, 2);
   engine.hostEvent({ type: "message.updated", properties: {} }); // not ours: ignored
   engine.hostEvent({ type: "session.idle", properties: { sessionID: "ses_unknown" } }); // nobody's
   assert.equal(throwsCode(() => engine.hostEvent({ type: "session.status", properties: { sessionID: "s" } }), "INVALID_INPUT").field, "event");
@@ -483,7 +488,7 @@ test("stats covers lanes, keys, gate, pool, tasks, runs and journal", async () =
   engine.delegate({ agent: "worker", prompt: "x", model: "p/m" });
   await server.advance(5_000);
   const s = engine.stats();
-  for (const k of ["version", "now", "memory", "pendingCalls", "sessions", "lanes", "keys", "gate", "pool", "tasks", "runs", "journal"]) {
+  for (const k of ["version", "now", "memory", "pendingCalls", "lanes", "keys", "gate", "pool", "tasks", "runs", "journal", "engine"]) {
     assert.ok(k in s, k);
   }
   assert.equal(s.tasks.succeeded, 1);
@@ -526,7 +531,6 @@ test("dispose rejects what waits, clears the timer, and later calls throw DISPOS
   }
   await rejectsCode(engine.wait(id), "DISPOSED");
   await rejectsCode(engine.run(() => 1), "DISPOSED");
-  await rejectsCode(engine.createSession({ agent: "worker" }), "DISPOSED");
 });
 
 test("an idle engine arms no timer", async () => {

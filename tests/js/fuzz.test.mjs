@@ -141,7 +141,7 @@ const anyArg = fc.oneof(
 
 const methods = [
   "delegate", "wait", "cancel", "status", "list", "stats", "on", "journalExport", "journalHead", "verify", "fence",
-  "resolve", "reject", "hostEvent", "createSession", "run", "run", "run", "dispose", "restore", "advance",
+  "resolve", "reject", "hostEvent", "run", "run", "run", "dispose", "restore", "advance",
   "breaker", "breaker", "mischief", "mischief",
 ];
 
