@@ -35,7 +35,7 @@ const SLACK: usize = 100;
 const LONG_FILES: &[(&str, usize, &str)] = &[
     (
         "src/bindings/mod.rs",
-        1800,
+        1750,
         "the exported class, its TypeScript types, routing and the timer in one file: to be \
          split by concern (types, calls, events, timer, run)",
     ),

@@ -22,7 +22,8 @@
 //! 3. Nothing here panics on any input: every JS value is checked into a typed value, and every
 //!    failure is a JS `Error` with a stable `code`.
 //! 4. A host call id names one pending call of the orchestrator (the one core, with the one
-//!    call table); the id the host sees is the engine's, unique while pending.
+//!    call table): the host sees the orchestrator's own id, unique while pending; nothing here
+//!    keeps a second table or translates ids.
 
 mod api;
 mod convert;
@@ -44,7 +45,7 @@ use crate::control::{KeyId, LaneId, Outcome, Verdict};
 use crate::engine::orchestrator::{Orchestrator, RunRequest};
 use crate::engine::runs::RunId;
 use crate::error::Error;
-use crate::host::{CallId, Host, HostOpKind, HostOutcome, HostRequest};
+use crate::host::{CallId, Host, HostOpKind, HostOutcome};
 use crate::ids::Priority;
 use crate::store::Head;
 
@@ -365,14 +366,6 @@ const RUN_BUFFER: usize = 256;
 /// then reads no memory). Slots at or above it are always reported through the buffer.
 const RUN_ALONE: u32 = 1 << 30;
 
-/// Where a host call id leads: the orchestrator's own id for the call, and its kind (to parse
-/// the reply).
-#[derive(Debug, Clone, Copy)]
-struct Route {
-    call: CallId,
-    op: HostOpKind,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EventKind {
     Task,
@@ -398,8 +391,6 @@ struct Inner {
     /// The timer's callback (made once) and the armed timer, if any: (handle, host time).
     tick: RefCell<Option<Function>>,
     timer: RefCell<Option<(JsValue, u64)>>,
-    routes: RefCell<FxHashMap<u32, Route>>,
-    next_call: Cell<u32>,
     /// The JS promises waiting on tasks, by task id.
     task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
@@ -727,7 +718,7 @@ impl Engine {
             .controller_mut()
             .observe_memory(now, memory);
         let o = self.inner.orch.borrow();
-        let pending_calls = self.inner.routes.borrow().len() as u32;
+        let pending_calls = o.pending_calls() as u32;
         let (lanes, keys, gate) = api::control_info(o.controller().stats(now));
         let (waiting, running) = o.runs().counts();
         let dto = StatsDto {
@@ -877,7 +868,6 @@ impl Engine {
         if self.inner.disposed.replace(true) {
             return;
         }
-        self.inner.routes.borrow_mut().clear();
         let task_waiters: Vec<Waiter> = std::mem::take(&mut *self.inner.task_waiters.borrow_mut())
             .into_values()
             .flatten()
@@ -1110,8 +1100,6 @@ impl Engine {
                 timers,
                 tick: RefCell::new(Some(tick_function(weak))),
                 timer: RefCell::new(None),
-                routes: RefCell::new(FxHashMap::default()),
-                next_call: Cell::new(1),
                 task_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
@@ -1320,19 +1308,6 @@ fn call_id_of(value: &JsValue) -> Result<CallId, Error> {
         .filter(|n| n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(u32::MAX));
     n.map(|n| CallId(n as u32))
         .ok_or_else(|| Error::input("callId", "must be a call id the engine passed to the host"))
-}
-
-/// Gives a core's call a public id (invariant 4).
-fn route(inner: &Inner, to: Route) -> u32 {
-    let mut routes = inner.routes.borrow_mut();
-    loop {
-        let id = inner.next_call.get();
-        inner.next_call.set(id.wrapping_add(1).max(1));
-        if let std::collections::hash_map::Entry::Vacant(slot) = routes.entry(id) {
-            slot.insert(to);
-            return id;
-        }
-    }
 }
 
 /// The host's timer functions, or the global ones.
@@ -1572,14 +1547,6 @@ fn after(inner: &Inner) {
     let now = inner.host.last_now();
     let (requests, events, expired, ready, breakers) = {
         let mut o = inner.orch.borrow_mut();
-        let forgotten = o.take_forgotten();
-        if !forgotten.is_empty() {
-            // Calls that timed out: a late answer is refused as unknown.
-            inner
-                .routes
-                .borrow_mut()
-                .retain(|_, route| !forgotten.contains(&route.call));
-        }
         let requests = o.take_requests();
         let events = o.take_events();
         let expired = o.runs_mut().take_expired();
@@ -1595,17 +1562,7 @@ fn after(inner: &Inner) {
         (requests, events, expired, ready, breakers)
     };
     for r in requests {
-        let public = route(
-            inner,
-            Route {
-                call: r.call,
-                op: r.op.kind(),
-            },
-        );
-        inner.host.start(HostRequest {
-            call: CallId(public),
-            op: r.op,
-        });
+        inner.host.start(r);
     }
     let hooks = inner
         .run_hooks
@@ -1697,21 +1654,18 @@ fn settle(inner: &Inner, call: CallId, answer: Result<JsValue, JsValue>) -> Resu
     if inner.disposed.get() {
         return Err(Error::Disposed);
     }
-    let route = inner
-        .routes
-        .borrow_mut()
-        .remove(&call.get())
+    let op = inner
+        .orch
+        .borrow()
+        .pending_op(call)
         .ok_or_else(|| Error::UnknownCall { call: call.get() })?;
     // A clock that fails now still settles the call, at the last good reading.
     let now = inner
         .host
         .now_ms()
         .unwrap_or_else(|_| inner.host.last_now());
-    let outcome = inner.host.on_engine_clock(outcome_of(route.op, &answer));
-    inner
-        .orch
-        .borrow_mut()
-        .on_answer(now, route.call, outcome)?;
+    let outcome = inner.host.on_engine_clock(outcome_of(op, &answer));
+    inner.orch.borrow_mut().on_answer(now, call, outcome)?;
     after(inner);
     Ok(())
 }

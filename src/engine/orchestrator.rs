@@ -145,8 +145,6 @@ pub struct Orchestrator {
     clock: u64,
     /// When each pending host call times out.
     call_due: FxHashMap<CallId, u64>,
-    /// Calls given up on that nothing waits for any more; the host side forgets them.
-    forgotten: Vec<CallId>,
     /// When the liveness probe runs next (none while there is nothing to watch).
     next_probe: Option<u64>,
     /// A `sessionStatuses` call is pending.
@@ -210,7 +208,6 @@ impl Orchestrator {
             liveness: config.liveness,
             clock: 0,
             call_due: FxHashMap::default(),
-            forgotten: Vec::new(),
             next_probe: None,
             probing: false,
             no_statuses: false,
@@ -931,8 +928,15 @@ impl Orchestrator {
     }
 
     fn call(&mut self, purpose: CallFor, op: HostOp) {
-        let call = CallId(self.next_call);
-        self.next_call = self.next_call.wrapping_add(1).max(1);
+        // Count up; on wrap-around skip 0 and any id still pending: the id is the one the host
+        // sees, so it names one pending call. The loop ends: fewer than u32::MAX are pending.
+        let call = loop {
+            let call = CallId(self.next_call);
+            self.next_call = self.next_call.wrapping_add(1).max(1);
+            if !self.calls.contains_key(&call) {
+                break call;
+            }
+        };
         self.calls.insert(call, purpose);
         self.call_due.insert(
             call,

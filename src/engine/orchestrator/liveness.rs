@@ -29,7 +29,9 @@
 use super::{CallFor, Orchestrator};
 use crate::engine::task::TaskState;
 use crate::error::Error;
-use crate::host::{CallId, FailureClass, HostFailure, HostOp, HostOutcome, HostReply, SessionId};
+use crate::host::{
+    CallId, FailureClass, HostFailure, HostOp, HostOpKind, HostOutcome, HostReply, SessionId,
+};
 use crate::ids::TaskId;
 
 impl Orchestrator {
@@ -169,8 +171,8 @@ impl Orchestrator {
             let Some(purpose) = self.calls.remove(&call) else {
                 continue;
             };
-            // Creations may still make a session: keep listening for one (the host side keeps
-            // the call). Anything else is forgotten.
+            // Creations may still make a session: keep listening for one (the call stays
+            // pending). Anything else is forgotten: a late answer is refused as unknown.
             match &purpose {
                 CallFor::Create(task) => {
                     let (agent, parent) = self
@@ -184,7 +186,7 @@ impl Orchestrator {
                     self.calls
                         .insert(call, CallFor::LateCreate(agent.clone(), parent.clone()));
                 }
-                _ => self.forgotten.push(call),
+                _ => {}
             }
             let outcome = HostOutcome::Failed(HostFailure {
                 class: FailureClass::Timeout,
@@ -196,9 +198,10 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Takes the calls given up on since the last call (the host side drops their routes).
-    pub fn take_forgotten(&mut self) -> Vec<CallId> {
-        std::mem::take(&mut self.forgotten)
+    /// The kind of host operation pending call `call` performs (to parse its answer), or none
+    /// when no such call is pending (answered, forgotten after its timeout, or never made).
+    pub fn pending_op(&self, call: CallId) -> Option<HostOpKind> {
+        self.calls.get(&call).map(CallFor::kind)
     }
 
     /// Host calls pending (answered neither by the host nor by a timeout).
@@ -209,5 +212,22 @@ impl Orchestrator {
     /// The liveness settings.
     pub fn liveness(&self) -> crate::config::LivenessConfig {
         self.liveness
+    }
+}
+
+impl CallFor {
+    /// The host operation a call made for this purpose performs.
+    fn kind(&self) -> HostOpKind {
+        match self {
+            CallFor::Create(_) | CallFor::Warm(..) | CallFor::LateCreate(..) => {
+                HostOpKind::CreateSession
+            }
+            CallFor::Prompt(_) => HostOpKind::Prompt,
+            CallFor::Abort(..) => HostOpKind::Abort,
+            CallFor::LastMessage(_) => HostOpKind::LastAssistantMessage,
+            CallFor::Delete(_) => HostOpKind::DeleteSession,
+            CallFor::Check(_) => HostOpKind::CheckSession,
+            CallFor::Statuses { .. } => HostOpKind::SessionStatuses,
+        }
     }
 }
