@@ -182,6 +182,26 @@ fn an_idle_before_busy_is_not_taken_for_done() {
 }
 
 #[test]
+fn call_ids_skip_pending_ids_on_wrap_around() {
+    let mut o = Orchestrator::new(&Config::default(), 1);
+    o.submit(1, TaskSpec::new("worker", "a")).unwrap();
+    let first = o.take_requests();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        o.pending_op(first[0].call),
+        Some(crate::host::HostOpKind::CreateSession)
+    );
+    // The counter wraps onto the pending id: the next call skips it (and 0).
+    o.next_call = u32::MAX;
+    o.submit(1, TaskSpec::new("worker", "b")).unwrap();
+    o.submit(1, TaskSpec::new("worker", "c")).unwrap();
+    let ids: Vec<u32> = o.take_requests().iter().map(|r| r.call.get()).collect();
+    assert_eq!(ids, [u32::MAX, first[0].call.get() + 1]);
+    assert_eq!(o.pending_calls(), 3);
+    assert_eq!(o.pending_op(CallId(0)), None);
+}
+
+#[test]
 fn a_double_idle_settles_once() {
     let mut s = Sim::new(
         3,
@@ -785,24 +805,4 @@ fn an_expired_run_keeps_its_index_until_the_expiry_is_delivered_and_old_ids_reac
         "INVALID_INPUT"
     );
     assert_eq!(o.runs().counts(), (1, 1));
-}
-
-#[test]
-fn call_ids_skip_pending_ids_on_wrap_around() {
-    let mut o = Orchestrator::new(&Config::default(), 1);
-    o.submit(1, TaskSpec::new("worker", "a")).unwrap();
-    let first = o.take_requests();
-    assert_eq!(first.len(), 1);
-    assert_eq!(
-        o.pending_op(first[0].call),
-        Some(crate::host::HostOpKind::CreateSession)
-    );
-    // The counter wraps onto the pending id: the next call skips it (and 0).
-    o.next_call = u32::MAX;
-    o.submit(1, TaskSpec::new("worker", "b")).unwrap();
-    o.submit(1, TaskSpec::new("worker", "c")).unwrap();
-    let ids: Vec<u32> = o.take_requests().iter().map(|r| r.call.get()).collect();
-    assert_eq!(ids, [u32::MAX, first[0].call.get() + 1]);
-    assert_eq!(o.pending_calls(), 3);
-    assert_eq!(o.pending_op(CallId(0)), None);
 }
