@@ -18,7 +18,7 @@
 mod clock;
 mod fake;
 
-pub(crate) use self::clock::Clock;
+pub use self::clock::Clock;
 
 use std::fmt;
 
