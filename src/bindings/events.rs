@@ -1,0 +1,170 @@
+//! What the core did, told to JavaScript after each borrow of it ends: host requests started,
+//! run slots made ready or expired, breaker and task events to listeners, task waiters settled,
+//! the timer re-armed.
+
+use std::rc::Rc;
+
+use js_sys::{Function, Object};
+use wasm_bindgen::prelude::*;
+
+use super::api::{TaskInfo, to_value};
+use super::convert::{set, to_js};
+use super::run::{RUN_BUFFER, write_ready};
+use super::timer::rearm;
+use super::{Engine, EventName, Inner, Listener, Unsubscribe, convert, fence_out, fenced};
+use crate::error::Error;
+use crate::host::Host;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EventKind {
+    Task,
+    Breaker,
+}
+
+pub(super) fn after(inner: &Inner) {
+    if inner.disposed.get() {
+        return;
+    }
+    if let Err(e) = fenced(inner) {
+        fence_out(inner, &e);
+        return;
+    }
+    let now = inner.host.last_now();
+    let (requests, events, expired, ready, breakers) = {
+        let mut o = inner.orch.borrow_mut();
+        let requests = o.take_requests();
+        let events = o.take_events();
+        let expired = o.runs_mut().take_expired();
+        let ready = o.runs().ready_len() > 0;
+        if ready {
+            write_ready(inner, &mut o);
+        }
+        let breakers: Vec<(String, &'static str)> = o
+            .controller()
+            .breaker_states()
+            .map(|(k, s)| (k.to_owned(), s.name()))
+            .collect();
+        (requests, events, expired, ready, breakers)
+    };
+    for r in requests {
+        inner.host.start(r);
+    }
+    let hooks = inner
+        .run_hooks
+        .borrow()
+        .as_ref()
+        .map(|h| (h.wake.clone(), h.expire.clone()));
+    if let Some((wake, expire)) = hooks {
+        for &(slot, ms) in &expired {
+            let _ = expire.call2(&JsValue::NULL, &slot.get().into(), &(ms as f64).into());
+        }
+        if ready {
+            let _ = wake.call0(&JsValue::NULL);
+        }
+    }
+    if !expired.is_empty() {
+        // Delivered (or nobody to tell): the indices of the expired waiting slots may be used
+        // again. Not before — a host function started above may have called `run`.
+        inner.orch.borrow_mut().runs_mut().release_expired(&expired);
+    }
+    let changed: Vec<(String, &'static str)> = {
+        let mut known = inner.breakers.borrow_mut();
+        let changed = breakers
+            .iter()
+            .filter(|(k, s)| {
+                known
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(*s != "closed", |(_, was)| was != s)
+            })
+            .cloned()
+            .collect();
+        let not_closed = breakers.iter().any(|(_, s)| *s != "closed");
+        inner.breaker_not_closed.set(not_closed);
+        if let Some(flag) = inner.run_buffer.borrow_mut().get_mut(RUN_BUFFER) {
+            *flag = u32::from(not_closed);
+        }
+        *known = breakers;
+        changed
+    };
+    for (key, state) in changed {
+        let event = Object::new();
+        set(&event, "type", &"breaker".into());
+        set(&event, "key", &key.into());
+        set(&event, "state", &state.into());
+        emit(inner, EventKind::Breaker, &event);
+    }
+    for e in events {
+        let event = Object::new();
+        set(&event, "type", &"task".into());
+        set(&event, "id", &e.task.get().into());
+        set(&event, "state", &e.state.into());
+        emit(inner, EventKind::Task, &event);
+        if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
+            let waiters = inner.task_waiters.borrow_mut().remove(&e.task.get());
+            if let Some(waiters) = waiters {
+                let record = inner.orch.borrow().tasks().get_brief(e.task);
+                let info = record.map(|r| to_value(&TaskInfo::from(&r)));
+                for (resolve, reject) in waiters {
+                    let _ = match &info {
+                        Some(Ok(info)) => resolve.call1(&JsValue::NULL, info),
+                        Some(Err(err)) => reject.call1(&JsValue::NULL, &to_js(err)),
+                        None => reject.call1(
+                            &JsValue::NULL,
+                            &to_js(&Error::UnknownTask { task: e.task.get() }),
+                        ),
+                    };
+                }
+            }
+        }
+    }
+    rearm(inner, now);
+}
+
+pub(super) fn emit(inner: &Inner, kind: EventKind, event: &Object) {
+    let listeners: Vec<Function> = inner
+        .listeners
+        .borrow()
+        .iter()
+        .filter(|(_, k, _)| *k == kind)
+        .map(|(_, _, f)| f.clone())
+        .collect();
+    for f in listeners {
+        // A listener that throws does not stop the engine or the other listeners.
+        let _ = f.call1(&JsValue::NULL, event);
+    }
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Calls `listener` on every task transition (`"task"`: `{ type, id, state }`) or breaker
+    /// transition (`"breaker"`: `{ type, key, state }`). A listener that throws is ignored.
+    /// Returns a function that unsubscribes.
+    pub fn on(&self, event: EventName, listener: Listener) -> Result<Unsubscribe, JsValue> {
+        self.live()?;
+        let event: JsValue = event.into();
+        let kind = match event.as_string().as_deref() {
+            Some("task") => EventKind::Task,
+            Some("breaker") => EventKind::Breaker,
+            _ => {
+                return Err(to_js(&Error::input(
+                    "event",
+                    "must be \"task\" or \"breaker\"",
+                )));
+            }
+        };
+        let Some(listener) = convert::function(listener.into()) else {
+            return Err(to_js(&Error::input("listener", "must be a function")));
+        };
+        let id = self.inner.next_listener.get();
+        self.inner.next_listener.set(id.wrapping_add(1));
+        self.inner.listeners.borrow_mut().push((id, kind, listener));
+        let weak = Rc::downgrade(&self.inner);
+        let off = Closure::<dyn Fn()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.listeners.borrow_mut().retain(|(l, _, _)| *l != id);
+            }
+        });
+        Ok(off.into_js_value().unchecked_into())
+    }
+}

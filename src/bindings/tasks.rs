@@ -1,0 +1,290 @@
+//! Sub-agent tasks through the JavaScript API: `delegate`, `wait`, `cancel`, `status`, `list`,
+//! and the `stats` view.
+
+use js_sys::{Array, Object, Promise};
+use wasm_bindgen::prelude::*;
+
+use super::api::{TaskInfo, ToJs, to_value};
+use super::convert::{set, to_js};
+use super::events::after;
+use super::timer::observe_memory;
+use super::{
+    Engine, FilterObject, PromiseTaskInfo, SpecsObject, StatsObject, TaskIds, TaskInfoArray,
+    TaskInfoObject, api, convert, fenced, js,
+};
+use crate::error::Error;
+use crate::host::Host;
+
+pub(super) struct StatsDto {
+    version: &'static str,
+    now: f64,
+    memory: MemoryDto,
+    pending_calls: u32,
+    lanes: Vec<api::LaneInfo>,
+    keys: Vec<api::KeyInfo>,
+    gate: api::GateInfo,
+    pool: api::PoolInfo,
+    tasks: api::TaskCounts,
+    runs: api::RunInfo,
+    journal: api::JournalInfo,
+    engine: api::EngineInfo,
+}
+
+pub(super) struct MemoryDto {
+    used: f64,
+    limit: f64,
+    per_mille: f64,
+}
+
+impl ToJs for StatsDto {
+    fn to_js(&self) -> JsValue {
+        let obj = Object::new();
+        let put = |k: &str, v: JsValue| set(&obj, k, &v);
+        put("version", self.version.into());
+        put("now", self.now.into());
+        let memory = Object::new();
+        set(&memory, "used", &self.memory.used.into());
+        set(&memory, "limit", &self.memory.limit.into());
+        set(&memory, "perMille", &self.memory.per_mille.into());
+        put("memory", memory.into());
+        put("pendingCalls", self.pending_calls.into());
+        put("lanes", self.lanes.to_js());
+        put("keys", self.keys.to_js());
+        put("gate", self.gate.to_js());
+        put("pool", self.pool.to_js());
+        put("tasks", self.tasks.to_js());
+        put("runs", self.runs.to_js());
+        put("journal", self.journal.to_js());
+        put("engine", self.engine.to_js());
+        obj.into()
+    }
+}
+
+/// After the orchestrator moved: start its host requests, tell run.js about ready and expired
+/// run slots, settle task waiters, call listeners, and re-arm the timer. Nothing is borrowed
+/// while JavaScript runs (invariant 2); a re-entrant call does its own pass.
+/// Bytes of the module's linear memory (its high-water mark: wasm memory never shrinks).
+pub(super) fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All or nothing:
+    /// every spec is checked before any is submitted — a bad one throws `INVALID_INPUT` naming
+    /// its field (`specs[2].prompt`; a `dependsOn` naming a task retention forgot says so), a
+    /// refusal of the controller (`MEMORY_PRESSURE` for LOW work, `BREAKER_OPEN` with
+    /// `failFast`) throws its error — and then nothing is submitted (the error's `submitted` is
+    /// empty). Once submitted, every host call the batch needs is started: a host function that
+    /// throws or returns a hostile value fails its own call. A refusal of the memory budget
+    /// (`ENGINE_FULL`) found while submitting cancels what the batch submitted. A fenced engine
+    /// throws `FENCED`.
+    pub fn delegate(&self, specs: SpecsObject) -> Result<TaskIds, JsValue> {
+        self.acting()?;
+        let value =
+            js(convert::plain(&specs.into()).map_err(|reason| Error::input("specs", reason)))?;
+        let many = Array::is_array(&value);
+        let parsed = if many {
+            let array = Array::from(&value);
+            if array.length() > 10_000 {
+                return Err(to_js(&Error::input("specs", "at most 10000 per call")));
+            }
+            js(array
+                .iter()
+                .enumerate()
+                .map(|(i, v)| api::spec(v, &format!("specs[{i}]")))
+                .collect::<Result<Vec<_>, _>>())?
+        } else {
+            vec![js(api::spec(value, ""))?]
+        };
+        let now = js(self.inner.host.now_ms())?;
+        observe_memory(&self.inner, now);
+        let mut ids = Vec::with_capacity(parsed.len());
+        let mut failed = None;
+        {
+            let mut o = self.inner.orch.borrow_mut();
+            // All or nothing: every spec is checked against the engine as it is before any is
+            // submitted (a batch moves no breaker or gate between its specs).
+            if let Some(e) = parsed
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| o.admissible(now, s, i as u32).err())
+            {
+                failed = Some(e);
+            } else {
+                for spec in parsed {
+                    match o.submit(now, spec) {
+                        Ok(id) => ids.push(id.get()),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if failed.is_some() {
+                    // Refused after all (a limit of the store): what was submitted of the batch
+                    // is cancelled at once (a session already asked for is released on arrival).
+                    for &id in &ids {
+                        let _ = o.cancel(now, crate::ids::TaskId(id));
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            let error = to_js(&e);
+            set(error.unchecked_ref(), "submitted", &Array::new());
+            after(&self.inner);
+            return Err(error);
+        }
+        after(&self.inner);
+        Ok(if many {
+            ids.iter()
+                .map(|&id| JsValue::from(id))
+                .collect::<Array>()
+                .unchecked_into()
+        } else {
+            JsValue::from(ids[0]).unchecked_into()
+        })
+    }
+
+    /// Resolves with the task's info once it settles (succeeded, failed, cancelled, timed_out);
+    /// at once for a settled task. Rejects with `UNKNOWN_TASK`, or `DISPOSED`.
+    pub fn wait(&self, id: JsValue) -> PromiseTaskInfo {
+        let promise = match self.try_wait(&id) {
+            Ok(p) => p,
+            Err(e) => Promise::reject(&e),
+        };
+        promise.unchecked_into()
+    }
+
+    /// Cancels a task: a queued one at once; a running one by aborting its session, settling when
+    /// the abort is confirmed. Returns whether the task was still open. `UNKNOWN_TASK` for an
+    /// id never issued.
+    pub fn cancel(&self, id: JsValue) -> Result<bool, JsValue> {
+        self.acting()?;
+        let id = js(api::task_id("id", &id))?;
+        let now = js(self.inner.host.now_ms())?;
+        let open = js(self.inner.orch.borrow_mut().cancel(now, id))?;
+        after(&self.inner);
+        Ok(open)
+    }
+
+    /// The task's info. Throws `UNKNOWN_TASK`.
+    pub fn status(&self, id: JsValue) -> Result<TaskInfoObject, JsValue> {
+        let record = self.record(&id)?;
+        js(to_value(&TaskInfo::from(&record))).map(JsCast::unchecked_into)
+    }
+
+    /// Every task (matching `filter`: `state` name and/or `agent`), in id order.
+    pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
+        self.live()?;
+        let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
+        let o = self.inner.orch.borrow();
+        // Open tasks come from the open set; the settled ones held only when asked for.
+        let records = if filter.open
+            || filter.state.as_deref().is_some_and(|s| {
+                matches!(
+                    s,
+                    "queued"
+                        | "admitted"
+                        | "session_acquired"
+                        | "dispatched"
+                        | "running"
+                        | "unknown"
+                )
+            }) {
+            o.tasks().open()
+        } else {
+            o.tasks().all_brief()
+        };
+        let infos: Vec<TaskInfo> = records
+            .iter()
+            .filter(|r| filter.state.as_deref().is_none_or(|s| r.state.name() == s))
+            .filter(|r| filter.agent.as_deref().is_none_or(|a| r.spec.agent == a))
+            .map(TaskInfo::from)
+            .collect();
+        js(to_value(&infos)).map(JsCast::unchecked_into)
+    }
+
+    /// A consistent view of the engine, with fresh host readings.
+    pub fn stats(&self) -> Result<StatsObject, JsValue> {
+        self.live()?;
+        let now = js(self.inner.host.now_ms())?;
+        let memory = js(self.inner.host.memory())?;
+        self.inner
+            .orch
+            .borrow_mut()
+            .controller_mut()
+            .observe_memory(now, memory);
+        let o = self.inner.orch.borrow();
+        let pending_calls = o.pending_calls() as u32;
+        let (lanes, keys, gate) = api::control_info(o.controller().stats(now));
+        let (waiting, running) = o.runs().counts();
+        let dto = StatsDto {
+            version: env!("CARGO_PKG_VERSION"),
+            now: now as f64,
+            memory: MemoryDto {
+                used: memory.used() as f64,
+                limit: memory.limit() as f64,
+                per_mille: memory.per_mille() as f64,
+            },
+            pending_calls,
+            lanes,
+            keys,
+            gate,
+            pool: api::pool_info(&o),
+            tasks: api::task_counts(&o),
+            runs: api::RunInfo { waiting, running },
+            journal: api::JournalInfo {
+                seq: o.tasks().store().journal().head().seq as f64,
+                records: o.tasks().store().journal().len(),
+                bytes: o.tasks().store().journal().bytes(),
+                epoch: o.tasks().epoch(),
+            },
+            engine: api::EngineInfo {
+                footprint: o.tasks().footprint(),
+                budget: o.tasks().budget(),
+                wasm_memory: wasm_memory_bytes(),
+                fenced: fenced(&self.inner).is_err(),
+            },
+        };
+        js(to_value(&dto)).map(JsCast::unchecked_into)
+    }
+}
+
+impl Engine {
+    /// The record of the task `id` names: `DISPOSED`, `INVALID_INPUT` or `UNKNOWN_TASK` else.
+    pub(super) fn record(&self, id: &JsValue) -> Result<crate::engine::task::TaskRecord, JsValue> {
+        self.live()?;
+        let id = js(api::task_id("id", id))?;
+        let o = self.inner.orch.borrow();
+        o.tasks()
+            .get_brief(id)
+            .ok_or_else(|| to_js(&o.tasks().missing(id)))
+    }
+
+    pub(super) fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {
+        let record = self.record(id)?;
+        let id = record.id;
+        if record.state.is_settled() {
+            return Ok(Promise::resolve(&js(to_value(&TaskInfo::from(&record)))?));
+        }
+        // A fenced engine will not settle it: the newer engine will.
+        js(fenced(&self.inner))?;
+        let mut waiter = None;
+        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
+        if let Some(waiter) = waiter {
+            self.inner
+                .task_waiters
+                .borrow_mut()
+                .entry(id.get())
+                .or_default()
+                .push(waiter);
+        }
+        Ok(promise)
+    }
+}
