@@ -52,7 +52,8 @@ pub use host::{
 };
 // The concurrency controller and its breaker.
 pub use control::{
-    Admission, Breaker, BreakerState, Controller, Outcome, Permit, Request, Ticket, Verdict,
+    Admission, Breaker, BreakerPhase, BreakerState, Controller, Outcome, Permit, Request, Ticket,
+    Verdict,
 };
 // The task store.
 pub use store::{Snapshot, Store, Transaction};

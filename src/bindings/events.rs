@@ -39,11 +39,7 @@ pub(super) fn after(inner: &Inner) {
         if ready {
             write_ready(inner, &mut o);
         }
-        let breakers: Vec<(String, &'static str)> = o
-            .controller()
-            .breaker_states()
-            .map(|(k, s)| (k.to_owned(), s.name()))
-            .collect();
+        let breakers = o.controller_mut().take_breaker_changes();
         (requests, events, expired, ready, breakers)
     };
     for r in requests {
@@ -67,31 +63,16 @@ pub(super) fn after(inner: &Inner) {
         // again. Not before — a host function started above may have called `run`.
         inner.orch.borrow_mut().runs_mut().release_expired(&expired);
     }
-    let changed: Vec<(String, &'static str)> = {
-        let mut known = inner.breakers.borrow_mut();
-        let changed = breakers
-            .iter()
-            .filter(|(k, s)| {
-                known
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map_or(*s != "closed", |(_, was)| was != s)
-            })
-            .cloned()
-            .collect();
-        let not_closed = breakers.iter().any(|(_, s)| *s != "closed");
-        inner.breaker_not_closed.set(not_closed);
-        if let Some(flag) = inner.run_buffer.borrow_mut().get_mut(RUN_BUFFER) {
-            *flag = u32::from(not_closed);
-        }
-        *known = breakers;
-        changed
-    };
-    for (key, state) in changed {
+    let (changed, not_closed) = breakers;
+    inner.breaker_not_closed.set(not_closed);
+    if let Some(flag) = inner.run_buffer.borrow_mut().get_mut(RUN_BUFFER) {
+        *flag = u32::from(not_closed);
+    }
+    for (key, phase) in changed {
         let event = Object::new();
         set(&event, "type", &"breaker".into());
         set(&event, "key", &key.into());
-        set(&event, "state", &state.into());
+        set(&event, "state", &phase.name().into());
         emit(inner, EventKind::Breaker, &event);
     }
     for e in events {

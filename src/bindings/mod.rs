@@ -134,7 +134,6 @@ struct Inner {
     task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
     next_listener: Cell<u32>,
-    breakers: RefCell<Vec<(String, &'static str)>>,
     /// Whether any breaker was not closed at the last look (then every run end looks again).
     breaker_not_closed: Cell<bool>,
     run_hooks: RefCell<Option<RunHooks>>,
@@ -281,7 +280,6 @@ impl Engine {
                 task_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
-                breakers: RefCell::new(Vec::new()),
                 breaker_not_closed: Cell::new(false),
                 run_hooks: RefCell::new(None),
                 run_buffer: RefCell::new(vec![0; RUN_BUFFER + 1]),

@@ -91,12 +91,39 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// The phase, without the counters.
+    pub fn phase(self) -> BreakerPhase {
+        match self {
+            BreakerState::Closed { .. } => BreakerPhase::Closed,
+            BreakerState::Open { .. } => BreakerPhase::Open,
+            BreakerState::HalfOpen { .. } => BreakerPhase::HalfOpen,
+        }
+    }
+
     /// `closed`, `open` or `half_open`.
     pub fn name(self) -> &'static str {
+        self.phase().name()
+    }
+}
+
+/// A breaker's state without its counters: what listeners are told when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerPhase {
+    /// Admitting, counting failures.
+    Closed,
+    /// Refusing until its probe time.
+    Open,
+    /// Letting one probe through at a time.
+    HalfOpen,
+}
+
+impl BreakerPhase {
+    /// `closed`, `open` or `half_open`: the name JavaScript sees.
+    pub fn name(self) -> &'static str {
         match self {
-            BreakerState::Closed { .. } => "closed",
-            BreakerState::Open { .. } => "open",
-            BreakerState::HalfOpen { .. } => "half_open",
+            BreakerPhase::Closed => "closed",
+            BreakerPhase::Open => "open",
+            BreakerPhase::HalfOpen => "half_open",
         }
     }
 }

@@ -39,7 +39,7 @@ mod queue;
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
-pub use self::breaker::{Breaker, BreakerState, Outcome, Verdict};
+pub use self::breaker::{Breaker, BreakerPhase, BreakerState, Outcome, Verdict};
 pub(crate) use self::gate::Gate;
 pub(crate) use self::limiter::Aimd;
 pub use self::permit::Permit;
@@ -114,6 +114,8 @@ struct KeyState {
     limit: Option<Aimd>,
     breaker: Breaker,
     queued: u32,
+    /// The breaker's phase as last reported (see `take_breaker_changes`).
+    reported: BreakerPhase,
 }
 
 #[derive(Debug)]
@@ -702,11 +704,21 @@ impl Controller {
         self.key_index.get(key).map(|&k| &self.keys[k].breaker)
     }
 
-    /// Every key's breaker state, in first-use order.
-    pub fn breaker_states(&self) -> impl Iterator<Item = (&str, BreakerState)> {
-        self.keys
-            .iter()
-            .map(|k| (k.name.as_str(), k.breaker.state()))
+    /// The keys whose breaker changed phase since the last call (a new key's only when it is
+    /// not closed), in first-use order, and whether any breaker is not closed now: what the
+    /// driver tells listeners, and whether run work must read the clock.
+    pub fn take_breaker_changes(&mut self) -> (Vec<(String, BreakerPhase)>, bool) {
+        let mut changed = Vec::new();
+        let mut not_closed = false;
+        for k in &mut self.keys {
+            let phase = k.breaker.state().phase();
+            not_closed |= phase != BreakerPhase::Closed;
+            if phase != k.reported {
+                k.reported = phase;
+                changed.push((k.name.clone(), phase));
+            }
+        }
+        (changed, not_closed)
     }
 
     fn intern_key(&mut self, name: &str) -> Result<usize, Error> {
@@ -730,6 +742,7 @@ impl Controller {
                 .get(name)
                 .map(|&l| Aimd::new(l, self.aimd_config)),
             breaker: Breaker::new(self.breaker_config),
+            reported: BreakerPhase::Closed,
             queued: 0,
         });
         self.key_index.insert(name.to_owned(), k);

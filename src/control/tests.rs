@@ -269,6 +269,32 @@ fn next_deadline_names_a_stale_gate_and_an_open_breaker() {
 }
 
 #[test]
+fn breaker_changes_are_reported_once_per_phase_change() {
+    let mut s = sim();
+    s.submit_key(1, "a/m");
+    for id in 2..=6 {
+        s.submit_key(id, "p/m");
+    }
+    s.admit();
+    assert_eq!(
+        s.c.take_breaker_changes(),
+        (vec![], false),
+        "new keys, closed"
+    );
+    for id in 2..=6 {
+        s.complete(id, UPSTREAM);
+    }
+    let open = (vec![("p/m".to_string(), BreakerPhase::Open)], true);
+    assert_eq!(s.c.take_breaker_changes(), open);
+    assert_eq!(s.c.take_breaker_changes(), (vec![], true), "told once");
+    s.now += 30_000;
+    s.submit_key(7, "p/m");
+    assert_eq!(s.admit(), [7], "the probe");
+    let half = (vec![("p/m".to_string(), BreakerPhase::HalfOpen)], true);
+    assert_eq!(s.c.take_breaker_changes(), half);
+}
+
+#[test]
 fn the_breaker_opens_after_five_counted_failures_and_lets_one_probe_through() {
     let mut s = sim();
     for id in 1..=5 {
