@@ -65,7 +65,8 @@ export interface ForemanConfig {
    * a lost `idle` costs at most this. `callTimeoutMs` (30 000): a host call not answered by then
    * fails with class "timeout". `cancelMs` (10 000): a cancelled running task settles
    * `cancelled` by then, abort answered or not. `skewMs` (2 000, may be 0): how much older than
-   * the prompt a reply's stamp may be (host and server clocks differ). */
+   * the prompt a reply's stamp may be where times are compared (only a follow-up restored from
+   * a journal written before replies were recorded; host and server clocks differ). */
   liveness?: { intervalMs?: number; callTimeoutMs?: number; cancelMs?: number; skewMs?: number };
   /** When settled tasks leave the engine (with their idempotency keys and dependency edges), as
    * soon as any limit is passed, oldest settlement first: more than `maxTasks` (10 000) settled
@@ -133,9 +134,12 @@ export interface TaskSpec {
   idempotencyKey?: string;
   /** Tasks that must succeed first; a failed or cancelled one cancels this task. */
   dependsOn?: number[];
-  /** Extra attempts after an upstream failure or timeout (0..=10; default 0). */
+  /** Extra attempts after an upstream failure or timeout (0..=10; default 0). A turn that ends
+   * rate limited (429) is sent again after the provider's Retry-After, in a fresh session,
+   * up to 3 times or this many, whichever is more. */
   retries?: number;
-  /** Refuse at once (BREAKER_OPEN) instead of waiting while the model's breaker is open. */
+  /** Refuse at once (BREAKER_OPEN) instead of waiting while the model's breaker is open; queued
+   * when the breaker opens, it fails then with BREAKER_OPEN. */
   failFast?: boolean;
   followUpOf?: number;
 }

@@ -1072,7 +1072,7 @@ impl Orchestrator {
     /// Aborts the turns of sessions retired while busy.
     #[inline(never)]
     fn abort_retired(&mut self) {
-        for session in self.pool.to_abort() {
+        for session in self.pool.take_aborts() {
             self.call(
                 CallFor::Abort(None, session.clone()),
                 HostOp::Abort { session },
@@ -1084,13 +1084,13 @@ impl Orchestrator {
     /// they run on `tick`, at the pool's own deadlines, not on every event.
     fn pool_upkeep(&mut self, now: u64) {
         self.pool.tick(now);
-        for session in self.pool.to_delete(now) {
+        for session in self.pool.take_deletions(now) {
             self.call(
                 CallFor::Delete(session.clone()),
                 HostOp::DeleteSession { session },
             );
         }
-        for session in self.pool.to_check(now) {
+        for session in self.pool.take_checks(now) {
             self.call(
                 CallFor::Check(session.clone()),
                 HostOp::CheckSession { session },

@@ -3,11 +3,6 @@
 //! admitted work (a task holding its lane's permit, or a warm session for queued work), so no
 //! session exists before admission.
 
-#[allow(
-    clippy::wrong_self_convention,
-    reason = "to_abort, to_delete and to_check drain what they return (take_* by the convention); \
-              renamed once the pool's health-check rework has landed"
-)]
 mod pool;
 
 pub(crate) use self::pool::{Acquired, Pool, PoolConfig};
