@@ -188,12 +188,31 @@ describe("faults in a real server", { concurrency: true }, () => {
     // ending with the 429 that ended it or with the answer.
     const kids = await children(dir, parent);
     assert.equal(kids.length, attempts.reduce((a, b) => a + b, 0), kids.map((k) => k.session.title).join(", "));
+    const byTitle = new Map();
     for (const { session, messages: m } of kids) {
       const prompts = m.filter((x) => x.info.role === "user");
       assert.equal(prompts.length, 1, `${session.title}: ${prompts.length} prompts`);
       const last = m[m.length - 1].info;
       assert.ok(last.error?.data?.statusCode === 429 || (last.finish === "stop" && !last.error), `${session.title}: ${JSON.stringify(last.error ?? last.finish)}`);
+      if (last.error) {
+        // What the engine reads the wait from: the provider's headers on OpenCode's APIError.
+        assert.equal(last.error.name, "APIError");
+        assert.equal(last.error.data.responseHeaders?.["retry-after"], "1", JSON.stringify(last.error.data));
+      }
+      byTitle.set(session.title, [...(byTitle.get(session.title) ?? []), { sent: prompts[0].info.time.created, ended: last.time.completed, error: !!last.error }]);
     }
+    // An attempt is sent again only after the provider's Retry-After, counted from the 429 that
+    // ended the one before.
+    const gaps = [];
+    for (const attemptsOf of byTitle.values()) {
+      attemptsOf.sort((a, b) => a.sent - b.sent);
+      for (let i = 1; i < attemptsOf.length; i++) {
+        assert.ok(attemptsOf[i - 1].error, "only a failed attempt is followed by another");
+        gaps.push(attemptsOf[i].sent - attemptsOf[i - 1].ended);
+      }
+    }
+    t.diagnostic(`re-dispatched ${gaps.length} attempt(s), each after ${gaps.join(", ")} ms (Retry-After 1 s)`);
+    assert.ok(gaps.length >= 1 && gaps.every((g) => g >= 900), `gaps ${gaps}`);
     // No slot is left taken.
     const status = (await ask(dir, "foreman_status")).output;
     assert.match(status, /fake\/storm 0\//, status);
