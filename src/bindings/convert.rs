@@ -476,32 +476,26 @@ pub(crate) fn message_error(error: &JsValue) -> Option<MessageError> {
             let status = non_negative(&get(&data, "statusCode"))
                 .ok()
                 .and_then(|s| u16::try_from(s).ok());
+            let retry_after_ms = retry_after(&get(&data, "responseHeaders"));
             MessageError::Api {
                 status,
                 message,
-                retry_after_ms: retry_after(&get(&data, "responseHeaders")),
+                retry_after_ms,
             }
         }
         _ => MessageError::Other { name, message },
     })
 }
 
-/// The wait a provider asked for in its response headers (names in lower case, as OpenCode
-/// keeps them): `retry-after-ms` (ms), else `retry-after` in whole or decimal seconds (an HTTP
-/// date is not read). At most a day.
+/// The wait a provider asked for in its response headers (lower-case names, as OpenCode keeps
+/// them): `retry-after-ms`, else `retry-after` in seconds (an HTTP date is not read); ≤ a day.
 fn retry_after(headers: &JsValue) -> Option<u64> {
-    if !headers.is_object() {
-        return None;
-    }
-    let number = |name: &str, scale: f64| {
+    let read = |name: &str, scale: f64| {
         let v = get(headers, name);
-        let n = v
-            .as_string()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .or_else(|| v.as_f64())?;
-        (n.is_finite() && n >= 0.0).then(|| (n * scale).min(86_400_000.0) as u64)
+        let n = (v.as_string().and_then(|s| s.trim().parse().ok())).or_else(|| v.as_f64())?;
+        (n >= 0.0).then(|| (n * scale).min(86_400_000.0) as u64)
     };
-    number("retry-after-ms", 1.0).or_else(|| number("retry-after", 1_000.0))
+    read("retry-after-ms", 1.0).or_else(|| read("retry-after", 1_000.0))
 }
 
 /// Parses an OpenCode bus event into what the engine listens for. `Ok(None)` for events it

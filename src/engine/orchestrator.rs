@@ -53,21 +53,21 @@ use super::task::{TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
 /// With no busy seen, an idle counts only this long after dispatch, ms.
-pub const GRACE_MS: u64 = 5_000;
+pub(crate) const GRACE_MS: u64 = 5_000;
 /// How often a dispatched task with no busy seen is checked, ms.
-pub const POLL_MS: u64 = 5_000;
+pub(crate) const POLL_MS: u64 = 5_000;
 /// Attempts at creating a session before the task fails.
-pub const CREATE_ATTEMPTS: u32 = 3;
+pub(crate) const CREATE_ATTEMPTS: u32 = 3;
 /// How soon a task refused by the gate or a breaker after acceptance asks again, ms.
-pub const REQUEUE_MS: u64 = 1_000;
+pub(crate) const REQUEUE_MS: u64 = 1_000;
 /// Re-dispatches of a rate-limited prompt a task gets by default (its `retries`, if more).
 /// OpenCode gives up on a 429 after ~6 s of its own retries; each re-dispatch covers that much
 /// more of a storm, after the wait the provider asked for.
-pub const RATE_LIMIT_REDISPATCHES: u32 = 3;
+pub(crate) const RATE_LIMIT_REDISPATCHES: u32 = 3;
 /// Full-jitter backoff base and cap, ms.
-pub const BACKOFF_BASE_MS: u64 = 2_000;
+pub(crate) const BACKOFF_BASE_MS: u64 = 2_000;
 /// See [`BACKOFF_BASE_MS`].
-pub const BACKOFF_CAP_MS: u64 = 60_000;
+pub(crate) const BACKOFF_CAP_MS: u64 = 60_000;
 
 /// What a host call was for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +178,7 @@ pub struct RunRequest {
 
 impl Orchestrator {
     /// An orchestrator for `config`; `seed` drives jitter and names its journal (the origin
-    /// engines restored from it share: see [`TaskTable::epoch`]).
+    /// engines restored from it share: see `TaskTable::epoch`).
     pub fn new(config: &Config, seed: u64) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed ^ 0x6A09_E667_F3BC_C908);
         let mut origin = [0u8; 16];
@@ -239,7 +239,7 @@ impl Orchestrator {
 
     /// [`Orchestrator::restore`] from a store replayed from a verified journal, taking a
     /// fencing epoch above `epoch_floor(origin)` as well as above the journal's (see
-    /// [`TaskTable::restore`]).
+    /// `TaskTable::restore`).
     pub fn restore_fenced(
         config: &Config,
         seed: u64,
@@ -688,7 +688,7 @@ impl Orchestrator {
         self.controller.key_id(name)
     }
 
-    /// Queues a run task (see [`runs`](super::runs)); it may be ready at once
+    /// Queues a run task (see the `runs` module); it may be ready at once
     /// ([`Orchestrator::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
     pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<RunId, Error> {
@@ -751,7 +751,7 @@ impl Orchestrator {
         }
     }
 
-    /// Takes the ready run slots when they are exactly `slot` (see [`Runs::take_ready_alone`]).
+    /// Takes the ready run slots when they are exactly `slot` (see `Runs::take_ready_alone`).
     pub fn take_run_ready_alone(&mut self, slot: RunId) -> bool {
         self.runs.take_ready_alone(slot)
     }
@@ -1092,7 +1092,7 @@ impl Orchestrator {
     /// Aborts the turns of sessions retired while busy.
     #[inline(never)]
     fn abort_retired(&mut self) {
-        for session in self.pool.to_abort() {
+        for session in self.pool.take_aborts() {
             self.call(
                 CallFor::Abort(None, session.clone()),
                 HostOp::Abort { session },
@@ -1104,13 +1104,13 @@ impl Orchestrator {
     /// they run on `tick`, at the pool's own deadlines, not on every event.
     fn pool_upkeep(&mut self, now: u64) {
         self.pool.tick(now);
-        for session in self.pool.to_delete(now) {
+        for session in self.pool.take_deletions(now) {
             self.call(
                 CallFor::Delete(session.clone()),
                 HostOp::DeleteSession { session },
             );
         }
-        for session in self.pool.to_check(now) {
+        for session in self.pool.take_checks(now) {
             self.call(
                 CallFor::Check(session.clone()),
                 HostOp::CheckSession { session },
@@ -1294,101 +1294,6 @@ impl Orchestrator {
         }
     }
 
-    /// Sends the task again when its failure allows, otherwise fails it:
-    /// - rate limited (OpenCode gave up on a 429 after its own retries): re-dispatched after the
-    ///   wait the provider asked for (`retry_after_ms`; full-jitter backoff when it did not say),
-    ///   up to [`RATE_LIMIT_REDISPATCHES`] times (or the task's `retries`, if more) — by default,
-    ///   since a storm says nothing about the task;
-    /// - upstream or timeout: only when the task asked for `retries` (OpenCode already retried);
-    /// - anything else: failed.
-    ///
-    /// Either way the permit goes back at once (a task waiting to be sent again holds no slot)
-    /// and the session is released as failed, so the pool aborts it: the next attempt runs in a
-    /// fresh session, and each session's transcript holds its prompt once, with the error that
-    /// ended it or the answer.
-    fn fail_or_retry(
-        &mut self,
-        now: u64,
-        task: TaskId,
-        class: FailureClass,
-        message: String,
-        retry_after_ms: Option<u64>,
-    ) -> Result<(), Error> {
-        let Some(record) = self.tasks.get(task) else {
-            return Ok(());
-        };
-        let rate_limited = self.live.get(&task).map_or(0, |l| l.rate_limited);
-        let delay = match class {
-            FailureClass::RateLimited
-                if rate_limited < RATE_LIMIT_REDISPATCHES.max(record.spec.retries) =>
-            {
-                let backoff = self.backoff(rate_limited);
-                Some((retry_after_ms.unwrap_or(backoff), rate_limited + 1))
-            }
-            FailureClass::Upstream | FailureClass::Timeout
-                if record.attempts.saturating_sub(rate_limited) <= record.spec.retries =>
-            {
-                Some((self.backoff(record.attempts), rate_limited))
-            }
-            _ => None,
-        };
-        let Some((delay, rate_limited)) = delay else {
-            return self.settle(now, task, TaskState::Failed { class, message });
-        };
-        self.release(now, task, Outcome::Failed(class), false);
-        self.transition(now, task, TaskState::Queued)?;
-        if let Some(l) = self.live.get_mut(&task) {
-            *l = Live {
-                retry_at: Some(now + delay),
-                rate_limited,
-                ..Live::default()
-            };
-        }
-        self.fail_fast_if_open(now, task)
-    }
-
-    /// After a counted failure of `task`'s model: if that opened its breaker, the tasks queued
-    /// for the model that asked for `failFast` fail now (`BREAKER_OPEN`) instead of waiting for
-    /// a probe, as they would had they been submitted a moment later.
-    fn fail_fast_if_open(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
-        let Some(key) = self.tasks.get(task).and_then(|r| r.spec.model) else {
-            return Ok(());
-        };
-        let Some(crate::control::Verdict::Refuse { .. }) =
-            self.controller.breaker(&key).map(|b| b.check(now))
-        else {
-            return Ok(());
-        };
-        let mut waiting: Vec<u64> = self
-            .live
-            .iter()
-            .filter(|(_, l)| l.permit.is_none() && l.cancelling.is_none())
-            .filter_map(|(id, _)| {
-                let r = self.tasks.get(*id)?;
-                (r.spec.fail_fast
-                    && r.state == TaskState::Queued
-                    && r.spec.model.as_deref() == Some(key.as_str()))
-                .then_some(u64::from(id.get()))
-            })
-            .collect();
-        waiting.sort_unstable();
-        for id in waiting {
-            let message = format!(
-                "BREAKER_OPEN: the circuit breaker of {key} opened while it waited (it keeps \
-                 failing), and the task asked to fail fast instead of waiting for a probe"
-            );
-            self.settle(
-                now,
-                TaskId(id as u32),
-                TaskState::Failed {
-                    class: FailureClass::Upstream,
-                    message,
-                },
-            )?;
-        }
-        Ok(())
-    }
-
     /// The deadline passed: the task settles (or retries), and its session, released as failed,
     /// is aborted by the pool before it is deleted after quiet.
     fn time_out(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
@@ -1560,5 +1465,6 @@ fn describe(outcome: &HostOutcome) -> String {
 }
 
 mod liveness;
+mod retry;
 #[cfg(test)]
 mod tests;
