@@ -214,6 +214,8 @@ export class Board {
       const submitted = (e as { submitted?: number[] }).submitted ?? [];
       for (const id of submitted) this.engine.cancel(id);
       const err = e as { code?: string; field?: string; message?: string };
+      // A breaker refusal keeps the engine's error: its key and probe time make the message.
+      if (err.code === "BREAKER_OPEN") throw e;
       throw new ToolInputError(err.code ?? "INVALID_INPUT", toolField(err.field), (err.message ?? String(e)).replace(/specs\[/g, "tasks["));
     }
     if (ids.some((id, i) => id !== first + i)) {
