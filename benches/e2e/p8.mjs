@@ -33,6 +33,9 @@ import { Opencode, repo } from "../../tests/e2e/opencode.mjs";
 
 const SETTLED = new Set(["succeeded", "failed", "cancelled", "timed_out", "unknown"]);
 const STORM_MS = 10_000;
+// `FOREMAN_P8_ONLY=storm,flaky` runs only those workloads (24, 100, storm, flaky); all by default.
+const ONLY = (process.env.FOREMAN_P8_ONLY ?? "").split(",").filter(Boolean);
+const wanted = (name) => !ONLY.length || ONLY.includes(name);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const call = (tool, args) => `CALL ${tool} ${JSON.stringify(args)}`;
@@ -188,7 +191,7 @@ try {
   }
 
   // ---- 1. 24 × 2 s at key limit 4, with notices ----
-  {
+  if (wanted("24")) {
     const N = 24, LIMIT = 4, TASK_MS = 2000;
     const bound = Math.ceil(N / LIMIT) * TASK_MS;
     const prompts = Array.from({ length: N }, (_, i) => `SLEEP ${TASK_MS} SAY p8 task ${i}`);
@@ -248,7 +251,7 @@ try {
   }
 
   // ---- 2. 100 × 1 s at limit 20: raw SDK, foreman, foreman with warm sessions ----
-  {
+  if (wanted("100")) {
     const N = 100, WIDE = 20, TASK_MS = 1000;
     const bound = Math.ceil(N / WIDE) * TASK_MS;
     // Raw: 20 workers, each creates a child session and prompts it (blocking) until 100 are done.
@@ -338,13 +341,15 @@ try {
       makespan: Math.max(...settled.map((s) => s?.at ?? NaN)) - run.launchedAt,
     };
   };
-  {
+  if (wanted("storm")) {
     const storm = await faulted("storm", { status: 429, headers: { "retry-after": "1" } }, STORM_MS);
     section(`24 tasks × 2 s, limit 4, 429 (retry-after: 1) to every request for the first 10 s`);
     row("tasks succeeded", `${storm.ok}/24 (${storm.states})`, "24/24", ratio(storm.ok, 24));
     row("requests the model received during the storm", `${storm.during}`, "—");
     row(`makespan (${storm.total} requests in all, ${storm.failedReqs} answered 429)`, sec(storm.makespan), `${sec(STORM_MS + 12_000)} (storm + ceil(24/4) × 2 s)`, ratio(storm.makespan, STORM_MS + 12_000));
     for (const f of storm.failures) notes.push(`429 storm, a failed task: ${f}`);
+  }
+  if (wanted("flaky")) {
     const flaky = await faulted("flaky", { status: 500, probability: 0.3 });
     section(`24 tasks × 2 s, limit 4, 30 % of requests answer 500 (no retry header)`);
     row("tasks succeeded", `${flaky.ok}/24 (${flaky.states})`, "24/24", ratio(flaky.ok, 24));
