@@ -33,6 +33,8 @@ import { Opencode, repo } from "../../tests/e2e/opencode.mjs";
 
 const SETTLED = new Set(["succeeded", "failed", "cancelled", "timed_out", "unknown"]);
 const STORM_MS = 10_000;
+/** How long the plugin gathers settlements before a notice (read from its source: Node runs no TS). */
+const GATHER_MS = Number(/export const GATHER_MS = (\d+)/.exec(readFileSync(join(repo, "plugin", "src", "notify.ts"), "utf8"))?.[1]);
 // `FOREMAN_P8_ONLY=storm,flaky` runs only those workloads (24, 100, storm, flaky); all by default.
 const ONLY = (process.env.FOREMAN_P8_ONLY ?? "").split(",").filter(Boolean);
 const wanted = (name) => !ONLY.length || ONLY.includes(name);
@@ -206,7 +208,7 @@ try {
 
     const { byText, all } = requestsOf("p8");
     await bus.stop();
-    const settle = [], notice = [], written = [], idle = [], start = { create: [], prompt: [], server: [], all: [] };
+    const settle = [], notice = [], written = [], gather = [], idle = [], start = { create: [], prompt: [], server: [], all: [] };
     const noticeAt = new Map();
     for (const r of noticeReqs()) for (const id of noticeIds(r.text)) if (!noticeAt.has(id)) noticeAt.set(id, r.start);
     const msgAt = new Map();
@@ -233,6 +235,7 @@ try {
       const idleAt = s.sessionID && bus.idleAfter(s.sessionID, end);
       if (idleAt) idle.push(idleAt - end);
       if (noticeAt.has(id)) notice.push(noticeAt.get(id) - end);
+      if (noticeAt.has(id)) gather.push(noticeAt.get(id) - s.at);
       if (msgAt.has(id)) written.push(msgAt.get(id) - end);
     });
     const span = Math.max(...all.map((r) => r.end ?? NaN)) - Math.min(...all.map((r) => r.start));
@@ -247,6 +250,7 @@ try {
     row("child's last model byte → session idle on the bus (OpenCode's own), p50 / max", `${ms(pct(idle, 50))} / ${ms(Math.max(...idle))}`, "—");
     row("child's last model byte → settled in the engine, p50 / max", `${ms(pct(settle, 50))} / ${ms(Math.max(...settle))}`, "goal ≤ 100 / ≤ 300 ms", `${ratio(pct(settle, 50), 100)} / ${ratio(Math.max(...settle), 300)}`);
     row(`child's last model byte → notice request at the model, p50 / max (${notices} notices for ${N} tasks: batched, see below)`, `${ms(pct(notice, 50))} / ${ms(Math.max(...notice))}`, "goal ≤ 100 / ≤ 300 ms", `${ratio(pct(notice, 50), 100)} / ${ratio(Math.max(...notice), 300)}`);
+    row("  of which settled in the engine → notice request at the model, p50 / max", `${ms(pct(gather, 50))} / ${ms(Math.max(...gather))}`, `notices gather ${GATHER_MS} ms`);
     row("child's last model byte → notice message created in the parent, p50 / max", `${ms(pct(written, 50))} / ${ms(Math.max(...written))}`, "goal ≤ 100 / ≤ 300 ms", `${ratio(pct(written, 50), 100)} / ${ratio(Math.max(...written), 300)}`);
   }
 
