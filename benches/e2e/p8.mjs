@@ -249,7 +249,7 @@ try {
     row(`  of which session.create ${ms(pct(start.create, 50))}, promptAsync ${ms(pct(start.prompt, 50))}, OpenCode to the model ${ms(pct(start.server, 50))} (p50s)`, "", "");
     row("child's last model byte → session idle on the bus (OpenCode's own), p50 / max", `${ms(pct(idle, 50))} / ${ms(Math.max(...idle))}`, "—");
     row("child's last model byte → settled in the engine, p50 / max", `${ms(pct(settle, 50))} / ${ms(Math.max(...settle))}`, "goal ≤ 100 / ≤ 300 ms", `${ratio(pct(settle, 50), 100)} / ${ratio(Math.max(...settle), 300)}`);
-    row(`child's last model byte → notice request at the model, p50 / max (${notices} notices for ${N} tasks: batched, see below)`, `${ms(pct(notice, 50))} / ${ms(Math.max(...notice))}`, "goal ≤ 100 / ≤ 300 ms", `${ratio(pct(notice, 50), 100)} / ${ratio(Math.max(...notice), 300)}`);
+    row(`child's last model byte → notice request at the model, p50 / max (${notices} notices for ${N} tasks: batched, at most 1 per idle period of the parent)`, `${ms(pct(notice, 50))} / ${ms(Math.max(...notice))}`, "goal ≤ 100 / ≤ 300 ms", `${ratio(pct(notice, 50), 100)} / ${ratio(Math.max(...notice), 300)}`);
     row("  of which settled in the engine → notice request at the model, p50 / max", `${ms(pct(gather, 50))} / ${ms(Math.max(...gather))}`, `notices gather ${GATHER_MS} ms`);
     row("child's last model byte → notice message created in the parent, p50 / max", `${ms(pct(written, 50))} / ${ms(Math.max(...written))}`, "goal ≤ 100 / ≤ 300 ms", `${ratio(pct(written, 50), 100)} / ${ratio(Math.max(...written), 300)}`);
   }
