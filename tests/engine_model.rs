@@ -10,12 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use foreman::engine::orchestrator::Orchestrator;
-use foreman::engine::task::{TaskSpec, TaskState};
-use foreman::host::{
-    CallId, Delivery, FakeHost, Host, HostRequest, PromptProfile, SessionId, fake_violations_none,
+use foreman::{
+    CallId, Config, Delivery, FakeHost, Host, HostRequest, MemoryReading, Orchestrator, Priority,
+    PromptProfile, SessionId, TaskId, TaskSpec, TaskState, fake_violations_none,
 };
-use foreman::{Config, MemoryReading, Priority, TaskId};
 
 /// The host side: the simulated server plus the routing a JS host does with promises — an
 /// answer goes to the instance that made the call, and a lost instance's answers go nowhere.
@@ -108,9 +106,8 @@ impl World {
                     Delivery::Answer(call, outcome) if roll < 15 => {
                         self.mischief[3] += 1;
                         self.routes.remove(&call);
-                        if let foreman::HostOutcome::Ok(foreman::host::HostReply::SessionCreated(
-                            s,
-                        )) = outcome
+                        if let foreman::HostOutcome::Ok(foreman::HostReply::SessionCreated(s)) =
+                            outcome
                         {
                             // Nothing on the host interface could find it again.
                             self.lost_to_crash.insert(s);
@@ -135,7 +132,7 @@ impl World {
                                 Ok(()) => {}
                             }
                         } else if let foreman::HostOutcome::Ok(
-                            foreman::host::HostReply::SessionCreated(s),
+                            foreman::HostReply::SessionCreated(s),
                         ) = outcome
                         {
                             self.lost_to_crash.insert(s);
@@ -243,7 +240,7 @@ impl World {
             .filter_map(|d| match d {
                 Delivery::Answer(
                     _,
-                    foreman::HostOutcome::Ok(foreman::host::HostReply::SessionCreated(s)),
+                    foreman::HostOutcome::Ok(foreman::HostReply::SessionCreated(s)),
                 ) => Some(s.clone()),
                 _ => None,
             })
@@ -259,7 +256,7 @@ impl World {
                     .iter()
                     .filter(|r| {
                         r.op.session() == Some(&s)
-                            || matches!(&r.op, foreman::host::HostOp::CreateSession { .. })
+                            || matches!(&r.op, foreman::HostOp::CreateSession { .. })
                     })
                     .map(|r| format!("{:?}", r))
                     .collect();

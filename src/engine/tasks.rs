@@ -49,9 +49,9 @@ use super::task::{TaskRecord, TaskSpec, TaskState, decode_spec, decode_state, is
 /// The prefix of task (state) keys in the store.
 const TASK_PREFIX: &[u8] = b"t";
 /// Fewest records between two checkpoints.
-pub const CHECKPOINT_MIN_RECORDS: usize = 256;
+pub(crate) const CHECKPOINT_MIN_RECORDS: usize = 256;
 /// Fewest journal bytes after a checkpoint before the next one is due.
-pub const CHECKPOINT_MIN_BYTES: u64 = 1 << 20;
+pub(crate) const CHECKPOINT_MIN_BYTES: u64 = 1 << 20;
 /// Bytes counted per task besides its values (keys, versions, map nodes).
 const TASK_OVERHEAD: u64 = 160;
 /// The metadata key of the fencing epoch.
@@ -64,7 +64,7 @@ const FORGOTTEN_KEY: &str = "forgotten";
 const NEXT_KEY: &str = "next";
 
 /// The key of a task's spec: `b's'` followed by the id, big-endian.
-pub fn spec_key(task: TaskId) -> Vec<u8> {
+pub(crate) fn spec_key(task: TaskId) -> Vec<u8> {
     let mut k = Vec::with_capacity(5);
     k.push(b's');
     k.extend_from_slice(&task.get().to_be_bytes());

@@ -23,7 +23,7 @@
 
 /// The engine's clock. See the module docs.
 #[derive(Debug, Clone, Default)]
-pub struct Clock {
+pub(crate) struct Clock {
     /// Engine time, ms (fractions kept: a monotonic source reads in fractions of a ms).
     engine: f64,
     /// The primary source's last reading.
@@ -39,21 +39,16 @@ const MAX_MS: f64 = 9_007_199_254_740_991.0;
 
 impl Clock {
     /// A clock fed by the wall clock alone, or with a monotonic source as its primary.
-    pub fn new(monotonic: bool) -> Clock {
+    pub(crate) fn new(monotonic: bool) -> Clock {
         Clock {
             monotonic,
             ..Clock::default()
         }
     }
 
-    /// Whether a monotonic source drives it.
-    pub fn is_monotonic(&self) -> bool {
-        self.monotonic
-    }
-
     /// Takes a reading of the wall clock and/or the monotonic one (either may be missing, e.g.
     /// a clock that threw) and returns the engine's time.
-    pub fn read(&mut self, wall: Option<f64>, monotonic: Option<f64>) -> u64 {
+    pub(crate) fn read(&mut self, wall: Option<f64>, monotonic: Option<f64>) -> u64 {
         let wall = wall.filter(|w| w.is_finite() && (0.0..=MAX_MS).contains(w));
         let monotonic = monotonic.filter(|m| m.is_finite());
         if !self.started {
@@ -79,7 +74,7 @@ impl Clock {
     }
 
     /// A reading of the primary source alone (what run.js passes).
-    pub fn read_primary(&mut self, reading: f64) -> u64 {
+    pub(crate) fn read_primary(&mut self, reading: f64) -> u64 {
         if self.monotonic {
             self.read(None, Some(reading))
         } else {
@@ -88,12 +83,12 @@ impl Clock {
     }
 
     /// The engine's time now, ms.
-    pub fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.engine.max(0.0) as u64
     }
 
     /// A wall-clock stamp (a message's `time.created`) on the engine's clock.
-    pub fn stamp(&self, wall_ms: u64) -> u64 {
+    pub(crate) fn stamp(&self, wall_ms: u64) -> u64 {
         let at = wall_ms as f64 + self.offset;
         at.clamp(0.0, MAX_MS) as u64
     }

@@ -340,14 +340,14 @@ impl Pool {
         }
     }
 
-    /// Whether retired sessions wait for their turns to be aborted ([`Pool::to_abort`]).
+    /// Whether retired sessions wait for their turns to be aborted ([`Pool::take_aborts`]).
     pub fn has_aborts(&self) -> bool {
         !self.aborts.is_empty()
     }
 
     /// Sessions to abort now (retiring and possibly busy). Marks them aborted.
     /// Costs the number of sessions retired since the last call, not the pool's size.
-    pub fn to_abort(&mut self) -> Vec<SessionId> {
+    pub fn take_aborts(&mut self) -> Vec<SessionId> {
         let mut out = Vec::new();
         if self.aborts.is_empty() {
             return out;
@@ -365,7 +365,7 @@ impl Pool {
 
     /// Sessions that may be deleted at `now`: retiring, aborted, not busy, quiet for
     /// `delete_quiet_ms`. Marks them `Deleting`.
-    pub fn to_delete(&mut self, now: u64) -> Vec<SessionId> {
+    pub fn take_deletions(&mut self, now: u64) -> Vec<SessionId> {
         let quiet = self.config.delete_quiet_ms;
         let mut out = Vec::new();
         for (id, e) in self.sessions.iter_mut() {
@@ -391,7 +391,7 @@ impl Pool {
     }
 
     /// Owned sessions due a health check at `now` (warm and parked ones). Marks them checked.
-    pub fn to_check(&mut self, now: u64) -> Vec<SessionId> {
+    pub fn take_checks(&mut self, now: u64) -> Vec<SessionId> {
         let every = self.config.health_every_ms;
         let mut out = Vec::new();
         for (id, e) in self.sessions.iter_mut() {
