@@ -316,6 +316,7 @@ try {
     const N = 24;
     const prompts = Array.from({ length: N }, (_, i) => `SLEEP 2000 SAY ${name} task ${i}`);
     const before = model.log.length;
+    model.resetPeaks();
     model.setFault({ ...fault, models: [name] });
     const on = Date.now();
     let off;
@@ -341,6 +342,9 @@ try {
       states: Object.entries(states).map(([k, v]) => `${v} ${k}`).join(", "),
       during: reqs.filter((r) => r.start >= on && r.start < off).length,
       failedReqs: reqs.filter((r) => r.status).length,
+      // Time-weighted requests in flight at the model over the run (the limit at work).
+      inFlight: reqs.reduce((a, r) => a + ((r.end ?? r.start) - r.start), 0) / (Math.max(...reqs.map((r) => r.end ?? r.start)) - Math.min(...reqs.map((r) => r.start))),
+      peak: model.peak[name],
       total: reqs.length,
       makespan: Math.max(...settled.map((s) => s?.at ?? NaN)) - run.launchedAt,
     };
@@ -351,6 +355,7 @@ try {
     row("tasks succeeded", `${storm.ok}/24 (${storm.states})`, "24/24", ratio(storm.ok, 24));
     row("requests the model received during the storm", `${storm.during}`, "—");
     row(`makespan (${storm.total} requests in all, ${storm.failedReqs} answered 429)`, sec(storm.makespan), `${sec(STORM_MS + 12_000)} (storm + ceil(24/4) × 2 s)`, ratio(storm.makespan, STORM_MS + 12_000));
+    row("requests in flight at the model over the run, mean / peak", `${storm.inFlight.toFixed(1)} / ${storm.peak}`, "limit 4");
     for (const f of storm.failures) notes.push(`429 storm, a failed task: ${f}`);
   }
   if (wanted("flaky")) {
@@ -358,6 +363,7 @@ try {
     section(`24 tasks × 2 s, limit 4, 30 % of requests answer 500 (no retry header)`);
     row("tasks succeeded", `${flaky.ok}/24 (${flaky.states})`, "24/24", ratio(flaky.ok, 24));
     row("requests the model received", `${flaky.total} (${flaky.failedReqs} answered 500)`, "24 + retries");
+    row("requests in flight at the model over the run, mean / peak", `${flaky.inFlight.toFixed(1)} / ${flaky.peak}`, "limit 4");
     for (const f of flaky.failures) notes.push(`500s, a failed task: ${f}`);
     row("makespan", sec(flaky.makespan), `${sec(12_000)} (ceil(24/4) × 2 s)`, ratio(flaky.makespan, 12_000));
   }
