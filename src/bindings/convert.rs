@@ -452,6 +452,7 @@ fn message(value: &JsValue) -> Result<AssistantMessage, String> {
     };
     Ok(AssistantMessage {
         created_ms,
+        created_wall_ms: created_ms,
         completed_ms,
         finish,
         error,

@@ -10,9 +10,14 @@
 //! **Completion rule** (from the real server): a task is done only when the host reported idle
 //! for its session after it was seen busy — or, with no busy seen, once `GRACE_MS` passed since
 //! dispatch (the status map is empty for seconds after a prompt, exactly as when done) — and the
-//! last assistant message, created at or after the prompt was sent, is final (completed, not
-//! stopped for tool calls). So the host's `now()` must be on the clock OpenCode stamps messages
-//! with (epoch milliseconds). Its error, if any, classifies the outcome. Idles come twice after an abort or an
+//! last assistant message is this turn's and final (completed, not stopped for tool calls).
+//! It is this turn's when the session served no other turn (a new task always gets an empty
+//! session), or, for a follow-up continuing its predecessor's session, when it is not the reply
+//! that ended the predecessor's turn (told by its stamp as the server wrote it, not by times,
+//! so clock steps either way do not matter); only a follow-up restored from a journal falls back
+//! to times: its reply must be stamped at or after the prompt and not after now, within
+//! `liveness.skewMs`. So the host's `now()` must be on the clock OpenCode stamps messages with
+//! (epoch milliseconds). Its error, if any, classifies the outcome. Idles come twice after an abort or an
 //! error: a second one finds the check already pending or the task settled, and does nothing.
 //!
 //! **Failures.** A prompt that ends in `APIError` is settled as failed: OpenCode already retried
@@ -108,6 +113,11 @@ struct Live {
     idle_at: Option<u64>,
     /// When a check first found its turn over (idle) with no final reply.
     unfinished_since: Option<u64>,
+    /// It continues its predecessor's session (affinity): the session's last reply may be the
+    /// predecessor's.
+    reused: bool,
+    /// It was restored from the journal: which session it runs in is not known here.
+    restored: bool,
 }
 
 /// A task's transition, for listeners.
@@ -270,6 +280,7 @@ impl Orchestrator {
                     )?;
                     let mut live = Live {
                         permit: Some(permit),
+                        restored: true,
                         ..Live::default()
                     };
                     if let Some(s) = session {
@@ -1050,6 +1061,9 @@ impl Orchestrator {
             .and_then(|p| self.tasks.get(p))
             .and_then(|r| r.state.session().cloned());
         if let Some(session) = follow.filter(|s| self.pool.acquire_affinity(s, now)) {
+            if let Some(l) = self.live.get_mut(&task) {
+                l.reused = true;
+            }
             let _ = self.acquired(now, task, session);
             return;
         }
@@ -1206,12 +1220,36 @@ impl Orchestrator {
             } => (session.clone(), *at_ms),
             _ => return Ok(()),
         };
-        // The stamp is the server's clock, `at` the engine's: they may differ by the skew
-        // allowance (the bindings convert stamps to the engine's clock across steps).
+        // Which turn wrote the last assistant message. A session that served no other turn has
+        // only this one's (a new task always gets an empty session, a retry a new one): its
+        // last message is its own whatever the clocks did. A follow-up continuing its
+        // predecessor's session tells its reply from the predecessor's by the stamp of the one
+        // that ended the predecessor's turn, noted by the pool (equal: not its own). Only a
+        // follow-up restored from the journal, whose session's history is not known here,
+        // compares times: its reply must be stamped at or after the prompt and not after now,
+        // on the engine's clock (see `host::Clock::stamp`), within the skew allowance. The
+        // prompt's time is on the lost instance's clock: a step of the wall clock in its life
+        // can make a reply look older than it is (the task then fails instead of succeeding),
+        // and a stamp written while the wall clock was ahead looks as if from the future (not
+        // taken: it could be the predecessor's).
         let skew = self.liveness.skew_ms;
-        let Some(message) =
-            message.filter(|m| m.created_ms.saturating_add(skew) >= at && m.is_final())
-        else {
+        let (reused, restored) = self
+            .live
+            .get(&task)
+            .map_or((false, true), |l| (l.reused, l.restored));
+        let previous = if reused {
+            self.pool.reply(&session)
+        } else {
+            None
+        };
+        let own = |m: &crate::host::AssistantMessage| match previous {
+            Some(stamp) => m.created_wall_ms != stamp,
+            None if record.spec.follow_up_of.is_none() || !(reused || restored) => true,
+            None => {
+                m.created_ms.saturating_add(skew) >= at && m.created_ms <= now.saturating_add(skew)
+            }
+        };
+        let Some(message) = message.filter(|m| own(m) && m.is_final()) else {
             if matches!(record.state, TaskState::Unknown { .. }) {
                 // Still running after a restart: watch it again.
                 self.transition(now, task, TaskState::Running { session, at_ms: at })?;
@@ -1245,14 +1283,18 @@ impl Orchestrator {
             return Ok(()); // not done yet: a later idle (or poll) checks again
         };
         match message.error {
-            None => self.settle(
-                now,
-                task,
-                TaskState::Succeeded {
-                    session,
-                    text: message.text,
-                },
-            ),
+            None => {
+                // The reply a follow-up in this session must tell its own from.
+                self.pool.replied(&session, message.created_wall_ms);
+                self.settle(
+                    now,
+                    task,
+                    TaskState::Succeeded {
+                        session,
+                        text: message.text,
+                    },
+                )
+            }
             Some(error) => {
                 let class = error.class();
                 if class == FailureClass::Cancelled {

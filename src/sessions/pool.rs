@@ -92,6 +92,9 @@ struct Entry {
     busy: bool,
     last_activity: u64,
     last_check: u64,
+    /// The stamp (`created_wall_ms`) of the reply that ended its last turn, as the engine read
+    /// it: a follow-up continuing the session tells its own reply from this one by it.
+    reply: Option<u64>,
     /// When it came into the pool (a counter), for a stable order of the map's entries.
     seq: u64,
 }
@@ -458,6 +461,18 @@ impl Pool {
             .min()
     }
 
+    /// Notes the stamp of the reply that ended `session`'s turn (see [`Pool::reply`]).
+    pub fn replied(&mut self, session: &SessionId, stamp: u64) {
+        if let Some(e) = self.sessions.get_mut(session) {
+            e.reply = Some(stamp);
+        }
+    }
+
+    /// The stamp of the reply that ended `session`'s last turn, if this pool saw it.
+    pub fn reply(&self, session: &SessionId) -> Option<u64> {
+        self.sessions.get(session).and_then(|e| e.reply)
+    }
+
     /// The state of `session`, if the pool owns it.
     pub fn state(&self, session: &SessionId) -> Option<State> {
         self.sessions.get(session).map(|e| e.state)
@@ -510,6 +525,7 @@ impl Pool {
             busy: false,
             last_activity: now,
             last_check: now,
+            reply: None,
             seq: self.next_seq,
         };
         self.next_seq += 1;
