@@ -349,12 +349,14 @@ export class SimServer {
   }
 
   lastMessage({ sessionID }) {
+    this.calls.push(["lastAssistantMessage", sessionID]);
     const s = this.sessions.get(sessionID);
     if (!s) return notFound();
     return Promise.resolve(s.messages.at(-1) ?? null);
   }
 
   checkSession({ sessionID }) {
+    this.calls.push(["checkSession", sessionID]);
     const s = this.sessions.get(sessionID);
     return Promise.resolve(!s ? "gone" : s.busy ? "busy" : "idle");
   }

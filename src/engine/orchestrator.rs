@@ -161,6 +161,8 @@ pub struct Orchestrator {
     next_probe: Option<u64>,
     /// A `sessionStatuses` call is pending.
     probing: bool,
+    /// When the last probe was started.
+    last_probe: Option<u64>,
     /// The host has no `sessionStatuses`: suspects are checked one by one.
     no_statuses: bool,
 }
@@ -223,6 +225,7 @@ impl Orchestrator {
             forgotten: Vec::new(),
             next_probe: None,
             probing: false,
+            last_probe: None,
             no_statuses: false,
         }
     }
@@ -875,7 +878,8 @@ impl Orchestrator {
         tasks
             .flatten()
             .chain(self.call_due.values().min().copied())
-            .chain(self.next_probe)
+            // The probe, or when it must be armed for the pool's health checks.
+            .chain(self.next_probe.or_else(|| self.pool.next_check()))
             .chain(self.runs.next_deadline())
             .chain(self.controller.next_deadline(now))
             .chain(self.pool.next_deadline())
@@ -1090,20 +1094,15 @@ impl Orchestrator {
         }
     }
 
-    /// Time-driven pool upkeep (deletions after quiet, health checks): these scan the pool, so
-    /// they run on `tick`, at the pool's own deadlines, not on every event.
+    /// Time-driven pool upkeep (idle retirements, deletions after quiet): these scan the pool,
+    /// so they run on `tick`, at the pool's own deadlines, not on every event. Health checks of
+    /// warm and parked sessions ride on the liveness probe (see `liveness.rs`).
     fn pool_upkeep(&mut self, now: u64) {
         self.pool.tick(now);
         for session in self.pool.to_delete(now) {
             self.call(
                 CallFor::Delete(session.clone()),
                 HostOp::DeleteSession { session },
-            );
-        }
-        for session in self.pool.to_check(now) {
-            self.call(
-                CallFor::Check(session.clone()),
-                HostOp::CheckSession { session },
             );
         }
     }

@@ -21,8 +21,10 @@
 //!   per (agent, parent), and never more than the work waiting for them.
 //! - Parked sessions are bounded per agent by `parked_per_agent` (the pool's size, default 5):
 //!   parking one more retires the agent's parked session unused longest, so a burst of short
-//!   tasks leaves at most that many parked on the server — and health checks, which cover warm
-//!   and parked sessions, follow the pool's size, not the burst's.
+//!   tasks leaves at most that many parked on the server.
+//! - Warm and parked sessions are due a health check every `health_every_ms`
+//!   ([`Pool::to_check`]); the engine answers them all with its one liveness probe per
+//!   interval (`sessionStatuses`), so their cost does not grow with their number.
 //! - Deletion waits for `delete_quiet_ms` without activity and never happens while busy:
 //!   OpenCode keeps writing a session's rows shortly after it reports idle.
 //!
@@ -393,13 +395,25 @@ impl Pool {
         }
     }
 
-    /// Owned sessions due a health check at `now` (warm and parked ones). Marks them checked.
-    pub fn to_check(&mut self, now: u64) -> Vec<SessionId> {
+    /// When the next health check of a warm or parked session is due.
+    pub fn next_check(&self) -> Option<u64> {
         let every = self.config.health_every_ms;
+        self.sessions
+            .values()
+            .filter(|e| matches!(e.state, State::Warm | State::Parked))
+            .map(|e| e.last_check + every)
+            .min()
+    }
+
+    /// Owned sessions due a health check by `now + ahead` (warm and parked ones). Marks them
+    /// checked at `now`.
+    pub fn to_check(&mut self, now: u64, ahead: u64) -> Vec<SessionId> {
+        let every = self.config.health_every_ms;
+        let by = now.saturating_add(ahead);
         let mut out = Vec::new();
         for (id, e) in self.sessions.iter_mut() {
             if matches!(e.state, State::Warm | State::Parked)
-                && now.saturating_sub(e.last_check) >= every
+                && by.saturating_sub(e.last_check) >= every
             {
                 e.last_check = now;
                 out.push(id.clone());
@@ -443,16 +457,14 @@ impl Pool {
         waiting.min(self.config.warm_per_agent).saturating_sub(warm)
     }
 
-    /// When the pool next needs a tick: the earliest idle retirement, quiet deletion or health
-    /// check.
+    /// When the pool next needs a tick: the earliest idle retirement or quiet deletion. (Health
+    /// checks are asked for by the engine's liveness probe: see [`Pool::next_check`].)
     pub fn next_deadline(&self) -> Option<u64> {
         let c = self.config;
         self.sessions
             .values()
             .filter_map(|e| match e.state {
-                State::Warm | State::Parked => {
-                    Some((e.last_activity + c.idle_retire_ms).min(e.last_check + c.health_every_ms))
-                }
+                State::Warm | State::Parked => Some(e.last_activity + c.idle_retire_ms),
                 State::Retiring { abort: false } if !e.busy => {
                     Some(e.last_activity + c.delete_quiet_ms)
                 }
