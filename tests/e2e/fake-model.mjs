@@ -14,10 +14,16 @@
 //   - `FAIL <status>`: answer with that HTTP status and an `invalid_request_error` body (with
 //     `retry-after-ms: 10`, so OpenCode's own retries of a 5xx take milliseconds, not a minute);
 //   - `SAY <text>`: answer exactly that text (to the end of its line);
+//   - `HANG`: open the stream, send the first chunk, and never finish (until the client closes);
 //   - a message starting `[foreman]` (the plugin's notice to a parent): `noted`, after
 //     `noticeDelayMs`;
 //   - anything else: `reply to: <first line>`.
 // A turn whose last message is a tool result answers `tool said: <result>`.
+//
+// Faults for a whole provider, set while the server runs: `setFault({ status, probability,
+// headers, models })` makes requests (of `models`, default all) answer `status` with
+// `probability` (default 1) and the given response headers (e.g. `{ "retry-after": "1" }`), until
+// `setFault(null)`. Each request's log entry records the status it was answered with.
 import { createServer } from "node:http";
 
 function chunk(id, delta, finish = null) {
@@ -59,6 +65,7 @@ export function decide(body, { noticeDelayMs = 0 } = {}) {
   if (text.startsWith("[foreman]")) return { text: "noted", delayMs: noticeDelayMs };
   const fail = /\bFAIL (\d{3})\b/.exec(text);
   if (fail) return { status: Number(fail[1]) };
+  if (/\bHANG\b/.test(text)) return { hang: true };
   const delayMs = Number(/\bSLEEP (\d+)\b/.exec(text)?.[1] ?? 0);
   const say = /\bSAY ([^\n]*)/.exec(text)?.[1];
   return { text: say ?? `reply to: ${text.split("\n")[0]}`, delayMs };
@@ -71,6 +78,7 @@ export async function startFakeModel(options = {}) {
   const active = {};
   const peak = {};
   let n = 0;
+  let fault = null;
   const server = createServer((req, res) => {
     let raw = "";
     req.on("data", (d) => (raw += d));
@@ -98,11 +106,13 @@ export async function startFakeModel(options = {}) {
       };
       res.on("close", () => finish("closed")); // no-op after a normal end
       const id = `chatcmpl-${entry.seq}`;
-      const reply = decide(body, options);
+      const faulted = fault && (!fault.models || fault.models.includes(model)) && Math.random() < (fault.probability ?? 1);
+      const reply = faulted ? { status: fault.status, headers: fault.headers ?? {} } : decide(body, options);
       const usage = { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 };
       if (reply.status) {
+        entry.status = reply.status;
         finish("failed");
-        res.writeHead(reply.status, { "content-type": "application/json", "retry-after-ms": "10" });
+        res.writeHead(reply.status, { "content-type": "application/json", ...(reply.headers ?? { "retry-after-ms": "10" }) });
         res.end(JSON.stringify({ error: { message: `scripted failure ${reply.status}`, type: "invalid_request_error", code: "scripted" } }));
         return;
       }
@@ -130,6 +140,7 @@ export async function startFakeModel(options = {}) {
         return;
       }
       send(chunk(id, { role: "assistant", content: "" }));
+      if (reply.hang) return; // ends only when the client closes the stream ("closed")
       timer = setTimeout(() => {
         if (finished) return;
         send(chunk(id, { content: reply.text }));
@@ -147,6 +158,10 @@ export async function startFakeModel(options = {}) {
     log,
     active,
     peak,
+    /** Sets (or with `null` clears) a provider-wide fault: see the header comment. */
+    setFault(f) {
+      fault = f;
+    },
     /** Forgets the peaks, so a test measures only its own requests. */
     resetPeaks() {
       for (const m of Object.keys(peak)) peak[m] = active[m] ?? 0;
