@@ -91,9 +91,10 @@ pub struct LivenessConfig {
     pub cancel_ms: u64,
     /// How much older than the prompt (or newer than now) a reply message's stamp may be and
     /// still count, where times are compared: only for a follow-up restored from a journal
-    /// (the host's and the server's clocks may differ by this) [2 000 ms]. Keep it small: such
-    /// a follow-up whose predecessor's final message was stamped within this of the new prompt
-    /// could be read as the new turn's answer.
+    /// written before replies were recorded (the host's and the server's clocks may differ by
+    /// this) [2 000 ms]. Elsewhere replies are told apart by identity, not time. Keep it small:
+    /// such a follow-up whose predecessor's final message was stamped within this of the new
+    /// prompt could be read as the new turn's answer.
     pub skew_ms: u64,
 }
 

@@ -11,13 +11,13 @@
 //! for its session after it was seen busy — or, with no busy seen, once `GRACE_MS` passed since
 //! dispatch (the status map is empty for seconds after a prompt, exactly as when done) — and the
 //! last assistant message is this turn's and final (completed, not stopped for tool calls).
-//! It is this turn's when the session served no other turn (a new task always gets an empty
-//! session), or, for a follow-up continuing its predecessor's session, when it is not the reply
-//! that ended the predecessor's turn (told by its stamp as the server wrote it, not by times,
-//! so clock steps either way do not matter); only a follow-up restored from a journal falls back
-//! to times: its reply must be stamped at or after the prompt and not after now, within
-//! `liveness.skewMs`. So the host's `now()` must be on the clock OpenCode stamps messages with
-//! (epoch milliseconds). Its error, if any, classifies the outcome. Idles come twice after an abort or an
+//! It is this turn's unless it is the reply that ended the session's previous successful turn
+//! (a follow-up may continue its predecessor's session): that reply's stamp as the server wrote
+//! it is kept by the pool and journaled with the success, so neither clock steps nor a restore
+//! can make an earlier turn's reply pass for this one's, or this one's look stale. Times are
+//! compared only for a follow-up restored from a journal written before replies were recorded
+//! (within `liveness.skewMs`); there the host's `now()` must be on the clock OpenCode stamps
+//! messages with (epoch milliseconds). Its error, if any, classifies the outcome. Idles come twice after an abort or an
 //! error: a second one finds the check already pending or the task settled, and does nothing.
 //!
 //! **Failures.** A prompt that ends in `APIError` is settled as failed: OpenCode already retried
@@ -113,9 +113,6 @@ struct Live {
     idle_at: Option<u64>,
     /// When a check first found its turn over (idle) with no final reply.
     unfinished_since: Option<u64>,
-    /// It continues its predecessor's session (affinity): the session's last reply may be the
-    /// predecessor's.
-    reused: bool,
     /// It was restored from the journal: which session it runs in is not known here.
     restored: bool,
 }
@@ -163,6 +160,8 @@ pub struct Orchestrator {
     probing: bool,
     /// When the last probe was started.
     last_probe: Option<u64>,
+    /// The stamp of the reply a success is about to be journaled with (see `judge`).
+    reply_note: Option<(SessionId, u64)>,
     /// The host has no `sessionStatuses`: suspects are checked one by one.
     no_statuses: bool,
 }
@@ -226,6 +225,7 @@ impl Orchestrator {
             next_probe: None,
             probing: false,
             last_probe: None,
+            reply_note: None,
             no_statuses: false,
         }
     }
@@ -940,7 +940,12 @@ impl Orchestrator {
 
     fn transition(&mut self, now: u64, task: TaskId, to: TaskState) -> Result<(), Error> {
         let name = to.name();
-        self.tasks.transition(now, task, to)?;
+        let reply = match &to {
+            TaskState::Succeeded { .. } => self.reply_note.take(),
+            _ => None,
+        };
+        self.tasks
+            .transition_replied(now, task, to, reply.as_ref().map(|(s, at)| (s, *at)))?;
         self.emit(task, name);
         Ok(())
     }
@@ -1065,9 +1070,6 @@ impl Orchestrator {
             .and_then(|p| self.tasks.get(p))
             .and_then(|r| r.state.session().cloned());
         if let Some(session) = follow.filter(|s| self.pool.acquire_affinity(s, now)) {
-            if let Some(l) = self.live.get_mut(&task) {
-                l.reused = true;
-            }
             let _ = self.acquired(now, task, session);
             return;
         }
@@ -1219,31 +1221,32 @@ impl Orchestrator {
             } => (session.clone(), *at_ms),
             _ => return Ok(()),
         };
-        // Which turn wrote the last assistant message. A session that served no other turn has
-        // only this one's (a new task always gets an empty session, a retry a new one): its
-        // last message is its own whatever the clocks did. A follow-up continuing its
-        // predecessor's session tells its reply from the predecessor's by the stamp of the one
-        // that ended the predecessor's turn, noted by the pool (equal: not its own). Only a
-        // follow-up restored from the journal, whose session's history is not known here,
-        // compares times: its reply must be stamped at or after the prompt and not after now,
-        // on the engine's clock (see `host::Clock::stamp`), within the skew allowance. The
-        // prompt's time is on the lost instance's clock: a step of the wall clock in its life
-        // can make a reply look older than it is (the task then fails instead of succeeding),
-        // and a stamp written while the wall clock was ahead looks as if from the future (not
-        // taken: it could be the predecessor's).
+        // Which turn wrote the last assistant message: this one's, unless it is the reply that
+        // ended the session's previous turn — a follow-up may continue its predecessor's
+        // session — told by the server's stamp as written (`created_wall_ms`), which the pool
+        // and the journal keep for the session (recorded with the success), not by times:
+        // steps of either clock do not matter. A session with no such reply served no earlier
+        // successful turn (a new task always gets an empty session, a retry a new one; only a
+        // success parks a session for a follow-up). Only a follow-up shown by its predecessor's
+        // record to continue its session, restored from a journal with no reply recorded for it
+        // (written before replies were recorded), compares times: its reply must be stamped at
+        // or after the prompt and not after now, on the engine's clock, within the skew
+        // allowance (`liveness.skewMs`).
         let skew = self.liveness.skew_ms;
-        let (reused, restored) = self
-            .live
-            .get(&task)
-            .map_or((false, true), |l| (l.reused, l.restored));
-        let previous = if reused {
-            self.pool.reply(&session)
-        } else {
-            None
-        };
+        let previous = self
+            .pool
+            .reply(&session)
+            .or_else(|| self.tasks.reply_of(&session));
+        let legacy = previous.is_none()
+            && self.live.get(&task).is_some_and(|l| l.restored)
+            && record
+                .spec
+                .follow_up_of
+                .and_then(|p| self.tasks.get_brief(p))
+                .is_some_and(|p| p.state.session() == Some(&session));
         let own = |m: &crate::host::AssistantMessage| match previous {
             Some(stamp) => m.created_wall_ms != stamp,
-            None if record.spec.follow_up_of.is_none() || !(reused || restored) => true,
+            None if !legacy => true,
             None => {
                 m.created_ms.saturating_add(skew) >= at && m.created_ms <= now.saturating_add(skew)
             }
@@ -1283,8 +1286,10 @@ impl Orchestrator {
         };
         match message.error {
             None => {
-                // The reply a follow-up in this session must tell its own from.
+                // The reply a follow-up in this session must tell its own from, journaled with
+                // the success.
                 self.pool.replied(&session, message.created_wall_ms);
+                self.reply_note = Some((session.clone(), message.created_wall_ms));
                 self.settle(
                     now,
                     task,

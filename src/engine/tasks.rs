@@ -329,6 +329,20 @@ impl TaskTable {
         task: TaskId,
         to: TaskState,
     ) -> Result<TaskRecord, Error> {
+        self.transition_replied(now_ms, task, to, None)
+    }
+
+    /// [`TaskTable::transition`], recording in the same commit the server's stamp of the reply
+    /// that ended `reply`'s session's turn (for a session the engine created and still has),
+    /// so a follow-up continuing that session, restored or not, tells its own reply from it
+    /// ([`TaskTable::reply_of`]).
+    pub fn transition_replied(
+        &mut self,
+        now_ms: u64,
+        task: TaskId,
+        to: TaskState,
+        reply: Option<(&SessionId, u64)>,
+    ) -> Result<TaskRecord, Error> {
         let mut record = self
             .get(task)
             .ok_or_else(|| Error::UnknownTask { task: task.get() })?;
@@ -350,7 +364,13 @@ impl TaskTable {
             to => to,
         };
         record.updated_ms = now_ms;
-        self.write(&record)?;
+        let extra = reply.and_then(|(session, stamp)| {
+            let key = session_key(session);
+            let snap = self.store.snapshot();
+            self.store.get(&snap, &key)?;
+            Some((key, stamp.to_be_bytes().to_vec()))
+        });
+        self.write_with(&record, extra)?;
         Ok(record)
     }
 
@@ -514,6 +534,14 @@ impl TaskTable {
         txn.commit(&mut self.store)?;
         self.maybe_checkpoint();
         Ok(())
+    }
+
+    /// The server's stamp of the reply that ended `session`'s last successful turn, as recorded
+    /// by [`TaskTable::transition_replied`], if any.
+    pub fn reply_of(&self, session: &SessionId) -> Option<u64> {
+        let snap = self.store.snapshot();
+        let value = self.store.get(&snap, &session_key(session))?;
+        <[u8; 8]>::try_from(&*value).ok().map(u64::from_be_bytes)
     }
 
     /// Records that `session` is gone (one commit).
@@ -690,6 +718,15 @@ impl TaskTable {
     }
 
     fn write(&mut self, record: &TaskRecord) -> Result<(), Error> {
+        self.write_with(record, None)
+    }
+
+    /// Writes `record`, and `extra` (a key and its value) in the same commit.
+    fn write_with(
+        &mut self,
+        record: &TaskRecord,
+        extra: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), Error> {
         let key = task_key(record.id);
         let old = {
             let snap = self.store.snapshot();
@@ -704,6 +741,9 @@ impl TaskTable {
         let new_len = bytes.len() as u64;
         let mut txn = self.begin();
         txn.put(key, bytes);
+        if let Some((k, v)) = extra {
+            txn.put(k, v);
+        }
         txn.commit(&mut self.store)?;
         self.bytes = (self.bytes + new_len).saturating_sub(old_len);
         if let Some(tag) = old_tag {

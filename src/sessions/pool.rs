@@ -350,7 +350,10 @@ impl Pool {
         !self.aborts.is_empty()
     }
 
-    /// Sessions to abort now (retiring and possibly busy). Marks them aborted.
+    /// Sessions to abort now (retiring and possibly busy). Marks them aborted, and busy until
+    /// the abort is answered ([`Pool::activity`]) or the host says they are idle
+    /// ([`Pool::settled_idle`]): their quiet period counts from then, so no deletion comes
+    /// before the turn's last writes even when the idles that follow an abort are lost.
     /// Costs the number of sessions retired since the last call, not the pool's size.
     pub fn to_abort(&mut self) -> Vec<SessionId> {
         let mut out = Vec::new();
@@ -361,6 +364,7 @@ impl Pool {
             if let Some(e) = self.sessions.get_mut(&id) {
                 if e.state == (State::Retiring { abort: true }) {
                     e.state = State::Retiring { abort: false };
+                    e.busy = true;
                     out.push(id);
                 }
             }
