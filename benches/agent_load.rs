@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 
-use foreman::Config;
-use foreman::engine::orchestrator::Orchestrator;
-use foreman::engine::task::{TaskSpec, TaskState};
-use foreman::host::{Delivery, FakeHost, Host, HostOp, PromptProfile, SessionId};
+use foreman::{
+    Config, Delivery, FakeHost, Host, HostOp, Orchestrator, PromptProfile, SessionId, TaskSpec,
+    TaskState,
+};
 
 const TASKS: usize = 1_000;
 const LIMIT: u64 = 8;

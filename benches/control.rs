@@ -9,8 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use foreman::control::{Breaker, BreakerConfig, Controller, Outcome, Request};
-use foreman::{Config, Priority, TaskId};
+use foreman::{Breaker, BreakerConfig, Config, Controller, Outcome, Priority, Request, TaskId};
 
 fn request(id: u32, priority: Priority) -> Request<'static> {
     Request {

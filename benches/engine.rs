@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use foreman::engine::{CreateSession, Engine};
-use foreman::host::{HostOutcome, HostReply, SessionId};
-use foreman::{Config, MemoryReading};
+use foreman::{Config, CreateSession, Engine, HostOutcome, HostReply, MemoryReading, SessionId};
 use std::hint::black_box;
 
 fn create_session_round_trip(c: &mut Criterion) {

@@ -4,13 +4,10 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use foreman::Config;
-use foreman::Priority;
-use foreman::control::Outcome;
-use foreman::engine::orchestrator::{Orchestrator, RunRequest};
-use foreman::engine::runs::RunId;
-use foreman::engine::task::TaskSpec;
-use foreman::host::{AssistantMessage, HostEvent, HostOp, HostOutcome, HostReply, SessionId};
+use foreman::{
+    AssistantMessage, Config, HostEvent, HostOp, HostOutcome, HostReply, Orchestrator, Outcome,
+    Priority, RunId, RunRequest, SessionId, TaskSpec,
+};
 
 /// Runs `n` tasks to completion; returns how many settled.
 fn run(n: u32) -> usize {

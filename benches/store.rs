@@ -9,8 +9,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use foreman::TaskId;
-use foreman::store::{Store, chain, encode_record, task_key};
+use foreman::journal::{chain, encode_record, task_key};
+use foreman::{Store, TaskId};
 
 fn commit_one_record(c: &mut Criterion) {
     let mut store = Store::new();

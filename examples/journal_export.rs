@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use foreman::store::Store;
+use foreman::Store;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {

@@ -23,24 +23,24 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
-use crate::control::{AimdConfig, BreakerConfig, GateConfig};
 use crate::error::Error;
+
+mod parts;
+
+pub use self::parts::{AimdConfig, BreakerConfig, GateConfig};
 
 /// The highest concurrency limit accepted anywhere: far above any provider's rate limit, low
 /// enough that a typo (`80000`) is caught.
-pub const MAX_LIMIT: u32 = 1024;
+pub(crate) const MAX_LIMIT: u32 = 1024;
 
 /// The longest duration accepted, ms (one day).
-pub const MAX_MS: u32 = 86_400_000;
+pub(crate) const MAX_MS: u32 = 86_400_000;
 
 /// The lane agents without a lane of their own share.
-pub const OTHER_LANE: &str = "other";
+pub(crate) const OTHER_LANE: &str = "other";
 
 /// Configuration as the user writes it. Every field is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct ConfigInput {
     /// Concurrency per agent type, merged over the defaults.
     pub lanes: Option<BTreeMap<String, f64>>,
@@ -63,8 +63,7 @@ pub struct ConfigInput {
 }
 
 /// `liveness` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct LivenessInput {
     /// Interval of the liveness probe, ms.
     pub interval_ms: Option<f64>,
@@ -110,8 +109,7 @@ impl Default for LivenessConfig {
 }
 
 /// `retention` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct RetentionInput {
     /// Settled tasks kept, at most.
     pub max_tasks: Option<f64>,
@@ -153,11 +151,10 @@ impl Default for RetentionConfig {
 
 /// The default memory budget, bytes (1 GiB: wasm32's memory ends at 4 GiB, and a checkpoint
 /// and an export need room beside the state).
-pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+pub(crate) const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// `breaker` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct BreakerInput {
     /// Consecutive counted failures that open the breaker.
     pub failure_threshold: Option<f64>,
@@ -170,8 +167,7 @@ pub struct BreakerInput {
 }
 
 /// `adaptive` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct AdaptiveInput {
     /// Whether limits adapt.
     pub enabled: Option<bool>,
@@ -182,8 +178,7 @@ pub struct AdaptiveInput {
 }
 
 /// `pressure` as written; fractions of the host's memory limit.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct PressureInput {
     /// Refuse LOW work at or above this fraction.
     pub refuse_at: Option<f64>,
@@ -194,15 +189,14 @@ pub struct PressureInput {
 }
 
 /// `fairness` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct FairnessInput {
     /// Higher-priority admissions after which a waiting lower level goes.
     pub low_every: Option<f64>,
 }
 
 /// The keys each object in a config may have, by path; the JS boundary refuses others.
-pub const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
+pub(crate) const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
     (
         "",
         &[
@@ -467,7 +461,7 @@ fn fraction(key: &str, value: f64) -> Result<u64, Error> {
 /// A number for an error message, written with integer arithmetic: whole numbers as they are,
 /// others to three decimals (`0.857`), very large ones as `≥ 2^63`. (Rust's float formatting
 /// would add ~19 KB to the wasm module for error messages alone.)
-pub fn show_number(n: f64) -> String {
+pub(crate) fn show_number(n: f64) -> String {
     if n.is_nan() {
         return "NaN".into();
     }

@@ -4,10 +4,11 @@
 //! caller should do next. [`Error::code`] is the contract with JavaScript: `bindings/` turns an
 //! `Error` into a JS `Error` whose `code` property is that string, and the strings never change
 //! meaning once released.
+//!
+//! [`FailureClass`] (how a host failure counts) and [`HostOpKind`] (which host operation failed)
+//! live here, at the bottom, because an [`Error`] names them; the host interface re-exports them.
 
 use std::fmt;
-
-use crate::host::{FailureClass, HostOpKind};
 
 /// Why the engine refused or failed. `code()` is the contract with JavaScript.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +254,81 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The kinds of operation the engine can ask of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HostOpKind {
+    /// `createSession(agent, parent, title)` → session id.
+    CreateSession,
+    /// `prompt(session, …)`: OpenCode's `promptAsync`, answered as soon as it is accepted.
+    Prompt,
+    /// `abort(session)`.
+    Abort,
+    /// `deleteSession(session)`.
+    DeleteSession,
+    /// `lastAssistantMessage(session)` → the newest assistant message, if any.
+    LastAssistantMessage,
+    /// `checkSession(session)` → whether it exists and is busy.
+    CheckSession,
+    /// `sessionStatuses()` → the status of every non-idle session (OpenCode's
+    /// `session.status()`): the liveness probe, one call for all the sessions it checks.
+    SessionStatuses,
+}
+
+impl HostOpKind {
+    /// The name of the host method that performs this operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            HostOpKind::CreateSession => "createSession",
+            HostOpKind::Prompt => "prompt",
+            HostOpKind::Abort => "abort",
+            HostOpKind::DeleteSession => "deleteSession",
+            HostOpKind::LastAssistantMessage => "lastAssistantMessage",
+            HostOpKind::CheckSession => "checkSession",
+            HostOpKind::SessionStatuses => "sessionStatuses",
+        }
+    }
+}
+
+/// How a failure counts. It drives the breaker, the adaptive limit and retries differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// 5xx, provider `APIError`, network: counts against the breaker; may be retried.
+    Upstream,
+    /// 429 or the host's `retry` status: slows down, never opens the breaker.
+    RateLimited,
+    /// The deadline passed: counts against the breaker.
+    Timeout,
+    /// Cancelled by the user (`AbortError`, `MessageAbortedError`): counts nowhere.
+    Cancelled,
+    /// A 4xx other than 429, or an agent error: retrying unchanged cannot help.
+    Invalid,
+}
+
+impl FailureClass {
+    /// The stable name JavaScript sees in `error.class`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureClass::Upstream => "upstream",
+            FailureClass::RateLimited => "rate_limited",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Cancelled => "cancelled",
+            FailureClass::Invalid => "invalid",
+        }
+    }
+
+    /// Classifies an HTTP-like status code: 429 → rate limited, other 4xx → invalid (408 is a
+    /// timeout), anything else → upstream.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            429 => FailureClass::RateLimited,
+            408 => FailureClass::Timeout,
+            400..=499 => FailureClass::Invalid,
+            _ => FailureClass::Upstream,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

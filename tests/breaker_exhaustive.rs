@@ -4,8 +4,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use foreman::FailureClass;
-use foreman::control::{Breaker, BreakerConfig, BreakerState, Outcome, Verdict};
+use foreman::{Breaker, BreakerConfig, BreakerState, FailureClass, Outcome, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {

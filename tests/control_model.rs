@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use foreman::config::{ConfigInput, FairnessInput};
-use foreman::control::{Admission, Controller, Outcome, Permit, Request, Ticket};
-use foreman::{Config, FailureClass, MemoryReading, Priority, TaskId};
+use foreman::{
+    Admission, Config, ConfigInput, Controller, FailureClass, FairnessInput, MemoryReading,
+    Outcome, Permit, Priority, Request, TaskId, Ticket,
+};
 
 fn seeds(default: &[u64]) -> Vec<u64> {
     match std::env::var("FOREMAN_SEED") {

@@ -19,13 +19,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use foreman::engine::orchestrator::Orchestrator;
-use foreman::engine::task::{TaskSpec, TaskState};
-use foreman::host::{
-    CallId, Clock, Delivery, FakeHost, Host, HostReply, HostRequest, PromptProfile, SessionId,
+use foreman::{
+    CallId, Clock, Config, Delivery, FakeHost, Host, HostReply, HostRequest, MemoryReading,
+    Orchestrator, Priority, PromptProfile, SessionId, TaskId, TaskSpec, TaskState,
     fake_violations_none,
 };
-use foreman::{Config, MemoryReading, Priority, TaskId};
 
 /// The wall clock's epoch: true time 0 reads as this on a wall clock not stepped.
 const T0: u64 = 1_700_000_000_000;
@@ -254,9 +252,8 @@ impl World {
                     Delivery::Answer(call, outcome) if roll < 15 => {
                         self.mischief[3] += 1;
                         self.routes.remove(&call);
-                        if let foreman::HostOutcome::Ok(foreman::host::HostReply::SessionCreated(
-                            s,
-                        )) = outcome
+                        if let foreman::HostOutcome::Ok(foreman::HostReply::SessionCreated(s)) =
+                            outcome
                         {
                             // Nothing on the host interface could find it again.
                             self.lost_to_crash.insert(s);
@@ -282,7 +279,7 @@ impl World {
                                 Ok(()) => {}
                             }
                         } else if let foreman::HostOutcome::Ok(
-                            foreman::host::HostReply::SessionCreated(s),
+                            foreman::HostReply::SessionCreated(s),
                         ) = outcome
                         {
                             self.lost_to_crash.insert(s);
@@ -393,7 +390,7 @@ impl World {
             .filter_map(|d| match d {
                 Delivery::Answer(
                     _,
-                    foreman::HostOutcome::Ok(foreman::host::HostReply::SessionCreated(s)),
+                    foreman::HostOutcome::Ok(foreman::HostReply::SessionCreated(s)),
                 ) => Some(s.clone()),
                 _ => None,
             })
@@ -409,7 +406,7 @@ impl World {
                     .iter()
                     .filter(|r| {
                         r.op.session() == Some(&s)
-                            || matches!(&r.op, foreman::host::HostOp::CreateSession { .. })
+                            || matches!(&r.op, foreman::HostOp::CreateSession { .. })
                     })
                     .map(|r| format!("{:?}", r))
                     .collect();

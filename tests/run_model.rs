@@ -9,12 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use foreman::config::ConfigInput;
-use foreman::control::Outcome;
-use foreman::engine::orchestrator::{Orchestrator, RunRequest};
-use foreman::engine::runs::RunId;
-use foreman::host::FailureClass;
-use foreman::{Config, Priority};
+use foreman::{
+    Config, ConfigInput, FailureClass, Orchestrator, Outcome, Priority, RunId, RunRequest,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stand {

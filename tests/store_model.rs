@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use foreman::store::{Head, Store, Transaction, frames, verify};
+use foreman::journal::{Head, frames, verify};
+use foreman::{Store, Transaction};
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 

@@ -23,31 +23,8 @@
 //!    `min(max_open_ms, open_ms·2ⁿ⁻¹)·u`, `u` uniform in [0.8, 1.0] (jitter, so the keys of one
 //!    outage do not probe in lockstep), and never less than `open_ms`. Closing resets trips.
 
+use crate::config::BreakerConfig;
 use crate::host::FailureClass;
-
-/// Breaker settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerConfig {
-    /// Consecutive counted failures that open a closed breaker (default 5).
-    pub failure_threshold: u32,
-    /// The first open period, ms (default 30 000).
-    pub open_ms: u64,
-    /// The longest open period, ms (default 300 000).
-    pub max_open_ms: u64,
-    /// Probe successes that close a half-open breaker (default 2).
-    pub close_after: u32,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig {
-            failure_threshold: 5,
-            open_ms: 30_000,
-            max_open_ms: 300_000,
-            close_after: 2,
-        }
-    }
-}
 
 /// How a finished task went, as far as the breaker and the limiter care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

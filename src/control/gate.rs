@@ -16,32 +16,12 @@
 //! 2. After closing, the gate reopens only on a fresh reading below `resume_below`, or when the
 //!    last reading goes stale.
 
+use crate::config::GateConfig;
 use crate::host::MemoryReading;
-
-/// Gate settings, in per-mille of the host's limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GateConfig {
-    /// Close at or above this (default 800 ‰).
-    pub refuse_at_per_mille: u64,
-    /// Open again below this (default 750 ‰).
-    pub resume_below_per_mille: u64,
-    /// A reading older than this no longer counts, ms (default 10 000).
-    pub stale_ms: u64,
-}
-
-impl Default for GateConfig {
-    fn default() -> Self {
-        GateConfig {
-            refuse_at_per_mille: 800,
-            resume_below_per_mille: 750,
-            stale_ms: 10_000,
-        }
-    }
-}
 
 /// The gate.
 #[derive(Debug, Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     config: GateConfig,
     closed: bool,
     last: Option<(u64, MemoryReading)>,
@@ -49,7 +29,7 @@ pub struct Gate {
 
 impl Gate {
     /// An open gate with no reading.
-    pub fn new(config: GateConfig) -> Self {
+    pub(crate) fn new(config: GateConfig) -> Self {
         Gate {
             config,
             closed: false,
@@ -58,7 +38,7 @@ impl Gate {
     }
 
     /// Takes a reading made at `now`.
-    pub fn observe(&mut self, now: u64, reading: MemoryReading) {
+    pub(crate) fn observe(&mut self, now: u64, reading: MemoryReading) {
         let per_mille = reading.per_mille();
         if per_mille >= self.config.refuse_at_per_mille {
             self.closed = true;
@@ -69,23 +49,23 @@ impl Gate {
     }
 
     /// Whether the last reading is older than `stale_ms` at `now` (or there is none).
-    pub fn is_stale(&self, now: u64) -> bool {
+    pub(crate) fn is_stale(&self, now: u64) -> bool {
         self.last
             .is_none_or(|(at, _)| now.saturating_sub(at) > self.config.stale_ms)
     }
 
     /// Whether LOW work is refused at `now`.
-    pub fn is_closed(&self, now: u64) -> bool {
+    pub(crate) fn is_closed(&self, now: u64) -> bool {
         self.closed && !self.is_stale(now)
     }
 
     /// The last reading and when it was made.
-    pub fn last(&self) -> Option<(u64, MemoryReading)> {
+    pub(crate) fn last(&self) -> Option<(u64, MemoryReading)> {
         self.last
     }
 
     /// When a closed gate's reading goes stale (the first ms at which it is stale).
-    pub fn next_deadline(&self, now: u64) -> Option<u64> {
+    pub(crate) fn next_deadline(&self, now: u64) -> Option<u64> {
         match self.last {
             Some((at, _)) if self.is_closed(now) => {
                 Some(at.saturating_add(self.config.stale_ms + 1))

@@ -11,30 +11,11 @@
 //! 2. `effective` never grows on a success observed with less than half of it in use.
 //! 3. At most one decrease per window: two decreases are ≥ `window_ms` apart.
 
-/// AIMD settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AimdConfig {
-    /// Whether the limit adapts at all; when off, `effective == configured`.
-    pub enabled: bool,
-    /// Consecutive qualifying successes per +1 (default 3).
-    pub grow_after: u32,
-    /// Minimum time between two decreases, ms (default 5 000).
-    pub window_ms: u64,
-}
-
-impl Default for AimdConfig {
-    fn default() -> Self {
-        AimdConfig {
-            enabled: true,
-            grow_after: 3,
-            window_ms: 5_000,
-        }
-    }
-}
+use crate::config::AimdConfig;
 
 /// One adaptive limit.
 #[derive(Debug, Clone)]
-pub struct Aimd {
+pub(crate) struct Aimd {
     config: AimdConfig,
     configured: u32,
     effective: u32,
@@ -44,7 +25,7 @@ pub struct Aimd {
 
 impl Aimd {
     /// A limit starting at its ceiling `configured` (at least 1).
-    pub fn new(configured: u32, config: AimdConfig) -> Self {
+    pub(crate) fn new(configured: u32, config: AimdConfig) -> Self {
         let configured = configured.max(1);
         Aimd {
             config,
@@ -56,18 +37,18 @@ impl Aimd {
     }
 
     /// The ceiling.
-    pub fn configured(&self) -> u32 {
+    pub(crate) fn configured(&self) -> u32 {
         self.configured
     }
 
     /// The limit in force.
-    pub fn effective(&self) -> u32 {
+    pub(crate) fn effective(&self) -> u32 {
         self.effective
     }
 
     /// A success finished while `in_use` permits (itself included) were held. Returns whether
     /// the limit grew.
-    pub fn on_success(&mut self, in_use: u32) -> bool {
+    pub(crate) fn on_success(&mut self, in_use: u32) -> bool {
         if !self.config.enabled {
             return false;
         }
@@ -89,7 +70,7 @@ impl Aimd {
     }
 
     /// A counted failure or a rate limit at `now`. Returns whether the limit shrank.
-    pub fn on_backoff(&mut self, now: u64) -> bool {
+    pub(crate) fn on_backoff(&mut self, now: u64) -> bool {
         if !self.config.enabled {
             return false;
         }

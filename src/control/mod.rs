@@ -39,20 +39,20 @@ mod queue;
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
-pub use self::breaker::{Breaker, BreakerConfig, BreakerState, Outcome, Verdict};
-pub use self::gate::{Gate, GateConfig};
-pub use self::limiter::{Aimd, AimdConfig};
+pub use self::breaker::{Breaker, BreakerState, Outcome, Verdict};
+pub(crate) use self::gate::Gate;
+pub(crate) use self::limiter::Aimd;
 pub use self::permit::Permit;
-pub use self::queue::{List, MAX_NODES, Nodes};
+pub(crate) use self::queue::{List, MAX_NODES, Nodes};
 
 use self::permit::Ledger;
-use crate::config::Config;
+use crate::config::{AimdConfig, BreakerConfig, Config};
 use crate::error::Error;
 use crate::host::MemoryReading;
 use crate::ids::{Priority, TaskId};
 
 /// Most distinct provider/model keys one controller tracks.
-pub const MAX_KEYS: usize = 1024;
+pub(crate) const MAX_KEYS: usize = 1024;
 
 /// What a task asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,7 +305,7 @@ impl Controller {
     }
 
     /// The key called `name`, registered on first use. Fails for a name that is empty or longer
-    /// than 256 bytes, or past [`MAX_KEYS`] distinct keys.
+    /// than 256 bytes, or past `MAX_KEYS` distinct keys.
     pub fn key_id(&mut self, name: &str) -> Result<KeyId, Error> {
         self.intern_key(name).map(KeyId)
     }

@@ -15,11 +15,11 @@ use slab::Slab;
 const NIL: u32 = u32::MAX;
 
 /// Most nodes the slab may hold: links are `u32`, and `NIL` is reserved.
-pub const MAX_NODES: usize = (u32::MAX - 1) as usize;
+pub(crate) const MAX_NODES: usize = (u32::MAX - 1) as usize;
 
 /// One FIFO chained through a [`Nodes`] slab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct List {
+pub(crate) struct List {
     head: u32,
     tail: u32,
     len: u32,
@@ -37,17 +37,18 @@ impl Default for List {
 
 impl List {
     /// Entries in the list.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.len as usize
     }
 
     /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The oldest entry's key.
-    pub fn front(&self) -> Option<u32> {
+    pub(crate) fn front(&self) -> Option<u32> {
         (self.head != NIL).then_some(self.head)
     }
 }
@@ -63,7 +64,7 @@ struct Node<T> {
 
 /// The node storage shared by many lists.
 #[derive(Debug)]
-pub struct Nodes<T> {
+pub(crate) struct Nodes<T> {
     slab: Slab<Node<T>>,
 }
 
@@ -76,7 +77,7 @@ impl<T> Default for Nodes<T> {
 impl<T> Nodes<T> {
     /// Appends `value` to `list`; returns its key, or gives the value back when the slab is
     /// full ([`MAX_NODES`]).
-    pub fn push_back(&mut self, list: &mut List, value: T) -> Result<u32, T> {
+    pub(crate) fn push_back(&mut self, list: &mut List, value: T) -> Result<u32, T> {
         if self.slab.len() >= MAX_NODES {
             return Err(value);
         }
@@ -96,14 +97,14 @@ impl<T> Nodes<T> {
     }
 
     /// Removes and returns the oldest entry of `list`.
-    pub fn pop_front(&mut self, list: &mut List) -> Option<T> {
+    pub(crate) fn pop_front(&mut self, list: &mut List) -> Option<T> {
         let key = list.front()?;
         self.remove(list, key)
     }
 
     /// Unlinks entry `key` from `list` (the list it was pushed to) and returns it. Returns
     /// `None` for a key that is not linked.
-    pub fn remove(&mut self, list: &mut List, key: u32) -> Option<T> {
+    pub(crate) fn remove(&mut self, list: &mut List, key: u32) -> Option<T> {
         let node = self.slab.try_remove(key as usize)?;
         if node.prev == NIL {
             list.head = node.next;
@@ -120,12 +121,13 @@ impl<T> Nodes<T> {
     }
 
     /// The entry under `key`, if linked.
-    pub fn get(&self, key: u32) -> Option<&T> {
+    pub(crate) fn get(&self, key: u32) -> Option<&T> {
         self.slab.get(key as usize).map(|n| &n.value)
     }
 
     /// Entries of `list`, oldest first.
-    pub fn iter<'a>(&'a self, list: &List) -> impl Iterator<Item = (u32, &'a T)> + 'a {
+    #[cfg(test)]
+    pub(crate) fn iter<'a>(&'a self, list: &List) -> impl Iterator<Item = (u32, &'a T)> + 'a {
         let mut cursor = list.head;
         std::iter::from_fn(move || {
             let key = cursor;
@@ -136,12 +138,12 @@ impl<T> Nodes<T> {
     }
 
     /// Linked nodes in all lists.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slab.len()
     }
 
     /// Whether no node is linked.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.slab.is_empty()
     }
 }

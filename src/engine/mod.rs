@@ -13,10 +13,10 @@
 //!    wrap-around).
 //! 3. After `dispose`, every method refuses with `Disposed`, and no request is queued.
 
-pub mod orchestrator;
-pub mod runs;
-pub mod task;
-pub mod tasks;
+pub(crate) mod orchestrator;
+pub(crate) mod runs;
+pub(crate) mod task;
+pub(crate) mod tasks;
 
 use rustc_hash::FxHashMap;
 

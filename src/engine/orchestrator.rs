@@ -58,17 +58,17 @@ use super::task::{TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
 /// With no busy seen, an idle counts only this long after dispatch, ms.
-pub const GRACE_MS: u64 = 5_000;
+pub(crate) const GRACE_MS: u64 = 5_000;
 /// How often a dispatched task with no busy seen is checked, ms.
-pub const POLL_MS: u64 = 5_000;
+pub(crate) const POLL_MS: u64 = 5_000;
 /// Attempts at creating a session before the task fails.
-pub const CREATE_ATTEMPTS: u32 = 3;
+pub(crate) const CREATE_ATTEMPTS: u32 = 3;
 /// How soon a task refused by the gate or a breaker after acceptance asks again, ms.
-pub const REQUEUE_MS: u64 = 1_000;
+pub(crate) const REQUEUE_MS: u64 = 1_000;
 /// Full-jitter backoff base and cap, ms.
-pub const BACKOFF_BASE_MS: u64 = 2_000;
+pub(crate) const BACKOFF_BASE_MS: u64 = 2_000;
 /// See [`BACKOFF_BASE_MS`].
-pub const BACKOFF_CAP_MS: u64 = 60_000;
+pub(crate) const BACKOFF_CAP_MS: u64 = 60_000;
 
 /// What a host call was for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +183,7 @@ pub struct RunRequest {
 
 impl Orchestrator {
     /// An orchestrator for `config`; `seed` drives jitter and names its journal (the origin
-    /// engines restored from it share: see [`TaskTable::epoch`]).
+    /// engines restored from it share: see `TaskTable::epoch`).
     pub fn new(config: &Config, seed: u64) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed ^ 0x6A09_E667_F3BC_C908);
         let mut origin = [0u8; 16];
@@ -246,7 +246,7 @@ impl Orchestrator {
 
     /// [`Orchestrator::restore`] from a store replayed from a verified journal, taking a
     /// fencing epoch above `epoch_floor(origin)` as well as above the journal's (see
-    /// [`TaskTable::restore`]).
+    /// `TaskTable::restore`).
     pub fn restore_fenced(
         config: &Config,
         seed: u64,
@@ -692,7 +692,7 @@ impl Orchestrator {
         self.controller.key_id(name)
     }
 
-    /// Queues a run task (see [`runs`](super::runs)); it may be ready at once
+    /// Queues a run task (see the `runs` module); it may be ready at once
     /// ([`Orchestrator::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
     pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<RunId, Error> {
@@ -755,7 +755,7 @@ impl Orchestrator {
         }
     }
 
-    /// Takes the ready run slots when they are exactly `slot` (see [`Runs::take_ready_alone`]).
+    /// Takes the ready run slots when they are exactly `slot` (see `Runs::take_ready_alone`).
     pub fn take_run_ready_alone(&mut self, slot: RunId) -> bool {
         self.runs.take_ready_alone(slot)
     }
@@ -1088,7 +1088,7 @@ impl Orchestrator {
     /// Aborts the turns of sessions retired while busy.
     #[inline(never)]
     fn abort_retired(&mut self) {
-        for session in self.pool.to_abort() {
+        for session in self.pool.take_aborts() {
             self.call(
                 CallFor::Abort(None, session.clone()),
                 HostOp::Abort { session },
@@ -1101,7 +1101,7 @@ impl Orchestrator {
     /// warm and parked sessions ride on the liveness probe (see `liveness.rs`).
     fn pool_upkeep(&mut self, now: u64) {
         self.pool.tick(now);
-        for session in self.pool.to_delete(now) {
+        for session in self.pool.take_deletions(now) {
             self.call(
                 CallFor::Delete(session.clone()),
                 HostOp::DeleteSession { session },

@@ -38,7 +38,7 @@ use slab::Slab;
 use crate::control::{Permit, Submitted, Ticket};
 
 /// The bit that marks a run task's id in the controller.
-pub const RUN_BIT: u32 = 1 << 31;
+pub(crate) const RUN_BIT: u32 = 1 << 31;
 
 /// Bits of a [`RunId`] that hold the slot's index; the generation sits above them.
 const INDEX_BITS: u32 = 22;
@@ -47,7 +47,7 @@ const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 const GENERATION_MASK: u32 = (1 << (30 - INDEX_BITS)) - 1;
 
 /// The most run tasks that can exist at once (waiting or running).
-pub const MAX_RUNS: usize = INDEX_MASK as usize;
+pub(crate) const MAX_RUNS: usize = INDEX_MASK as usize;
 
 /// One use of a run slot: its index and that index's generation, packed below 2^30 (the form
 /// JavaScript sees: `id & 0x3fffff` is the index its per-slot cells live at).

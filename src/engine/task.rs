@@ -23,17 +23,17 @@ use crate::host::{FailureClass, SessionId};
 use crate::ids::{Priority, TaskId};
 
 /// Longest prompt accepted, bytes (1 MiB).
-pub const MAX_PROMPT: usize = 1 << 20;
+pub(crate) const MAX_PROMPT: usize = 1 << 20;
 /// Longest short text field (agent, model, ids, keys), bytes.
-pub const MAX_NAME: usize = 256;
+pub(crate) const MAX_NAME: usize = 256;
 /// Most dependencies of one task.
-pub const MAX_DEPS: usize = 256;
+pub(crate) const MAX_DEPS: usize = 256;
 /// Most retries a task may ask for.
-pub const MAX_RETRIES: u32 = 10;
+pub(crate) const MAX_RETRIES: u32 = 10;
 /// The longest deadline, ms (one day); the default is 30 min.
-pub const MAX_DEADLINE_MS: u64 = 86_400_000;
+pub(crate) const MAX_DEADLINE_MS: u64 = 86_400_000;
 /// The default deadline, ms.
-pub const DEFAULT_DEADLINE_MS: u64 = 30 * 60_000;
+pub(crate) const DEFAULT_DEADLINE_MS: u64 = 30 * 60_000;
 
 /// What a user asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,7 +269,7 @@ impl TaskState {
 /// Whether `from → to` is legal (invariant 1). A move to `Unknown` is a restore's, not a
 /// transition. `Unknown → Queued` is a retry: reconciling found the attempt *finished* with a
 /// retryable failure (so the retry re-runs nothing that might still be running).
-pub fn is_legal(from: &TaskState, to: &TaskState) -> bool {
+pub(crate) fn is_legal(from: &TaskState, to: &TaskState) -> bool {
     use TaskState as S;
     let settle = |to: &S| matches!(to, S::Failed { .. } | S::Cancelled { .. } | S::TimedOut);
     match (from, to) {
@@ -408,7 +408,7 @@ impl TaskRecord {
 }
 
 /// Decodes a spec's canonical bytes ([`TaskRecord::encode_spec`]).
-pub fn decode_spec(bytes: &[u8]) -> Result<TaskSpec, String> {
+pub(crate) fn decode_spec(bytes: &[u8]) -> Result<TaskSpec, String> {
     decode_spec_with(bytes, true)
 }
 
@@ -463,7 +463,7 @@ fn decode_spec_with(bytes: &[u8], with_prompt: bool) -> Result<TaskSpec, String>
 
 /// Decodes a state's canonical bytes ([`TaskRecord::encode_state`]): the state, attempts,
 /// created and updated times.
-pub fn decode_state(bytes: &[u8]) -> Result<(TaskState, u32, u64, u64), String> {
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<(TaskState, u32, u64, u64), String> {
     let mut r = Reader::new(bytes);
     if r.u8()? != 2 {
         return Err("unknown task state version".into());

@@ -49,9 +49,9 @@ use super::task::{TaskRecord, TaskSpec, TaskState, decode_spec, decode_state, is
 /// The prefix of task (state) keys in the store.
 const TASK_PREFIX: &[u8] = b"t";
 /// Fewest records between two checkpoints.
-pub const CHECKPOINT_MIN_RECORDS: usize = 256;
+pub(crate) const CHECKPOINT_MIN_RECORDS: usize = 256;
 /// Fewest journal bytes after a checkpoint before the next one is due.
-pub const CHECKPOINT_MIN_BYTES: u64 = 1 << 20;
+pub(crate) const CHECKPOINT_MIN_BYTES: u64 = 1 << 20;
 /// Bytes counted per task besides its values (keys, versions, map nodes).
 const TASK_OVERHEAD: u64 = 160;
 /// The metadata key of the fencing epoch.
@@ -64,7 +64,7 @@ const FORGOTTEN_KEY: &str = "forgotten";
 const NEXT_KEY: &str = "next";
 
 /// The key of a task's spec: `b's'` followed by the id, big-endian.
-pub fn spec_key(task: TaskId) -> Vec<u8> {
+pub(crate) fn spec_key(task: TaskId) -> Vec<u8> {
     let mut k = Vec::with_capacity(5);
     k.push(b's');
     k.extend_from_slice(&task.get().to_be_bytes());
@@ -325,53 +325,11 @@ impl TaskTable {
     /// Moves `task` to `to` at `now_ms` (one commit). Entering `Admitted` counts an attempt.
     pub fn transition(
         &mut self,
-        now_ms: u64,
+        now: u64,
         task: TaskId,
         to: TaskState,
     ) -> Result<TaskRecord, Error> {
-        self.transition_replied(now_ms, task, to, None)
-    }
-
-    /// [`TaskTable::transition`], recording in the same commit the server's stamp of the reply
-    /// that ended `reply`'s session's turn (for a session the engine created and still has),
-    /// so a follow-up continuing that session, restored or not, tells its own reply from it
-    /// ([`TaskTable::reply_of`]).
-    pub fn transition_replied(
-        &mut self,
-        now_ms: u64,
-        task: TaskId,
-        to: TaskState,
-        reply: Option<(&SessionId, u64)>,
-    ) -> Result<TaskRecord, Error> {
-        let mut record = self
-            .get(task)
-            .ok_or_else(|| Error::UnknownTask { task: task.get() })?;
-        if !is_legal(&record.state, &to) {
-            return Err(Error::IllegalTransition {
-                task: task.get(),
-                from: record.state.name(),
-                to: to.name(),
-            });
-        }
-        if to == TaskState::Admitted {
-            record.attempts += 1;
-        }
-        record.state = match to {
-            TaskState::Succeeded { session, text } => TaskState::Succeeded {
-                text: truncate(text, self.retention.result_bytes as usize, &session),
-                session,
-            },
-            to => to,
-        };
-        record.updated_ms = now_ms;
-        let extra = reply.and_then(|(session, stamp)| {
-            let key = session_key(session);
-            let snap = self.store.snapshot();
-            self.store.get(&snap, &key)?;
-            Some((key, stamp.to_be_bytes().to_vec()))
-        });
-        self.write_with(&record, extra)?;
-        Ok(record)
+        self.transition_replied(now, task, to, None)
     }
 
     /// The id the next submitted task gets.
@@ -536,14 +494,6 @@ impl TaskTable {
         Ok(())
     }
 
-    /// The server's stamp of the reply that ended `session`'s last successful turn, as recorded
-    /// by [`TaskTable::transition_replied`], if any.
-    pub fn reply_of(&self, session: &SessionId) -> Option<u64> {
-        let snap = self.store.snapshot();
-        let value = self.store.get(&snap, &session_key(session))?;
-        <[u8; 8]>::try_from(&*value).ok().map(u64::from_be_bytes)
-    }
-
     /// Records that `session` is gone (one commit).
     pub fn forget_session(&mut self, session: &SessionId) -> Result<(), Error> {
         let key = session_key(session);
@@ -702,7 +652,7 @@ impl TaskTable {
                 restored.orphan_sessions.extend(session);
             }
             record.updated_ms = now_ms;
-            table.write(&record)?;
+            table.write(&record, None)?;
         }
         Ok((table, restored))
     }
@@ -717,12 +667,8 @@ impl TaskTable {
             .map_or(1, u32::from_be_bytes)
     }
 
-    fn write(&mut self, record: &TaskRecord) -> Result<(), Error> {
-        self.write_with(record, None)
-    }
-
     /// Writes `record`, and `extra` (a key and its value) in the same commit.
-    fn write_with(
+    fn write(
         &mut self,
         record: &TaskRecord,
         extra: Option<(Vec<u8>, Vec<u8>)>,
@@ -822,5 +768,6 @@ fn truncate(text: String, max: usize, session: &SessionId) -> String {
     )
 }
 
+mod replies;
 #[cfg(test)]
 mod tests;

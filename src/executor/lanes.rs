@@ -11,7 +11,7 @@ use std::ops::Range;
 
 /// How a slot got its job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Steal {
+pub(crate) enum Steal {
     /// From its own deque's back.
     Own,
     /// From the front of another slot's deque in the same lane.
@@ -20,7 +20,7 @@ pub enum Steal {
 
 /// The deques of every slot.
 #[derive(Debug)]
-pub struct Lanes<T> {
+pub(crate) struct Lanes<T> {
     deques: Vec<VecDeque<T>>,
     slot_lane: Vec<usize>,
     lane_slots: Vec<Range<usize>>,
@@ -30,7 +30,7 @@ pub struct Lanes<T> {
 
 impl<T> Lanes<T> {
     /// `capacities[i]` slots for lane `i` (at least one each).
-    pub fn new(capacities: &[usize]) -> Self {
+    pub(crate) fn new(capacities: &[usize]) -> Self {
         let mut slot_lane = Vec::new();
         let mut lane_slots = Vec::new();
         for (lane, &cap) in capacities.iter().enumerate() {
@@ -48,37 +48,32 @@ impl<T> Lanes<T> {
     }
 
     /// Slots in all lanes.
-    pub fn slot_count(&self) -> usize {
+    pub(crate) fn slot_count(&self) -> usize {
         self.deques.len()
     }
 
     /// The lane a slot serves.
-    pub fn lane_of(&self, slot: usize) -> usize {
+    pub(crate) fn lane_of(&self, slot: usize) -> usize {
         self.slot_lane[slot]
     }
 
     /// Entries waiting in a lane's deques.
-    pub fn lane_len(&self, lane: usize) -> usize {
+    pub(crate) fn lane_len(&self, lane: usize) -> usize {
         self.lane_len.get(lane).copied().unwrap_or(0)
     }
 
     /// Entries waiting in all deques.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.total
     }
 
     /// Entries in one slot's deque.
-    pub fn len(&self, slot: usize) -> usize {
+    pub(crate) fn len(&self, slot: usize) -> usize {
         self.deques[slot].len()
     }
 
-    /// Whether every deque is empty.
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
     /// The slot of `lane` with the shortest deque (lowest index on ties).
-    pub fn least_loaded(&self, lane: usize) -> usize {
+    pub(crate) fn least_loaded(&self, lane: usize) -> usize {
         let slots = self.lane_slots[lane].clone();
         slots
             .clone()
@@ -87,7 +82,7 @@ impl<T> Lanes<T> {
     }
 
     /// Pushes at the back of `slot`'s deque.
-    pub fn push_back(&mut self, slot: usize, item: T) {
+    pub(crate) fn push_back(&mut self, slot: usize, item: T) {
         self.deques[slot].push_back(item);
         self.lane_len[self.slot_lane[slot]] += 1;
         self.total += 1;
@@ -95,7 +90,7 @@ impl<T> Lanes<T> {
 
     /// The owner's pop from the back, else a steal from the front of the fullest deque in the
     /// same lane.
-    pub fn take(&mut self, slot: usize) -> Option<(T, Steal)> {
+    pub(crate) fn take(&mut self, slot: usize) -> Option<(T, Steal)> {
         let lane = self.slot_lane[slot];
         let (item, how) = match self.deques[slot].pop_back() {
             Some(item) => (item, Steal::Own),

@@ -24,17 +24,16 @@ mod lanes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
-use futures::task::{ArcWake, waker};
 use slab::Slab;
 
-pub use self::lanes::{Lanes, Steal};
+pub(crate) use self::lanes::{Lanes, Steal};
 use crate::error::Error;
 
 /// A job's identity: slab index plus generation, so a stale id never names a new job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct JobId {
+pub(crate) struct JobId {
     index: u32,
     generation: u32,
 }
@@ -61,21 +60,21 @@ struct JobWaker {
     ready: Arc<Ready>,
 }
 
-impl ArcWake for JobWaker {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
+impl Wake for JobWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
         // A poisoned lock only means a panic elsewhere; the list itself is still sound.
-        let mut jobs = arc_self
-            .ready
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        jobs.push(arc_self.job);
+        let mut jobs = self.ready.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.push(self.job);
     }
 }
 
 /// What one call to [`Executor::run_until_stalled`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunReport {
+pub(crate) struct RunReport {
     /// Polls made.
     pub polled: usize,
     /// Jobs that finished.
@@ -88,7 +87,7 @@ pub struct RunReport {
 
 /// Counters over the executor's life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExecStats {
+pub(crate) struct ExecStats {
     /// Slot turns in which the slot polled a job.
     pub busy_turns: u64,
     /// Slot turns in which the slot had nothing to do although its lane had ready work.
@@ -99,7 +98,7 @@ pub struct ExecStats {
 }
 
 /// The executor. See the module docs.
-pub struct Executor {
+pub(crate) struct Executor {
     jobs: Slab<Entry>,
     lanes: Lanes<JobId>,
     lane_names: Vec<String>,
@@ -120,7 +119,7 @@ impl std::fmt::Debug for Executor {
 impl Executor {
     /// An executor with `capacity` slots per lane, e.g. `[("worker", 8), ("planner", 2)]`.
     /// A lane of capacity 0 gets one slot (it could not run anything otherwise).
-    pub fn new<'a>(lanes: impl IntoIterator<Item = (&'a str, u32)>) -> Self {
+    pub(crate) fn new<'a>(lanes: impl IntoIterator<Item = (&'a str, u32)>) -> Self {
         let (names, caps): (Vec<String>, Vec<usize>) = lanes
             .into_iter()
             .map(|(n, c)| (n.to_owned(), c.max(1) as usize))
@@ -136,7 +135,7 @@ impl Executor {
     }
 
     /// Spawns `job` in `lane` on its least-loaded slot.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &mut self,
         lane: &str,
         job: impl Future<Output = ()> + 'static,
@@ -149,7 +148,7 @@ impl Executor {
     /// Spawns `job` as a follow-up of `after`: in the slot that ran `after` last, at the back of
     /// its deque, so it runs next there (and so in the same warm session). Falls back to
     /// [`Executor::spawn`] when `after` is gone.
-    pub fn spawn_after(
+    pub(crate) fn spawn_after(
         &mut self,
         after: JobId,
         job: impl Future<Output = ()> + 'static,
@@ -164,37 +163,32 @@ impl Executor {
     }
 
     /// Whether `job` is still alive (not finished).
-    pub fn contains(&self, job: JobId) -> bool {
+    pub(crate) fn contains(&self, job: JobId) -> bool {
         self.entry(job).is_some()
     }
 
     /// The slot that ran `job` last.
-    pub fn home_of(&self, job: JobId) -> Option<usize> {
+    pub(crate) fn home_of(&self, job: JobId) -> Option<usize> {
         self.entry(job).map(|e| e.home)
     }
 
-    /// Jobs alive.
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
     /// Whether no job is alive.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }
 
     /// Counters.
-    pub fn stats(&self) -> ExecStats {
+    pub(crate) fn stats(&self) -> ExecStats {
         self.stats
     }
 
     /// Polls one ready job, if there is one. Returns whether it polled.
-    pub fn try_run_one(&mut self) -> bool {
+    pub(crate) fn try_run_one(&mut self) -> bool {
         self.run_until_stalled(1).polled == 1
     }
 
     /// Polls ready jobs until none is ready or `budget` polls were made.
-    pub fn run_until_stalled(&mut self, budget: usize) -> RunReport {
+    pub(crate) fn run_until_stalled(&mut self, budget: usize) -> RunReport {
         let mut report = RunReport::default();
         loop {
             self.collect_woken();
@@ -276,7 +270,7 @@ impl Executor {
         };
         entry.queued = false;
         entry.home = slot;
-        let waker = waker(Arc::new(JobWaker {
+        let waker = Waker::from(Arc::new(JobWaker {
             job,
             ready: Arc::clone(&self.ready),
         }));

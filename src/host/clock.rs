@@ -50,11 +50,6 @@ impl Clock {
         }
     }
 
-    /// Whether a monotonic source drives it.
-    pub fn is_monotonic(&self) -> bool {
-        self.monotonic
-    }
-
     /// Takes a reading of the wall clock and/or the monotonic one (either may be missing, e.g.
     /// a clock that threw) and returns the engine's time.
     pub fn read(&mut self, wall: Option<f64>, monotonic: Option<f64>) -> u64 {
@@ -83,7 +78,7 @@ impl Clock {
     }
 
     /// A reading of the primary source alone (what run.js passes).
-    pub fn read_primary(&mut self, reading: f64) -> u64 {
+    pub(crate) fn read_primary(&mut self, reading: f64) -> u64 {
         if self.monotonic {
             self.read(None, Some(reading))
         } else {

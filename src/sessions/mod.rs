@@ -12,7 +12,7 @@ mod pool;
 
 use rustc_hash::FxHashMap;
 
-pub use self::pool::{Acquired, Pool, PoolConfig, PoolCounters, State};
+pub(crate) use self::pool::{Acquired, Pool, PoolConfig};
 use crate::host::SessionId;
 
 /// What the book knows of one session.

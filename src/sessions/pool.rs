@@ -23,7 +23,7 @@
 //!   parking one more retires the agent's parked session unused longest, so a burst of short
 //!   tasks leaves at most that many parked on the server.
 //! - Warm and parked sessions are due a health check every `health_every_ms`
-//!   ([`Pool::to_check`]); the engine answers them all with its one liveness probe per
+//!   ([`Pool::take_checks`]); the engine answers them all with its one liveness probe per
 //!   interval (`sessionStatuses`), so their cost does not grow with their number.
 //! - Deletion waits for `delete_quiet_ms` without activity and never happens while busy:
 //!   OpenCode keeps writing a session's rows shortly after it reports idle.
@@ -345,7 +345,7 @@ impl Pool {
         }
     }
 
-    /// Whether retired sessions wait for their turns to be aborted ([`Pool::to_abort`]).
+    /// Whether retired sessions wait for their turns to be aborted ([`Pool::take_aborts`]).
     pub fn has_aborts(&self) -> bool {
         !self.aborts.is_empty()
     }
@@ -355,7 +355,7 @@ impl Pool {
     /// ([`Pool::settled_idle`]): their quiet period counts from then, so no deletion comes
     /// before the turn's last writes even when the idles that follow an abort are lost.
     /// Costs the number of sessions retired since the last call, not the pool's size.
-    pub fn to_abort(&mut self) -> Vec<SessionId> {
+    pub fn take_aborts(&mut self) -> Vec<SessionId> {
         let mut out = Vec::new();
         if self.aborts.is_empty() {
             return out;
@@ -374,7 +374,7 @@ impl Pool {
 
     /// Sessions that may be deleted at `now`: retiring, aborted, not busy, quiet for
     /// `delete_quiet_ms`. Marks them `Deleting`.
-    pub fn to_delete(&mut self, now: u64) -> Vec<SessionId> {
+    pub fn take_deletions(&mut self, now: u64) -> Vec<SessionId> {
         let quiet = self.config.delete_quiet_ms;
         let mut out = Vec::new();
         for (id, e) in self.sessions.iter_mut() {
@@ -411,7 +411,7 @@ impl Pool {
 
     /// Owned sessions due a health check by `now + ahead` (warm and parked ones). Marks them
     /// checked at `now`.
-    pub fn to_check(&mut self, now: u64, ahead: u64) -> Vec<SessionId> {
+    pub fn take_checks(&mut self, now: u64, ahead: u64) -> Vec<SessionId> {
         let every = self.config.health_every_ms;
         let by = now.saturating_add(ahead);
         let mut out = Vec::new();

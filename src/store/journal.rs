@@ -105,7 +105,7 @@ impl Head {
 }
 
 /// One change: a put (`Some(value)`) or a delete (`None`).
-pub type Change = (Vec<u8>, Option<Vec<u8>>);
+pub(crate) type Change = (Vec<u8>, Option<Vec<u8>>);
 
 /// Op code of the checkpoint marker.
 const OP_CHECKPOINT: u8 = 2;
@@ -123,7 +123,7 @@ pub struct Decoded {
 
 /// One committed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// Sequence number.
     pub seq: u64,
     /// Canonical bytes.
@@ -156,7 +156,7 @@ pub fn encode_record<'a>(
 
 /// Encodes a checkpoint at `seq` following a record hashed `prev`, holding the whole state
 /// `entries` (sorted by unique key).
-pub fn encode_checkpoint<'a>(
+pub(crate) fn encode_checkpoint<'a>(
     seq: u64,
     prev: &Hash,
     entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,

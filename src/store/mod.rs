@@ -35,10 +35,12 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
 
+pub(crate) use self::journal::Journal;
+#[cfg(test)]
+use self::journal::encode_checkpoint;
 pub use self::journal::{
-    Change, Decoded, Hash, Head, Journal, Record, Verified, chain, decode_record,
-    encode_checkpoint, encode_record, frames, standalone_anchor, verify, verify_each,
-    verify_standalone,
+    Decoded, Hash, Head, Verified, chain, decode_record, encode_record, frames, standalone_anchor,
+    verify, verify_each, verify_standalone,
 };
 use crate::error::Error;
 use crate::ids::TaskId;
@@ -52,7 +54,7 @@ pub fn task_key(task: TaskId) -> Vec<u8> {
 }
 
 /// The key of an engine metadata entry: `b'm'` followed by its name.
-pub fn meta_key(name: &str) -> Vec<u8> {
+pub(crate) fn meta_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + name.len());
     k.push(b'm');
     k.extend_from_slice(name.as_bytes());

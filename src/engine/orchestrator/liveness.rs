@@ -114,7 +114,7 @@ impl Orchestrator {
         let mut sessions = self.pool.suspects(now, 0);
         // Health checks due before the next probe could run are asked now: after one round,
         // the pool's checks fall due together, one probe a minute.
-        for session in self.pool.to_check(now, self.liveness.interval_ms) {
+        for session in self.pool.take_checks(now, self.liveness.interval_ms) {
             if !sessions.contains(&session) {
                 sessions.push(session);
             }

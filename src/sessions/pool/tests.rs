@@ -94,7 +94,7 @@ fn parked_sessions_are_bounded_per_agent_and_the_oldest_retires_first() {
     assert_eq!(parked(&p, "r"), ["r15", "r16", "r17", "r18", "r19"]);
     assert_eq!(p.state(&id("w00")), Some(State::Retiring { abort: false }));
     // Health checks cover only what stays parked: one per parked session, not per task run.
-    assert_eq!(p.to_check(61_000, 0).len(), 10);
+    assert_eq!(p.take_checks(61_000, 0).len(), 10);
 }
 
 #[test]
@@ -102,8 +102,8 @@ fn a_failed_task_retires_its_session_with_an_abort() {
     let mut p = pool();
     p.created_in_use(id("s1"), "worker", parent(), 0);
     p.release(&id("s1"), false, 1);
-    assert_eq!(p.to_abort(), vec![id("s1")]);
-    assert!(p.to_abort().is_empty(), "aborted once");
+    assert_eq!(p.take_aborts(), vec![id("s1")]);
+    assert!(p.take_aborts().is_empty(), "aborted once");
 }
 
 #[test]
@@ -111,15 +111,15 @@ fn deletion_waits_for_ten_quiet_seconds_and_never_while_busy() {
     let mut p = pool();
     p.created_in_use(id("s1"), "worker", parent(), 0);
     p.release(&id("s1"), false, 1_000);
-    p.to_abort();
+    p.take_aborts();
     p.activity(&id("s1"), true, 2_000); // the abort made it busy for a moment
-    assert!(p.to_delete(60_000).is_empty(), "busy: never deleted");
+    assert!(p.take_deletions(60_000).is_empty(), "busy: never deleted");
     p.activity(&id("s1"), false, 61_000); // idle reported; OpenCode may still write rows
     assert!(
-        p.to_delete(70_999).is_empty(),
+        p.take_deletions(70_999).is_empty(),
         "9.999 s of quiet is not enough"
     );
-    assert_eq!(p.to_delete(71_000), vec![id("s1")]);
+    assert_eq!(p.take_deletions(71_000), vec![id("s1")]);
     assert_eq!(p.state(&id("s1")), Some(State::Deleting));
     p.deleted(&id("s1"));
     assert!(p.is_empty());
@@ -152,7 +152,7 @@ fn sessions_due_come_oldest_first_whatever_their_names() {
     for n in &names {
         p.created_warm(id(n), "worker", parent(), 0);
     }
-    let due: Vec<String> = p.to_check(60_000, 0).into_iter().map(|s| s.0).collect();
+    let due: Vec<String> = p.take_checks(60_000, 0).into_iter().map(|s| s.0).collect();
     assert_eq!(due, names, "health checks in arrival order");
 }
 
@@ -161,12 +161,12 @@ fn health_checks_come_every_minute_and_retire_the_unhealthy() {
     let mut p = pool();
     p.created_warm(id("w"), "worker", parent(), 0);
     assert_eq!(p.next_check(), Some(60_000));
-    assert!(p.to_check(44_999, 15_000).is_empty());
-    assert!(p.to_check(59_999, 0).is_empty());
-    assert_eq!(p.to_check(60_000, 0), vec![id("w")]);
+    assert!(p.take_checks(44_999, 15_000).is_empty());
+    assert!(p.take_checks(59_999, 0).is_empty());
+    assert_eq!(p.take_checks(60_000, 0), vec![id("w")]);
     assert_eq!(p.next_check(), Some(120_000));
     assert!(
-        p.to_check(60_001, 0).is_empty(),
+        p.take_checks(60_001, 0).is_empty(),
         "checked: next one in a minute"
     );
     p.health(&id("w"), false, 60_100);
@@ -250,11 +250,11 @@ fn random_lives_leave_no_orphan_and_break_no_deletion_rule() {
                 }
                 6 => p.tick(now),
                 7 => {
-                    p.to_abort();
-                    p.to_check(now, 0);
+                    p.take_aborts();
+                    p.take_checks(now, 0);
                 }
                 _ => {
-                    for s in p.to_delete(now) {
+                    for s in p.take_deletions(now) {
                         let (at, busy) = last_activity[&s];
                         assert!(!busy, "seed {seed}: deleting busy {s:?}");
                         assert!(
