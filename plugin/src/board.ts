@@ -28,6 +28,7 @@ export interface TaskArg {
   followUp?: number | string;
   retries?: number;
   deadlineMs?: number;
+  failFast?: boolean;
 }
 
 /** What the board keeps per task. */
@@ -38,6 +39,9 @@ export interface TaskLabel {
   batch: number;
   /** Whether the parent hears about its settlement through a notification. */
   notify: boolean;
+  /** The session it last ran in: the engine names none once a task failed or timed out (and
+   * an attempt sent again runs in a new one), but a person still wants to open it. */
+  session?: string;
   depth: number;
 }
 
@@ -140,10 +144,17 @@ export class Board {
 
   info(id: number): TaskInfo | undefined {
     try {
-      return this.engine.status(id);
+      return this.withSession(this.engine.status(id));
     } catch {
       return undefined;
     }
+  }
+
+  /** `t`, naming the session a settled task last ran in when the engine no longer does. */
+  withSession(t: TaskInfo): TaskInfo {
+    if (t.sessionID || !settled(t.state)) return t;
+    const session = this.labels.get(t.id)?.session;
+    return session ? { ...t, sessionID: session } : t;
   }
 
   /** Resolves one id argument (`12`, `"12"` or `"#12"`) to a known task id. */
@@ -187,6 +198,7 @@ export class Board {
       if (t.followUp !== undefined) spec.followUpOf = this.resolveId(t.followUp, `${at}.followUp`);
       if (t.retries !== undefined) spec.retries = t.retries;
       if (t.deadlineMs !== undefined) spec.deadlineMs = t.deadlineMs;
+      if (t.failFast !== undefined) spec.failFast = t.failFast;
       return spec;
     });
     const batch = this.nextBatch++;
@@ -202,6 +214,8 @@ export class Board {
       const submitted = (e as { submitted?: number[] }).submitted ?? [];
       for (const id of submitted) this.engine.cancel(id);
       const err = e as { code?: string; field?: string; message?: string };
+      // A breaker refusal keeps the engine's error: its key and probe time make the message.
+      if (err.code === "BREAKER_OPEN") throw e;
       throw new ToolInputError(err.code ?? "INVALID_INPUT", toolField(err.field), (err.message ?? String(e)).replace(/specs\[/g, "tasks["));
     }
     if (ids.some((id, i) => id !== first + i)) {

@@ -105,7 +105,10 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     const label = b.labels.get(event.id);
     if (!label) return;
     const t = b.info(event.id);
-    if (t?.sessionID) b.bySession.set(t.sessionID, event.id);
+    if (t?.sessionID) {
+      b.bySession.set(t.sessionID, event.id);
+      label.session = t.sessionID;
+    }
     if (!settled(event.state)) return;
     if (label.notify && settings.notify) notifier.settled(label.parentID, event.id);
     const batch = b.batches.get(label.batch);
@@ -125,7 +128,10 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     if (event.state === "open") {
       toast(`${event.key} keeps failing: its circuit breaker opened; new work for it waits for a probe`, "error");
       log("warn", `breaker of ${event.key} opened`);
-    } else if (event.state === "closed") log("info", `breaker of ${event.key} closed`);
+    } else if (event.state === "closed") {
+      toast(`${event.key} recovered: its circuit breaker closed; waiting work for it runs again`, "success");
+      log("info", `breaker of ${event.key} closed`);
+    }
   });
 
   const gate = settings.gateTask

@@ -23,10 +23,15 @@ export interface ToolDeps {
 
 const idArg = z.union([z.number().int(), z.string()]);
 
-/** Turns a thrown refusal into the message a model reads: code, field, reason. */
-function refusal(e: unknown): Error {
+/** Turns a thrown refusal into the message a model reads: code, field, reason. `now` is the
+ * engine's clock, to say when an open breaker lets a probe through. */
+function refusal(e: unknown, now?: number): Error {
   if (e instanceof ToolInputError) return new Error(`${e.code} (${e.field}): ${e.message}`);
-  const err = e as { code?: string; field?: string; message?: string };
+  const err = e as { code?: string; field?: string; message?: string; key?: string; retryAt?: number | null };
+  if (err && typeof err === "object" && err.code === "BREAKER_OPEN" && typeof err.key === "string") {
+    const when = typeof err.retryAt === "number" && now !== undefined ? `the next probe goes in ${Math.max(0, Math.ceil((err.retryAt - now) / 1000))} s` : "a probe is deciding";
+    return new Error(`BREAKER_OPEN: ${err.key} keeps failing and its circuit breaker is open (${when}); a task with failFast is refused while it is, and nothing was launched. Launch without failFast to wait for it.`);
+  }
   if (err && typeof err === "object" && typeof err.code === "string") {
     return new Error(`${err.code}${err.field ? ` (${err.field})` : ""}: ${err.message ?? ""}`);
   }
@@ -77,6 +82,7 @@ export function tools({ engine, board, launched, readings }: ToolDeps) {
               followUp: idArg.optional().describe("Id of an earlier task whose session this task continues (\"#12\")"),
               retries: z.number().int().optional().describe("Extra attempts after a provider failure or timeout (0-10, default 0)"),
               deadlineMs: z.number().int().optional().describe("Time limit from start, ms (default 30 min)"),
+              failFast: z.boolean().optional().describe("Fail at once (BREAKER_OPEN) instead of waiting while its model's circuit breaker is open (default false: wait for the model to recover)"),
             }),
           )
           .describe("The tasks to launch, in order"),
@@ -89,11 +95,11 @@ export function tools({ engine, board, launched, readings }: ToolDeps) {
         try {
           launchedIds = board.delegate(ctx.sessionID, args.tasks as TaskArg[], { notify: mode === "background" && args.notify !== false });
         } catch (e) {
-          throw refusal(e);
+          throw refusal(e, engine.stats().now);
         }
         launched(launchedIds, mode);
         if (mode === "background") {
-          const lines = launchedIds.map((id) => taskLine(engine.status(id), label(id)));
+          const lines = launchedIds.map((id) => taskLine(board.info(id)!, label(id)));
           const notice = args.notify === false ? "Read replies with foreman_result" : "You will get one notice when they settle; read replies with foreman_result";
           return `Launched ${launchedIds.length} task${launchedIds.length === 1 ? "" : "s"} in the background:\n${lines.join("\n")}\n${notice} (ids: ${launchedIds.join(", ")}).`;
         }
@@ -103,7 +109,7 @@ export function tools({ engine, board, launched, readings }: ToolDeps) {
           const cancelled = board.cancelTree(launchedIds);
           throw new Error(`${outcome === "aborted" ? "Interrupted" : "Timed out"}: cancelled ${cancelled.length} open task(s) (${cancelled.map((i) => `#${i}`).join(", ")}).`);
         }
-        const done = outcome as TaskInfo[];
+        const done = (outcome as TaskInfo[]).map((t) => board.withSession(t));
         const ok = done.filter((t) => t.state === "succeeded").length;
         return [`${done.length} task${done.length === 1 ? "" : "s"} settled: ${ok} succeeded, ${done.length - ok} did not.`, ...done.map((t) => taskResult(t, label(t.id)))].join("\n\n");
       },
@@ -132,7 +138,7 @@ export function tools({ engine, board, launched, readings }: ToolDeps) {
           const outcome = await until(Promise.all(wanted.map((id) => engine.wait(id))), args.timeoutMs ?? 5 * 60_000, ctx.abort);
           if (outcome === "timeout") note = "\n\n(Stopped waiting: timeoutMs passed; tasks not settled keep running.)";
         }
-        return wanted.map((id) => taskResult(engine.status(id), label(id), args.maxChars ?? RESULT_CHARS)).join("\n\n") + note;
+        return wanted.map((id) => taskResult(board.info(id) ?? engine.status(id), label(id), args.maxChars ?? RESULT_CHARS)).join("\n\n") + note;
       },
     }),
 
@@ -160,7 +166,7 @@ export function tools({ engine, board, launched, readings }: ToolDeps) {
           const filter: { state?: TaskInfo["state"]; agent?: string } = {};
           if (args.state !== undefined) filter.state = args.state as TaskInfo["state"];
           if (args.agent !== undefined) filter.agent = args.agent;
-          list = engine.list(filter).filter((t) => parent === undefined || t.parentID === parent);
+          list = engine.list(filter).filter((t) => parent === undefined || t.parentID === parent).map((t) => board.withSession(t));
         } catch (e) {
           throw refusal(e);
         }

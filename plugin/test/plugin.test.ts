@@ -356,6 +356,26 @@ describe("plugin", () => {
     await hooks.dispose!();
   });
 
+  test("a model whose breaker opens: failed tasks still name their session, queued failFast work fails, a failFast launch is refused with the probe time", async () => {
+    const { client } = fakeClient();
+    // Every prompt to this model fails upstream (HTTP 500 from promptAsync).
+    const prompt = client.session.promptAsync;
+    client.session.promptAsync = function (this: unknown, o: any) {
+      return o.body.model?.modelID === "down" ? Promise.resolve({ error: { name: "UnknownError" }, response: { status: 500 } }) : prompt.call(this, o);
+    } as any;
+    const hooks = await foreman(input(client), { keys: { "p/down": 1 }, breaker: { openMs: 60_000 } });
+    const t = hooks.tool!;
+    const tasks = [0, 1, 2, 3, 4].map((i) => ({ agent: "worker", prompt: `fail ${i}`, description: `fail ${i}`, model: "p/down" }));
+    await t.foreman_delegate!.execute({ tasks: [...tasks, { agent: "worker", prompt: "queued", description: "queued fast", model: "p/down", failFast: true }] }, ctx("ses_p"));
+    for (let i = 0; i < 50; i++) await tick(5);
+    const list = String(await t.foreman_list!.execute({}, ctx("ses_p")));
+    for (let id = 1; id <= 5; id++) expect(list).toMatch(new RegExp(`^#${id} failed · worker · "fail \\d" · session ses_\\d+ · upstream: `, "m"));
+    expect(list).toMatch(/^#6 failed · worker · "queued fast" · upstream: BREAKER_OPEN: the circuit breaker of p\/down opened while it waited/m);
+    const refused = await t.foreman_delegate!.execute({ tasks: [{ agent: "worker", prompt: "x", model: "p/down", failFast: true }] }, ctx("ses_p")).catch((e: Error) => e);
+    expect(String(refused)).toMatch(/BREAKER_OPEN: p\/down keeps failing and its circuit breaker is open \(the next probe goes in (59|60) s\); .*nothing was launched/);
+    await hooks.dispose!();
+  });
+
   test("a deleted parent session cancels its queued tasks", async () => {
     const { client } = fakeClient();
     const hooks = await foreman(input(client), { lanes: { worker: 1 } });

@@ -431,12 +431,10 @@ fn message(value: &JsValue) -> Result<AssistantMessage, String> {
     let time = get(&info, "time");
     let created_ms =
         non_negative(&get(&time, "created")).map_err(|e| format!("time.created: {e}"))?;
-    let completed = get(&time, "completed");
-    let completed_ms = if completed.is_undefined() || completed.is_null() {
-        None
-    } else {
-        Some(non_negative(&completed).map_err(|e| format!("time.completed: {e}"))?)
-    };
+    let completed_ms = Some(get(&time, "completed"))
+        .filter(|c| !c.is_undefined() && !c.is_null())
+        .map(|c| non_negative(&c).map_err(|e| format!("time.completed: {e}")))
+        .transpose()?;
     let finish = get(&info, "finish").as_string();
     let error = message_error(&get(&info, "error"));
     let parts = get(value, "parts");
@@ -477,10 +475,26 @@ pub(crate) fn message_error(error: &JsValue) -> Option<MessageError> {
             let status = non_negative(&get(&data, "statusCode"))
                 .ok()
                 .and_then(|s| u16::try_from(s).ok());
-            MessageError::Api { status, message }
+            let retry_after_ms = retry_after(&get(&data, "responseHeaders"));
+            MessageError::Api {
+                status,
+                message,
+                retry_after_ms,
+            }
         }
         _ => MessageError::Other { name, message },
     })
+}
+
+/// The wait a provider asked for in its response headers (lower-case names, as OpenCode keeps
+/// them): `retry-after-ms`, else `retry-after` in seconds (an HTTP date is not read); ≤ a day.
+fn retry_after(headers: &JsValue) -> Option<u64> {
+    let read = |name: &str, scale: f64| {
+        let v = get(headers, name);
+        let n = (v.as_string().and_then(|s| s.trim().parse().ok())).or_else(|| v.as_f64())?;
+        (n >= 0.0).then(|| (n * scale).min(86_400_000.0) as u64)
+    };
+    read("retry-after-ms", 1.0).or_else(|| read("retry-after", 1_000.0))
 }
 
 /// Parses an OpenCode bus event into what the engine listens for. `Ok(None)` for events it

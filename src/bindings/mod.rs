@@ -197,9 +197,12 @@ export interface TaskSpec {
   idempotencyKey?: string;
   /** Tasks that must succeed first; a failed or cancelled one cancels this task. */
   dependsOn?: number[];
-  /** Extra attempts after an upstream failure or timeout (0..=10; default 0). */
+  /** Extra attempts after an upstream failure or timeout (0..=10; default 0). A turn that ends
+   * rate limited (429) is sent again after the provider's Retry-After, in a fresh session,
+   * up to 3 times or this many, whichever is more. */
   retries?: number;
-  /** Refuse at once (BREAKER_OPEN) instead of waiting while the model's breaker is open. */
+  /** Refuse at once (BREAKER_OPEN) instead of waiting while the model's breaker is open; queued
+   * when the breaker opens, it fails then with BREAKER_OPEN. */
   failFast?: boolean;
   followUpOf?: number;
 }

@@ -65,6 +65,10 @@ pub(crate) const POLL_MS: u64 = 5_000;
 pub(crate) const CREATE_ATTEMPTS: u32 = 3;
 /// How soon a task refused by the gate or a breaker after acceptance asks again, ms.
 pub(crate) const REQUEUE_MS: u64 = 1_000;
+/// Re-dispatches of a rate-limited prompt a task gets by default (its `retries`, if more).
+/// OpenCode gives up on a 429 after ~6 s of its own retries; each re-dispatch covers that much
+/// more of a storm, after the wait the provider asked for.
+pub(crate) const RATE_LIMIT_REDISPATCHES: u32 = 3;
 /// Full-jitter backoff base and cap, ms.
 pub(crate) const BACKOFF_BASE_MS: u64 = 2_000;
 /// See [`BACKOFF_BASE_MS`].
@@ -115,6 +119,8 @@ struct Live {
     unfinished_since: Option<u64>,
     /// It was restored from the journal: which session it runs in is not known here.
     restored: bool,
+    /// Attempts that ended rate limited and were re-dispatched (kept across attempts).
+    rate_limited: u32,
 }
 
 /// A task's transition, for listeners.
@@ -525,7 +531,11 @@ impl Orchestrator {
             (CallFor::Prompt(task), outcome) => {
                 if self.is_open(task) {
                     let class = failure_class(&outcome);
-                    self.fail_or_retry(now, task, class, describe(&outcome))?;
+                    let wait = match &outcome {
+                        HostOutcome::Failed(f) => f.retry_after_ms,
+                        _ => None,
+                    };
+                    self.fail_or_retry(now, task, class, describe(&outcome), wait)?;
                 }
             }
             (CallFor::LastMessage(task), outcome) => {
@@ -999,6 +1009,20 @@ impl Orchestrator {
                 }
                 Ok(())
             }
+            // A failFast task asking again (a retry) while its model's breaker is open.
+            Err(e) if e.code() == "BREAKER_OPEN" && record.spec.fail_fast => {
+                let message = format!(
+                    "BREAKER_OPEN: {e}; the task asked to fail fast instead of waiting for a probe"
+                );
+                self.settle(
+                    now,
+                    task,
+                    TaskState::Failed {
+                        class: FailureClass::Upstream,
+                        message,
+                    },
+                )
+            }
             // Refused now (the gate closed, or the breaker opened, since it was accepted): it
             // stays queued and asks again shortly.
             Err(e) if matches!(e.code(), "MEMORY_PRESSURE" | "BREAKER_OPEN") => {
@@ -1310,37 +1334,10 @@ impl Orchestrator {
                     self.settle(now, task, TaskState::Cancelled { reason })
                 } else {
                     let message = error.to_string();
-                    self.fail_or_retry(now, task, class, message)
+                    self.fail_or_retry(now, task, class, message, error.retry_after_ms())
                 }
             }
         }
-    }
-
-    /// Retries when the task asked for retries and the class allows; otherwise fails it.
-    fn fail_or_retry(
-        &mut self,
-        now: u64,
-        task: TaskId,
-        class: FailureClass,
-        message: String,
-    ) -> Result<(), Error> {
-        let Some(record) = self.tasks.get(task) else {
-            return Ok(());
-        };
-        let retryable = matches!(class, FailureClass::Upstream | FailureClass::Timeout);
-        if retryable && record.attempts <= record.spec.retries {
-            let delay = self.backoff(record.attempts);
-            self.release(now, task, Outcome::Failed(class), false);
-            self.transition(now, task, TaskState::Queued)?;
-            if let Some(l) = self.live.get_mut(&task) {
-                *l = Live {
-                    retry_at: Some(now + delay),
-                    ..Live::default()
-                };
-            }
-            return Ok(());
-        }
-        self.settle(now, task, TaskState::Failed { class, message })
     }
 
     /// The deadline passed: the task settles (or retries), and its session, released as failed,
@@ -1364,8 +1361,15 @@ impl Orchestrator {
                 },
             );
         }
-        if record.attempts <= record.spec.retries {
-            return self.fail_or_retry(now, task, FailureClass::Timeout, "deadline passed".into());
+        let rate_limited = self.live.get(&task).map_or(0, |l| l.rate_limited);
+        if record.attempts.saturating_sub(rate_limited) <= record.spec.retries {
+            return self.fail_or_retry(
+                now,
+                task,
+                FailureClass::Timeout,
+                "deadline passed".into(),
+                None,
+            );
         }
         self.settle(now, task, TaskState::TimedOut)
     }
@@ -1419,6 +1423,8 @@ impl Orchestrator {
         if let Some(ticket) = self.live.get_mut(&task).and_then(|l| l.ticket.take()) {
             self.controller.cancel(ticket);
         }
+        let counted = outcome.is_counted_failure()
+            && self.live.get(&task).is_some_and(|l| l.permit.is_some());
         self.release(now, task, outcome, succeeded);
         self.transition(now, task, state)?;
         self.live.remove(&task);
@@ -1437,6 +1443,9 @@ impl Orchestrator {
                     format!("dependency {} did not succeed", task.get()),
                 )?;
             }
+        }
+        if counted {
+            self.fail_fast_if_open(now, task)?;
         }
         Ok(())
     }
@@ -1502,5 +1511,6 @@ fn describe(outcome: &HostOutcome) -> String {
 }
 
 mod liveness;
+mod retry;
 #[cfg(test)]
 mod tests;

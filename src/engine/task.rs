@@ -56,9 +56,11 @@ pub struct TaskSpec {
     /// Tasks that must succeed before this one starts.
     pub depends_on: Vec<TaskId>,
     /// Extra attempts after an upstream failure or timeout (default 0: one retry layer is
-    /// OpenCode's own).
+    /// OpenCode's own). A rate-limited turn is sent again up to
+    /// `max(retries, RATE_LIMIT_REDISPATCHES)` times (see the orchestrator's retry layer).
     pub retries: u32,
-    /// Refuse at once instead of waiting while the model's breaker is open.
+    /// Refuse at once instead of waiting while the model's breaker is open (and fail, queued,
+    /// when it opens).
     pub fail_fast: bool,
     /// Continue in this task's session (a follow-up), when it is free.
     pub follow_up_of: Option<TaskId>,

@@ -332,6 +332,7 @@ impl FakeHost {
             let err = MessageError::Api {
                 status: Some(503),
                 message: "simulated 503 after retries".into(),
+                retry_after_ms: None,
             };
             (
                 t + 1_000,
@@ -342,6 +343,7 @@ impl FakeHost {
             let err = MessageError::Api {
                 status: Some(429),
                 message: "simulated 429 after retries".into(),
+                retry_after_ms: Some(1_000),
             };
             (
                 t + 1_000,

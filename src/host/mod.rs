@@ -198,6 +198,9 @@ pub enum MessageError {
         status: Option<u16>,
         /// The provider's message.
         message: String,
+        /// How long the provider asked to wait before the next request (its last answer's
+        /// `retry-after-ms` or `retry-after` header), ms.
+        retry_after_ms: Option<u64>,
     },
     /// Any other error (agent errors, output length, …).
     Other {
@@ -222,6 +225,14 @@ impl MessageError {
             MessageError::Other { .. } => FailureClass::Invalid,
         }
     }
+
+    /// How long the provider asked to wait, ms, when it said.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            MessageError::Api { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for MessageError {
@@ -233,10 +244,12 @@ impl std::fmt::Display for MessageError {
             MessageError::Api {
                 status: Some(s),
                 message,
+                ..
             } => write!(f, "APIError {s}: {message}"),
             MessageError::Api {
                 status: None,
                 message,
+                ..
             } => write!(f, "APIError: {message}"),
             MessageError::Other { name, message } => write!(f, "{name}: {message}"),
         }
@@ -417,6 +430,7 @@ mod tests {
         let api = |status| MessageError::Api {
             status,
             message: String::new(),
+            retry_after_ms: None,
         };
         assert_eq!(api(Some(429)).class(), FailureClass::RateLimited);
         assert_eq!(api(Some(500)).class(), FailureClass::Upstream);

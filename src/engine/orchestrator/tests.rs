@@ -272,6 +272,139 @@ fn a_429_storm_shrinks_the_limit_keeps_the_breaker_closed_and_finishes_the_work(
 }
 
 #[test]
+fn a_turn_that_ends_rate_limited_is_sent_again_after_retry_after_in_a_fresh_session_within_its_budget()
+ {
+    // Every turn ends in APIError 429 (retry-after 1 s): the engine sends it again, each time
+    // in a new session and after the provider's wait, RATE_LIMIT_REDISPATCHES times, then fails.
+    let mut s = Sim::new(
+        21,
+        PromptProfile {
+            rate_limit_fail_rate: 1.0,
+            ..quick()
+        },
+    );
+    let id = s.submit(spec());
+    let mut sessions: Vec<SessionId> = Vec::new();
+    // When the task was first seen back in the queue since its last dispatch (steps of 10 ms).
+    let mut requeued: Option<u64> = None;
+    while s.o.open_tasks() > 0 && s.now() < 600_000 {
+        let t = s.now() + 10;
+        s.run_until(t);
+        match s.state(id) {
+            TaskState::Dispatched { session, at_ms } | TaskState::Running { session, at_ms }
+                if sessions.last() != Some(&session) =>
+            {
+                if let Some(q) = requeued.take() {
+                    assert!(at_ms + 10 >= q + 1_000, "sent again only after Retry-After");
+                }
+                sessions.push(session);
+            }
+            TaskState::Queued => {
+                requeued.get_or_insert(s.now());
+                assert_eq!(
+                    s.in_use(),
+                    0,
+                    "a task waiting to be sent again holds no slot"
+                );
+            }
+            _ => {}
+        }
+    }
+    let record = s.o.tasks().get(id).unwrap();
+    assert!(
+        matches!(&record.state, TaskState::Failed { class: FailureClass::RateLimited, message } if message.starts_with("APIError 429")),
+        "{:?}",
+        record.state
+    );
+    assert_eq!(record.attempts, 1 + RATE_LIMIT_REDISPATCHES);
+    let distinct: std::collections::HashSet<_> = sessions.iter().collect();
+    assert_eq!(
+        distinct.len() as u32,
+        1 + RATE_LIMIT_REDISPATCHES,
+        "one session per attempt"
+    );
+    assert_eq!(s.in_use(), 0);
+}
+
+#[test]
+fn a_rate_limited_turn_is_not_a_counted_failure_and_an_upstream_one_is_not_sent_again_by_default() {
+    let mut s = Sim::new(
+        22,
+        PromptProfile {
+            failure_rate: 1.0,
+            ..quick()
+        },
+    );
+    let id = s.submit(spec());
+    s.run_until(120_000);
+    let record = s.o.tasks().get(id).unwrap();
+    assert!(matches!(
+        record.state,
+        TaskState::Failed {
+            class: FailureClass::Upstream,
+            ..
+        }
+    ));
+    assert_eq!(
+        record.attempts, 1,
+        "an APIError that is not a rate limit is not sent again"
+    );
+}
+
+#[test]
+fn a_queued_fail_fast_task_fails_when_its_models_breaker_opens() {
+    let mut s = Sim::new(
+        23,
+        PromptProfile {
+            failure_rate: 1.0,
+            ..quick()
+        },
+    );
+    let config = Config::from_input(ConfigInput {
+        keys: Some([("p/m".to_string(), 5.0)].into_iter().collect()),
+        ..ConfigInput::default()
+    })
+    .unwrap();
+    s.o = Orchestrator::new(&config, 23);
+    let failing = submit_for_model(&mut s, 5);
+    let mut fast = spec();
+    fast.model = Some("p/m".into());
+    fast.fail_fast = true;
+    let fast = s.submit(fast);
+    let waits = submit_for_model(&mut s, 1)[0];
+    assert_eq!(s.state(fast), TaskState::Queued);
+    while s.o.controller().breaker("p/m").unwrap().state().name() != "open" && s.now() < 60_000 {
+        let t = s.now() + 100;
+        s.run_until(t);
+    }
+    assert_eq!(
+        s.o.controller().breaker("p/m").unwrap().state().name(),
+        "open"
+    );
+    for id in failing {
+        assert!(matches!(
+            s.state(id),
+            TaskState::Failed {
+                class: FailureClass::Upstream,
+                ..
+            }
+        ));
+    }
+    match s.state(fast) {
+        TaskState::Failed { message, .. } => {
+            assert!(message.starts_with("BREAKER_OPEN"), "{message}")
+        }
+        other => panic!("the failFast task should have failed: {other:?}"),
+    }
+    assert_eq!(s.o.tasks().get(fast).unwrap().attempts, 0, "it never ran");
+    assert_eq!(
+        s.state(waits),
+        TaskState::Queued,
+        "the others wait for a probe"
+    );
+}
+
+#[test]
 fn an_outage_opens_the_breaker_after_five_and_a_probe_recovers_it() {
     let mut s = Sim::new(
         6,
