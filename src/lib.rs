@@ -46,7 +46,7 @@ pub use error::{Error, FailureClass, HostOpKind};
 pub use ids::{Priority, TaskId};
 // The host interface, and the seeded simulator the native tests drive the engine with.
 pub use host::{
-    AssistantMessage, CallId, Delivery, FakeHost, Host, HostEvent, HostFailure, HostOp,
+    AssistantMessage, CallId, Clock, Delivery, FakeHost, Host, HostEvent, HostFailure, HostOp,
     HostOutcome, HostReply, HostRequest, MemoryReading, MessageError, OpProfile, PromptProfile,
     SessionHealth, SessionId, Violations, fake_violations_none,
 };

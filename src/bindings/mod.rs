@@ -118,7 +118,8 @@ export interface ForemanConfig {
    * a lost `idle` costs at most this. `callTimeoutMs` (30 000): a host call not answered by then
    * fails with class "timeout". `cancelMs` (10 000): a cancelled running task settles
    * `cancelled` by then, abort answered or not. `skewMs` (2 000, may be 0): how much older than
-   * the prompt a reply's stamp may be (host and server clocks differ). */
+   * the prompt a reply's stamp may be where times are compared (only a follow-up restored from
+   * a journal written before replies were recorded; host and server clocks differ). */
   liveness?: { intervalMs?: number; callTimeoutMs?: number; cancelMs?: number; skewMs?: number };
   /** When settled tasks leave the engine (with their idempotency keys and dependency edges), as
    * soon as any limit is passed, oldest settlement first: more than `maxTasks` (10 000) settled

@@ -15,7 +15,11 @@
 //! - The wall clock is only used to compare message stamps: [`Clock::stamp`] puts a stamp on
 //!   the engine's clock with the offset between the two at the last wall reading. The engine
 //!   still allows `liveness.skewMs` between a stamp and its own time (clocks of the host and of
-//!   the server, steps during a turn).
+//!   the server, steps during a turn). It needs such a comparison only for a follow-up restored
+//!   from a journal written before replies were recorded: otherwise it tells which turn wrote a
+//!   reply without the clocks (see the orchestrator's completion rule), so a step between a
+//!   reply's writing and its reading cannot make a finished turn look unfinished, or an earlier
+//!   turn's reply look new.
 //!
 //! Invariants:
 //! 1. [`Clock::now`] never decreases.
@@ -23,7 +27,7 @@
 
 /// The engine's clock. See the module docs.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Clock {
+pub struct Clock {
     /// Engine time, ms (fractions kept: a monotonic source reads in fractions of a ms).
     engine: f64,
     /// The primary source's last reading.
@@ -39,7 +43,7 @@ const MAX_MS: f64 = 9_007_199_254_740_991.0;
 
 impl Clock {
     /// A clock fed by the wall clock alone, or with a monotonic source as its primary.
-    pub(crate) fn new(monotonic: bool) -> Clock {
+    pub fn new(monotonic: bool) -> Clock {
         Clock {
             monotonic,
             ..Clock::default()
@@ -48,7 +52,7 @@ impl Clock {
 
     /// Takes a reading of the wall clock and/or the monotonic one (either may be missing, e.g.
     /// a clock that threw) and returns the engine's time.
-    pub(crate) fn read(&mut self, wall: Option<f64>, monotonic: Option<f64>) -> u64 {
+    pub fn read(&mut self, wall: Option<f64>, monotonic: Option<f64>) -> u64 {
         let wall = wall.filter(|w| w.is_finite() && (0.0..=MAX_MS).contains(w));
         let monotonic = monotonic.filter(|m| m.is_finite());
         if !self.started {
@@ -83,12 +87,12 @@ impl Clock {
     }
 
     /// The engine's time now, ms.
-    pub(crate) fn now(&self) -> u64 {
+    pub fn now(&self) -> u64 {
         self.engine.max(0.0) as u64
     }
 
     /// A wall-clock stamp (a message's `time.created`) on the engine's clock.
-    pub(crate) fn stamp(&self, wall_ms: u64) -> u64 {
+    pub fn stamp(&self, wall_ms: u64) -> u64 {
         let at = wall_ms as f64 + self.offset;
         at.clamp(0.0, MAX_MS) as u64
     }
