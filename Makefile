@@ -32,12 +32,14 @@ test: build
 
 ## bench: criterion benchmarks of the native core, then foreman's JS API against the npm
 ## libraries, on Node and on Bun (one interleaved table each; see benches/js/compare.mjs), then
-## the soak benchmark of a long-lived engine (benches/js/soak.mjs)
+## the soak benchmark of a long-lived engine (benches/js/soak.mjs), then P8: the plugin in a real
+## `opencode serve` with the fake model (benches/e2e/p8.mjs, a few minutes)
 bench: build
 	cargo bench --bench control --bench store --bench orchestrator --bench agent_load
 	node --expose-gc benches/js/compare.mjs
 	bun benches/js/compare.mjs
 	node benches/js/soak.mjs
+	node benches/e2e/p8.mjs
 
 clean:
 	cargo clean

@@ -40,6 +40,7 @@ fn run(n: u32) -> usize {
                 HostOp::LastAssistantMessage { .. } => {
                     let m = AssistantMessage {
                         created_ms: now - 1,
+                        created_wall_ms: now - 1,
                         completed_ms: Some(now),
                         finish: Some("stop".into()),
                         error: None,

@@ -88,10 +88,12 @@ pub struct LivenessConfig {
     /// A cancelled running task settles `cancelled` when its abort is confirmed, or after this
     /// at the latest [10 000 ms].
     pub cancel_ms: u64,
-    /// How much older than the prompt a reply message's stamp may be and still count (the
-    /// host's and the server's clocks may differ by this) [2 000 ms]. Keep it small: a
-    /// follow-up in a reused session whose previous turn's final message was stamped within
-    /// this of the new prompt could be read as the new turn's answer.
+    /// How much older than the prompt (or newer than now) a reply message's stamp may be and
+    /// still count, where times are compared: only for a follow-up restored from a journal
+    /// written before replies were recorded (the host's and the server's clocks may differ by
+    /// this) [2 000 ms]. Elsewhere replies are told apart by identity, not time. Keep it small:
+    /// such a follow-up whose predecessor's final message was stamped within this of the new
+    /// prompt could be read as the new turn's answer.
     pub skew_ms: u64,
 }
 

@@ -4,6 +4,15 @@
 //! misbehaves: bus events lost, repeated and reordered, answers that never come or come late.
 //! Every task settles within its deadline plus the liveness interval once dispatched, and after
 //! the drain no session the engine knows of is left on the server.
+//!
+//! Time reaches the engine as it does from a JS host: through the engine's [`Clock`], fed by a
+//! monotonic source (the true time) and a wall clock that random operations step — forward (a
+//! day ahead for one reading, or for a while) and back (an NTP correction, persisting). The
+//! server stamps messages on the wall clock (host and server share the machine's clock), and
+//! the host puts the stamps on the engine's clock with [`Clock::stamp`], as the bindings do.
+//! Every fourth seed is a host without a monotonic clock: there only steps back are tolerated
+//! (a step forward cannot be told from elapsed time), and each costs the engine the time since
+//! its previous reading, which the liveness check allows for.
 //! Every run prints its seed; rerun one with `FOREMAN_SEED=<seed>`.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,9 +20,105 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use foreman::{
-    CallId, Config, Delivery, FakeHost, Host, HostRequest, MemoryReading, Orchestrator, Priority,
-    PromptProfile, SessionId, TaskId, TaskSpec, TaskState, fake_violations_none,
+    CallId, Clock, Config, Delivery, FakeHost, Host, HostReply, HostRequest, MemoryReading,
+    Orchestrator, Priority, PromptProfile, SessionId, TaskId, TaskSpec, TaskState,
+    fake_violations_none,
 };
+
+/// The wall clock's epoch: true time 0 reads as this on a wall clock not stepped.
+const T0: u64 = 1_700_000_000_000;
+/// A forward step: the wall clock a day ahead.
+const DAY: i64 = 86_400_000;
+
+/// The machine's clocks as a JS host reads them: a monotonic one (the true time, the fake
+/// server's) and a wall clock that random operations step; and the engine's [`Clock`] made of
+/// them, as the bindings make it.
+struct Clocks {
+    /// The host gives `monotonic()`.
+    monotonic: bool,
+    engine: Clock,
+    /// The wall clock's offset from true time: (true time from, offset ms), in time order. The
+    /// server stamps messages on it.
+    offsets: Vec<(u64, i64)>,
+    /// A wall reading of the host this far ahead, once (the server's stamps are not).
+    once: Option<i64>,
+    /// The last reading: (true time, engine time); none since a restart.
+    last: Option<(u64, u64)>,
+    /// Engine time lost to steps back, ms, in total (a host without a monotonic clock only).
+    lost: u64,
+    /// Steps done: back, ahead once, ahead for a while.
+    steps: [u64; 3],
+}
+
+impl Clocks {
+    fn new(monotonic: bool) -> Self {
+        Clocks {
+            monotonic,
+            engine: Clock::new(monotonic),
+            offsets: vec![(0, 0)],
+            once: None,
+            last: None,
+            lost: 0,
+            steps: [0; 3],
+        }
+    }
+
+    /// The wall clock at true time `t`, ms since the epoch.
+    fn wall(&self, t: u64) -> u64 {
+        let offset = self
+            .offsets
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= t)
+            .map_or(0, |(_, o)| *o);
+        (T0 as i64 + t as i64 + offset) as u64
+    }
+
+    /// One reading of the host's clocks at true time `t` (what `now()` and `monotonic()` give),
+    /// on the engine's clock.
+    fn read(&mut self, t: u64) -> u64 {
+        let wall = self.wall(t) as i64 + self.once.take().unwrap_or(0);
+        let mono = self.monotonic.then_some(t as f64 + 0.25);
+        let now = self.engine.read(Some(wall as f64), mono);
+        if let Some((t0, e0)) = self.last {
+            assert!(now >= e0, "the engine's clock went back");
+            assert!(
+                now - e0 <= t - t0,
+                "the engine's clock ran ahead of true time"
+            );
+            let lost = (t - t0) - (now - e0);
+            assert!(
+                !self.monotonic || lost == 0,
+                "the engine's clock lost {lost} ms with a monotonic source"
+            );
+            self.lost += lost;
+        }
+        self.last = Some((t, now));
+        now
+    }
+
+    /// A process restarts: its engine's clock starts again at the next wall reading.
+    fn restart(&mut self) {
+        self.engine = Clock::new(self.monotonic);
+        self.once = None;
+        self.last = None;
+    }
+
+    /// Whether a step forward for a while is in force, or one is scheduled.
+    fn stepping(&self, t: u64) -> bool {
+        self.offsets.last().is_some_and(|(from, _)| *from > t)
+    }
+
+    /// The wall clock steps by `by` ms at true time `t` (not before the last step), until
+    /// `until` (for ever without).
+    fn step(&mut self, t: u64, by: i64, until: Option<u64>) {
+        let base = self.offsets.last().map_or(0, |(_, o)| *o);
+        self.offsets.push((t, base + by));
+        if let Some(until) = until {
+            self.offsets.push((until, base));
+        }
+    }
+}
 
 /// The host side: the simulated server plus the routing a JS host does with promises — an
 /// answer goes to the instance that made the call, and a lost instance's answers go nowhere.
@@ -33,15 +138,39 @@ struct World {
     rng: fastrand::Rng,
     /// Deliveries held back, to be delivered after later ones (reordering).
     held: Vec<Delivery>,
-    /// When each task was last dispatched (cleared when it is queued again or settles).
-    dispatched: HashMap<TaskId, u64>,
+    /// When each task was last dispatched, in true time, and the engine time lost to clock
+    /// steps by then (cleared when it is queued again or settles).
+    dispatched: HashMap<TaskId, (u64, u64)>,
+    clocks: Clocks,
+
     /// Host misbehaviour done: events lost, repeated, reordered; answers dropped, delayed.
     mischief: [u64; 5],
 }
 
 impl World {
-    fn now(&self) -> u64 {
+    /// A reading of the host's clocks, on the engine's clock (each entry into the engine takes
+    /// one, as the bindings do).
+    fn now(&mut self) -> u64 {
+        let t = self.true_now();
+        self.clocks.read(t)
+    }
+
+    /// The true time (the fake server's clock).
+    fn true_now(&self) -> u64 {
         self.host.now_ms().unwrap()
+    }
+
+    /// A reply's message stamps: the server wrote them on its wall clock when it made the
+    /// message (the fake stamps true time); the host puts them on the engine's clock.
+    fn stamped(&self, mut outcome: foreman::HostOutcome) -> foreman::HostOutcome {
+        if let foreman::HostOutcome::Ok(HostReply::Message(Some(m))) = &mut outcome {
+            m.created_wall_ms = self.clocks.wall(m.created_ms);
+            m.created_ms = self.clocks.engine.stamp(m.created_wall_ms);
+            m.completed_ms = m
+                .completed_ms
+                .map(|c| self.clocks.engine.stamp(self.clocks.wall(c)));
+        }
+        outcome
     }
 
     fn flush(&mut self) {
@@ -51,13 +180,27 @@ impl World {
             self.routes.insert(id, (self.instance, r.call));
             self.host.start(HostRequest { call: id, op: r.op });
         }
-        let now = self.now();
+        let at = (self.true_now(), self.clocks.lost);
         for e in self.o.take_events() {
             if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
                 *self.settled.entry(e.task).or_default() += 1;
                 self.dispatched.remove(&e.task);
+                if e.state == "failed" {
+                    if let Some(TaskState::Failed { message, .. }) =
+                        self.o.tasks().get(e.task).map(|r| r.state)
+                    {
+                        // The fake server's turns never die: a finished turn's reply was
+                        // misjudged (e.g. read across a clock step, or after a restore).
+                        assert!(
+                            !message.contains("without finishing"),
+                            "seed {}: task {:?} finished but was judged dead",
+                            self.seed,
+                            e.task
+                        );
+                    }
+                }
             } else if e.state == "dispatched" {
-                self.dispatched.insert(e.task, now);
+                self.dispatched.insert(e.task, at);
             } else if e.state == "queued" {
                 self.dispatched.remove(&e.task);
             }
@@ -65,17 +208,20 @@ impl World {
     }
 
     fn advance(&mut self, ms: u64) {
-        let until = self.now() + ms;
+        let until = self.true_now() + ms;
         loop {
             self.flush();
+            let t = self.true_now();
             let now = self.now();
-            let next = [self.host.next_due(), self.o.next_deadline(now)]
+            // The engine's next deadline, in true time (the engine's clock runs at its rate).
+            let engine_due = self.o.next_deadline(now).map(|d| t + d.saturating_sub(now));
+            let next = [self.host.next_due(), engine_due]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(until)
-                .clamp(now, until);
-            let mut deliveries = self.host.advance(next - now);
+                .clamp(t, until);
+            let mut deliveries = self.host.advance(next - t);
             // Now and then what was held back comes after what came since (reordered).
             if !self.held.is_empty() && self.rng.u32(0..4) == 0 {
                 deliveries.append(&mut self.held);
@@ -125,6 +271,7 @@ impl World {
                     Delivery::Answer(call, outcome) => {
                         let (instance, own) = self.routes.remove(&call).unwrap();
                         if instance == self.instance {
+                            let outcome = self.stamped(outcome);
                             match self.o.on_answer(t, own, outcome.clone()) {
                                 // A late answer to a call the engine gave up on (timed out).
                                 Err(e) if e.code() == "UNKNOWN_CALL" => {}
@@ -146,18 +293,18 @@ impl World {
                 }
                 self.flush();
             }
-            let t = self.now();
-            if let Err(e) = self.o.tick(t) {
+            let now = self.now();
+            if let Err(e) = self.o.tick(now) {
                 panic!("seed {}: tick: {e}", self.seed);
             }
             self.flush();
-            if t >= until {
+            if self.true_now() >= until {
                 return;
             }
         }
     }
 
-    fn check(&self, seed: u64, op: usize, config: &Config) {
+    fn check(&mut self, seed: u64, op: usize, config: &Config) {
         let ctx = format!("seed {seed}, op {op}");
         let records: BTreeMap<TaskId, TaskState> = self
             .o
@@ -182,19 +329,22 @@ impl World {
             assert!(*n <= 1, "{ctx}: task {id:?} settled {n} times");
         }
         // Liveness: a dispatched task settles (or goes back to the queue for a retry) within
-        // its deadline plus the liveness interval, whatever the host lost.
-        let now = self.now();
+        // its deadline plus the liveness interval of true time, whatever the host lost and
+        // however its wall clock stepped — plus, on a host without a monotonic clock, what the
+        // engine's clock lost to steps back meanwhile (the time since the reading before each).
+        let now = self.true_now();
         let slack = config.liveness.interval_ms;
-        for (id, at) in &self.dispatched {
+        for (id, (at, lost)) in &self.dispatched {
             let Some(r) = self.o.tasks().get(*id) else {
                 continue;
             };
             if r.state.is_settled() {
                 continue;
             }
+            let lost = self.clocks.lost - lost;
             assert!(
-                now <= at + r.spec.deadline_ms + slack,
-                "{ctx}: task {id:?} dispatched at {at} still {} at {now}",
+                now <= at + r.spec.deadline_ms + slack + lost,
+                "{ctx}: task {id:?} dispatched at {at} still {} at {now} ({lost} ms lost to steps)",
                 r.state.name()
             );
         }
@@ -205,7 +355,7 @@ impl World {
             let lanes: Vec<(String, u32)> = self
                 .o
                 .controller()
-                .stats(self.now())
+                .stats(self.clocks.engine.now())
                 .lanes
                 .into_iter()
                 .map(|l| (l.name, l.in_use))
@@ -223,7 +373,7 @@ impl World {
             );
         }
         // No limit exceeded.
-        for lane in self.o.controller().stats(self.now()).lanes {
+        for lane in self.o.controller().stats(self.clocks.engine.now()).lanes {
             let limit = config.lanes()[&lane.name];
             assert!(
                 lane.in_use <= limit,
@@ -314,6 +464,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
         rng: fastrand::Rng::with_seed(seed ^ 0xBAD_0057),
         held: Vec::new(),
         dispatched: HashMap::new(),
+        clocks: Clocks::new(seed % 4 != 3),
         mischief: [0; 5],
     };
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -332,6 +483,11 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                 spec.fail_fast = rng.u32(0..10) == 0;
                 if !w.accepted.is_empty() && rng.u32(0..4) == 0 {
                     spec.depends_on = vec![w.accepted[rng.usize(0..w.accepted.len())]];
+                }
+                // A follow-up continues its predecessor's session when that one is parked: its
+                // reply is told from the predecessor's by the stamp, across clock steps.
+                if !w.accepted.is_empty() && rng.u32(0..4) == 0 {
+                    spec.follow_up_of = Some(w.accepted[rng.usize(0..w.accepted.len())]);
                 }
                 if rng.u32(0..20) == 0 {
                     spec.idempotency_key = Some(format!("k{}", rng.u32(0..50)));
@@ -375,6 +531,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                 // The instance is lost; a new one restores from the journal the host kept.
                 let export = w.o.tasks().store().journal().export(1);
                 let head = w.o.tasks().store().journal().head();
+                w.clocks.restart(); // a new process: its engine's clock starts again
                 let now = w.now();
                 let (o, _) =
                     Orchestrator::restore(&config, seed + op as u64, &export, head, now).unwrap();
@@ -382,6 +539,31 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                 w.instance += 1;
                 crashes += 1;
                 w.dispatched.clear(); // a restored task's clock starts again at reconciliation
+            }
+            46 => {
+                // NTP steps the wall clock back, for good (by up to 30 s), within the next 5 s:
+                // between two readings of the host.
+                let t = w.true_now();
+                if !w.clocks.stepping(t) {
+                    let at = t + rng.u64(0..5_000);
+                    w.clocks.step(at, -(rng.i64(1_000..30_000)), None);
+                    w.clocks.steps[0] += 1;
+                }
+            }
+            47 if w.clocks.monotonic => {
+                // One reading of the host's wall clock a day ahead.
+                w.clocks.once = Some(DAY);
+                w.clocks.steps[1] += 1;
+            }
+            48 if w.clocks.monotonic => {
+                // The machine's wall clock a day ahead for a while (up to a minute), then back.
+                let t = w.true_now();
+                if !w.clocks.stepping(t) {
+                    let at = t + rng.u64(0..5_000);
+                    let until = at + rng.u64(1..60_000);
+                    w.clocks.step(at, DAY, Some(until));
+                    w.clocks.steps[2] += 1;
+                }
             }
             _ => {
                 let ms = rng.u64(1..8_000);
@@ -417,9 +599,25 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
     );
     let open = w.o.open_tasks();
     let m = w.mischief;
+    let c = w.clocks.steps;
     println!(
-        "seed {seed}: host lost {} events, repeated {}, reordered {}; dropped {} answers, delayed {}",
-        m[0], m[1], m[2], m[3], m[4]
+        "seed {seed}: host lost {} events, repeated {}, reordered {}; dropped {} answers, delayed {}; \
+         wall clock ({}) stepped back {} times, a day ahead for one reading {}, for a while {}; \
+         engine time lost to steps {} ms",
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        if w.clocks.monotonic {
+            "with a monotonic clock"
+        } else {
+            "alone"
+        },
+        c[0],
+        c[1],
+        c[2],
+        w.clocks.lost
     );
     (open, crashes)
 }

@@ -125,6 +125,12 @@ export class SimServer {
     return this.real ? Date.now() : this.clock;
   }
 
+  /** What messages are stamped with (`time.created`, `time.completed`): the machine's wall
+   * clock, `now()` unless a test steps it (host and server share it). */
+  stamp() {
+    return this.now();
+  }
+
   /**
    * The host object an Engine is built with: one connection. `drop()` cuts it as a lost
    * process would be cut: its timers are gone and its calls are never answered.
@@ -262,7 +268,7 @@ export class SimServer {
     const s = this.sessions.get(sessionID);
     if (!s) return notFound();
     if (s.busy) throw new Error(`prompted busy session ${sessionID}`);
-    const created = this.now();
+    const created = this.stamp();
     const plan = this.plan(text, agent ?? s.agent, model);
     s.busy = true;
     s.turnAgent = agent ?? s.agent;
@@ -300,7 +306,7 @@ export class SimServer {
     const [providerID, modelID] = (s.turnModel ?? "sim/default").split("/");
     const info = {
       id: `msg_${s.id}_${s.messages.length + 1}`, sessionID: s.id, role: "assistant", providerID, modelID,
-      time: { created, completed: this.now() }, finish: status ? "error" : "stop",
+      time: { created, completed: this.stamp() }, finish: status ? "error" : "stop",
     };
     if (status) {
       const data = { message: status === 429 ? "Rate limit exceeded" : "provider failed", statusCode: status, isRetryable: true };
@@ -329,7 +335,7 @@ export class SimServer {
       this.count(s, -1);
       this.turns.aborted += 1;
       s.messages.push({
-        info: { role: "assistant", time: { created: this.now(), completed: this.now() }, finish: "error", error: { name: "MessageAbortedError", data: { message: "aborted" } } },
+        info: { role: "assistant", time: { created: this.stamp(), completed: this.stamp() }, finish: "error", error: { name: "MessageAbortedError", data: { message: "aborted" } } },
         parts: [],
       });
       this.schedule(10, () => {
@@ -349,12 +355,14 @@ export class SimServer {
   }
 
   lastMessage({ sessionID }) {
+    this.calls.push(["lastAssistantMessage", sessionID]);
     const s = this.sessions.get(sessionID);
     if (!s) return notFound();
     return Promise.resolve(s.messages.at(-1) ?? null);
   }
 
   checkSession({ sessionID }) {
+    this.calls.push(["checkSession", sessionID]);
     const s = this.sessions.get(sessionID);
     return Promise.resolve(!s ? "gone" : s.busy ? "busy" : "idle");
   }

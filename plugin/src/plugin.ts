@@ -6,6 +6,12 @@
 // the engine's `ForemanConfig` plus the plugin's own keys (see options.ts). A bad option fails
 // the plugin load with a typed error (`INVALID_CONFIG` naming the key, the code also leading its
 // message), which OpenCode logs as `failed to load plugin`; the tools are then not offered. Nothing is written to stdout or stderr: logs go to `client.app.log`.
+//
+// Timing trace, off by default: with the environment variable `FOREMAN_TRACE_FILE` set to a path
+// when OpenCode starts, every task transition the engine reports is appended to that file as a
+// JSON line `{"at":<epoch ms when the plugin heard it>,"id":…,"state":…,"sessionID":…,
+// "updatedMs":<the engine's own time of the change>,"directory":<the project>}`. It exists so a benchmark outside the
+// process (`benches/e2e/p8.mjs`) can see when the engine settled a task; nothing reads it back.
 import type { Config, Hooks, Plugin } from "@opencode-ai/plugin";
 import type { TaskInfo } from "../../pkg/foreman.js";
 import { addAgents, AGENT_LANES, modelOf } from "./agents.ts";
@@ -16,6 +22,7 @@ import { Notifier, type NotifierClient, type Turn } from "./notify.ts";
 import { parseOptions } from "./options.ts";
 import { tools } from "./tools.ts";
 import { join } from "node:path";
+import { appendFileSync } from "node:fs";
 import { NativeTaskGate } from "./native-task.ts";
 import { openJournal, releaseLock, type JournalStore } from "./persist.ts";
 import { loadEngine } from "./wasm.ts";
@@ -28,6 +35,16 @@ const MAX_TURNS = 1000;
 interface PluginClient {
   app: { log(options: { body: { service: string; level: Level; message: string } }): Promise<unknown> };
   tui?: { showToast(options: { body: { title?: string; message: string; variant: "info" | "success" | "warning" | "error"; duration?: number } }): Promise<unknown> };
+}
+
+/** One line of the timing trace (see the header); a failed write is dropped, never thrown. */
+function trace(file: string, directory: string, id: number, state: string, t: TaskInfo | undefined) {
+  const line = { at: Date.now(), id, state, sessionID: t?.sessionID, updatedMs: t?.updatedMs, directory };
+  try {
+    appendFileSync(file, JSON.stringify(line) + "\n");
+  } catch {
+    // The trace is a measurement aid: losing a line must not disturb the plugin.
+  }
 }
 
 export const foreman: Plugin = async ({ client, directory }, options) => {
@@ -100,8 +117,10 @@ export const foreman: Plugin = async ({ client, directory }, options) => {
     (sessionID) => turns.get(sessionID),
   );
 
+  const traceFile = process.env.FOREMAN_TRACE_FILE;
   engine.on("task", (event) => {
     if (event.type !== "task") return;
+    if (traceFile) trace(traceFile, directory, event.id, event.state, b.info(event.id));
     const label = b.labels.get(event.id);
     if (!label) return;
     const t = b.info(event.id);

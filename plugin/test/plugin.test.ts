@@ -392,6 +392,36 @@ describe("plugin", () => {
     await hooks.dispose!();
   });
 
+  test("FOREMAN_TRACE_FILE traces every task transition with its time; unset, nothing is written", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "foreman-trace-")), "trace.jsonl");
+    const { client } = fakeClient();
+    const before = process.env.FOREMAN_TRACE_FILE;
+    process.env.FOREMAN_TRACE_FILE = file;
+    const traced = input(client);
+    let hooks;
+    try {
+      hooks = await foreman(traced, {});
+    } finally {
+      if (before === undefined) delete process.env.FOREMAN_TRACE_FILE;
+      else process.env.FOREMAN_TRACE_FILE = before;
+    }
+    const t0 = Date.now();
+    const untraced = await foreman(input(fakeClient().client), {});
+    await untraced.tool!.foreman_delegate!.execute({ tasks: [{ agent: "worker", prompt: "not traced" }] }, ctx("ses_other"));
+    await hooks.tool!.foreman_delegate!.execute({ tasks: [{ agent: "worker", prompt: "a" }] }, ctx("ses_p"));
+    await tick(5);
+    await hooks.tool!.foreman_cancel!.execute({ ids: [1] }, ctx("ses_p"));
+    await tick(5);
+    const lines = readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const states = lines.map((l) => l.state);
+    expect(states.slice(0, 4)).toEqual(["queued", "admitted", "session_acquired", "dispatched"]);
+    // Only the traced instance writes; each line carries its time and the engine's.
+    expect(lines.every((l) => l.id === 1 && l.at >= t0 && l.at <= Date.now() && typeof l.updatedMs === "number" && l.directory === traced.directory)).toBe(true);
+    expect(lines.find((l) => l.state === "dispatched").sessionID).toBe("ses_1");
+    await hooks.dispose!();
+    await untraced.dispose!();
+  });
+
   test("the entry module exports only the plugin module", async () => {
     const entry = await import("../index.ts");
     expect(Object.keys(entry)).toEqual(["default"]);

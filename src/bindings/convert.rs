@@ -431,12 +431,10 @@ fn message(value: &JsValue) -> Result<AssistantMessage, String> {
     let time = get(&info, "time");
     let created_ms =
         non_negative(&get(&time, "created")).map_err(|e| format!("time.created: {e}"))?;
-    let completed = get(&time, "completed");
-    let completed_ms = if completed.is_undefined() || completed.is_null() {
-        None
-    } else {
-        Some(non_negative(&completed).map_err(|e| format!("time.completed: {e}"))?)
-    };
+    let completed_ms = Some(get(&time, "completed"))
+        .filter(|c| !c.is_undefined() && !c.is_null())
+        .map(|c| non_negative(&c).map_err(|e| format!("time.completed: {e}")))
+        .transpose()?;
     let finish = get(&info, "finish").as_string();
     let error = message_error(&get(&info, "error"));
     let parts = get(value, "parts");
@@ -452,6 +450,7 @@ fn message(value: &JsValue) -> Result<AssistantMessage, String> {
     };
     Ok(AssistantMessage {
         created_ms,
+        created_wall_ms: created_ms,
         completed_ms,
         finish,
         error,

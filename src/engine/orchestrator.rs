@@ -10,9 +10,14 @@
 //! **Completion rule** (from the real server): a task is done only when the host reported idle
 //! for its session after it was seen busy — or, with no busy seen, once `GRACE_MS` passed since
 //! dispatch (the status map is empty for seconds after a prompt, exactly as when done) — and the
-//! last assistant message, created at or after the prompt was sent, is final (completed, not
-//! stopped for tool calls). So the host's `now()` must be on the clock OpenCode stamps messages
-//! with (epoch milliseconds). Its error, if any, classifies the outcome. Idles come twice after an abort or an
+//! last assistant message is this turn's and final (completed, not stopped for tool calls).
+//! It is this turn's unless it is the reply that ended the session's previous successful turn
+//! (a follow-up may continue its predecessor's session): that reply's stamp as the server wrote
+//! it is kept by the pool and journaled with the success, so neither clock steps nor a restore
+//! can make an earlier turn's reply pass for this one's, or this one's look stale. Times are
+//! compared only for a follow-up restored from a journal written before replies were recorded
+//! (within `liveness.skewMs`); there the host's `now()` must be on the clock OpenCode stamps
+//! messages with (epoch milliseconds). Its error, if any, classifies the outcome. Idles come twice after an abort or an
 //! error: a second one finds the check already pending or the task settled, and does nothing.
 //!
 //! **Failures.** A prompt that ends in `APIError` is settled as failed: OpenCode already retried
@@ -112,6 +117,8 @@ struct Live {
     idle_at: Option<u64>,
     /// When a check first found its turn over (idle) with no final reply.
     unfinished_since: Option<u64>,
+    /// It was restored from the journal: which session it runs in is not known here.
+    restored: bool,
     /// Attempts that ended rate limited and were re-dispatched (kept across attempts).
     rate_limited: u32,
 }
@@ -155,6 +162,10 @@ pub struct Orchestrator {
     next_probe: Option<u64>,
     /// A `sessionStatuses` call is pending.
     probing: bool,
+    /// When the last probe was started.
+    last_probe: Option<u64>,
+    /// The stamp of the reply a success is about to be journaled with (see `judge`).
+    reply_note: Option<(SessionId, u64)>,
     /// The host has no `sessionStatuses`: suspects are checked one by one.
     no_statuses: bool,
 }
@@ -216,6 +227,8 @@ impl Orchestrator {
             call_due: FxHashMap::default(),
             next_probe: None,
             probing: false,
+            last_probe: None,
+            reply_note: None,
             no_statuses: false,
         }
     }
@@ -273,6 +286,7 @@ impl Orchestrator {
                     )?;
                     let mut live = Live {
                         permit: Some(permit),
+                        restored: true,
                         ..Live::default()
                     };
                     if let Some(s) = session {
@@ -871,7 +885,8 @@ impl Orchestrator {
         tasks
             .flatten()
             .chain(self.call_due.values().min().copied())
-            .chain(self.next_probe)
+            // The probe, or when it must be armed for the pool's health checks.
+            .chain(self.next_probe.or_else(|| self.pool.next_check()))
             .chain(self.runs.next_deadline())
             .chain(self.controller.next_deadline(now))
             .chain(self.pool.next_deadline())
@@ -932,7 +947,12 @@ impl Orchestrator {
 
     fn transition(&mut self, now: u64, task: TaskId, to: TaskState) -> Result<(), Error> {
         let name = to.name();
-        self.tasks.transition(now, task, to)?;
+        let reply = match &to {
+            TaskState::Succeeded { .. } => self.reply_note.take(),
+            _ => None,
+        };
+        self.tasks
+            .transition_replied(now, task, to, reply.as_ref().map(|(s, at)| (s, *at)))?;
         self.emit(task, name);
         Ok(())
     }
@@ -1104,20 +1124,15 @@ impl Orchestrator {
         }
     }
 
-    /// Time-driven pool upkeep (deletions after quiet, health checks): these scan the pool, so
-    /// they run on `tick`, at the pool's own deadlines, not on every event.
+    /// Time-driven pool upkeep (idle retirements, deletions after quiet): these scan the pool,
+    /// so they run on `tick`, at the pool's own deadlines, not on every event. Health checks of
+    /// warm and parked sessions ride on the liveness probe (see `liveness.rs`).
     fn pool_upkeep(&mut self, now: u64) {
         self.pool.tick(now);
         for session in self.pool.take_deletions(now) {
             self.call(
                 CallFor::Delete(session.clone()),
                 HostOp::DeleteSession { session },
-            );
-        }
-        for session in self.pool.take_checks(now) {
-            self.call(
-                CallFor::Check(session.clone()),
-                HostOp::CheckSession { session },
             );
         }
     }
@@ -1234,12 +1249,37 @@ impl Orchestrator {
             } => (session.clone(), *at_ms),
             _ => return Ok(()),
         };
-        // The stamp is the server's clock, `at` the engine's: they may differ by the skew
-        // allowance (the bindings convert stamps to the engine's clock across steps).
+        // Which turn wrote the last assistant message: this one's, unless it is the reply that
+        // ended the session's previous turn — a follow-up may continue its predecessor's
+        // session — told by the server's stamp as written (`created_wall_ms`), which the pool
+        // and the journal keep for the session (recorded with the success), not by times:
+        // steps of either clock do not matter. A session with no such reply served no earlier
+        // successful turn (a new task always gets an empty session, a retry a new one; only a
+        // success parks a session for a follow-up). Only a follow-up shown by its predecessor's
+        // record to continue its session, restored from a journal with no reply recorded for it
+        // (written before replies were recorded), compares times: its reply must be stamped at
+        // or after the prompt and not after now, on the engine's clock, within the skew
+        // allowance (`liveness.skewMs`).
         let skew = self.liveness.skew_ms;
-        let Some(message) =
-            message.filter(|m| m.created_ms.saturating_add(skew) >= at && m.is_final())
-        else {
+        let previous = self
+            .pool
+            .reply(&session)
+            .or_else(|| self.tasks.reply_of(&session));
+        let legacy = previous.is_none()
+            && self.live.get(&task).is_some_and(|l| l.restored)
+            && record
+                .spec
+                .follow_up_of
+                .and_then(|p| self.tasks.get_brief(p))
+                .is_some_and(|p| p.state.session() == Some(&session));
+        let own = |m: &crate::host::AssistantMessage| match previous {
+            Some(stamp) => m.created_wall_ms != stamp,
+            None if !legacy => true,
+            None => {
+                m.created_ms.saturating_add(skew) >= at && m.created_ms <= now.saturating_add(skew)
+            }
+        };
+        let Some(message) = message.filter(|m| own(m) && m.is_final()) else {
             if matches!(record.state, TaskState::Unknown { .. }) {
                 // Still running after a restart: watch it again.
                 self.transition(now, task, TaskState::Running { session, at_ms: at })?;
@@ -1273,14 +1313,20 @@ impl Orchestrator {
             return Ok(()); // not done yet: a later idle (or poll) checks again
         };
         match message.error {
-            None => self.settle(
-                now,
-                task,
-                TaskState::Succeeded {
-                    session,
-                    text: message.text,
-                },
-            ),
+            None => {
+                // The reply a follow-up in this session must tell its own from, journaled with
+                // the success.
+                self.pool.replied(&session, message.created_wall_ms);
+                self.reply_note = Some((session.clone(), message.created_wall_ms));
+                self.settle(
+                    now,
+                    task,
+                    TaskState::Succeeded {
+                        session,
+                        text: message.text,
+                    },
+                )
+            }
             Some(error) => {
                 let class = error.class();
                 if class == FailureClass::Cancelled {

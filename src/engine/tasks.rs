@@ -325,33 +325,11 @@ impl TaskTable {
     /// Moves `task` to `to` at `now_ms` (one commit). Entering `Admitted` counts an attempt.
     pub fn transition(
         &mut self,
-        now_ms: u64,
+        now: u64,
         task: TaskId,
         to: TaskState,
     ) -> Result<TaskRecord, Error> {
-        let mut record = self
-            .get(task)
-            .ok_or_else(|| Error::UnknownTask { task: task.get() })?;
-        if !is_legal(&record.state, &to) {
-            return Err(Error::IllegalTransition {
-                task: task.get(),
-                from: record.state.name(),
-                to: to.name(),
-            });
-        }
-        if to == TaskState::Admitted {
-            record.attempts += 1;
-        }
-        record.state = match to {
-            TaskState::Succeeded { session, text } => TaskState::Succeeded {
-                text: truncate(text, self.retention.result_bytes as usize, &session),
-                session,
-            },
-            to => to,
-        };
-        record.updated_ms = now_ms;
-        self.write(&record)?;
-        Ok(record)
+        self.transition_replied(now, task, to, None)
     }
 
     /// The id the next submitted task gets.
@@ -674,7 +652,7 @@ impl TaskTable {
                 restored.orphan_sessions.extend(session);
             }
             record.updated_ms = now_ms;
-            table.write(&record)?;
+            table.write(&record, None)?;
         }
         Ok((table, restored))
     }
@@ -689,7 +667,12 @@ impl TaskTable {
             .map_or(1, u32::from_be_bytes)
     }
 
-    fn write(&mut self, record: &TaskRecord) -> Result<(), Error> {
+    /// Writes `record`, and `extra` (a key and its value) in the same commit.
+    fn write(
+        &mut self,
+        record: &TaskRecord,
+        extra: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), Error> {
         let key = task_key(record.id);
         let old = {
             let snap = self.store.snapshot();
@@ -704,6 +687,9 @@ impl TaskTable {
         let new_len = bytes.len() as u64;
         let mut txn = self.begin();
         txn.put(key, bytes);
+        if let Some((k, v)) = extra {
+            txn.put(k, v);
+        }
         txn.commit(&mut self.store)?;
         self.bytes = (self.bytes + new_len).saturating_sub(old_len);
         if let Some(tag) = old_tag {
@@ -782,5 +768,6 @@ fn truncate(text: String, max: usize, session: &SessionId) -> String {
     )
 }
 
+mod replies;
 #[cfg(test)]
 mod tests;

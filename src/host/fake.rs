@@ -297,6 +297,7 @@ impl FakeHost {
     ) -> AssistantMessage {
         AssistantMessage {
             created_ms: created,
+            created_wall_ms: created,
             completed_ms: Some(completed),
             finish: Some(finish.into()),
             error,

@@ -259,8 +259,12 @@ impl std::fmt::Display for MessageError {
 /// The parts of an assistant message the completion rule reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssistantMessage {
-    /// When it was created, host ms (the host's clock, as `now()` reads it).
+    /// When it was created, on the engine's clock (the host converts the server's stamp: see
+    /// [`Clock::stamp`]).
     pub created_ms: u64,
+    /// When it was created as the server stamped it (`time.created`, its wall clock), as read:
+    /// not converted, so it tells one message from another whatever the clocks did since.
+    pub created_wall_ms: u64,
     /// When it was completed, if it was.
     pub completed_ms: Option<u64>,
     /// The finish reason (`stop`, `tool-calls`, `length`, …).
@@ -443,6 +447,7 @@ mod tests {
     fn a_message_stopped_for_tool_calls_is_not_final() {
         let m = |completed, finish: &str| AssistantMessage {
             created_ms: 1,
+            created_wall_ms: 1,
             completed_ms: completed,
             finish: Some(finish.into()),
             error: None,

@@ -21,8 +21,10 @@
 //!   per (agent, parent), and never more than the work waiting for them.
 //! - Parked sessions are bounded per agent by `parked_per_agent` (the pool's size, default 5):
 //!   parking one more retires the agent's parked session unused longest, so a burst of short
-//!   tasks leaves at most that many parked on the server — and health checks, which cover warm
-//!   and parked sessions, follow the pool's size, not the burst's.
+//!   tasks leaves at most that many parked on the server.
+//! - Warm and parked sessions are due a health check every `health_every_ms`
+//!   ([`Pool::take_checks`]); the engine answers them all with its one liveness probe per
+//!   interval (`sessionStatuses`), so their cost does not grow with their number.
 //! - Deletion waits for `delete_quiet_ms` without activity and never happens while busy:
 //!   OpenCode keeps writing a session's rows shortly after it reports idle.
 //!
@@ -92,6 +94,9 @@ struct Entry {
     busy: bool,
     last_activity: u64,
     last_check: u64,
+    /// The stamp (`created_wall_ms`) of the reply that ended its last turn, as the engine read
+    /// it: a follow-up continuing the session tells its own reply from this one by it.
+    reply: Option<u64>,
     /// When it came into the pool (a counter), for a stable order of the map's entries.
     seq: u64,
 }
@@ -345,7 +350,10 @@ impl Pool {
         !self.aborts.is_empty()
     }
 
-    /// Sessions to abort now (retiring and possibly busy). Marks them aborted.
+    /// Sessions to abort now (retiring and possibly busy). Marks them aborted, and busy until
+    /// the abort is answered ([`Pool::activity`]) or the host says they are idle
+    /// ([`Pool::settled_idle`]): their quiet period counts from then, so no deletion comes
+    /// before the turn's last writes even when the idles that follow an abort are lost.
     /// Costs the number of sessions retired since the last call, not the pool's size.
     pub fn take_aborts(&mut self) -> Vec<SessionId> {
         let mut out = Vec::new();
@@ -356,6 +364,7 @@ impl Pool {
             if let Some(e) = self.sessions.get_mut(&id) {
                 if e.state == (State::Retiring { abort: true }) {
                     e.state = State::Retiring { abort: false };
+                    e.busy = true;
                     out.push(id);
                 }
             }
@@ -390,13 +399,25 @@ impl Pool {
         }
     }
 
-    /// Owned sessions due a health check at `now` (warm and parked ones). Marks them checked.
-    pub fn take_checks(&mut self, now: u64) -> Vec<SessionId> {
+    /// When the next health check of a warm or parked session is due.
+    pub fn next_check(&self) -> Option<u64> {
         let every = self.config.health_every_ms;
+        self.sessions
+            .values()
+            .filter(|e| matches!(e.state, State::Warm | State::Parked))
+            .map(|e| e.last_check + every)
+            .min()
+    }
+
+    /// Owned sessions due a health check by `now + ahead` (warm and parked ones). Marks them
+    /// checked at `now`.
+    pub fn take_checks(&mut self, now: u64, ahead: u64) -> Vec<SessionId> {
+        let every = self.config.health_every_ms;
+        let by = now.saturating_add(ahead);
         let mut out = Vec::new();
         for (id, e) in self.sessions.iter_mut() {
             if matches!(e.state, State::Warm | State::Parked)
-                && now.saturating_sub(e.last_check) >= every
+                && by.saturating_sub(e.last_check) >= every
             {
                 e.last_check = now;
                 out.push(id.clone());
@@ -440,22 +461,32 @@ impl Pool {
         waiting.min(self.config.warm_per_agent).saturating_sub(warm)
     }
 
-    /// When the pool next needs a tick: the earliest idle retirement, quiet deletion or health
-    /// check.
+    /// When the pool next needs a tick: the earliest idle retirement or quiet deletion. (Health
+    /// checks are asked for by the engine's liveness probe: see [`Pool::next_check`].)
     pub fn next_deadline(&self) -> Option<u64> {
         let c = self.config;
         self.sessions
             .values()
             .filter_map(|e| match e.state {
-                State::Warm | State::Parked => {
-                    Some((e.last_activity + c.idle_retire_ms).min(e.last_check + c.health_every_ms))
-                }
+                State::Warm | State::Parked => Some(e.last_activity + c.idle_retire_ms),
                 State::Retiring { abort: false } if !e.busy => {
                     Some(e.last_activity + c.delete_quiet_ms)
                 }
                 _ => None,
             })
             .min()
+    }
+
+    /// Notes the stamp of the reply that ended `session`'s turn (see [`Pool::reply`]).
+    pub fn replied(&mut self, session: &SessionId, stamp: u64) {
+        if let Some(e) = self.sessions.get_mut(session) {
+            e.reply = Some(stamp);
+        }
+    }
+
+    /// The stamp of the reply that ended `session`'s last turn, if this pool saw it.
+    pub fn reply(&self, session: &SessionId) -> Option<u64> {
+        self.sessions.get(session).and_then(|e| e.reply)
     }
 
     /// The state of `session`, if the pool owns it.
@@ -510,6 +541,7 @@ impl Pool {
             busy: false,
             last_activity: now,
             last_check: now,
+            reply: None,
             seq: self.next_seq,
         };
         self.next_seq += 1;

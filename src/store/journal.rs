@@ -56,7 +56,9 @@
 //!               length and the session); 6 failed: class:u8 message:str; 7 cancelled:
 //!               reason:str; 9 unknown: session:opt(str) at_ms:u64
 //! "midem/" key  the task id (u32) an idempotency key names
-//! "msession/" s a session the engine created and has not seen deleted (empty value)
+//! "msession/" s a session the engine created and has not seen deleted: empty, or u64 (8 bytes,
+//!               big-endian) the server's stamp of the reply that ended its last successful
+//!               turn (a follow-up continuing the session tells its own reply from it)
 //! "mepoch"      the fencing epoch, u64: 0 for a new engine; each restore writes one above the
 //!               journal's and above any the host or this module knows for the journal
 //! "morigin"     16 bytes naming the journal; engines restored from it share it

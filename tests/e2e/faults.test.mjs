@@ -111,18 +111,29 @@ async function messages(directory, sessionID) {
   return (await client.session.messages({ path: { id: sessionID }, query: { directory } })).data;
 }
 
-async function lastToolPart(directory, sessionID, tool) {
-  const parts = (await messages(directory, sessionID)).flatMap((m) => m.parts).filter((p) => p.type === "tool" && p.tool === tool);
-  assert.ok(parts.length, `no ${tool} call in ${sessionID}`);
-  return parts[parts.length - 1];
+/** Same JSON value, whatever the key order. */
+function sameJson(a, b) {
+  const norm = (v) => (Array.isArray(v) ? v.map(norm) : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, norm(v[k])])) : v);
+  return JSON.stringify(norm(a)) === JSON.stringify(norm(b));
+}
+
+/** Has the session's model call `tool` with `args` and returns that call's final state. The call
+ * is found by its input, not by being the last one: a notice turn can end the prompt's wait
+ * before the turn that makes this call has run. */
+async function call(directory, sessionID, tool, args) {
+  await say(directory, sessionID, `CALL ${tool} ${JSON.stringify(args)}`);
+  return until(`the ${tool} call in ${sessionID}`, async () => {
+    const parts = (await messages(directory, sessionID)).flatMap((m) => m.parts);
+    const part = parts.find((p) => p.type === "tool" && p.tool === tool && sameJson(p.state.input, args));
+    return part && (part.state.status === "completed" || part.state.status === "error") && part.state;
+  }, 60_000);
 }
 
 /** What a tool answers when a fresh session's model calls it (the session's own model is the
  * unfaulted default). */
 async function ask(directory, tool, args = {}) {
   const s = await newSession(directory, `ask ${tool}`);
-  await say(directory, s, `CALL ${tool} ${JSON.stringify(args)}`);
-  return (await lastToolPart(directory, s, tool)).state;
+  return call(directory, s, tool, args);
 }
 
 const idsOf = (output) => [...output.matchAll(/^#(\d+) /gm)].map((m) => Number(m[1]));
@@ -150,9 +161,7 @@ describe("faults in a real server", { concurrency: true }, () => {
     model.setFault({ status: 429, headers: { "retry-after": "1" }, models: ["storm"] });
     const stormStart = Date.now();
     const tasks = [0, 1, 2, 3].map((i) => ({ agent: "worker", prompt: `SLEEP 500 SAY storm ${i}`, description: `storm ${i}`, model: "fake/storm" }));
-    const launched = await say(dir, parent, `CALL foreman_delegate ${JSON.stringify({ tasks })}`);
-    assert.ok(launched);
-    const ids = idsOf((await lastToolPart(dir, parent, "foreman_delegate")).state.output);
+    const ids = idsOf((await call(dir, parent, "foreman_delegate", { tasks })).output);
     assert.equal(ids.length, 4);
     // OpenCode's `retry` statuses reach the limiter while the first attempts are still retrying
     // inside their sessions (OpenCode gives up on an attempt only after ~6 s).
@@ -229,21 +238,17 @@ describe("faults in a real server", { concurrency: true }, () => {
     // `retry-after-ms` keeps OpenCode's own five retries of each 500 short.
     model.setFault({ status: 500, headers: { "retry-after-ms": "10" }, models: ["down"] });
     const failing = [0, 1, 2, 3, 4].map((i) => ({ agent: "worker", prompt: `SAY down ${i}`, description: `down ${i}`, model: "fake/down" }));
-    await say(dir, parent, `CALL foreman_delegate ${JSON.stringify({ tasks: failing })}`);
-    const failedIds = idsOf((await lastToolPart(dir, parent, "foreman_delegate")).state.output);
+    const failedIds = idsOf((await call(dir, parent, "foreman_delegate", { tasks: failing })).output);
     const open = await until("the breaker's toast", () => toasts("outage").find((e) => /^fake\/down keeps failing: its circuit breaker opened/.test(e.properties.message)), 60_000);
     t.diagnostic(`toast: ${open.properties.message} (${open.properties.variant})`);
     // The breaker cannot have opened before the last request of the fifth failure ended.
     const openedAt = open.at;
     const openedAfter = Math.max(...model.log.filter((r) => r.text.startsWith("SAY down")).map((r) => r.end));
     // While it is open: queued work waits (the model sees none of it), failFast work is refused.
-    await say(dir, parent, `CALL foreman_delegate ${JSON.stringify({ tasks: [0, 1].map((i) => ({ agent: "worker", prompt: `SAY back ${i}`, description: `back ${i}`, model: "fake/down" })) })}`);
-    const waitingIds = idsOf((await lastToolPart(dir, parent, "foreman_delegate")).state.output);
+    const backTasks = { tasks: [0, 1].map((i) => ({ agent: "worker", prompt: `SAY back ${i}`, description: `back ${i}`, model: "fake/down" })) };
+    const waitingIds = idsOf((await call(dir, parent, "foreman_delegate", backTasks)).output);
     assert.equal(waitingIds.length, 2);
-    const fast = await lastToolPart(dir, parent, "foreman_delegate").then(async () => {
-      await say(dir, parent, `CALL foreman_delegate ${JSON.stringify({ tasks: [{ agent: "worker", prompt: "SAY fast", description: "fast", model: "fake/down", failFast: true }] })}`);
-      return (await lastToolPart(dir, parent, "foreman_delegate")).state;
-    });
+    const fast = await call(dir, parent, "foreman_delegate", { tasks: [{ agent: "worker", prompt: "SAY fast", description: "fast", model: "fake/down", failFast: true }] });
     assert.equal(fast.status, "error", JSON.stringify(fast));
     assert.match(fast.error, /BREAKER_OPEN/);
     assert.match(fast.error, /fake\/down keeps failing and its circuit breaker is open \(the next probe goes in \d s\)/);
@@ -287,8 +292,7 @@ describe("faults in a real server", { concurrency: true }, () => {
       { agent: "worker", prompt: "SAY after the hang", description: "after", model: "fake/hung" },
     ];
     const launchedAt = Date.now();
-    await say(dir, parent, `CALL foreman_delegate ${JSON.stringify({ tasks })}`);
-    const [hung, next] = idsOf((await lastToolPart(dir, parent, "foreman_delegate")).state.output);
+    const [hung, next] = idsOf((await call(dir, parent, "foreman_delegate", { tasks })).output);
     const notice = await until("the parent told", async () => {
       const m = await messages(dir, parent);
       const texts = m.flatMap((x) => x.parts).filter((p) => p.type === "text" && p.synthetic).map((p) => p.text);

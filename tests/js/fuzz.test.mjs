@@ -4,7 +4,8 @@
 // re-enter, calls after `dispose` — checked for: no WebAssembly trap, no "recursive use" error,
 // no unhandled rejection, and every error the engine raises an `Error` with a string `code`.
 // The host misbehaves too, as random operations: bus events lost, repeated and reordered; calls
-// that never answer; the wall clock stepping either way (a day ahead, once); host functions that
+// that never answer; the wall clock stepping either way (±10 s for good, which the server's
+// message stamps share; a day ahead, once); host functions that
 // throw or answer with revoked proxies and promises whose `then` throws. After the calls, every
 // task settles within its deadline plus the liveness interval, and every `wait` settles once.
 import { test } from "node:test";
@@ -163,6 +164,8 @@ async function play(calls) {
   let misanswer = null; // the next host operation's answer: hang, throw, reject, then-throws
   let step = 0; // the wall clock's error, ms
   let spike = 0; // readings left a day ahead
+  // The server stamps messages on the same (stepped) wall clock; a spike is the host's alone.
+  server.stamp = () => Math.max(0, server.clock + step);
   filterEvents(server, (e, held) => {
     if (events === "lose") return [];
     if (events === "repeat") return [e, e];

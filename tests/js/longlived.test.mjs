@@ -123,16 +123,22 @@ test("past its memory budget the engine says ENGINE_FULL; export, restore, wait 
   engine.dispose();
 });
 
-test("after a burst of 10,000 short tasks, parked sessions on the server stay within the pool size per agent", async () => {
+/** When each probe of session state (`sessionStatuses`, `checkSession`) reached the server. */
+function probesAt(server) {
+  return server.calls.filter(([op]) => op === "sessionStatuses" || op === "checkSession").map((c) => c.at);
+}
+
+/** The simulated server's call log, each entry stamped with the server's clock. */
+function stampCalls(server) {
+  const push = server.calls.push.bind(server.calls);
+  server.calls.push = (entry) => push(Object.assign(entry, { at: server.now() }));
+}
+
+test("after a burst of 10,000 short tasks, parked sessions on the server stay within the pool size per agent, and health checks take at most one host probe per interval", async () => {
   const server = new FakeServer({ turnMs: 500, gapMs: 100 });
-  let checks = 0;
-  const host = server.host();
-  const check = host.checkSession;
-  host.checkSession = (input) => {
-    checks++;
-    return check(input);
-  };
-  const engine = server.attach(new Engine(host, { lanes: { worker: 64, reviewer: 16 } }));
+  stampCalls(server);
+  const engine = server.attach(new Engine(server.host(), { lanes: { worker: 64, reviewer: 16 } }));
+  const interval = 15_000; // liveness.intervalMs, the default
   const ids = engine.delegate(
     Array.from({ length: 10_000 }, (_, i) => ({ agent: i % 4 === 0 ? "reviewer" : "worker", prompt: `short ${i}` })),
   );
@@ -143,11 +149,46 @@ test("after a burst of 10,000 short tasks, parked sessions on the server stay wi
   for (const s of server.sessions.values()) byAgent.set(s.agent, (byAgent.get(s.agent) ?? 0) + 1);
   assert.ok((byAgent.get("worker") ?? 0) <= 5, `worker sessions left: ${byAgent.get("worker")}`);
   assert.ok((byAgent.get("reviewer") ?? 0) <= 5, `reviewer sessions left: ${byAgent.get("reviewer")}`);
-  assert.ok(engine.stats().pool.parked <= 10);
-  // A minute of health checks costs one per parked session, not one per task of the burst.
-  checks = 0;
-  await server.advance(60_000);
-  assert.ok(checks <= 10, `${checks} checkSession calls in a minute`);
+  const parked = engine.stats().pool.parked;
+  assert.ok(parked >= 1 && parked <= 10, `${parked} parked`);
+  // Two more minutes: the parked sessions are due their health checks every minute.
+  const from = server.now();
+  await server.advance(120_000);
+  const all = probesAt(server);
+  const after = all.filter((at) => at >= from);
+  // Counted at the server: never two probes within an interval, during the burst or after it;
+  // no session is checked on its own (the host has `sessionStatuses`); and the parked
+  // sessions are checked (the probe runs for them with nothing else to watch).
+  for (let i = 1; i < all.length; i++) {
+    assert.ok(all[i] - all[i - 1] >= interval, `two probes ${all[i] - all[i - 1]} ms apart`);
+  }
+  assert.equal(server.calls.filter(([op]) => op === "checkSession").length, 0, "no checkSession");
+  assert.ok(after.length >= 2 && after.length <= 120_000 / interval, `${after.length} probes in two idle minutes`);
+  console.log(`# burst: ${all.length} probes in all (${after.length} in the two idle minutes), ${parked} sessions parked`);
+  engine.dispose();
+});
+
+test("a host without sessionStatuses: parked sessions are checked one call each, once a minute, bounded by the pool size", async () => {
+  const server = new FakeServer({ turnMs: 500, gapMs: 100 });
+  stampCalls(server);
+  const host = server.host();
+  delete host.sessionStatuses;
+  const engine = server.attach(new Engine(host, { lanes: { worker: 16, reviewer: 8 } }));
+  engine.delegate(
+    Array.from({ length: 400 }, (_, i) => ({ agent: i % 4 === 0 ? "reviewer" : "worker", prompt: `short ${i}` })),
+  );
+  while (engine.list({ open: true }).length > 0) await server.advance(1_000);
+  await server.advance(15_000);
+  const parked = engine.stats().pool.parked;
+  assert.ok(parked >= 1 && parked <= 10, `${parked} parked`);
+  const from = server.now();
+  await server.advance(120_000);
+  const stamps = server.calls.filter((c) => c[0] === "checkSession" && c.at >= from);
+  // Each parked session once a minute: two minutes, at most two checks each.
+  assert.ok(stamps.length >= parked && stamps.length <= 2 * parked, `${stamps.length} checks of ${parked} parked sessions in two minutes`);
+  const per = new Map();
+  for (const [, session] of stamps) per.set(session, (per.get(session) ?? 0) + 1);
+  for (const [session, n] of per) assert.ok(n <= 2, `${session} checked ${n} times in two minutes`);
   engine.dispose();
 });
 

@@ -3,12 +3,23 @@
 //! - **Lost, repeated or reordered events.** While any task runs (its session was seen busy) or
 //!   any pool session is believed busy, a probe runs every liveness interval
 //!   (`liveness.intervalMs`): one `sessionStatuses` call for all of them (OpenCode's
-//!   `session.status()`, which lists the non-idle sessions), then, only for those absent from
-//!   the answer and not checked since their last event, the per-session follow-up — a task's last assistant message (the completion
-//!   rule decides), a pool session marked idle. A host without `sessionStatuses` (the call fails
-//!   with class `invalid`) is asked per suspect instead: `lastAssistantMessage` for tasks,
-//!   `checkSession` for pool sessions. So a lost `idle` costs at most one interval, and a stray
-//!   busy cannot keep a pool session from retirement.
+//!   `session.status()`, which lists the non-idle sessions), then, only for the tasks absent
+//!   from the answer, the per-task follow-up: its last assistant message (the completion rule
+//!   decides). A pool session absent from the answer is idle (or gone) and marked so. So a lost
+//!   `idle` costs at most one interval, and a stray busy cannot keep a pool session from
+//!   retirement.
+//! - **Pool health.** Warm and parked sessions are due a health check every minute (the pool's
+//!   `health_every_ms`); the same probe answers them all: a probe is started for them when one
+//!   is due and none is armed, never sooner than an interval after the last. A session in the
+//!   answer exists; one absent is idle or gone — a gone one is found by its `session.deleted`
+//!   event or when it is deleted (a 404 counts as deleted). No session gets a call of its own:
+//!   after a burst, health costs at most one host call per interval, whatever the number
+//!   parked. A probe that fails (timeout, upstream) settles nothing and retires nothing.
+//! - **Hosts without `sessionStatuses`** (the call fails with class `invalid`) are asked per
+//!   suspect instead, from then on: `lastAssistantMessage` for tasks, `checkSession` for pool
+//!   sessions, busy ones each interval and warm or parked ones once a minute — bounded by the
+//!   pool's size (`parked_per_agent` per agent, `warm_per_agent` per agent and parent), not by
+//!   the work done.
 //! - **Turns that died.** A running task whose session is found idle with no final reply, and
 //!   still so one interval later, settles failed (class `invalid`: it counts for no breaker and
 //!   is not re-sent): OpenCode stopped mid-turn, e.g. killed and restarted while the journal
@@ -23,7 +34,8 @@
 //!
 //! Invariants:
 //! 1. At most one `sessionStatuses` call is pending, and at most one is started per interval.
-//! 2. No probe and no timer while nothing is watched (no running task, no busy pool session).
+//! 2. No probe and no timer while nothing is watched (no running task, no busy pool session)
+//!    but the one at the next health check of a warm or parked session.
 //! 3. A call is answered at most once: by the host, or by its timeout (never both).
 
 use super::{CallFor, Orchestrator};
@@ -48,8 +60,15 @@ impl Orchestrator {
         self.live.values().any(|l| l.seen_busy) || self.pool.has_busy()
     }
 
-    /// Runs the probe when it is due, and re-arms it while something is watched.
+    /// Runs the probe when it is due, and re-arms it while something is watched. A health
+    /// check due arms it too, an interval after the last probe at the soonest.
     pub(super) fn probe_if_due(&mut self, now: u64) {
+        if self.next_probe.is_none() && self.pool.next_check().is_some_and(|at| at <= now) {
+            let soonest = self
+                .last_probe
+                .map_or(now, |last| last.saturating_add(self.liveness.interval_ms));
+            self.next_probe = Some(soonest.max(now));
+        }
         if self.next_probe.is_some_and(|p| p <= now) {
             self.next_probe = None;
             self.probe(now);
@@ -86,14 +105,30 @@ impl Orchestrator {
                 }
             })
             .collect();
-        let sessions = self.pool.suspects(now, 0);
+        if self.probing {
+            // The last probe is still pending (it times out by `callTimeoutMs`): health checks
+            // due wait for the next interval.
+            if self.pool.next_check().is_some_and(|at| at <= now) {
+                self.watch(now);
+            }
+            return;
+        }
+        let mut sessions = self.pool.suspects(now, 0);
+        // Health checks due before the next probe could run are asked now: after one round,
+        // the pool's checks fall due together, one probe a minute.
+        for session in self.pool.take_checks(now, self.liveness.interval_ms) {
+            if !sessions.contains(&session) {
+                sessions.push(session);
+            }
+        }
         if tasks.is_empty() && sessions.is_empty() {
             return;
         }
         if self.no_statuses {
             self.ask_each(tasks, sessions);
-        } else if !self.probing {
+        } else {
             self.probing = true;
+            self.last_probe = Some(now);
             self.call(
                 CallFor::Statuses { tasks, sessions },
                 HostOp::SessionStatuses,
@@ -136,8 +171,12 @@ impl Orchestrator {
                         suspects.push((task, session));
                     }
                 }
-                for session in sessions.iter().filter(|s| !busy.contains(s)) {
-                    self.pool.settled_idle(session, now);
+                for session in &sessions {
+                    // In the map it exists; absent, it is idle (or gone: see the module docs).
+                    if !busy.contains(session) {
+                        self.pool.settled_idle(session, now);
+                    }
+                    self.pool.health(session, true, now);
                 }
                 self.ask_each(suspects, Vec::new());
             }

@@ -939,3 +939,81 @@ fn an_expired_run_keeps_its_index_until_the_expiry_is_delivered_and_old_ids_reac
     );
     assert_eq!(o.runs().counts(), (1, 1));
 }
+
+/// Drives the orchestrator by hand: answers its pending requests of one kind.
+fn answer_all(o: &mut Orchestrator, now: u64, f: &mut dyn FnMut(&HostOp) -> Option<HostOutcome>) {
+    for r in o.take_requests() {
+        if let Some(outcome) = f(&r.op) {
+            o.on_answer(now, r.call, outcome).unwrap();
+        }
+    }
+}
+
+fn reply(created_ms: u64, created_wall_ms: u64, text: &str) -> HostOutcome {
+    HostOutcome::Ok(HostReply::Message(Some(crate::host::AssistantMessage {
+        created_ms,
+        created_wall_ms,
+        completed_ms: Some(created_ms + 1),
+        finish: Some("stop".into()),
+        error: None,
+        text: text.into(),
+    })))
+}
+
+#[test]
+fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
+    let mut o = Orchestrator::new(&Config::default(), 1);
+    let s = SessionId("ses_1".into());
+    let t = 1_700_000_000_000;
+    let first = o.submit(t, spec()).unwrap();
+    answer_all(&mut o, t, &mut |op| match op {
+        HostOp::CreateSession { .. } => Some(HostOutcome::Ok(HostReply::SessionCreated(s.clone()))),
+        _ => None,
+    });
+    answer_all(&mut o, t, &mut |_| Some(HostOutcome::Ok(HostReply::Done)));
+    o.on_event(t + 100, HostEvent::Busy(s.clone())).unwrap();
+    o.on_event(t + 2_000, HostEvent::Idle(s.clone())).unwrap();
+    // The server's clock was a day ahead when it wrote the reply; a task in a session of its own
+    // takes its reply whatever the stamp says.
+    let day = 86_400_000;
+    answer_all(&mut o, t + 2_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200 - day, t + 200 + day, "first")),
+        _ => None,
+    });
+    assert!(matches!(
+        o.tasks().get(first).unwrap().state,
+        TaskState::Succeeded { .. }
+    ));
+    // A follow-up continues the parked session.
+    let mut follow = spec();
+    follow.follow_up_of = Some(first);
+    let second = o.submit(t + 3_000, follow).unwrap();
+    answer_all(&mut o, t + 3_000, &mut |op| match op {
+        HostOp::Prompt { session, .. } => {
+            assert_eq!(session, &s, "it continues its predecessor's session");
+            Some(HostOutcome::Ok(HostReply::Done))
+        }
+        _ => None,
+    });
+    o.on_event(t + 3_100, HostEvent::Busy(s.clone())).unwrap();
+    o.on_event(t + 4_000, HostEvent::Idle(s.clone())).unwrap();
+    // The predecessor's reply, converted after a step back as if written after the prompt: it
+    // is still the predecessor's (same stamp as read then), not taken.
+    answer_all(&mut o, t + 4_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 3_500, t + 200 + day, "first")),
+        _ => None,
+    });
+    assert!(!o.tasks().get(second).unwrap().state.is_settled());
+    // Its own reply, stamped a day before the prompt by a clock stepped back: taken.
+    o.on_event(t + 5_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 5_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => {
+            Some(reply(t + 3_200 - day, t + 3_200 - day, "second"))
+        }
+        _ => None,
+    });
+    match o.tasks().get(second).unwrap().state {
+        TaskState::Succeeded { text, .. } => assert_eq!(text, "second"),
+        other => panic!("{other:?}"),
+    }
+}

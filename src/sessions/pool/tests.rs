@@ -94,7 +94,7 @@ fn parked_sessions_are_bounded_per_agent_and_the_oldest_retires_first() {
     assert_eq!(parked(&p, "r"), ["r15", "r16", "r17", "r18", "r19"]);
     assert_eq!(p.state(&id("w00")), Some(State::Retiring { abort: false }));
     // Health checks cover only what stays parked: one per parked session, not per task run.
-    assert_eq!(p.take_checks(61_000).len(), 10);
+    assert_eq!(p.take_checks(61_000, 0).len(), 10);
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn sessions_due_come_oldest_first_whatever_their_names() {
     for n in &names {
         p.created_warm(id(n), "worker", parent(), 0);
     }
-    let due: Vec<String> = p.take_checks(60_000).into_iter().map(|s| s.0).collect();
+    let due: Vec<String> = p.take_checks(60_000, 0).into_iter().map(|s| s.0).collect();
     assert_eq!(due, names, "health checks in arrival order");
 }
 
@@ -160,10 +160,13 @@ fn sessions_due_come_oldest_first_whatever_their_names() {
 fn health_checks_come_every_minute_and_retire_the_unhealthy() {
     let mut p = pool();
     p.created_warm(id("w"), "worker", parent(), 0);
-    assert!(p.take_checks(59_999).is_empty());
-    assert_eq!(p.take_checks(60_000), vec![id("w")]);
+    assert_eq!(p.next_check(), Some(60_000));
+    assert!(p.take_checks(44_999, 15_000).is_empty());
+    assert!(p.take_checks(59_999, 0).is_empty());
+    assert_eq!(p.take_checks(60_000, 0), vec![id("w")]);
+    assert_eq!(p.next_check(), Some(120_000));
     assert!(
-        p.take_checks(60_001).is_empty(),
+        p.take_checks(60_001, 0).is_empty(),
         "checked: next one in a minute"
     );
     p.health(&id("w"), false, 60_100);
@@ -248,7 +251,7 @@ fn random_lives_leave_no_orphan_and_break_no_deletion_rule() {
                 6 => p.tick(now),
                 7 => {
                     p.take_aborts();
-                    p.take_checks(now);
+                    p.take_checks(now, 0);
                 }
                 _ => {
                     for s in p.take_deletions(now) {
