@@ -142,10 +142,11 @@ const toasts = (name) => events[name].filter((e) => e.type === "tui.toast.show")
 
 /** Most requests at the model at once among `entries`. */
 function peakOf(entries) {
-  const marks = entries.flatMap((r) => [[r.start, 1], [r.end ?? Infinity, -1]]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let now = 0, peak = 0;
-  for (const [, d] of marks) peak = Math.max(peak, (now += d));
-  return peak;
+  // At each request's start: that request and those still open then. A request answered within
+  // the millisecond it arrived still counts as one (a sweep over start/end marks would see it
+  // end before it began).
+  const open = (r) => 1 + entries.filter((q) => q !== r && q.start <= r.start && (q.end ?? Infinity) > r.start).length;
+  return Math.max(0, ...entries.map(open));
 }
 
 /** The child sessions of `parent` and their transcripts. */
