@@ -29,7 +29,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { createOpencodeClient } from "@opencode-ai/sdk";
 import { startFakeModel } from "../../tests/e2e/fake-model.mjs";
-import { Opencode, repo } from "../../tests/e2e/opencode.mjs";
+import { Opencode, newSession, repo, say as sayIn, until, watchEvents } from "../../tests/e2e/opencode.mjs";
 
 const SETTLED = new Set(["succeeded", "failed", "cancelled", "timed_out", "unknown"]);
 const STORM_MS = 10_000;
@@ -53,16 +53,6 @@ function pct(values, p) {
 const ms = (v) => (Number.isFinite(v) ? `${Math.round(v)} ms` : "n/a");
 const sec = (v) => (Number.isFinite(v) ? `${(v / 1000).toFixed(2)} s` : "n/a");
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "—");
-
-async function until(what, check, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 const model = await startFakeModel();
 const opencode = new Opencode();
@@ -104,39 +94,17 @@ const settledOf = (t) => Object.values(t).find((e) => SETTLED.has(e.state));
 /** When each session was first seen idle on the bus after `since` (the bench's clock on
  * arrival of the server's event): OpenCode's own report that a child's turn ended. */
 function watchIdle(directory) {
-  const idle = [];
-  const abort = new AbortController();
-  const done = (async () => {
-    const res = await fetch(`${opencode.url}/event?directory=${encodeURIComponent(directory)}`, { signal: abort.signal });
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for await (const bytes of res.body) {
-      const at = Date.now();
-      buffer += decoder.decode(bytes, { stream: true });
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const data = buffer.slice(0, cut).split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("");
-        buffer = buffer.slice(cut + 2);
-        if (!data) continue;
-        const e = JSON.parse(data);
-        if (e.type === "session.idle" || (e.type === "session.status" && e.properties?.status?.type === "idle")) idle.push({ at, sessionID: e.properties.sessionID });
-      }
-    }
-  })().catch(() => {});
-  return { idleAfter: (sessionID, since) => idle.find((e) => e.sessionID === sessionID && e.at >= since)?.at, stop: async () => { abort.abort(); await done; } };
+  const watch = watchEvents(opencode.url, directory);
+  const idle = (e) => e.type === "session.idle" || (e.type === "session.status" && e.properties?.status?.type === "idle");
+  return {
+    idleAfter: (sessionID, since) => watch.events.find((e) => idle(e) && e.properties.sessionID === sessionID && e.at >= since)?.at,
+    stop: watch.stop,
+  };
 }
 
 let client;
-async function newParent(directory, title) {
-  const r = await client.session.create({ body: { title }, query: { directory } });
-  if (!r.data) throw new Error(`session.create: ${JSON.stringify(r.error)}`);
-  return r.data.id;
-}
-async function say(directory, sessionID, text) {
-  const r = await client.session.prompt({ path: { id: sessionID }, query: { directory }, body: { parts: [{ type: "text", text }] } });
-  if (!r.data) throw new Error(`prompt: ${JSON.stringify(r.error)}`);
-  return r.data;
-}
+const newParent = (directory, title) => newSession(client, directory, title);
+const say = (directory, sessionID, text) => sayIn(client, directory, sessionID, text);
 const transcript = async (directory, id) => (await client.session.messages({ path: { id }, query: { directory } })).data;
 async function lastToolPart(directory, sessionID, tool) {
   const parts = (await transcript(directory, sessionID)).flatMap((m) => m.parts).filter((p) => p.type === "tool" && p.tool === tool);

@@ -19,7 +19,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createOpencodeClient } from "@opencode-ai/sdk";
 import { startFakeModel } from "./fake-model.mjs";
-import { Opencode, repo } from "./opencode.mjs";
+import { Opencode, newSession as newSessionIn, repo, say as sayIn, until, watchEvents } from "./opencode.mjs";
 
 const LIMIT = { timeout: 180_000 };
 const STORM_MS = 10_000;
@@ -30,29 +30,6 @@ const dirs = {};
 /** Bus events per project, in arrival order. */
 const events = {};
 const watchers = [];
-
-/** Collects the server's events for `directory`. */
-function watchEvents(directory) {
-  const list = [];
-  const abort = new AbortController();
-  const done = (async () => {
-    const res = await fetch(`${opencode.url}/event?directory=${encodeURIComponent(directory)}`, { signal: abort.signal });
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for await (const bytes of res.body) {
-      buffer += decoder.decode(bytes, { stream: true });
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const frame = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const data = frame.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("");
-        if (data) list.push({ at: Date.now(), ...JSON.parse(data) });
-      }
-    }
-  })().catch(() => {});
-  watchers.push(async () => { abort.abort(); await done; });
-  return list;
-}
 
 before(async () => {
   opencode = new Opencode();
@@ -76,7 +53,11 @@ before(async () => {
   });
   await opencode.start();
   client = createOpencodeClient({ baseUrl: opencode.url });
-  for (const [name, dir] of Object.entries(dirs)) events[name] = watchEvents(dir);
+  for (const [name, dir] of Object.entries(dirs)) {
+    const watch = watchEvents(opencode.url, dir);
+    events[name] = watch.events;
+    watchers.push(watch.stop);
+  }
 }, LIMIT);
 
 after(async () => {
@@ -85,27 +66,8 @@ after(async () => {
   for (const m of Object.values(models)) await m.close();
 });
 
-async function until(what, check, ms = 60_000, show = () => "") {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${show()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function newSession(directory, title) {
-  const r = await client.session.create({ body: { title }, query: { directory } });
-  assert.ok(r.data, JSON.stringify(r.error));
-  return r.data.id;
-}
-
-async function say(directory, sessionID, text) {
-  const r = await client.session.prompt({ path: { id: sessionID }, query: { directory }, body: { parts: [{ type: "text", text }] } });
-  assert.ok(r.data, JSON.stringify(r.error));
-  return r.data;
-}
+const newSession = (directory, title) => newSessionIn(client, directory, title);
+const say = (directory, sessionID, text) => sayIn(client, directory, sessionID, text);
 
 async function messages(directory, sessionID) {
   return (await client.session.messages({ path: { id: sessionID }, query: { directory } })).data;

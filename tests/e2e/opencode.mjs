@@ -126,3 +126,52 @@ export class Opencode {
     rmSync(this.root, { recursive: true, force: true });
   }
 }
+
+/** Collects a running server's bus events for `directory`, each stamped with its arrival time
+ * (`at`, epoch ms) — plugin load failures and toasts arrive only as events. */
+export function watchEvents(url, directory) {
+  const events = [];
+  const abort = new AbortController();
+  const done = (async () => {
+    const res = await fetch(`${url}/event?directory=${encodeURIComponent(directory)}`, { signal: abort.signal });
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for await (const bytes of res.body) {
+      const at = Date.now();
+      buffer += decoder.decode(bytes, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const data = buffer.slice(0, cut).split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("");
+        buffer = buffer.slice(cut + 2);
+        if (data) events.push({ at, ...JSON.parse(data) });
+      }
+    }
+  })().catch(() => {});
+  return { events, stop: async () => { abort.abort(); await done; } };
+}
+
+/** Polls `check` every 100 ms until it returns something truthy, which it returns; throws after
+ * `ms` naming `what` (and whatever `show` adds). */
+export async function until(what, check, ms = 60_000, show = () => "") {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${show()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A new session in a project through an SDK client (throws with the server's error). */
+export async function newSession(client, directory, title) {
+  const r = await client.session.create({ body: { title }, query: { directory } });
+  if (!r.data) throw new Error(`session.create: ${JSON.stringify(r.error)}`);
+  return r.data.id;
+}
+
+/** Sends `text` as the user and waits for the turn to end (throws with the server's error). */
+export async function say(client, directory, sessionID, text) {
+  const r = await client.session.prompt({ path: { id: sessionID }, query: { directory }, body: { parts: [{ type: "text", text }] } });
+  if (!r.data) throw new Error(`prompt: ${JSON.stringify(r.error)}`);
+  return r.data;
+}

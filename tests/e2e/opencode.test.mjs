@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { createOpencodeClient } from "@opencode-ai/sdk";
 import { startFakeModel } from "./fake-model.mjs";
-import { Opencode, repo } from "./opencode.mjs";
+import { Opencode, repo, until, watchEvents } from "./opencode.mjs";
 
 const run = promisify(execFile);
 const version = /^version = "(.+)"$/m.exec(readFileSync(join(repo, "Cargo.toml"), "utf8"))[1];
@@ -34,31 +34,9 @@ function brokenPluginCopy(root) {
   return `file://${join(dir, "plugin", "index.ts")}`;
 }
 
-/** Collects the server's events for `directory` (plugin load failures arrive only as events). */
-function watchEvents(directory) {
-  const events = [];
-  const abort = new AbortController();
-  const done = (async () => {
-    const res = await fetch(`${opencode.url}/event?directory=${encodeURIComponent(directory)}`, { signal: abort.signal });
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for await (const bytes of res.body) {
-      buffer += decoder.decode(bytes, { stream: true });
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const frame = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const data = frame.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("");
-        if (data) events.push(JSON.parse(data));
-      }
-    }
-  })().catch(() => {});
-  return { events, stop: async () => { abort.abort(); await done; } };
-}
-
 /** Asks the model to call foreman_status in a new session; returns what a user would judge by. */
 async function askForStatus(directory) {
-  const watch = watchEvents(directory);
+  const watch = watchEvents(opencode.url, directory);
   const session = await client.session.create({ body: { title: "foreman e2e" }, query: { directory } });
   assert.ok(session.data, `session.create failed: ${JSON.stringify(session.error)}`);
   const reply = await client.session.prompt({
@@ -108,7 +86,7 @@ before(async () => {
   broken = opencode.project("broken-project", { modelUrl: model.url, plugins: [brokenPluginCopy(opencode.root)] });
   await opencode.start();
   client = createOpencodeClient({ baseUrl: opencode.url });
-  goodEvents = watchEvents(good);
+  goodEvents = watchEvents(opencode.url, good);
   events = goodEvents.events;
 }, LIMIT);
 
@@ -169,16 +147,6 @@ test("a bad plugin option fails the load with the engine's error", LIMIT, async 
 // ---- The capability, driven by a parent session's model calling the tools. ----
 
 const call = (tool, args) => `CALL ${tool} ${JSON.stringify(args)}`;
-
-async function until(what, check, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function newParent(title) {
   const r = await client.session.create({ body: { title }, query: { directory: good } });

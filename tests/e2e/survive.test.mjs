@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createOpencodeClient } from "@opencode-ai/sdk";
 import { startFakeModel } from "./fake-model.mjs";
-import { Opencode, repo } from "./opencode.mjs";
+import { Opencode, newSession as newSessionIn, repo, say as sayIn, until } from "./opencode.mjs";
 import { loadEngine } from "../js/fake-server.mjs";
 
 const LIMIT = { timeout: 240_000 };
@@ -28,32 +28,13 @@ before(async () => {
   client = createOpencodeClient({ baseUrl: opencode.url });
 }, LIMIT);
 
+const newSession = (directory, title) => newSessionIn(client, directory, title);
+const say = (directory, sessionID, text) => sayIn(client, directory, sessionID, text);
+
 after(async () => {
   await opencode?.stop();
   await model?.close();
 });
-
-async function until(what, check, ms = 60_000, show = () => "") {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${show()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function newSession(directory, title) {
-  const r = await client.session.create({ body: { title }, query: { directory } });
-  assert.ok(r.data, JSON.stringify(r.error));
-  return r.data.id;
-}
-
-async function say(directory, sessionID, text) {
-  const r = await client.session.prompt({ path: { id: sessionID }, query: { directory }, body: { parts: [{ type: "text", text }] } });
-  assert.ok(r.data, JSON.stringify(r.error));
-  return r.data;
-}
 
 async function toolParts(directory, sessionID, tool) {
   const messages = (await client.session.messages({ path: { id: sessionID }, query: { directory } })).data;
