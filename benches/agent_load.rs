@@ -9,8 +9,7 @@
 use std::collections::HashMap;
 
 use foreman::{
-    Config, Delivery, FakeHost, Host, HostOp, Orchestrator, PromptProfile, SessionId, TaskSpec,
-    TaskState,
+    Config, Delivery, Engine, FakeHost, Host, HostOp, PromptProfile, SessionId, TaskSpec, TaskState,
 };
 
 const TASKS: usize = 1_000;
@@ -34,7 +33,7 @@ fn run(seed: u64) -> Run {
             ..PromptProfile::default()
         },
     );
-    let mut o = Orchestrator::new(&Config::default(), seed);
+    let mut o = Engine::new(&Config::default(), seed);
     let mut prompted: HashMap<SessionId, u64> = HashMap::new();
     let start = host.now_ms().unwrap();
     let ids: Vec<_> = (0..TASKS)

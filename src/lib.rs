@@ -58,7 +58,7 @@ pub use control::{
 // The task store.
 pub use store::{Snapshot, Store, Transaction};
 // The core: the task lifecycle, run tasks, task specs and states.
-pub use engine::orchestrator::{Orchestrator, RunRequest};
+pub use engine::lifecycle::{Engine, RunRequest};
 pub use engine::runs::RunId;
 pub use engine::task::{TaskSpec, TaskState};
 

@@ -1,4 +1,4 @@
-//! The orchestrator under seeded random operations against the simulated server, checked after
+//! The engine core under seeded random operations against the simulated server, checked after
 //! every step: no leaked permit, no lost task, no double completion, no limit exceeded, no
 //! orphan session, no misuse of the server — across crashes and restores — while the host
 //! misbehaves: bus events lost, repeated and reordered, answers that never come or come late.
@@ -20,9 +20,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use foreman::{
-    CallId, Clock, Config, Delivery, FakeHost, Host, HostReply, HostRequest, MemoryReading,
-    Orchestrator, Priority, PromptProfile, SessionId, TaskId, TaskSpec, TaskState,
-    fake_violations_none,
+    CallId, Clock, Config, Delivery, Engine, FakeHost, Host, HostReply, HostRequest, MemoryReading,
+    Priority, PromptProfile, SessionId, TaskId, TaskSpec, TaskState, fake_violations_none,
 };
 
 /// The wall clock's epoch: true time 0 reads as this on a wall clock not stepped.
@@ -125,7 +124,7 @@ impl Clocks {
 struct World {
     seed: u64,
     host: FakeHost,
-    o: Orchestrator,
+    o: Engine,
     instance: u32,
     routes: HashMap<CallId, (u32, CallId)>,
     next_host_call: u32,
@@ -454,7 +453,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
     let mut w = World {
         seed,
         host,
-        o: Orchestrator::new(&config, seed),
+        o: Engine::new(&config, seed),
         instance: 0,
         routes: HashMap::new(),
         next_host_call: 0,
@@ -534,7 +533,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                 w.clocks.restart(); // a new process: its engine's clock starts again
                 let now = w.now();
                 let (o, _) =
-                    Orchestrator::restore(&config, seed + op as u64, &export, head, now).unwrap();
+                    Engine::restore(&config, seed + op as u64, &export, head, now).unwrap();
                 w.o = o;
                 w.instance += 1;
                 crashes += 1;

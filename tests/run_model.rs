@@ -9,9 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use foreman::{
-    Config, ConfigInput, FailureClass, Orchestrator, Outcome, Priority, RunId, RunRequest,
-};
+use foreman::{Config, ConfigInput, Engine, FailureClass, Outcome, Priority, RunId, RunRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stand {
@@ -32,7 +30,7 @@ const KEYS: [&str; 2] = ["k1", "k2"];
 const K1_LIMIT: u32 = 2;
 
 struct Model {
-    o: Orchestrator,
+    o: Engine,
     now: u64,
     slots: BTreeMap<RunId, Slot>,
     /// Expiries taken and not yet delivered (a host function may run between the two).
@@ -60,7 +58,7 @@ impl Model {
         };
         let config = Config::from_input(input).expect("a valid config");
         Model {
-            o: Orchestrator::new(&config, seed),
+            o: Engine::new(&config, seed),
             now: 1,
             slots: BTreeMap::new(),
             undelivered: Vec::new(),
@@ -71,7 +69,7 @@ impl Model {
         }
     }
 
-    /// Takes what the orchestrator reported and checks it against the model.
+    /// Takes what the engine reported and checks it against the model.
     fn observe(&mut self, step: &str) {
         let mut out = [0u32; 64];
         loop {

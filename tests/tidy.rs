@@ -62,7 +62,7 @@ const LONG_FILES: &[(&str, usize, &str)] = &[
          already apart",
     ),
     (
-        "src/engine/orchestrator.rs",
+        "src/engine/lifecycle.rs",
         1560,
         "the task lifecycle, still being extended (headroom for work in flight): to be split \
          by phase (admission, prompt, completion, restore)",

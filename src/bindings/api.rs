@@ -7,7 +7,7 @@ use super::convert::set;
 
 use super::convert::fields;
 use crate::control::ControlStats;
-use crate::engine::orchestrator::Orchestrator;
+use crate::engine::lifecycle::Engine;
 use crate::engine::task::{DEFAULT_DEADLINE_MS, TaskRecord, TaskSpec, TaskState};
 use crate::error::Error;
 use crate::host::SessionId;
@@ -582,7 +582,7 @@ pub(crate) fn control_info(stats: ControlStats) -> (Vec<LaneInfo>, Vec<KeyInfo>,
 /// Counts of tasks per state group, from the counters the table keeps as tasks move (no scan).
 /// Indexed by `TaskState::tag`: 0 queued, 1–4 admitted … running, 5 succeeded, 6 failed,
 /// 7 cancelled, 8 timed out, 9 unknown.
-pub(crate) fn task_counts(o: &Orchestrator) -> TaskCounts {
+pub(crate) fn task_counts(o: &Engine) -> TaskCounts {
     let c = o.tasks().counts();
     let n = c.by_state;
     TaskCounts {
@@ -598,7 +598,7 @@ pub(crate) fn task_counts(o: &Orchestrator) -> TaskCounts {
 }
 
 /// Pool figures.
-pub(crate) fn pool_info(o: &Orchestrator) -> PoolInfo {
+pub(crate) fn pool_info(o: &Engine) -> PoolInfo {
     let (warm, in_use, parked, retiring, deleting) = o.pool().census();
     let c = o.pool().counters();
     PoolInfo {

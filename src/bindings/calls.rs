@@ -1,6 +1,6 @@
 //! Host calls coming back: a host answers a call by settling the promise its operation returned
 //! (two long-lived settle functions, bound to the call id) or by `resolve` / `reject` with the
-//! id; either way the answer is parsed by the kind of the orchestrator's pending call and handed
+//! id; either way the answer is parsed by the kind of the engine's pending call and handed
 //! to it once. Bus events (`hostEvent`) come in here too.
 
 use std::rc::Weak;
@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{failure, host_event, reply, to_js};
 use super::events::after;
-use super::{Engine, Inner, js};
+use super::{Inner, JsEngine, js};
 use crate::error::Error;
 use crate::host::Host;
 use crate::host::{CallId, HostOpKind, HostOutcome};
@@ -32,7 +32,7 @@ pub(super) fn settle(
         return Err(Error::Disposed);
     }
     let op = inner
-        .orch
+        .core
         .borrow()
         .pending_op(call)
         .ok_or_else(|| Error::UnknownCall { call: call.get() })?;
@@ -42,7 +42,7 @@ pub(super) fn settle(
         .now_ms()
         .unwrap_or_else(|_| inner.host.last_now());
     let outcome = inner.host.on_engine_clock(outcome_of(op, &answer));
-    inner.orch.borrow_mut().on_answer(now, call, outcome)?;
+    inner.core.borrow_mut().on_answer(now, call, outcome)?;
     after(inner);
     Ok(())
 }
@@ -71,8 +71,8 @@ pub(super) fn settle_functions(weak: &Weak<Inner>) -> (Function, Function) {
     (make(true), make(false))
 }
 
-#[wasm_bindgen]
-impl Engine {
+#[wasm_bindgen(js_class = Engine)]
+impl JsEngine {
     /// Settles call `callId` with `value`, for hosts that answer by id. Throws `UNKNOWN_CALL` when
     /// no such call is pending.
     pub fn resolve(&self, call_id: JsValue, value: JsValue) -> Result<(), JsValue> {
@@ -104,7 +104,7 @@ impl Engine {
             .host
             .now_ms()
             .unwrap_or_else(|_| self.inner.host.last_now());
-        js(self.inner.orch.borrow_mut().on_event(now, parsed))?;
+        js(self.inner.core.borrow_mut().on_event(now, parsed))?;
         after(&self.inner);
         Ok(())
     }

@@ -11,7 +11,7 @@ use super::api::{TaskInfo, to_value};
 use super::convert::{set, to_js};
 use super::run::{RUN_BUFFER, write_ready};
 use super::timer::rearm;
-use super::{Engine, EventName, Inner, Listener, Unsubscribe, convert, fence_out, fenced};
+use super::{EventName, Inner, JsEngine, Listener, Unsubscribe, convert, fence_out, fenced};
 use crate::error::Error;
 use crate::host::Host;
 
@@ -31,7 +31,7 @@ pub(super) fn after(inner: &Inner) {
     }
     let now = inner.host.last_now();
     let (requests, events, expired, ready, breakers) = {
-        let mut o = inner.orch.borrow_mut();
+        let mut o = inner.core.borrow_mut();
         let requests = o.take_requests();
         let events = o.take_events();
         let expired = o.runs_mut().take_expired();
@@ -61,7 +61,7 @@ pub(super) fn after(inner: &Inner) {
     if !expired.is_empty() {
         // Delivered (or nobody to tell): the indices of the expired waiting slots may be used
         // again. Not before — a host function started above may have called `run`.
-        inner.orch.borrow_mut().runs_mut().release_expired(&expired);
+        inner.core.borrow_mut().runs_mut().release_expired(&expired);
     }
     let (changed, not_closed) = breakers;
     inner.breaker_not_closed.set(not_closed);
@@ -84,7 +84,7 @@ pub(super) fn after(inner: &Inner) {
         if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
             let waiters = inner.task_waiters.borrow_mut().remove(&e.task.get());
             if let Some(waiters) = waiters {
-                let record = inner.orch.borrow().tasks().get_brief(e.task);
+                let record = inner.core.borrow().tasks().get_brief(e.task);
                 let info = record.map(|r| to_value(&TaskInfo::from(&r)));
                 for (resolve, reject) in waiters {
                     let _ = match &info {
@@ -116,8 +116,8 @@ pub(super) fn emit(inner: &Inner, kind: EventKind, event: &Object) {
     }
 }
 
-#[wasm_bindgen]
-impl Engine {
+#[wasm_bindgen(js_class = Engine)]
+impl JsEngine {
     /// Calls `listener` on every task transition (`"task"`: `{ type, id, state }`) or breaker
     /// transition (`"breaker"`: `{ type, key, state }`). A listener that throws is ignored.
     /// Returns a function that unsubscribes.

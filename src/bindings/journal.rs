@@ -6,11 +6,11 @@ use wasm_bindgen::prelude::*;
 
 use super::api::hex;
 use super::convert::{set, to_js};
-use super::{Engine, FromSeq, HeadObject, fence_out, fenced, js};
+use super::{FromSeq, HeadObject, JsEngine, fence_out, fenced, js};
 use crate::error::Error;
 
-#[wasm_bindgen]
-impl Engine {
+#[wasm_bindgen(js_class = Engine)]
+impl JsEngine {
     /// The journal's frames with `seq ≥ fromSeq` (default: all kept; the engine keeps its
     /// records from the last checkpoint on, and an export from an older seq starts there).
     #[wasm_bindgen(js_name = journalExport)]
@@ -29,7 +29,7 @@ impl Engine {
             }
         };
         // Copied into the JS array piece by piece: no second copy of the journal in wasm memory.
-        let o = self.inner.orch.borrow();
+        let o = self.inner.core.borrow();
         let journal = o.tasks().store().journal();
         let out = Uint8Array::new_with_length(journal.export_len(from) as u32);
         let mut at = 0u32;
@@ -45,7 +45,7 @@ impl Engine {
     #[wasm_bindgen(js_name = journalHead)]
     pub fn journal_head(&self) -> Result<HeadObject, JsValue> {
         self.live()?;
-        let o = self.inner.orch.borrow();
+        let o = self.inner.core.borrow();
         let head = o.tasks().store().journal().head();
         let obj = Object::new();
         set(&obj, "seq", &(head.seq as f64).into());
@@ -79,7 +79,7 @@ impl Engine {
         // In place: no copy of the journal.
         js(self
             .inner
-            .orch
+            .core
             .borrow()
             .tasks()
             .store()

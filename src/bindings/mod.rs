@@ -2,7 +2,7 @@
 //! `wasm_bindgen` or `js_sys`.
 //!
 //! One engine drives two kinds of work through one controller: **sub-agent tasks**
-//! (`delegate`, `wait`, `cancel`, `status`, `list`), which the orchestrator runs through the
+//! (`delegate`, `wait`, `cancel`, `status`, `list`), which the core engine runs through the
 //! host and journals; and **run tasks** (`run(fn)`), any async JavaScript work under the same
 //! admission control, not journaled. `run` itself is JavaScript (`run.js`, installed on the
 //! class's prototype at start): its closures stay in JS and it calls into WebAssembly twice per
@@ -28,8 +28,8 @@
 //!    it is released.
 //! 3. Nothing here panics on any input: every JS value is checked into a typed value, and every
 //!    failure is a JS `Error` with a stable `code`.
-//! 4. A host call id names one pending call of the orchestrator (the one core, with the one
-//!    call table): the host sees the orchestrator's own id, unique while pending; nothing here
+//! 4. A host call id names one pending call of the core engine (the one core, with the one
+//!    call table): the host sees the engine's own id, unique while pending; nothing here
 //!    keeps a second table or translates ids.
 
 mod api;
@@ -59,7 +59,7 @@ use self::run::{RUN_BUFFER, RunHooks, install_run_once};
 use self::timer::{Timers, clear_timer, tick_function, timers};
 use crate::config::Config;
 use crate::control::{KeyId, LaneId};
-use crate::engine::orchestrator::Orchestrator;
+use crate::engine::lifecycle::Engine;
 use crate::error::Error;
 use crate::host::Host;
 use crate::store::Head;
@@ -120,11 +120,11 @@ extern "C" {
 
 type Waiter = (Function, Function);
 
-/// Seed of the orchestrator's jitter (mixed with the clock at construction).
+/// Seed of the engine's jitter (mixed with the clock at construction).
 const SEED: u64 = 0x5EED_F0E3_A11C_E5ED;
 
 struct Inner {
-    orch: RefCell<Orchestrator>,
+    core: RefCell<Engine>,
     host: JsHost,
     timers: Timers,
     /// The timer's callback (made once) and the armed timer, if any: (handle, host time).
@@ -149,8 +149,8 @@ struct Inner {
 }
 
 /// The foreman engine, driven by a JavaScript host.
-#[wasm_bindgen]
-pub struct Engine {
+#[wasm_bindgen(js_name = Engine)]
+pub struct JsEngine {
     inner: Rc<Inner>,
 }
 
@@ -158,18 +158,18 @@ fn js<T>(result: Result<T, Error>) -> Result<T, JsValue> {
     result.map_err(|e| to_js(&e))
 }
 
-#[wasm_bindgen]
-impl Engine {
+#[wasm_bindgen(js_class = Engine)]
+impl JsEngine {
     /// Creates an engine over `host` with `config` (optional). Throws a `ForemanError` with code
     /// `INVALID_HOST` or `INVALID_CONFIG` (naming the `member` or `key`) when either is unusable;
     /// the host's `now()` and `memory()` are read once to check them.
     #[wasm_bindgen(constructor)]
-    pub fn new(host: HostObject, config: Option<ConfigObject>) -> Result<Engine, JsValue> {
+    pub fn new(host: HostObject, config: Option<ConfigObject>) -> Result<JsEngine, JsValue> {
         install_run_once();
-        let (engine, config) = js(Engine::assemble(host.into(), config))?;
+        let (engine, config) = js(JsEngine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
         let origin = fence::random_origin(now);
-        *engine.inner.orch.borrow_mut() = Orchestrator::with_origin(&config, now ^ SEED, origin);
+        *engine.inner.core.borrow_mut() = Engine::with_origin(&config, now ^ SEED, origin);
         *engine.inner.fence.borrow_mut() = fence::Fence::join(origin, 0);
         Ok(engine)
     }
@@ -186,7 +186,7 @@ impl Engine {
         head: HeadObject,
         host: HostObject,
         config: Option<ConfigObject>,
-    ) -> Result<Engine, JsValue> {
+    ) -> Result<JsEngine, JsValue> {
         install_run_once();
         let journal: JsValue = journal.into();
         // Checked through the catching path: a proxy of a Uint8Array or a detached one is refused
@@ -201,14 +201,14 @@ impl Engine {
         let head_value: JsValue = head.into();
         let head = js(parse_head(&head_value))?;
         let head_epoch = js(parse_epoch(&head_value))?;
-        let (engine, config) = js(Engine::assemble(host.into(), config))?;
+        let (engine, config) = js(JsEngine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
         // Read frame by frame from the JS array: the export is never copied here whole.
         let store = js(crate::store::Store::replay_frames(
             js_frames(&journal),
             head,
         ))?;
-        let (orch, _) = js(Orchestrator::restore_fenced(
+        let (core, _) = js(Engine::restore_fenced(
             &config,
             now ^ SEED,
             store,
@@ -216,8 +216,8 @@ impl Engine {
             |origin| fence::highest(origin).max(head_epoch),
         ))?;
         *engine.inner.fence.borrow_mut() =
-            fence::Fence::join(orch.tasks().origin(), orch.tasks().epoch());
-        *engine.inner.orch.borrow_mut() = orch;
+            fence::Fence::join(core.tasks().origin(), core.tasks().epoch());
+        *engine.inner.core.borrow_mut() = core;
         after(&engine.inner);
         Ok(engine)
     }
@@ -257,22 +257,22 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl JsEngine {
     /// Checks `config` and `host` and builds the engine; the host's `now()` and `memory()` are
     /// read once to check them.
-    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<(Engine, Config), Error> {
+    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<(JsEngine, Config), Error> {
         let config = config.map_or(JsValue::UNDEFINED, Into::into);
         let input = api::config(config)?;
         let config = Config::from_input(input)?;
         let timers = timers(&host)?;
         let functions = HostFunctions::new(host)?;
-        let orch = Orchestrator::new(&config, SEED);
+        let core = Engine::new(&config, SEED);
         // Run lane 0, what `run` uses without a lane: `other`.
-        let other = orch.run_lane(crate::config::OTHER_LANE);
+        let other = core.run_lane(crate::config::OTHER_LANE);
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let (ok, err) = settle_functions(weak);
             Inner {
-                orch: RefCell::new(orch),
+                core: RefCell::new(core),
                 host: JsHost::new(functions, ok, err),
                 timers,
                 tick: RefCell::new(Some(tick_function(weak))),
@@ -290,7 +290,7 @@ impl Engine {
                 fence: RefCell::new(fence::Fence::none()),
             }
         });
-        let engine = Engine { inner };
+        let engine = JsEngine { inner };
         engine.inner.host.now_ms()?;
         engine.inner.host.memory()?;
         Ok((engine, config))
@@ -389,7 +389,7 @@ fn fenced(inner: &Inner) -> Result<(), Error> {
 /// events go unheard, and whoever waits on its tasks gets `FENCED`.
 fn fence_out(inner: &Inner, error: &Error) {
     {
-        let mut o = inner.orch.borrow_mut();
+        let mut o = inner.core.borrow_mut();
         o.take_requests();
         o.take_events();
     }

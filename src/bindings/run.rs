@@ -11,9 +11,9 @@ use wasm_bindgen::prelude::*;
 use super::convert::{class_of, set, to_js};
 use super::events::after;
 use super::timer::arm_at_most;
-use super::{Engine, Inner, js};
+use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome, Verdict};
-use crate::engine::orchestrator::{Orchestrator, RunRequest};
+use crate::engine::lifecycle::{Engine, RunRequest};
 use crate::engine::runs::RunId;
 use crate::error::Error;
 use crate::ids::Priority;
@@ -37,7 +37,7 @@ pub(super) fn install_run_once() {
     if RUN_INSTALLED.with(|i| i.replace(true)) {
         return;
     }
-    if let Ok((engine, _)) = Engine::assemble(placeholder_host(), None) {
+    if let Ok((engine, _)) = JsEngine::assemble(placeholder_host(), None) {
         install_run(&engine.into());
     }
 }
@@ -74,9 +74,9 @@ pub(super) fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
 
 /// Appends the ready run slots to the buffer after those run.js has not read yet (count
 /// first), as many as fit; returns the count it holds now. Never overwrites an unread entry:
-/// what does not fit stays on the orchestrator's ready list, and a full buffer tells run.js to
+/// what does not fit stays on the engine's ready list, and a full buffer tells run.js to
 /// ask for the rest (`runDrain`) once it has read it. So no ready slot is lost, at any count.
-pub(super) fn write_ready(inner: &Inner, o: &mut Orchestrator) -> u32 {
+pub(super) fn write_ready(inner: &Inner, o: &mut Engine) -> u32 {
     let mut buffer = inner.run_buffer.borrow_mut();
     if o.runs().ready_len() == 0 {
         // Nothing to add (a run ending with nobody waiting): the count as it is.
@@ -100,8 +100,8 @@ pub(super) fn unread(inner: &Inner) -> u32 {
     inner.run_buffer.borrow().first().copied().unwrap_or(0)
 }
 
-#[wasm_bindgen]
-impl Engine {
+#[wasm_bindgen(js_class = Engine)]
+impl JsEngine {
     /// Sets up the run path: the hooks Rust calls (slots ready, a deadline passed, disposed) and
     /// what JS needs (wasm memory, the ready buffer's address and length, the host clock).
     #[wasm_bindgen(js_name = runSetup, skip_typescript)]
@@ -129,7 +129,7 @@ impl Engine {
     /// The index of a lane name for `runBegin`.
     #[wasm_bindgen(js_name = runLane, skip_typescript)]
     pub fn run_lane(&self, name: String) -> u32 {
-        let lane = self.inner.orch.borrow().run_lane(&name);
+        let lane = self.inner.core.borrow().run_lane(&name);
         index_of(&mut self.inner.run_lanes.borrow_mut(), lane)
     }
 
@@ -137,7 +137,7 @@ impl Engine {
     /// error kept for `runError` (an invalid name, or too many keys).
     #[wasm_bindgen(js_name = runKey, skip_typescript)]
     pub fn run_key(&self, name: String) -> u32 {
-        let key = self.inner.orch.borrow_mut().run_key(&name);
+        let key = self.inner.core.borrow_mut().run_key(&name);
         let index = key
             .map_err(|e| to_js(&e))
             .map(|key| index_of(&mut self.inner.run_keys.borrow_mut(), key) + 1);
@@ -170,7 +170,7 @@ impl Engine {
             };
             let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
             let (slot, waits) = {
-                let mut o = self.inner.orch.borrow_mut();
+                let mut o = self.inner.core.borrow_mut();
                 let lane = match self.inner.run_lanes.borrow().get(lane as usize) {
                     Some(&lane) => lane,
                     None => o.run_lane(crate::config::OTHER_LANE),
@@ -243,7 +243,7 @@ impl Engine {
             let key = self.run_key_id(key)?;
             let verdict = self
                 .inner
-                .orch
+                .core
                 .borrow_mut()
                 .controller_mut()
                 .breaker_enter(now, key);
@@ -256,7 +256,7 @@ impl Engine {
                 Verdict::Refuse { retry_at } => {
                     let name = self
                         .inner
-                        .orch
+                        .core
                         .borrow()
                         .controller()
                         .key_name(key)
@@ -287,12 +287,12 @@ impl Engine {
     /// Refills the buffer when more slots were ready than it holds.
     #[wasm_bindgen(js_name = runDrain, skip_typescript)]
     pub fn run_drain(&self) {
-        let mut o = self.inner.orch.borrow_mut();
+        let mut o = self.inner.core.borrow_mut();
         write_ready(&self.inner, &mut o);
     }
 }
 
-impl Engine {
+impl JsEngine {
     /// The key at run.js's index `key` (from 1; 0, or an index never handed out, is none).
     pub(super) fn run_key_at(&self, key: u32) -> Option<KeyId> {
         key.checked_sub(1)
@@ -314,7 +314,7 @@ impl Engine {
             return;
         };
         self.inner
-            .orch
+            .core
             .borrow_mut()
             .controller_mut()
             .breaker_exit(now, key, probe, outcome);
@@ -347,7 +347,7 @@ impl Engine {
         self.live()?;
         let now = self.inner.host.observe_now(now);
         let (ready, busy) = {
-            let mut o = self.inner.orch.borrow_mut();
+            let mut o = self.inner.core.borrow_mut();
             js(o.run_end(now, slot, outcome))?;
             let ready = write_ready(&self.inner, &mut o);
             let busy = o.has_output()

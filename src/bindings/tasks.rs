@@ -9,7 +9,7 @@ use super::convert::{set, to_js};
 use super::events::after;
 use super::timer::observe_memory;
 use super::{
-    Engine, FilterObject, PromiseTaskInfo, SpecsObject, StatsObject, TaskIds, TaskInfoArray,
+    FilterObject, JsEngine, PromiseTaskInfo, SpecsObject, StatsObject, TaskIds, TaskInfoArray,
     TaskInfoObject, api, convert, fenced, js,
 };
 use crate::error::Error;
@@ -60,7 +60,7 @@ impl ToJs for StatsDto {
     }
 }
 
-/// After the orchestrator moved: start its host requests, tell run.js about ready and expired
+/// After the engine moved: start its host requests, tell run.js about ready and expired
 /// run slots, settle task waiters, call listeners, and re-arm the timer. Nothing is borrowed
 /// while JavaScript runs (invariant 2); a re-entrant call does its own pass.
 /// Bytes of the module's linear memory (its high-water mark: wasm memory never shrinks).
@@ -72,8 +72,8 @@ pub(super) fn wasm_memory_bytes() -> f64 {
         .byte_length() as f64
 }
 
-#[wasm_bindgen]
-impl Engine {
+#[wasm_bindgen(js_class = Engine)]
+impl JsEngine {
     /// Submits sub-agent tasks; returns the id (or ids, for an array, in order). All or nothing:
     /// every spec is checked before any is submitted — a bad one throws `INVALID_INPUT` naming
     /// its field (`specs[2].prompt`; a `dependsOn` naming a task retention forgot says so), a
@@ -106,7 +106,7 @@ impl Engine {
         let mut ids = Vec::with_capacity(parsed.len());
         let mut failed = None;
         {
-            let mut o = self.inner.orch.borrow_mut();
+            let mut o = self.inner.core.borrow_mut();
             // All or nothing: every spec is checked against the engine as it is before any is
             // submitted (a batch moves no breaker or gate between its specs).
             if let Some(e) = parsed
@@ -168,7 +168,7 @@ impl Engine {
         self.acting()?;
         let id = js(api::task_id("id", &id))?;
         let now = js(self.inner.host.now_ms())?;
-        let open = js(self.inner.orch.borrow_mut().cancel(now, id))?;
+        let open = js(self.inner.core.borrow_mut().cancel(now, id))?;
         after(&self.inner);
         Ok(open)
     }
@@ -183,7 +183,7 @@ impl Engine {
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
         let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
-        let o = self.inner.orch.borrow();
+        let o = self.inner.core.borrow();
         // Open tasks come from the open set; the settled ones held only when asked for.
         let records = if filter.open
             || filter.state.as_deref().is_some_and(|s| {
@@ -216,11 +216,11 @@ impl Engine {
         let now = js(self.inner.host.now_ms())?;
         let memory = js(self.inner.host.memory())?;
         self.inner
-            .orch
+            .core
             .borrow_mut()
             .controller_mut()
             .observe_memory(now, memory);
-        let o = self.inner.orch.borrow();
+        let o = self.inner.core.borrow();
         let pending_calls = o.pending_calls() as u32;
         let (lanes, keys, gate) = api::control_info(o.controller().stats(now));
         let (waiting, running) = o.runs().counts();
@@ -256,12 +256,12 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl JsEngine {
     /// The record of the task `id` names: `DISPOSED`, `INVALID_INPUT` or `UNKNOWN_TASK` else.
     pub(super) fn record(&self, id: &JsValue) -> Result<crate::engine::task::TaskRecord, JsValue> {
         self.live()?;
         let id = js(api::task_id("id", id))?;
-        let o = self.inner.orch.borrow();
+        let o = self.inner.core.borrow();
         o.tasks()
             .get_brief(id)
             .ok_or_else(|| to_js(&o.tasks().missing(id)))

@@ -1,4 +1,4 @@
-//! The one timer: armed for the orchestrator's nearest deadline through the host's `setTimer` /
+//! The one timer: armed for the engine's nearest deadline through the host's `setTimer` /
 //! `clearTimer` when it has them, else the global `setTimeout` / `clearTimeout`; none while
 //! nothing is pending. Its callback moves time on, takes a memory reading and does what is due.
 
@@ -96,12 +96,12 @@ pub(super) fn arm(inner: &Inner, at: u64, now: u64) {
     }
 }
 
-/// Re-arms the timer for the orchestrator's nearest deadline, or clears it when nothing is due.
+/// Re-arms the timer for the engine's nearest deadline, or clears it when nothing is due.
 pub(super) fn rearm(inner: &Inner, now: u64) {
     if inner.disposed.get() {
         return;
     }
-    let next = inner.orch.borrow().next_deadline(now);
+    let next = inner.core.borrow().next_deadline(now);
     let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
     match (next, armed) {
         (Some(at), Some(cur)) if at == cur => {}
@@ -120,7 +120,7 @@ pub(super) fn rearm(inner: &Inner, now: u64) {
 /// waits, the controller's next moment) comes before it.
 pub(super) fn arm_at_most(inner: &Inner, now: u64, waiting: bool) {
     let next = {
-        let o = inner.orch.borrow();
+        let o = inner.core.borrow();
         let control = if waiting {
             o.controller().next_deadline(now)
         } else {
@@ -153,7 +153,7 @@ pub(super) fn tick_function(weak: &Weak<Inner>) -> Function {
             .unwrap_or_else(|_| inner.host.last_now());
         observe_memory(&inner, now);
         // `tick` fails only on a journal conflict, which a single writer cannot meet.
-        let _ = inner.orch.borrow_mut().tick(now);
+        let _ = inner.core.borrow_mut().tick(now);
         after(&inner);
     });
     closure.into_js_value().unchecked_into()
@@ -163,7 +163,7 @@ pub(super) fn tick_function(weak: &Weak<Inner>) -> Function {
 pub(super) fn observe_memory(inner: &Inner, now: u64) {
     if let Ok(reading) = inner.host.memory() {
         inner
-            .orch
+            .core
             .borrow_mut()
             .controller_mut()
             .observe_memory(now, reading);

@@ -57,7 +57,7 @@ pub struct TaskSpec {
     pub depends_on: Vec<TaskId>,
     /// Extra attempts after an upstream failure or timeout (default 0: one retry layer is
     /// OpenCode's own). A rate-limited turn is sent again up to
-    /// `max(retries, RATE_LIMIT_REDISPATCHES)` times (see the orchestrator's retry layer).
+    /// `max(retries, RATE_LIMIT_REDISPATCHES)` times (see the engine's retry layer).
     pub retries: u32,
     /// Refuse at once instead of waiting while the model's breaker is open (and fail, queued,
     /// when it opens).
@@ -121,7 +121,7 @@ impl TaskSpec {
                 format!("at most {MAX_DEPS} dependencies"),
             ));
         }
-        // (`u64`s: the one element type the crate sorts; see `Orchestrator::tick`.)
+        // (`u64`s: the one element type the crate sorts; see `Engine::tick`.)
         let mut deps: Vec<u64> = self.depends_on.iter().map(|d| u64::from(d.get())).collect();
         deps.sort_unstable();
         if deps.windows(2).any(|w| w[0] == w[1]) {

@@ -121,7 +121,7 @@ pub struct TaskTable {
     retention: RetentionConfig,
     budget: u64,
     /// Tasks not settled, with their dependencies. (Every map here has the one type the
-    /// orchestrator's dependents map has too: one copy of its code in the `.wasm`.)
+    /// engine's dependents map has too: one copy of its code in the `.wasm`.)
     open: FxHashMap<TaskId, Vec<TaskId>>,
     /// Open tasks depending on each task: a task with any is not forgotten.
     pins: FxHashMap<TaskId, Vec<TaskId>>,
@@ -189,7 +189,7 @@ impl TaskTable {
 
     /// Tasks not settled, in id order.
     pub fn open_ids(&self) -> Vec<TaskId> {
-        // (`u64`s: the one element type the crate sorts; see `Orchestrator::tick`.)
+        // (`u64`s: the one element type the crate sorts; see `Engine::tick`.)
         let mut ids: Vec<u64> = self.open.keys().map(|t| u64::from(t.get())).collect();
         ids.sort_unstable();
         ids.into_iter().map(|t| TaskId(t as u32)).collect()

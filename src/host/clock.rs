@@ -17,7 +17,7 @@
 //!   still allows `liveness.skewMs` between a stamp and its own time (clocks of the host and of
 //!   the server, steps during a turn). It needs such a comparison only for a follow-up restored
 //!   from a journal written before replies were recorded: otherwise it tells which turn wrote a
-//!   reply without the clocks (see the orchestrator's completion rule), so a step between a
+//!   reply without the clocks (see the engine's completion rule), so a step between a
 //!   reply's writing and its reading cannot make a finished turn look unfinished, or an earlier
 //!   turn's reply look new.
 //!

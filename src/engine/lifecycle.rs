@@ -1,11 +1,11 @@
-//! The orchestrator: sub-agent tasks from submission to settlement, over the host.
+//! The engine: sub-agent tasks from submission to settlement, over the host.
 //!
 //! It joins the pieces: the [`TaskTable`] (one journaled commit per transition), the
 //! [`Controller`] (admission before any session exists), the session [`Pool`], and the host,
 //! which it drives sans-I/O like the rest of the core: requests go to an outbox
-//! ([`Orchestrator::take_requests`]); answers come back by call id ([`Orchestrator::on_answer`]),
-//! bus events by session ([`Orchestrator::on_event`]), and time by [`Orchestrator::tick`], which
-//! the host calls at [`Orchestrator::next_deadline`].
+//! ([`Engine::take_requests`]); answers come back by call id ([`Engine::on_answer`]),
+//! bus events by session ([`Engine::on_event`]), and time by [`Engine::tick`], which
+//! the host calls at [`Engine::next_deadline`].
 //!
 //! **Completion rule** (from the real server): a task is done only when the host reported idle
 //! for its session after it was seen busy — or, with no busy seen, once `GRACE_MS` passed since
@@ -94,7 +94,7 @@ enum CallFor {
     LateCreate(String, Option<SessionId>),
 }
 
-/// What the orchestrator keeps for a task that is not settled.
+/// What the engine keeps for a task that is not settled.
 #[derive(Debug, Default)]
 struct Live {
     ticket: Option<Ticket>,
@@ -132,9 +132,9 @@ pub struct TaskEvent {
     pub state: &'static str,
 }
 
-/// The orchestrator. See the module docs.
+/// The engine core. See the module docs.
 #[derive(Debug)]
-pub struct Orchestrator {
+pub struct Engine {
     tasks: TaskTable,
     controller: Controller,
     pool: Pool,
@@ -154,7 +154,7 @@ pub struct Orchestrator {
     admitted: Vec<crate::control::Admission>,
     /// Probe interval, host-call timeout, cancel bound, clock skew.
     liveness: LivenessConfig,
-    /// The latest time the orchestrator was given (to stamp host calls with their deadline).
+    /// The latest time the engine was given (to stamp host calls with their deadline).
     clock: u64,
     /// When each pending host call times out.
     call_due: FxHashMap<CallId, u64>,
@@ -170,12 +170,12 @@ pub struct Orchestrator {
     no_statuses: bool,
 }
 
-/// Options of a run task (see [`Orchestrator::run_submit`]).
+/// Options of a run task (see [`Engine::run_submit`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RunRequest {
-    /// The lane ([`Orchestrator::run_lane`]).
+    /// The lane ([`Engine::run_lane`]).
     pub lane: LaneId,
-    /// The provider/model key, for its limit and breaker ([`Orchestrator::run_key`]).
+    /// The provider/model key, for its limit and breaker ([`Engine::run_key`]).
     pub key: Option<KeyId>,
     /// Its priority.
     pub priority: Priority,
@@ -185,8 +185,8 @@ pub struct RunRequest {
     pub deadline_ms: Option<u64>,
 }
 
-impl Orchestrator {
-    /// An orchestrator for `config`; `seed` drives jitter and names its journal (the origin
+impl Engine {
+    /// An engine for `config`; `seed` drives jitter and names its journal (the origin
     /// engines restored from it share: see `TaskTable::epoch`).
     pub fn new(config: &Config, seed: u64) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed ^ 0x6A09_E667_F3BC_C908);
@@ -196,7 +196,7 @@ impl Orchestrator {
         Self::with_origin(config, seed, origin)
     }
 
-    /// An orchestrator for `config` whose journal is named `origin` (the bindings draw it at
+    /// An engine for `config` whose journal is named `origin` (the bindings draw it at
     /// random, so two engines made at the same time never share one).
     pub fn with_origin(config: &Config, seed: u64, origin: [u8; 16]) -> Self {
         Self::with_table(
@@ -207,7 +207,7 @@ impl Orchestrator {
     }
 
     fn with_table(config: &Config, seed: u64, tasks: TaskTable) -> Self {
-        Orchestrator {
+        Engine {
             tasks,
             controller: Controller::new(config, seed),
             pool: Pool::new(PoolConfig::default()),
@@ -233,7 +233,7 @@ impl Orchestrator {
         }
     }
 
-    /// Rebuilds an orchestrator from a journal (see `TaskTable::restore`): unknown tasks are
+    /// Rebuilds an engine from a journal (see `TaskTable::restore`): unknown tasks are
     /// reconciled through the host (their last message is read), requeued ones wait for
     /// admission again, and sessions nobody owns any more are aborted and retired.
     pub fn restore(
@@ -247,7 +247,7 @@ impl Orchestrator {
         Self::restore_fenced(config, seed, store, now, |_| 0)
     }
 
-    /// [`Orchestrator::restore`] from a store replayed from a verified journal, taking a
+    /// [`Engine::restore`] from a store replayed from a verified journal, taking a
     /// fencing epoch above `epoch_floor(origin)` as well as above the journal's (see
     /// `TaskTable::restore`).
     pub fn restore_fenced(
@@ -332,7 +332,7 @@ impl Orchestrator {
         Ok((o, restored))
     }
 
-    /// Whether [`Orchestrator::submit`] would accept `spec` now, without submitting it: its
+    /// Whether [`Engine::submit`] would accept `spec` now, without submitting it: its
     /// validation, the controller's refusals, and the tasks it names. A batch is checked whole
     /// with this before any of it is submitted.
     /// `earlier` specs of the same batch come before it: a dependency on one of the ids they
@@ -700,7 +700,7 @@ impl Orchestrator {
     }
 
     /// Queues a run task (see the `runs` module); it may be ready at once
-    /// ([`Orchestrator::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
+    /// ([`Engine::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
     pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<RunId, Error> {
         let deadline = request.deadline_ms.map(|ms| (now.saturating_add(ms), ms));
@@ -975,7 +975,7 @@ impl Orchestrator {
         self.outbox.push(HostRequest { call, op });
     }
 
-    /// Moves the orchestrator's own notion of the latest time forward.
+    /// Moves the engine's own notion of the latest time forward.
     #[inline]
     fn at(&mut self, now: u64) {
         self.clock = self.clock.max(now);

@@ -7,7 +7,7 @@ use crate::ids::Priority;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 struct Sim {
-    o: Orchestrator,
+    o: Engine,
     host: FakeHost,
     /// When each session was last prompted (host time of sending).
     prompted: std::collections::HashMap<SessionId, u64>,
@@ -22,7 +22,7 @@ impl Sim {
         let host = FakeHost::new(seed);
         host.set_prompt_profile("*", profile);
         Sim {
-            o: Orchestrator::new(&config, seed),
+            o: Engine::new(&config, seed),
             host,
             prompted: std::collections::HashMap::new(),
         }
@@ -47,7 +47,7 @@ impl Sim {
         }
     }
 
-    /// Runs host and orchestrator together until `until` ms, event by event.
+    /// Runs host and engine together until `until` ms, event by event.
     fn run_until(&mut self, until: u64) {
         loop {
             self.flush();
@@ -183,7 +183,7 @@ fn an_idle_before_busy_is_not_taken_for_done() {
 
 #[test]
 fn call_ids_skip_pending_ids_on_wrap_around() {
-    let mut o = Orchestrator::new(&Config::default(), 1);
+    let mut o = Engine::new(&Config::default(), 1);
     o.submit(1, TaskSpec::new("worker", "a")).unwrap();
     let first = o.take_requests();
     assert_eq!(first.len(), 1);
@@ -385,7 +385,7 @@ fn a_queued_fail_fast_task_fails_when_its_models_breaker_opens() {
         ..ConfigInput::default()
     })
     .unwrap();
-    s.o = Orchestrator::new(&config, 23);
+    s.o = Engine::new(&config, 23);
     let failing = submit_for_model(&mut s, 5);
     let mut fast = spec();
     fast.model = Some("p/m".into());
@@ -593,9 +593,9 @@ fn crash_restore_and_reconcile() {
     let journal = s.o.tasks().store().journal().export(1);
     let head = s.o.tasks().store().journal().head();
     let before: Vec<TaskState> = ids.iter().map(|id| s.state(*id)).collect();
-    // The instance is lost; the server goes on. A new orchestrator restores from the journal.
+    // The instance is lost; the server goes on. A new engine restores from the journal.
     let t = s.now();
-    let (o, restored) = Orchestrator::restore(&Config::default(), 99, &journal, head, t).unwrap();
+    let (o, restored) = Engine::restore(&Config::default(), 99, &journal, head, t).unwrap();
     s.o = o;
     s.flush();
     let running_before = before
@@ -644,11 +644,11 @@ fn a_task_that_failed_while_the_engine_was_down_is_retried_after_reconcile() {
     let journal = s.o.tasks().store().journal().export(0);
     let head = s.o.tasks().store().journal().head();
     // Down for a minute: the turn ends (in a 503) meanwhile.
-    let lost = std::mem::replace(&mut s.o, Orchestrator::new(&Config::default(), 0));
+    let lost = std::mem::replace(&mut s.o, Engine::new(&Config::default(), 0));
     drop(lost);
     s.host.advance(60_000);
     let t = s.now();
-    let (o, restored) = Orchestrator::restore(&Config::default(), 6, &journal, head, t).unwrap();
+    let (o, restored) = Engine::restore(&Config::default(), 6, &journal, head, t).unwrap();
     assert_eq!(restored.unknown, vec![id]);
     s.o = o;
     s.run_until(600_000);
@@ -801,7 +801,7 @@ fn busy_before_the_prompts_own_answer_is_not_lost() {
     }
 }
 
-fn run_request(o: &Orchestrator, priority: Priority) -> RunRequest {
+fn run_request(o: &Engine, priority: Priority) -> RunRequest {
     RunRequest {
         lane: o.run_lane("worker"),
         key: None,
@@ -811,7 +811,7 @@ fn run_request(o: &Orchestrator, priority: Priority) -> RunRequest {
     }
 }
 
-fn ready(o: &mut Orchestrator) -> Vec<RunId> {
+fn ready(o: &mut Engine) -> Vec<RunId> {
     let mut out = [0u32; 64];
     let n = o.drain_run_ready(&mut out);
     out[..n].iter().map(|&r| RunId::from_raw(r)).collect()
@@ -819,7 +819,7 @@ fn ready(o: &mut Orchestrator) -> Vec<RunId> {
 
 #[test]
 fn run_tasks_share_the_lane_limit_and_order_with_sub_agent_tasks() {
-    let mut o = Orchestrator::new(&Config::default(), 1);
+    let mut o = Engine::new(&Config::default(), 1);
     // Two sub-agent tasks take two of the worker lane's 8 slots (their sessions are pending).
     o.submit(1, spec()).unwrap();
     o.submit(1, spec()).unwrap();
@@ -859,7 +859,7 @@ fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
         ..ConfigInput::default()
     })
     .unwrap();
-    let mut o = Orchestrator::new(&config, 1);
+    let mut o = Engine::new(&config, 1);
     let mut req = run_request(&o, Priority::Normal);
     req.deadline_ms = Some(100);
     let running = o.run_submit(0, req).unwrap();
@@ -884,7 +884,7 @@ fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
 
 #[test]
 fn a_run_that_fails_upstream_counts_for_its_key_breaker() {
-    let mut o = Orchestrator::new(&Config::default(), 1);
+    let mut o = Engine::new(&Config::default(), 1);
     let mut req = run_request(&o, Priority::Normal);
     req.key = Some(o.run_key("p/m").unwrap());
     for _ in 0..5 {
@@ -908,7 +908,7 @@ fn an_expired_run_keeps_its_index_until_the_expiry_is_delivered_and_old_ids_reac
         ..ConfigInput::default()
     })
     .unwrap();
-    let mut o = Orchestrator::new(&config, 1);
+    let mut o = Engine::new(&config, 1);
     let running = o.run_submit(0, run_request(&o, Priority::Normal)).unwrap();
     let mut req = run_request(&o, Priority::Normal);
     req.deadline_ms = Some(10);
@@ -940,8 +940,8 @@ fn an_expired_run_keeps_its_index_until_the_expiry_is_delivered_and_old_ids_reac
     assert_eq!(o.runs().counts(), (1, 1));
 }
 
-/// Drives the orchestrator by hand: answers its pending requests of one kind.
-fn answer_all(o: &mut Orchestrator, now: u64, f: &mut dyn FnMut(&HostOp) -> Option<HostOutcome>) {
+/// Drives the engine by hand: answers its pending requests of one kind.
+fn answer_all(o: &mut Engine, now: u64, f: &mut dyn FnMut(&HostOp) -> Option<HostOutcome>) {
     for r in o.take_requests() {
         if let Some(outcome) = f(&r.op) {
             o.on_answer(now, r.call, outcome).unwrap();
@@ -962,7 +962,7 @@ fn reply(created_ms: u64, created_wall_ms: u64, text: &str) -> HostOutcome {
 
 #[test]
 fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
-    let mut o = Orchestrator::new(&Config::default(), 1);
+    let mut o = Engine::new(&Config::default(), 1);
     let s = SessionId("ses_1".into());
     let t = 1_700_000_000_000;
     let first = o.submit(t, spec()).unwrap();

@@ -1,17 +1,17 @@
-//! Criterion benchmark of the orchestrator's own work per task, with a host that answers
+//! Criterion benchmark of the engine's own work per task, with a host that answers
 //! everything at once (no latency, no simulator): submit → admit → create session → prompt →
 //! busy → idle → last message → settle, journal included. Run with `make bench`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use foreman::{
-    AssistantMessage, Config, HostEvent, HostOp, HostOutcome, HostReply, Orchestrator, Outcome,
-    Priority, RunId, RunRequest, SessionId, TaskSpec,
+    AssistantMessage, Config, Engine, HostEvent, HostOp, HostOutcome, HostReply, Outcome, Priority,
+    RunId, RunRequest, SessionId, TaskSpec,
 };
 
 /// Runs `n` tasks to completion; returns how many settled.
 fn run(n: u32) -> usize {
-    let mut o = Orchestrator::new(&Config::default(), 1);
+    let mut o = Engine::new(&Config::default(), 1);
     let mut now = 1;
     let mut sessions = 0u32;
     for _ in 0..n {
@@ -66,9 +66,9 @@ fn engine_work_per_task(c: &mut Criterion) {
     group.finish();
 }
 
-/// An orchestrator with the default config, and a plain NORMAL run task for its `worker` lane.
-fn run_setup() -> (Orchestrator, RunRequest) {
-    let o = Orchestrator::new(&Config::default(), 1);
+/// An engine with the default config, and a plain NORMAL run task for its `worker` lane.
+fn run_setup() -> (Engine, RunRequest) {
+    let o = Engine::new(&Config::default(), 1);
     let request = RunRequest {
         lane: o.run_lane("worker"),
         key: None,

@@ -1,4 +1,4 @@
-//! Liveness: the orchestrator keeps going when the host misbehaves.
+//! Liveness: the engine keeps going when the host misbehaves.
 //!
 //! - **Lost, repeated or reordered events.** While any task runs (its session was seen busy) or
 //!   any pool session is believed busy, a probe runs every liveness interval
@@ -38,7 +38,7 @@
 //!    but the one at the next health check of a warm or parked session.
 //! 3. A call is answered at most once: by the host, or by its timeout (never both).
 
-use super::{CallFor, Orchestrator};
+use super::{CallFor, Engine};
 use crate::engine::task::TaskState;
 use crate::error::Error;
 use crate::host::{
@@ -46,7 +46,7 @@ use crate::host::{
 };
 use crate::ids::TaskId;
 
-impl Orchestrator {
+impl Engine {
     /// Arms the probe if something is to be watched and it is not armed.
     pub(super) fn watch(&mut self, now: u64) {
         if self.next_probe.is_none() {

@@ -5,14 +5,14 @@
 //! an upstream failure or a timeout only when the task asked for `retries`. A failFast task
 //! queued for a model whose breaker opens fails instead of waiting for the probe.
 
-use super::{Live, Orchestrator, RATE_LIMIT_REDISPATCHES};
+use super::{Engine, Live, RATE_LIMIT_REDISPATCHES};
 use crate::control::{Outcome, Verdict};
 use crate::engine::task::TaskState;
 use crate::error::Error;
 use crate::host::FailureClass;
 use crate::ids::TaskId;
 
-impl Orchestrator {
+impl Engine {
     /// Sends the task again when its failure allows, otherwise fails it:
     /// - rate limited (OpenCode gave up on a 429 after its own retries): re-dispatched after the
     ///   wait the provider asked for (`retry_after_ms`; full-jitter backoff when it did not say),
