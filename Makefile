@@ -3,7 +3,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 PORT ?= 8080
 
-.PHONY: setup build demo test bench package clean
+.PHONY: setup build demo test bench bench-baseline package clean
+
+## BASELINE: the commit `make bench` measures P1–P6 against (any commit-ish of this clone, e.g.
+## `make bench-baseline BASELINE=main~3`); by default the engine before the one-core rework
+BASELINE ?= 64db4e2
 
 ## setup: install the pinned toolchain, browsers and npm packages that are missing (idempotent)
 setup:
@@ -30,16 +34,25 @@ demo: build
 test: build
 	@scripts/test.sh
 
-## bench: criterion benchmarks of the native core, then foreman's JS API against the npm
-## libraries, on Node and on Bun (one interleaved table each; see benches/js/compare.mjs), then
-## the soak benchmark of a long-lived engine (benches/js/soak.mjs), then P8: the plugin in a real
-## `opencode serve` with the fake model (benches/e2e/p8.mjs, a few minutes)
-bench: build
+## bench: P1–P6 of this build against BASELINE's (bench-baseline), criterion benchmarks of the
+## native core, then foreman's JS API against the npm libraries, on Node and on Bun (one
+## interleaved table each; see benches/js/compare.mjs), then the soak benchmark of a long-lived
+## engine (benches/js/soak.mjs), then P8: the plugin in a real `opencode serve` with the fake
+## model (benches/e2e/p8.mjs, a few minutes)
+bench: build bench-baseline
 	cargo bench --bench control --bench store --bench engine --bench agent_load
 	node --expose-gc benches/js/compare.mjs
 	bun benches/js/compare.mjs
 	node benches/js/soak.mjs
 	node benches/e2e/p8.mjs
+
+## bench-baseline: build BASELINE's wasm package once (scripts/baseline-pkg.sh, kept in
+## target/bench-baseline/), then time P1–P6 on it and on pkg/ in the same rounds of one process,
+## on Node and on Bun (benches/js/baseline.mjs); a loss is flagged, FOREMAN_BENCH_STRICT=1 fails on it
+bench-baseline: build
+	dir=$$(scripts/baseline-pkg.sh "$(BASELINE)") && \
+	  node --expose-gc benches/js/baseline.mjs "$$dir" "$(BASELINE)" && \
+	  bun benches/js/baseline.mjs "$$dir" "$(BASELINE)"
 
 clean:
 	cargo clean
