@@ -148,7 +148,14 @@ function measure(indices) {
   for (let p = 0; p < PROCS; p++) {
     const env = { ...process.env, FOREMAN_BENCH_JOBS: indices.join(","), FOREMAN_BENCH_LOAD_FIRST: p % 2 === 0 ? "baseline" : "current" };
     const args = [...process.execArgv, fileURLToPath(import.meta.url), baselineDir, baselineLabel, currentDir];
-    const stdout = execFileSync(process.execPath, args, { env, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 });
+    let stdout;
+    try {
+      stdout = execFileSync(process.execPath, args, { env, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 });
+    } catch {
+      // Its own error is on stderr above (e.g. a build that cannot be loaded or constructed).
+      console.error(`baseline.mjs: a measuring process failed (${env.FOREMAN_BENCH_LOAD_FIRST} loaded first)`);
+      process.exit(1);
+    }
     const out = JSON.parse(stdout.trim().split("\n").pop());
     for (const i of indices) {
       const s = out[i];
