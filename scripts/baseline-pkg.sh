@@ -34,6 +34,13 @@ rm -rf "$dir/tree" "$dir/pkg" "$dir/pkg.part"
 mkdir -p "$dir/tree"
 git archive --format=tar "$commit" | tar -x -C "$dir/tree"
 
+for tool in wasm-pack wasm-opt; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    # wasm-pack would download a missing wasm-opt from outside the package registries.
+    log "$tool is missing: run make setup (or make build) first"
+    exit 2
+  fi
+done
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$dir/tree/Cargo.lock")
 if ! wasm-bindgen --version 2>/dev/null | grep -qF " $want"; then
   log "$commit pins wasm-bindgen $want; this machine has $(wasm-bindgen --version 2>/dev/null || echo none)"

@@ -10,10 +10,12 @@
 // from a git commit: scripts/baseline-pkg.sh); CURRENT_PKG defaults to this checkout's pkg/.
 //
 // How it measures, and why:
-// - Each measuring process loads both builds, each with its own instance of measures.mjs (so the
+// - Each measuring process loads both builds, each with its own copy of measures.mjs (so the
 //   JIT's feedback for the measuring code sees one build), and runs every job in rounds: both
-//   builds back to back, the order swapped every round, the heap collected before each.
-// - Several such processes run one after the other (FOREMAN_BENCH_PROCS, 2 by default), every
+//   builds back to back, the order swapped every round, the heap collected before each; at
+//   least FOREMAN_BENCH_REPS rounds (6) after FOREMAN_BENCH_WARMUP (4), and more, in pairs, until
+//   they took FOREMAN_BENCH_MIN_MS (1,000 ms): a short measure scatters more.
+// - Several such processes run one after the other (FOREMAN_BENCH_PROCS, 4 by default), every
 //   other one loading the current build first: which module a process loads first, and how the
 //   JIT happens to compile it, moves a measure by up to ~25 % for the whole of that process.
 // - Costs are timed in CPU time of the process (FOREMAN_BENCH_CLOCK=wall for the wall clock):
