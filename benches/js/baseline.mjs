@@ -181,7 +181,20 @@ function judge(job, s) {
   return { baseline, current, ratio, within: ratio <= LIMIT };
 }
 
+const describe = () => {
+  if (resolve(currentDir) !== resolve(join(root, "pkg"))) return currentDir;
+  try {
+    const git = (...args) => execFileSync("git", args, { cwd: root, encoding: "utf8" }).trim();
+    // Changes to what the package is built from (not to the benchmarks or the docs).
+    const dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock") !== "";
+    return `${git("rev-parse", "--short", "HEAD")}${dirty ? " + uncommitted changes" : ""}`;
+  } catch {
+    return "pkg/";
+  }
+};
+
 const loadBefore = os.loadavg();
+const currentLabel = describe(); // before measuring: the checkout may move meanwhile
 const chosen = jobs.flatMap((j, i) => (j.name.includes(ONLY) ? [i] : []));
 const firstPass = measure(chosen);
 const results = new Map();
@@ -201,18 +214,7 @@ const loadAfter = os.loadavg();
 // ---- print ----
 const fmt = (v) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(v < 10 ? 3 : 1));
 const ratioOf = (r) => (r.ratio === null ? "—" : `${r.ratio.toFixed(3)}×`);
-const describeCurrent = () => {
-  if (resolve(currentDir) !== resolve(join(root, "pkg"))) return currentDir;
-  try {
-    const git = (...args) => execFileSync("git", args, { cwd: root, encoding: "utf8" }).trim();
-    // Changes to what the package is built from (not to the benchmarks or the docs).
-    const dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock") !== "";
-    return `${git("rev-parse", "--short", "HEAD")}${dirty ? " + uncommitted changes" : ""}`;
-  } catch {
-    return "pkg/";
-  }
-};
-console.log(`\n## foreman ${describeCurrent()} vs baseline ${baselineLabel} — ${runtime}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString().slice(0, 10)}`);
+console.log(`\n## foreman ${currentLabel} vs baseline ${baselineLabel} — ${runtime}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString().slice(0, 10)}`);
 console.log(
   `${PROCS} processes × at least ${REPS} rounds and ${MIN_MS} ms of them per measure (after ${WARMUP} warm-up), both builds back to back in every round; costs in ${CLOCK === "cpu" ? "CPU" : "wall-clock"} time; ` +
     `load average ${loadBefore[0].toFixed(1)} at the start, ${loadAfter[0].toFixed(1)} at the end (${os.cpus().length} cores)`,
