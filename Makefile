@@ -47,8 +47,9 @@ bench: build bench-baseline
 	node benches/e2e/p8.mjs
 
 ## bench-baseline: build BASELINE's wasm package once (scripts/baseline-pkg.sh, kept in
-## target/bench-baseline/), then time P1–P6 on it and on pkg/ in the same rounds of one process,
-## on Node and on Bun (benches/js/baseline.mjs); a loss is flagged, FOREMAN_BENCH_STRICT=1 fails on it
+## target/bench-baseline/), then time P1–P6 on it and on pkg/ in the same rounds (four processes,
+## each loading both builds), on Node and on Bun (benches/js/baseline.mjs); a loss is flagged,
+## FOREMAN_BENCH_STRICT=1 fails on it
 bench-baseline: build
 	dir=$$(scripts/baseline-pkg.sh "$(BASELINE)") && \
 	  node --expose-gc benches/js/baseline.mjs "$$dir" "$(BASELINE)" && \
