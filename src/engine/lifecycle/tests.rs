@@ -852,6 +852,71 @@ fn run_tasks_share_the_lane_limit_and_order_with_sub_agent_tasks() {
     assert_eq!(issued - released, 8);
 }
 
+/// The driver's list and task reads decide by phase: an open phase reads the open set, a
+/// settled one all tasks held; a missing task says why.
+#[test]
+fn the_task_list_filters_by_phase_and_agent() {
+    let mut o = Engine::new(&Config::default(), 1);
+    let a = o.submit(0, spec()).unwrap();
+    let mut waits = TaskSpec::new("other", "x");
+    waits.depends_on = vec![a];
+    let b = o.submit(0, waits).unwrap();
+    o.cancel(1, b).unwrap(); // queued behind its dependency: cancelled at once
+    let ids = |records: Vec<crate::engine::task::TaskRecord>| -> Vec<TaskId> {
+        records.into_iter().map(|r| r.id).collect()
+    };
+    assert_eq!(ids(o.task_list(false, None, None)), [a, b]);
+    assert_eq!(ids(o.task_list(true, None, None)), [a]);
+    assert_eq!(
+        ids(o.task_list(false, Some(TaskPhase::Cancelled), None)),
+        [b]
+    );
+    assert_eq!(
+        ids(o.task_list(false, Some(TaskPhase::Admitted), None)),
+        [a]
+    );
+    assert!(
+        o.task_list(false, Some(TaskPhase::Admitted), Some("other"))
+            .is_empty()
+    );
+    assert_eq!(o.task(a).unwrap().id, a);
+    assert!(matches!(
+        o.task(TaskId(99)),
+        Err(Error::UnknownTask { task: 99 })
+    ));
+}
+
+/// A run slot and a sub-agent task with the same number wait in one lane: each admission goes
+/// to the kind that was admitted (the controller holds them as `Work::Run` / `Work::Task`).
+#[test]
+fn a_run_slot_and_a_task_with_the_same_number_are_told_apart() {
+    let config = Config::from_input(ConfigInput {
+        lanes: Some([("worker".to_owned(), 1.0)].into_iter().collect()),
+        ..ConfigInput::default()
+    })
+    .unwrap();
+    let mut o = Engine::new(&config, 1);
+    let first = o.run_submit(0, run_request(&o, Priority::Normal)).unwrap();
+    let run = o.run_submit(0, run_request(&o, Priority::Normal)).unwrap();
+    let task = o.submit(0, spec()).unwrap();
+    assert_eq!(
+        (run.get(), task.get()),
+        (1, 1),
+        "the same number in both id spaces"
+    );
+    assert_eq!(ready(&mut o), vec![first]);
+    o.run_end(1, first, Outcome::Success).unwrap();
+    assert_eq!(
+        ready(&mut o),
+        vec![run],
+        "the run slot, submitted first, goes first"
+    );
+    assert_eq!(o.tasks().get(task).unwrap().state, TaskState::Queued);
+    o.run_end(2, run, Outcome::Success).unwrap();
+    assert!(ready(&mut o).is_empty());
+    assert_eq!(o.tasks().get(task).unwrap().state, TaskState::Admitted);
+}
+
 #[test]
 fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
     let config = Config::from_input(ConfigInput {
