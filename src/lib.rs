@@ -52,15 +52,13 @@ pub use host::{
 };
 // The concurrency controller and its breaker.
 pub use control::{
-    Admission, Breaker, BreakerPhase, BreakerState, Controller, Outcome, Permit, Request, Ticket,
-    Verdict, Work,
+    Admission, Breaker, BreakerEvent, BreakerPhase, BreakerState, Controller, Outcome, Permit,
+    Request, Ticket, Verdict, Work,
 };
 // The task store.
 pub use store::{Snapshot, Store, Transaction};
 // The core: the task lifecycle, run tasks, task specs and states.
-pub use engine::lifecycle::{
-    BreakerEvent, Engine, EngineStats, JournalStats, RunRequest, TaskEvent,
-};
+pub use engine::lifecycle::{Engine, EngineStats, JournalStats, RunRequest, TaskEvent};
 pub use engine::task::{TaskPhase, TaskSpec, TaskState};
 
 /// The journal's format, for verifiers outside the engine: record encoding, the hash chain,

@@ -183,19 +183,20 @@ impl JsEngine {
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
         let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
+        let mut infos: Vec<TaskInfo> = Vec::new();
         // A state no task can be in matches none.
-        let phase = match filter.state.as_deref().map(api::phase_named) {
-            Some(None) => return js(to_value(&Vec::<TaskInfo>::new())).map(JsCast::unchecked_into),
-            phase => phase.flatten(),
-        };
-        let infos: Vec<TaskInfo> = self
-            .inner
-            .core
-            .borrow()
-            .task_list(filter.open, phase, filter.agent.as_deref())
-            .iter()
-            .map(TaskInfo::from)
-            .collect();
+        if let Some(phase) = filter
+            .state
+            .as_deref()
+            .map_or(Some(None), |s| api::phase_named(s).map(Some))
+        {
+            self.inner
+                .core
+                .borrow()
+                .task_list(filter.open, phase, filter.agent.as_deref(), |r| {
+                    infos.push(TaskInfo::from(r))
+                });
+        }
         js(to_value(&infos)).map(JsCast::unchecked_into)
     }
 

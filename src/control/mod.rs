@@ -40,7 +40,7 @@ mod queue;
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
-pub use self::breaker::{Breaker, BreakerPhase, BreakerState, Outcome, Verdict};
+pub use self::breaker::{Breaker, BreakerEvent, BreakerPhase, BreakerState, Outcome, Verdict};
 pub(crate) use self::gate::Gate;
 pub(crate) use self::limiter::Aimd;
 pub use self::permit::Permit;
@@ -713,9 +713,8 @@ impl Controller {
     }
 
     /// The keys whose breaker changed phase since the last call (a new key's only when it is
-    /// not closed), in first-use order, and whether any breaker is not closed now: what the
-    /// driver tells listeners, and whether run work must read the clock.
-    pub fn take_breaker_changes(&mut self) -> (Vec<(String, BreakerPhase)>, bool) {
+    /// not closed), in first-use order, and whether any breaker is not closed now.
+    pub fn take_breaker_changes(&mut self) -> (Vec<BreakerEvent>, bool) {
         let mut changed = Vec::new();
         let mut not_closed = false;
         for k in &mut self.keys {
@@ -723,7 +722,10 @@ impl Controller {
             not_closed |= phase != BreakerPhase::Closed;
             if phase != k.reported {
                 k.reported = phase;
-                changed.push((k.name.clone(), phase));
+                changed.push(BreakerEvent {
+                    key: k.name.clone(),
+                    phase,
+                });
             }
         }
         (changed, not_closed)

@@ -285,13 +285,19 @@ fn breaker_changes_are_reported_once_per_phase_change() {
     for id in 2..=6 {
         s.complete(id, UPSTREAM);
     }
-    let open = (vec![("p/m".to_string(), BreakerPhase::Open)], true);
+    let changed = |phase| {
+        vec![BreakerEvent {
+            key: "p/m".to_string(),
+            phase,
+        }]
+    };
+    let open = (changed(BreakerPhase::Open), true);
     assert_eq!(s.c.take_breaker_changes(), open);
     assert_eq!(s.c.take_breaker_changes(), (vec![], true), "told once");
     s.now += 30_000;
     s.submit_key(7, "p/m");
     assert_eq!(s.admit(), [7], "the probe");
-    let half = (vec![("p/m".to_string(), BreakerPhase::HalfOpen)], true);
+    let half = (changed(BreakerPhase::HalfOpen), true);
     assert_eq!(s.c.take_breaker_changes(), half);
 }
 

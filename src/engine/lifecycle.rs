@@ -1508,6 +1508,6 @@ mod driver;
 mod liveness;
 mod retry;
 
-pub use self::driver::{BreakerEvent, EngineStats, JournalStats};
+pub use self::driver::{EngineStats, JournalStats};
 #[cfg(test)]
 mod tests;

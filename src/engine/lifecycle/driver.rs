@@ -8,7 +8,7 @@
 //! here, on enums; the driver turns the results into JavaScript values and calls. So the
 //! driver never reaches through the engine into its parts (controller, task table, journal).
 
-use crate::control::{BreakerPhase, ControlStats, KeyId, Outcome, Verdict};
+use crate::control::{BreakerEvent, ControlStats, KeyId, Outcome, Verdict};
 use crate::error::Error;
 use crate::host::MemoryReading;
 use crate::ids::{Priority, RunId, TaskId};
@@ -18,15 +18,6 @@ use crate::store::Head;
 use super::{Engine, RunRequest};
 use crate::engine::task::{TaskPhase, TaskRecord};
 use crate::engine::tasks::Counts;
-
-/// A provider/model key's breaker changed phase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakerEvent {
-    /// The key.
-    pub key: String,
-    /// Its breaker's new phase.
-    pub phase: BreakerPhase,
-}
 
 /// The journal's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +58,7 @@ impl Engine {
     /// not closed), in first-use order, and whether any breaker is not closed now (then keyed
     /// run work must read the clock: a closed breaker admits whatever the time).
     pub fn take_breaker_events(&mut self) -> (Vec<BreakerEvent>, bool) {
-        let (changed, not_closed) = self.controller.take_breaker_changes();
-        let events = changed
-            .into_iter()
-            .map(|(key, phase)| BreakerEvent { key, phase })
-            .collect();
-        (events, not_closed)
+        self.controller.take_breaker_changes()
     }
 
     /// Takes the run slots reported expired since the last call, each with its deadline (ms).
@@ -148,25 +134,26 @@ impl Engine {
             .ok_or_else(|| self.tasks.missing(task))
     }
 
-    /// The tasks in id order: the open ones only when `open` is set or `phase` is an open
-    /// phase (read from the open set, no scan of the settled), else all held; filtered by
-    /// `phase` and `agent` when given.
+    /// The tasks in id order, each passed to `each`: the open ones only when `open` is set or
+    /// `phase` is an open phase (read from the open set, no scan of the settled), else all
+    /// held; filtered by `phase` and `agent` when given.
     pub fn task_list(
         &self,
         open: bool,
         phase: Option<TaskPhase>,
         agent: Option<&str>,
-    ) -> Vec<TaskRecord> {
+        mut each: impl FnMut(&TaskRecord),
+    ) {
         let records = if open || phase.is_some_and(|p| !p.is_settled()) {
             self.tasks.open()
         } else {
             self.tasks.all_brief()
         };
         records
-            .into_iter()
+            .iter()
             .filter(|r| phase.is_none_or(|p| r.state.phase() == p))
             .filter(|r| agent.is_none_or(|a| r.spec.agent == a))
-            .collect()
+            .for_each(&mut each);
     }
 
     /// The figures at `now` (no host reading is taken here: feed one first with

@@ -862,23 +862,16 @@ fn the_task_list_filters_by_phase_and_agent() {
     waits.depends_on = vec![a];
     let b = o.submit(0, waits).unwrap();
     o.cancel(1, b).unwrap(); // queued behind its dependency: cancelled at once
-    let ids = |records: Vec<crate::engine::task::TaskRecord>| -> Vec<TaskId> {
-        records.into_iter().map(|r| r.id).collect()
+    let ids = |open, phase, agent| {
+        let mut ids = Vec::new();
+        o.task_list(open, phase, agent, |r| ids.push(r.id));
+        ids
     };
-    assert_eq!(ids(o.task_list(false, None, None)), [a, b]);
-    assert_eq!(ids(o.task_list(true, None, None)), [a]);
-    assert_eq!(
-        ids(o.task_list(false, Some(TaskPhase::Cancelled), None)),
-        [b]
-    );
-    assert_eq!(
-        ids(o.task_list(false, Some(TaskPhase::Admitted), None)),
-        [a]
-    );
-    assert!(
-        o.task_list(false, Some(TaskPhase::Admitted), Some("other"))
-            .is_empty()
-    );
+    assert_eq!(ids(false, None, None), [a, b]);
+    assert_eq!(ids(true, None, None), [a]);
+    assert_eq!(ids(false, Some(TaskPhase::Cancelled), None), [b]);
+    assert_eq!(ids(false, Some(TaskPhase::Admitted), None), [a]);
+    assert!(ids(false, Some(TaskPhase::Admitted), Some("other")).is_empty());
     assert_eq!(o.task(a).unwrap().id, a);
     assert!(matches!(
         o.task(TaskId(99)),
