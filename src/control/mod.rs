@@ -136,18 +136,10 @@ struct Waiter {
 /// A waiting task's place in line: what `cancel` needs to unlink it in O(1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
-    work: Work,
     class: u32,
     level: Priority,
     node: u32,
     seq: u64,
-}
-
-impl Ticket {
-    /// The task or run slot waiting.
-    pub fn work(&self) -> Work {
-        self.work
-    }
 }
 
 /// Per-lane figures.
@@ -404,7 +396,6 @@ impl Controller {
         };
         self.lanes[lane].queued[level.index()] += 1;
         Ok(Ticket {
-            work,
             class: class as u32,
             level,
             node,
