@@ -15,8 +15,7 @@ use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
 use crate::error::Error;
-use crate::ids::Priority;
-use crate::ids::RunId;
+use crate::ids::{Priority, RunId};
 
 #[wasm_bindgen(module = "/src/bindings/run.js")]
 extern "C" {

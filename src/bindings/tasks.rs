@@ -183,19 +183,17 @@ impl JsEngine {
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
         let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
+        // The `state` filter as a phase: `Some(None)` without one; a name no state has matches
+        // no task.
+        let phase = match filter.state.as_deref() {
+            None => Some(None),
+            Some(name) => api::phase_named(name).map(Some),
+        };
         let mut infos: Vec<TaskInfo> = Vec::new();
-        // A state no task can be in matches none.
-        if let Some(phase) = filter
-            .state
-            .as_deref()
-            .map_or(Some(None), |s| api::phase_named(s).map(Some))
-        {
-            self.inner
-                .core
-                .borrow()
-                .task_list(filter.open, phase, filter.agent.as_deref(), |r| {
-                    infos.push(TaskInfo::from(r))
-                });
+        if let Some(phase) = phase {
+            let agent = filter.agent.as_deref();
+            let o = self.inner.core.borrow();
+            o.task_list(filter.open, phase, agent, |r| infos.push(TaskInfo::from(r)));
         }
         js(to_value(&infos)).map(JsCast::unchecked_into)
     }
