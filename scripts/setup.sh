@@ -18,7 +18,10 @@ export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
 log() { printf 'setup: %s\n' "$*"; }
 
 have_version() { # have_version CMD WANT: CMD --version mentions WANT
-  command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qF "$2"
+  # grep reads all of it (no -q): a grep that quits at the first match makes a tool that prints
+  # more lines (geckodriver) die of SIGPIPE, which pipefail reports as a failed check, and the
+  # tool was reinstalled (minutes of compiling) on about one build in seven.
+  command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -F "$2" >/dev/null
 }
 
 apt_packages() {
