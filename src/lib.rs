@@ -19,13 +19,6 @@ mod config;
 mod control;
 mod engine;
 mod error;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the executor has no caller yet: it becomes the dispatch path of admitted work"
-    )
-)]
 mod executor;
 mod host;
 mod ids;

@@ -73,10 +73,24 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneId(usize);
 
+impl LaneId {
+    /// The lane's index, in the order of the configuration's lanes (the executor's too).
+    pub(crate) fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// A provider/model key, resolved (and registered) once from its name
 /// ([`Controller::key_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(usize);
+
+impl KeyId {
+    /// The key's index (what a permit counts).
+    pub(crate) fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// What [`Controller::submit_or_admit`] did.
 #[derive(Debug)]
@@ -327,32 +341,116 @@ impl Controller {
         priority: Priority,
         fail_fast: bool,
     ) -> Result<Submitted, Error> {
+        if let Some(permit) = self.try_admit(now, task, lane_id, key_id, priority) {
+            return Ok(Submitted::Admitted(permit));
+        }
+        self.submit_to(now, task, lane_id, key_id, priority, fail_fast)
+            .map(Submitted::Waiting)
+    }
+
+    /// A permit for `task` now, without queuing it, when `submit_or_admit` would admit it at
+    /// once: nothing waits in its lane, the lane and the key (if limited) have room, the
+    /// breaker lets it through and, for LOW work, the gate is open. `None` otherwise. The
+    /// executor's idle slots take their deques' work through it, so queued work keeps its
+    /// turn before deque work of the same lane.
+    pub fn try_admit(
+        &mut self,
+        now: u64,
+        task: TaskId,
+        lane_id: LaneId,
+        key_id: Option<KeyId>,
+        priority: Priority,
+    ) -> Option<Permit> {
         self.collect_releases();
         let lane = lane_id.0.min(self.lanes.len().saturating_sub(1));
         let key = key_id.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
         let lane_free = self.lanes[lane].queued == [0; 3] && self.lane_has_room(lane);
         let gate_ok = priority != Priority::Low || !self.gate.is_closed(now);
-        if lane_free && gate_ok {
-            let verdict = match key {
-                None => Some(Verdict::Allow),
-                Some(k) => self.key_verdict(now, k),
-            };
-            if let Some(verdict) = verdict {
-                if let Some(k) = key {
-                    self.keys[k].breaker.on_start(verdict);
-                }
-                let probe = verdict == Verdict::Probe;
-                return Ok(Submitted::Admitted(Permit::issue(
-                    &self.ledger,
-                    task,
-                    lane,
-                    key,
-                    probe,
-                )));
-            }
+        if !(lane_free && gate_ok) {
+            return None;
         }
-        self.submit_to(now, task, lane_id, key_id, priority, fail_fast)
-            .map(Submitted::Waiting)
+        let verdict = match key {
+            None => Verdict::Allow,
+            Some(k) => self.key_verdict(now, k)?,
+        };
+        if let Some(k) = key {
+            self.keys[k].breaker.on_start(verdict);
+        }
+        let probe = verdict == Verdict::Probe;
+        Some(Permit::issue(&self.ledger, task, lane, key, probe))
+    }
+
+    /// Whether [`Controller::try_admit`] (`lent` false) or [`Controller::admit_lent`] would
+    /// give a permit now; nothing changes.
+    pub fn could_admit(
+        &self,
+        now: u64,
+        LaneId(lane): LaneId,
+        key: Option<KeyId>,
+        priority: Priority,
+        lent: bool,
+        key_covered: bool,
+    ) -> bool {
+        let lane = lane.min(self.lanes.len().saturating_sub(1));
+        let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
+        if priority == Priority::Low && self.gate.is_closed(now) {
+            return false;
+        }
+        if !lent && !(self.lanes[lane].queued == [0; 3] && self.lane_has_room(lane)) {
+            return false;
+        }
+        match key {
+            None => true,
+            Some(k) if lent && key_covered => {
+                !matches!(self.keys[k].breaker.check(now), Verdict::Refuse { .. })
+            }
+            Some(k) => self.key_verdict(now, k).is_some(),
+        }
+    }
+
+    /// A permit for a task that runs on a lent slot: the slot's lane is already counted by the
+    /// permit of the task lending it (waiting on its children, it makes no requests), so this
+    /// one does not count the lane again. Its key still decides: the breaker must let it
+    /// through, and the key's limit must have room — unless `key_covered`, when a lender on
+    /// the same slot holds a count of that very key (counted once, like the lane). LOW work
+    /// waits while the memory gate is closed. Its outcome feeds the key's breaker and the
+    /// adaptive limit through [`Controller::complete`] like any permit's.
+    pub fn admit_lent(
+        &mut self,
+        now: u64,
+        task: TaskId,
+        LaneId(lane): LaneId,
+        key: Option<KeyId>,
+        key_covered: bool,
+        priority: Priority,
+    ) -> Option<Permit> {
+        self.collect_releases();
+        let lane = lane.min(self.lanes.len().saturating_sub(1));
+        let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
+        if priority == Priority::Low && self.gate.is_closed(now) {
+            return None;
+        }
+        let verdict = match key {
+            None => Verdict::Allow,
+            Some(k) if key_covered => match self.keys[k].breaker.check(now) {
+                Verdict::Refuse { .. } => return None,
+                v => v,
+            },
+            Some(k) => self.key_verdict(now, k)?,
+        };
+        if let Some(k) = key {
+            self.keys[k].breaker.on_start(verdict);
+        }
+        let probe = verdict == Verdict::Probe;
+        Some(Permit::issue_counted(
+            &self.ledger,
+            task,
+            lane,
+            key,
+            probe,
+            false,
+            !key_covered,
+        ))
     }
 
     /// [`Controller::submit`] with the lane and key already resolved (the dispatch path of run
@@ -529,9 +627,18 @@ impl Controller {
     /// Records how a running task ended and releases its permit. Call `admit` afterwards: the
     /// freed slot (or a grown limit) may let waiters start.
     pub fn complete(&mut self, now: u64, mut permit: Permit, outcome: Outcome) {
+        self.record(now, &mut permit, outcome);
+        drop(permit);
         self.collect_releases();
-        let in_use = self.in_use_for(&permit);
-        if let Some(limiter) = self.limiter_for(&permit) {
+    }
+
+    /// Records how a running task ended without releasing its permit: the slot it holds is
+    /// still in use (a task that settled while lending its slot to work still running there).
+    /// Dropping the permit later releases it without a second outcome.
+    pub fn record(&mut self, now: u64, permit: &mut Permit, outcome: Outcome) {
+        self.collect_releases();
+        let in_use = self.in_use_for(permit);
+        if let Some(limiter) = self.limiter_for(permit) {
             if outcome == Outcome::Success {
                 limiter.on_success(in_use);
             } else if outcome.is_backoff_signal() {
@@ -545,8 +652,6 @@ impl Controller {
                 .on_outcome(now, outcome, permit.is_probe(), jitter);
         }
         permit.mark_recorded();
-        drop(permit);
-        self.collect_releases();
     }
 
     /// A call guarded by `key`'s breaker alone (no lane, no slot, no queue): whether it may go
