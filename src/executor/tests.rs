@@ -52,7 +52,11 @@ fn lane(n: usize) -> Executor<u32> {
 fn admitted_work_goes_to_an_idle_slot_with_the_shortest_deque() {
     let mut ex = Executor::new(&[3, 1]);
     ex.push_child(0, 90); // slot 0 has queued work
-    assert_eq!(ex.place(0, 1), Some(1), "the idle slot with the shortest deque");
+    assert_eq!(
+        ex.place(0, 1),
+        Some(1),
+        "the idle slot with the shortest deque"
+    );
     assert_eq!(ex.place(0, 2), Some(2));
     assert_eq!(ex.place(0, 3), Some(0));
     assert_eq!(ex.place(0, 4), None, "every slot of the lane is in use");
@@ -70,7 +74,11 @@ fn a_waiting_parent_lends_its_slot_to_its_newest_child_first() {
     assert!(ex.lend(slot, 1));
     assert!(ex.is_lent_free(slot));
     let (child, deque, how) = ex.next_for(slot).unwrap();
-    assert_eq!((child, deque, how), (12, slot, Steal::Own), "owner end: LIFO");
+    assert_eq!(
+        (child, deque, how),
+        (12, slot, Steal::Own),
+        "owner end: LIFO"
+    );
     assert_eq!(ex.take(slot, deque, how), Some(12));
     assert_eq!(ex.take(slot, deque, how), None, "one occupant at a time");
     assert_eq!(ex.lenders(slot).collect::<Vec<_>>(), vec![1]);
@@ -102,7 +110,11 @@ fn a_parent_is_first_in_line_for_its_slot_when_its_children_settle() {
     let (c, d, h) = ex.next_for(slot).unwrap();
     assert_eq!(ex.take(slot, d, h), Some(c));
     ex.may_resume(slot, 1);
-    assert_eq!(ex.resume(slot), None, "the slot is busy: the parent waits for it");
+    assert_eq!(
+        ex.resume(slot),
+        None,
+        "the slot is busy: the parent waits for it"
+    );
     assert!(ex.leave(slot, c));
     assert_eq!(ex.resume(slot), Some(1), "before the queued child");
     assert_eq!(ex.occupant(slot), Some(1));
@@ -120,7 +132,11 @@ fn nested_lenders_resume_top_first() {
     ex.push_child(slot, 100); // the child's own child
     assert!(ex.lend(slot, c));
     ex.may_resume(slot, 1);
-    assert_eq!(ex.resume(slot), None, "the bottom lender waits for the one above");
+    assert_eq!(
+        ex.resume(slot),
+        None,
+        "the bottom lender waits for the one above"
+    );
     let (g, d, h) = ex.next_for(slot).unwrap();
     assert_eq!(g, 100);
     ex.take(slot, d, h);
@@ -140,7 +156,10 @@ fn a_lender_that_settles_leaves_the_stack() {
     ex.push_child(slot, 10);
     ex.lend(slot, 1);
     assert!(ex.leave(slot, 1));
-    assert!(ex.is_idle(slot), "its queued child stays, for any slot with a permit");
+    assert!(
+        ex.is_idle(slot),
+        "its queued child stays, for any slot with a permit"
+    );
     assert!(ex.unqueue(slot, 10));
     assert!(!ex.unqueue(slot, 10));
     assert_eq!(ex.queued(), 0);
