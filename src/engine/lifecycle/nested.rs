@@ -194,6 +194,12 @@ impl Engine {
         })
     }
 
+    /// Permits slots keep for lenders that settled while work still ran on their slot (each
+    /// counts its lane until the slot is idle).
+    pub fn kept_permits(&self) -> usize {
+        self.nest.held.values().map(Vec::len).sum()
+    }
+
     /// The slot `task` runs on or lends, if any.
     pub fn slot_of(&self, task: TaskId) -> Option<usize> {
         self.live.get(&task).and_then(|l| l.place.slot)
