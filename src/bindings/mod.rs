@@ -95,6 +95,12 @@ extern "C" {
     /// `Promise<TaskInfo>`.
     #[wasm_bindgen(typescript_type = "Promise<TaskInfo>")]
     pub type PromiseTaskInfo;
+    /// `number[]`.
+    #[wasm_bindgen(typescript_type = "number[]")]
+    pub type TaskIdArray;
+    /// `Promise<void>`.
+    #[wasm_bindgen(typescript_type = "Promise<void>")]
+    pub type PromiseVoid;
     /// `TaskFilter | undefined`.
     #[wasm_bindgen(typescript_type = "TaskFilter | undefined")]
     pub type FilterObject;
@@ -132,6 +138,8 @@ struct Inner {
     timer: RefCell<Option<(JsValue, u64)>>,
     /// The JS promises waiting on tasks, by task id.
     task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
+    /// The JS promises waiting for a joining parent to have its slot back, by its task id.
+    resume_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
     next_listener: Cell<u32>,
     /// Whether any breaker was not closed at the last look (then every run end looks again).
@@ -236,8 +244,10 @@ impl JsEngine {
         if self.inner.disposed.replace(true) {
             return;
         }
+        let resume_waiters = std::mem::take(&mut *self.inner.resume_waiters.borrow_mut());
         let task_waiters: Vec<Waiter> = std::mem::take(&mut *self.inner.task_waiters.borrow_mut())
             .into_values()
+            .chain(resume_waiters.into_values())
             .flatten()
             .collect();
         self.inner.listeners.borrow_mut().clear();
@@ -278,6 +288,7 @@ impl JsEngine {
                 tick: RefCell::new(Some(tick_function(weak))),
                 timer: RefCell::new(None),
                 task_waiters: RefCell::new(FxHashMap::default()),
+                resume_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
                 breaker_not_closed: Cell::new(false),
@@ -393,8 +404,10 @@ fn fence_out(inner: &Inner, error: &Error) {
         o.take_requests();
         o.take_events();
     }
+    let resume_waiters = std::mem::take(&mut *inner.resume_waiters.borrow_mut());
     let waiters: Vec<Waiter> = std::mem::take(&mut *inner.task_waiters.borrow_mut())
         .into_values()
+        .chain(resume_waiters.into_values())
         .flatten()
         .collect();
     let error = to_js(error);
