@@ -234,13 +234,7 @@ impl Engine {
             last_probe: None,
             reply_note: None,
             no_statuses: false,
-            nest: nested::Nested::new(
-                &config
-                    .lanes()
-                    .values()
-                    .map(|&n| n as usize)
-                    .collect::<Vec<_>>(),
-            ),
+            nest: nested::Nested::new(config),
         }
     }
 
@@ -300,10 +294,6 @@ impl Engine {
                         restored: true,
                         ..Live::default()
                     };
-                    live.place.slot = {
-                        let lane = o.controller.lane_id(&record.spec.agent).index();
-                        o.nest.exec.place(lane, record.id)
-                    };
                     if let Some(s) = session {
                         o.pool.created_in_use(
                             s.clone(),
@@ -316,6 +306,7 @@ impl Engine {
                         // Reconciled or not, it settles by its deadline from now.
                         live.deadline_at = Some(now.saturating_add(record.spec.deadline_ms));
                         o.live.insert(record.id, live);
+                        o.place(record.id, &record.spec.agent);
                         o.call(
                             CallFor::LastMessage(record.id),
                             HostOp::LastAssistantMessage { session: s.clone() },

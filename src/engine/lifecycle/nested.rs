@@ -52,9 +52,11 @@ pub(super) struct Nested {
 }
 
 impl Nested {
-    pub(super) fn new(capacities: &[usize]) -> Self {
+    /// One slot per unit of each lane's configured limit.
+    pub(super) fn new(config: &crate::config::Config) -> Self {
+        let capacities: Vec<usize> = config.lanes().values().map(|&n| n as usize).collect();
         Nested {
-            exec: Executor::new(capacities),
+            exec: Executor::new(&capacities),
             held: rustc_hash::FxHashMap::default(),
             resumed: Vec::new(),
         }
