@@ -1446,11 +1446,12 @@ impl Engine {
         }
         let counted = outcome.is_counted_failure()
             && self.live.get(&task).is_some_and(|l| l.permit.is_some());
+        let parent_slot = self.child_settling(task);
         self.release(now, task, outcome, succeeded);
         self.transition(now, task, state)?;
         if let Some(mut live) = self.live.remove(&task) {
             let place = nested::take_place(&mut live);
-            self.settled_nested(now, task, &place);
+            self.settled_nested(now, task, &place, parent_slot);
         }
         for dependent in self.dependents.remove(&task).unwrap_or_default() {
             if !self.is_open(dependent) {

@@ -171,12 +171,13 @@ impl<T: Copy + PartialEq> Executor<T> {
         true
     }
 
-    /// `task`, lending `slot`, may have it back (its children settled).
-    pub(crate) fn may_resume(&mut self, slot: usize, task: T) {
+    /// `task`, lending `slot`, may have it back (its children settled), or may not any more
+    /// (it waits on more children).
+    pub(crate) fn set_ready(&mut self, slot: usize, task: T, ready: bool) {
         if let Some(s) = self.slots.get_mut(slot) {
-            for (t, ready) in &mut s.lenders {
+            for (t, r) in &mut s.lenders {
                 if *t == task {
-                    *ready = true;
+                    *r = ready;
                 }
             }
         }

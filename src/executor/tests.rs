@@ -109,7 +109,7 @@ fn a_parent_is_first_in_line_for_its_slot_when_its_children_settle() {
     assert!(ex.lend(slot, 1));
     let (c, d, h) = ex.next_for(slot).unwrap();
     assert_eq!(ex.take(slot, d, h), Some(c));
-    ex.may_resume(slot, 1);
+    ex.set_ready(slot, 1, true);
     assert_eq!(
         ex.resume(slot),
         None,
@@ -131,7 +131,7 @@ fn nested_lenders_resume_top_first() {
     ex.take(slot, d, h);
     ex.push_child(slot, 100); // the child's own child
     assert!(ex.lend(slot, c));
-    ex.may_resume(slot, 1);
+    ex.set_ready(slot, 1, true);
     assert_eq!(
         ex.resume(slot),
         None,
@@ -141,7 +141,7 @@ fn nested_lenders_resume_top_first() {
     assert_eq!(g, 100);
     ex.take(slot, d, h);
     ex.leave(slot, g);
-    ex.may_resume(slot, c);
+    ex.set_ready(slot, c, true);
     assert_eq!(ex.resume(slot), Some(c));
     ex.leave(slot, c);
     assert_eq!(ex.resume(slot), Some(1));
@@ -198,7 +198,7 @@ fn no_task_is_ever_in_two_places_under_random_operations() {
                     }
                     let top = ex.lenders(slot).last();
                     if let Some(t) = top {
-                        ex.may_resume(slot, t);
+                        ex.set_ready(slot, t, true);
                         ex.resume(slot);
                     }
                 }
@@ -222,4 +222,20 @@ fn no_task_is_ever_in_two_places_under_random_operations() {
             }
         }
     }
+}
+
+#[test]
+fn a_parent_that_joins_more_children_waits_again() {
+    let mut ex = lane(1);
+    let slot = ex.place(0, 1).unwrap();
+    ex.lend(slot, 1);
+    ex.set_ready(slot, 1, true);
+    ex.push_child(slot, 10);
+    ex.set_ready(slot, 1, false); // a second join
+    assert_eq!(ex.resume(slot), None);
+    let (c, d, h) = ex.next_for(slot).unwrap();
+    assert_eq!(ex.take(slot, d, h), Some(10));
+    ex.leave(slot, c);
+    ex.set_ready(slot, 1, true);
+    assert_eq!(ex.resume(slot), Some(1));
 }

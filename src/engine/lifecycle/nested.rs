@@ -170,7 +170,9 @@ impl Engine {
             };
             p.place.awaiting += 1;
             if let Some(slot) = p.place.slot {
+                // Lends it, or (lending already, its earlier children settled) waits again.
                 self.nest.exec.lend(slot, parent);
+                self.nest.exec.set_ready(slot, parent, false);
             }
             if !lenders.contains(&parent) {
                 lenders.push(parent);
@@ -381,29 +383,44 @@ impl Engine {
         self.fill(now, slot);
     }
 
-    /// After `task` settled: the parent that joined it counts it; a parent whose children all
-    /// settled may have its slot back; a settled lender is reported (its join ended).
-    pub(super) fn settled_nested(&mut self, now: u64, task: TaskId, place: &Place) {
-        if place.awaiting > 0 && !self.nest.resumed.contains(&task) {
-            self.nest.resumed.push(task);
-        }
-        let Some(parent) = place.awaited_by else {
-            return;
-        };
-        let Some(p) = self.live.get_mut(&parent) else {
-            return;
-        };
+    /// `task` is about to settle (before its slot is freed): the parent that joined it counts
+    /// it, and once all its children settled it is marked to resume — so that the slot this
+    /// task frees goes to that parent first, not to other work. Returns the parent's slot, to
+    /// be given back once this task left its own ([`Engine::settled_nested`]).
+    pub(super) fn child_settling(&mut self, task: TaskId) -> Option<usize> {
+        let parent = self.live.get_mut(&task)?.place.awaited_by.take()?;
+        let p = self.live.get_mut(&parent)?;
         p.place.awaiting = p.place.awaiting.saturating_sub(1);
         if p.place.awaiting > 0 {
-            return;
+            return None;
         }
         match p.place.slot {
             Some(slot) => {
-                self.nest.exec.may_resume(slot, parent);
-                self.fill(now, slot);
+                self.nest.exec.set_ready(slot, parent, true);
+                Some(slot)
             }
             // On no slot (adopted after a restore past capacity): nothing to wait for.
-            None => self.nest.resumed.push(parent),
+            None => {
+                self.nest.resumed.push(parent);
+                None
+            }
+        }
+    }
+
+    /// After `task` settled: a lender that settled is reported (its join ended), and the slot
+    /// of a parent whose children all settled goes back to it if it is free.
+    pub(super) fn settled_nested(
+        &mut self,
+        now: u64,
+        task: TaskId,
+        place: &Place,
+        parent_slot: Option<usize>,
+    ) {
+        if place.awaiting > 0 && !self.nest.resumed.contains(&task) {
+            self.nest.resumed.push(task);
+        }
+        if let Some(slot) = parent_slot {
+            self.fill(now, slot);
         }
     }
 }
