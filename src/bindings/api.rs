@@ -7,11 +7,12 @@ use super::convert::set;
 
 use super::convert::fields;
 use crate::control::ControlStats;
-use crate::engine::lifecycle::Engine;
-use crate::engine::task::{DEFAULT_DEADLINE_MS, TaskRecord, TaskSpec, TaskState};
+use crate::engine::task::{DEFAULT_DEADLINE_MS, TaskPhase, TaskRecord, TaskSpec, TaskState};
+use crate::engine::tasks::Counts;
 use crate::error::Error;
 use crate::host::SessionId;
 use crate::ids::{Priority, TaskId};
+use crate::sessions::PoolCounters;
 
 /// The keys a task spec accepts.
 pub(crate) const SPEC_SCHEMA: &[(&str, &[&str])] = &[(
@@ -580,10 +581,9 @@ pub(crate) fn control_info(stats: ControlStats) -> (Vec<LaneInfo>, Vec<KeyInfo>,
 }
 
 /// Counts of tasks per state group, from the counters the table keeps as tasks move (no scan).
-/// Indexed by `TaskState::tag`: 0 queued, 1–4 admitted … running, 5 succeeded, 6 failed,
-/// 7 cancelled, 8 timed out, 9 unknown.
-pub(crate) fn task_counts(o: &Engine) -> TaskCounts {
-    let c = o.tasks().counts();
+/// Indexed by `TaskPhase`'s discriminant: 0 queued, 1–4 admitted … running, 5 succeeded,
+/// 6 failed, 7 cancelled, 8 timed out, 9 unknown.
+pub(crate) fn task_counts(c: Counts) -> TaskCounts {
     let n = c.by_state;
     TaskCounts {
         queued: n[0],
@@ -597,10 +597,11 @@ pub(crate) fn task_counts(o: &Engine) -> TaskCounts {
     }
 }
 
-/// Pool figures.
-pub(crate) fn pool_info(o: &Engine) -> PoolInfo {
-    let (warm, in_use, parked, retiring, deleting) = o.pool().census();
-    let c = o.pool().counters();
+/// Pool figures: sessions per state (warm, in use, parked, retiring, deleting) and counters.
+pub(crate) fn pool_info(
+    (warm, in_use, parked, retiring, deleting): (usize, usize, usize, usize, usize),
+    c: PoolCounters,
+) -> PoolInfo {
     PoolInfo {
         warm,
         in_use,
@@ -614,6 +615,11 @@ pub(crate) fn pool_info(o: &Engine) -> PoolInfo {
         retirements: c.retirements as f64,
         deletes: c.deletes as f64,
     }
+}
+
+/// The task phase JavaScript calls `name` (a `list` filter's `state`), if any.
+pub(crate) fn phase_named(name: &str) -> Option<TaskPhase> {
+    TaskPhase::ALL.into_iter().find(|p| p.name() == name)
 }
 
 /// Hex of a hash.

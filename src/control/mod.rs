@@ -20,7 +20,8 @@
 //! Invariants:
 //! 1. Live permits per lane (key) never exceed its effective limit at the time they were issued,
 //!    and effective limits never exceed configured ones.
-//! 2. Every task is in at most one place: waiting, or holding a permit. Task ids are the
+//! 2. Every task is in at most one place: waiting, or holding a permit. What waits or holds
+//!    one is a [`Work`]: a sub-agent task or a run slot, each in its own id space. Ids are the
 //!    caller's to keep unique, waiting or running (the engine allocates them: sub-agent tasks
 //!    from a counter and a state machine that submits a task only while it holds no permit, run
 //!    tasks from a slab of slots), so neither a backlog nor the running set costs a per-task
@@ -40,7 +41,7 @@ mod slots;
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
-pub use self::breaker::{Breaker, BreakerPhase, BreakerState, Outcome, Verdict};
+pub use self::breaker::{Breaker, BreakerEvent, BreakerPhase, BreakerState, Outcome, Verdict};
 pub(crate) use self::gate::Gate;
 pub(crate) use self::limiter::Aimd;
 pub use self::permit::Permit;
@@ -50,6 +51,7 @@ use self::permit::Ledger;
 use crate::config::{AimdConfig, BreakerConfig, Config};
 use crate::error::Error;
 use crate::host::MemoryReading;
+pub use crate::ids::Work;
 use crate::ids::{Priority, TaskId};
 
 /// Most distinct provider/model keys one controller tracks.
@@ -102,11 +104,11 @@ pub enum Submitted {
     Waiting(Ticket),
 }
 
-/// A task that may start now, with its permit.
+/// Work that may start now, with its permit.
 #[derive(Debug)]
 pub struct Admission {
-    /// The task.
-    pub task: TaskId,
+    /// The task or run slot.
+    pub work: Work,
     /// Its slot; drop it (or pass it to `complete`) when the task settles.
     pub permit: Permit,
 }
@@ -142,25 +144,17 @@ struct Class {
 
 #[derive(Debug, Clone, Copy)]
 struct Waiter {
-    task: TaskId,
+    work: Work,
     seq: u64,
 }
 
 /// A waiting task's place in line: what `cancel` needs to unlink it in O(1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
-    task: TaskId,
     class: u32,
     level: Priority,
     node: u32,
     seq: u64,
-}
-
-impl Ticket {
-    /// The task waiting.
-    pub fn task(&self) -> TaskId {
-        self.task
-    }
 }
 
 /// Per-lane figures.
@@ -298,7 +292,7 @@ impl Controller {
         };
         self.submit_to(
             now,
-            request.task,
+            Work::Task(request.task),
             lane,
             key,
             request.priority,
@@ -336,16 +330,16 @@ impl Controller {
     pub fn submit_or_admit(
         &mut self,
         now: u64,
-        task: TaskId,
+        work: Work,
         lane_id: LaneId,
         key_id: Option<KeyId>,
         priority: Priority,
         fail_fast: bool,
     ) -> Result<Submitted, Error> {
-        if let Some(permit) = self.try_admit(now, task, lane_id, key_id, priority) {
+        if let Some(permit) = self.try_admit(now, work, lane_id, key_id, priority) {
             return Ok(Submitted::Admitted(permit));
         }
-        self.submit_to(now, task, lane_id, key_id, priority, fail_fast)
+        self.submit_to(now, work, lane_id, key_id, priority, fail_fast)
             .map(Submitted::Waiting)
     }
 
@@ -354,7 +348,7 @@ impl Controller {
     pub fn submit_to(
         &mut self,
         now: u64,
-        task: TaskId,
+        work: Work,
         LaneId(lane): LaneId,
         key: Option<KeyId>,
         priority: Priority,
@@ -380,7 +374,7 @@ impl Controller {
         self.seq += 1;
         let level = priority;
         let waiter = Waiter {
-            task,
+            work,
             seq: self.seq,
         };
         let Ok(node) = self
@@ -396,7 +390,6 @@ impl Controller {
         };
         self.lanes[lane].queued[level.index()] += 1;
         Ok(Ticket {
-            task,
             class: class as u32,
             level,
             node,
@@ -413,7 +406,13 @@ impl Controller {
             Some(name) => Some(self.intern_key(name)?),
             None => None,
         };
-        Ok(Permit::issue(&self.ledger, task, lane, key, false))
+        Ok(Permit::issue(
+            &self.ledger,
+            Work::Task(task),
+            lane,
+            key,
+            false,
+        ))
     }
 
     /// `MemoryPressure` for LOW work while the gate is closed.
@@ -508,13 +507,13 @@ impl Controller {
             }
             let permit = Permit::issue(
                 &self.ledger,
-                waiter.task,
+                waiter.work,
                 lane,
                 key,
                 verdict == Verdict::Probe,
             );
             admitted.push(Admission {
-                task: waiter.task,
+                work: waiter.work,
                 permit,
             });
         }
@@ -706,9 +705,8 @@ impl Controller {
     }
 
     /// The keys whose breaker changed phase since the last call (a new key's only when it is
-    /// not closed), in first-use order, and whether any breaker is not closed now: what the
-    /// driver tells listeners, and whether run work must read the clock.
-    pub fn take_breaker_changes(&mut self) -> (Vec<(String, BreakerPhase)>, bool) {
+    /// not closed), in first-use order, and whether any breaker is not closed now.
+    pub fn take_breaker_changes(&mut self) -> (Vec<BreakerEvent>, bool) {
         let mut changed = Vec::new();
         let mut not_closed = false;
         for k in &mut self.keys {
@@ -716,7 +714,10 @@ impl Controller {
             not_closed |= phase != BreakerPhase::Closed;
             if phase != k.reported {
                 k.reported = phase;
-                changed.push((k.name.clone(), phase));
+                changed.push(BreakerEvent {
+                    key: k.name.clone(),
+                    phase,
+                });
             }
         }
         (changed, not_closed)

@@ -15,7 +15,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::ids::TaskId;
+use super::Work;
 
 /// What the controller learns when a permit goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Ledger {
 #[derive(Debug)]
 #[must_use = "dropping a permit releases its slot at once"]
 pub struct Permit {
-    task: TaskId,
+    work: Work,
     lane: usize,
     key: Option<usize>,
     probe: bool,
@@ -121,18 +121,18 @@ pub struct Permit {
 impl Permit {
     pub(crate) fn issue(
         ledger: &Rc<Ledger>,
-        task: TaskId,
+        work: Work,
         lane: usize,
         key: Option<usize>,
         probe: bool,
     ) -> Self {
-        Self::issue_counted(ledger, task, lane, key, probe, true, true)
+        Self::issue_counted(ledger, work, lane, key, probe, true, true)
     }
 
     /// A permit that counts against its lane and key only where told (see `counts_lane`).
     pub(crate) fn issue_counted(
         ledger: &Rc<Ledger>,
-        task: TaskId,
+        work: Work,
         lane: usize,
         key: Option<usize>,
         probe: bool,
@@ -142,7 +142,7 @@ impl Permit {
         let counts_key = counts_key && key.is_some();
         ledger.acquire(counts_lane.then_some(lane), key.filter(|_| counts_key));
         Permit {
-            task,
+            work,
             lane,
             key,
             probe,
@@ -163,9 +163,9 @@ impl Permit {
         self.key.filter(|_| self.counts_key)
     }
 
-    /// The task holding the permit.
-    pub fn task(&self) -> TaskId {
-        self.task
+    /// The task or run slot holding the permit.
+    pub fn work(&self) -> Work {
+        self.work
     }
 
     /// Whether the task was admitted as its key's half-open probe.

@@ -3,7 +3,7 @@
 //! (no second lane count; its key still admitted). See `engine/lifecycle/nested.rs`.
 
 use super::{Controller, KeyId, LaneId, Permit, Verdict};
-use crate::ids::{Priority, TaskId};
+use crate::ids::{Priority, TaskId, Work};
 
 impl Controller {
     /// A permit for `task` now, without queuing it, when `submit_or_admit` would admit it at
@@ -14,7 +14,7 @@ impl Controller {
     pub fn try_admit(
         &mut self,
         now: u64,
-        task: TaskId,
+        work: Work,
         lane_id: LaneId,
         key_id: Option<KeyId>,
         priority: Priority,
@@ -35,7 +35,7 @@ impl Controller {
             self.keys[k].breaker.on_start(verdict);
         }
         let probe = verdict == Verdict::Probe;
-        Some(Permit::issue(&self.ledger, task, lane, key, probe))
+        Some(Permit::issue(&self.ledger, work, lane, key, probe))
     }
 
     /// Whether [`Controller::try_admit`] (`lent` false) or [`Controller::admit_lent`] would
@@ -103,7 +103,7 @@ impl Controller {
         let probe = verdict == Verdict::Probe;
         Some(Permit::issue_counted(
             &self.ledger,
-            task,
+            Work::Task(task),
             lane,
             key,
             probe,

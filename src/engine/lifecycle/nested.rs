@@ -303,8 +303,13 @@ impl Engine {
             self.controller
                 .admit_lent(now, child, a.lane, a.key, a.covered, a.priority)
         } else {
-            self.controller
-                .try_admit(now, child, a.lane, a.key, a.priority)
+            self.controller.try_admit(
+                now,
+                crate::ids::Work::Task(child),
+                a.lane,
+                a.key,
+                a.priority,
+            )
         }
     }
 
