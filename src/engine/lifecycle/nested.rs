@@ -46,7 +46,8 @@ use super::{Engine, Live};
 pub(super) struct Nested {
     pub(super) exec: Executor<TaskId>,
     /// Permits of lenders that settled while their slot still ran work, per slot.
-    held: rustc_hash::FxHashMap<usize, Vec<Permit>>,
+    /// (A short list: one entry per lender that settled mid-lend.)
+    held: Vec<(usize, Permit)>,
     /// Parents whose join ended: they hold their slot again, or settled.
     resumed: Vec<TaskId>,
 }
@@ -57,7 +58,7 @@ impl Nested {
         let capacities: Vec<usize> = config.lanes().values().map(|&n| n as usize).collect();
         Nested {
             exec: Executor::new(&capacities),
-            held: rustc_hash::FxHashMap::default(),
+            held: Vec::new(),
             resumed: Vec::new(),
         }
     }
@@ -201,7 +202,7 @@ impl Engine {
     /// Permits slots keep for lenders that settled while work still ran on their slot (each
     /// counts its lane until the slot is idle).
     pub fn kept_permits(&self) -> usize {
-        self.nest.held.values().map(Vec::len).sum()
+        self.nest.held.len()
     }
 
     /// The slot `task` runs on or lends, if any.
@@ -271,11 +272,7 @@ impl Engine {
                 .get(&t)
                 .and_then(|l| l.permit.as_ref())
                 .is_some_and(counts)
-        }) || self
-            .nest
-            .held
-            .get(&slot)
-            .is_some_and(|ps| ps.iter().any(counts))
+        }) || self.nest.held.iter().any(|(s, p)| *s == slot && counts(p))
     }
 
     /// What the controller is asked for `child` on free `slot`: its lane, key, priority,
@@ -357,7 +354,7 @@ impl Engine {
     /// Releases the permits a slot kept for settled lenders once it is idle.
     fn drop_held(&mut self, slot: usize) {
         if self.nest.exec.is_idle(slot) {
-            self.nest.held.remove(&slot);
+            self.nest.held.retain(|(s, _)| *s != slot);
         }
     }
 
@@ -382,7 +379,7 @@ impl Engine {
         if was_lender && !self.nest.exec.is_idle(slot) {
             if let Some(mut permit) = l.permit.take().filter(Permit::counts_lane) {
                 self.controller.record(now, &mut permit, outcome);
-                self.nest.held.entry(slot).or_default().push(permit);
+                self.nest.held.push((slot, permit));
             }
         }
         self.fill(now, slot);
