@@ -1,8 +1,11 @@
 //! Engine configuration: what the user may set, validated once into typed values.
 //!
-//! [`ConfigInput`] is the shape users write (camelCase in JavaScript); unknown keys are refused so a
-//! typo never silently falls back to a default. [`Config::from_input`] checks every value and
-//! names the offending key in its [`Error::InvalidConfig`]. Defaults are those of the design:
+//! [`ConfigInput`] and the types of its nested objects are the one definition of what users write:
+//! their serde derives (camelCase, every key optional, unknown keys refused so a typo never
+//! silently falls back to a default) are what the JavaScript boundary reads, and a test checks
+//! the TypeScript `ForemanConfig` against their fields (`tests/ts_types.rs`). Values are checked
+//! once, by [`Config::from_input`], which names the offending key in its
+//! [`Error::InvalidConfig`]. Defaults are those of the design:
 //!
 //! | key | default |
 //! |---|---|
@@ -23,6 +26,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+
 use crate::error::Error;
 
 mod parts;
@@ -40,7 +45,8 @@ pub(crate) const MAX_MS: u32 = 86_400_000;
 pub(crate) const OTHER_LANE: &str = "other";
 
 /// Configuration as the user writes it. Every field is optional.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigInput {
     /// Concurrency per agent type, merged over the defaults.
     pub lanes: Option<BTreeMap<String, f64>>,
@@ -63,7 +69,8 @@ pub struct ConfigInput {
 }
 
 /// `liveness` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct LivenessInput {
     /// Interval of the liveness probe, ms.
     pub interval_ms: Option<f64>,
@@ -109,7 +116,8 @@ impl Default for LivenessConfig {
 }
 
 /// `retention` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionInput {
     /// Settled tasks kept, at most.
     pub max_tasks: Option<f64>,
@@ -154,7 +162,8 @@ impl Default for RetentionConfig {
 pub(crate) const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// `breaker` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct BreakerInput {
     /// Consecutive counted failures that open the breaker.
     pub failure_threshold: Option<f64>,
@@ -167,7 +176,8 @@ pub struct BreakerInput {
 }
 
 /// `adaptive` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdaptiveInput {
     /// Whether limits adapt.
     pub enabled: Option<bool>,
@@ -178,7 +188,8 @@ pub struct AdaptiveInput {
 }
 
 /// `pressure` as written; fractions of the host's memory limit.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PressureInput {
     /// Refuse LOW work at or above this fraction.
     pub refuse_at: Option<f64>,
@@ -189,44 +200,12 @@ pub struct PressureInput {
 }
 
 /// `fairness` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct FairnessInput {
     /// Higher-priority admissions after which a waiting lower level goes.
     pub low_every: Option<f64>,
 }
-
-/// The keys each object in a config may have, by path; the JS boundary refuses others.
-pub(crate) const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
-    (
-        "",
-        &[
-            "lanes",
-            "keys",
-            "breaker",
-            "adaptive",
-            "pressure",
-            "fairness",
-            "retention",
-            "memoryBudget",
-            "liveness",
-        ],
-    ),
-    (
-        "retention",
-        &["maxTasks", "maxAgeMs", "maxBytes", "resultBytes"],
-    ),
-    (
-        "liveness",
-        &["intervalMs", "callTimeoutMs", "cancelMs", "skewMs"],
-    ),
-    (
-        "breaker",
-        &["failureThreshold", "openMs", "maxOpenMs", "closeAfter"],
-    ),
-    ("adaptive", &["enabled", "growAfter", "windowMs"]),
-    ("pressure", &["refuseAt", "resumeBelow", "staleMs"]),
-    ("fairness", &["lowEvery"]),
-];
 
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -60,7 +60,7 @@ pub use store::{Snapshot, Store, Transaction};
 // The core: the task lifecycle, run tasks, task specs and states.
 pub use engine::lifecycle::{Engine, RunRequest};
 pub use engine::runs::RunId;
-pub use engine::task::{TaskSpec, TaskState};
+pub use engine::task::{TaskSpec, TaskSpecInput, TaskState};
 
 /// The journal's format, for verifiers outside the engine: record encoding, the hash chain,
 /// the frames of an export, and verification against a trusted head (or, for an export that

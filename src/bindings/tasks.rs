@@ -182,7 +182,7 @@ impl JsEngine {
     /// Every task (matching `filter`: `state` name and/or `agent`), in id order.
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
-        let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
+        let filter = js(api::filter(&filter.map_or(JsValue::UNDEFINED, Into::into)))?;
         let o = self.inner.core.borrow();
         // Open tasks come from the open set; the settled ones held only when asked for.
         let records = if filter.open

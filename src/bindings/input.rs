@@ -1,0 +1,380 @@
+//! Inputs from JavaScript read into the core's serde types (`ConfigInput`, `TaskSpecInput`, a
+//! `list` filter): the types are the one definition of what a user may write; this file only
+//! reads a JS value into them and names where it went wrong.
+//!
+//! Values arrive here after the catching copy ([`plain`]), so they are plain data: primitives,
+//! arrays and plain objects with data properties only (no getter, no proxy can run).
+//!
+//! Objects and arrays are walked here; every leaf (number, string, boolean) is read by
+//! `serde_wasm_bindgen`'s deserializer. The walk is ours for two reasons:
+//! - `serde_wasm_bindgen` reads a struct by asking for its known fields only, so
+//!   `deny_unknown_fields` would never see a key it does not know (and an array would read as a
+//!   struct with every field absent). Here a struct is read from all of an object's own keys, so
+//!   a typo is refused by serde itself, naming the key.
+//! - The walk knows the key or index of every value it hands on, so an error gets its full path
+//!   (`lanes.worker`, `dependsOn[1]`, the unknown key itself) where it unwinds. (A path tracker
+//!   wrapping the deserializer, such as `serde_path_to_error`, names an unknown field by its
+//!   parent, and would wrap every visitor a second time.)
+//!
+//! Invariant: no input makes this code panic or throw; every failure is a [`ReadError`].
+
+use std::fmt;
+
+use js_sys::{Array, Object};
+use serde::Deserialize;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Expected, IntoDeserializer, MapAccess, SeqAccess,
+    Unexpected, Visitor,
+};
+use wasm_bindgen::{JsCast, JsValue};
+
+use super::convert::{is_array, plain, type_name};
+
+/// Why an input could not be read, and where: `path` is relative to the value read, dotted for
+/// keys and bracketed for indices (`breaker.openMs`, `dependsOn[1]`); empty for the value itself.
+#[derive(Debug)]
+pub(crate) struct ReadError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ReadError {
+    fn new(reason: String) -> Self {
+        ReadError {
+            path: String::new(),
+            reason,
+        }
+    }
+
+    /// The error as seen from the object holding it under `key` (a JS string).
+    #[cold]
+    #[inline(never)]
+    fn under_key(self, key: &JsValue) -> Self {
+        self.under(&key.as_string().unwrap_or_default())
+    }
+
+    fn under(mut self, key: &str) -> Self {
+        self.path = match self.path.as_bytes().first() {
+            None => key.to_owned(),
+            Some(b'[') => format!("{key}{}", self.path),
+            Some(_) => format!("{key}.{}", self.path),
+        };
+        self
+    }
+
+    /// The error as seen from the array holding it at `index`.
+    #[cold]
+    #[inline(never)]
+    fn under_index(self, index: usize) -> Self {
+        self.under(&format!("[{index}]"))
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// serde's messages, kept in words a JavaScript user knows (`expected a number, got string`),
+/// and written without serde's `Unexpected` display: it formats floats with Rust's float
+/// formatting, which is ~18 KB of the `.wasm` on its own.
+impl de::Error for ReadError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        ReadError::new(msg.to_string())
+    }
+
+    fn invalid_type(unexpected: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        ReadError::new(format!("expected {expected}, got {}", js_kind(&unexpected)))
+    }
+
+    fn invalid_value(unexpected: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        ReadError::new(format!("expected {expected}, got {}", js_kind(&unexpected)))
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        ReadError {
+            path: field.to_owned(),
+            reason: format!("unknown key; expected one of: {}", expected.join(", ")),
+        }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        ReadError {
+            path: field.to_owned(),
+            reason: format!("missing field `{field}`"),
+        }
+    }
+}
+
+/// What JavaScript calls the kind of value serde found.
+fn js_kind(unexpected: &Unexpected<'_>) -> &'static str {
+    match unexpected {
+        Unexpected::Bool(_) => "boolean",
+        Unexpected::Unsigned(_) | Unexpected::Signed(_) | Unexpected::Float(_) => "number",
+        Unexpected::Char(_) | Unexpected::Str(_) => "string",
+        Unexpected::Unit | Unexpected::Option => "null",
+        Unexpected::Seq => "an array",
+        Unexpected::Map | Unexpected::StructVariant => "object",
+        _ => "another kind of value",
+    }
+}
+
+/// Reads `T` from `value` through the catching copy; `undefined` and `null` read as `{}` (every
+/// field absent).
+pub(crate) fn read<T: DeserializeOwned>(value: &JsValue) -> Result<T, ReadError> {
+    let value = plain(value).map_err(ReadError::new)?;
+    read_plain(value)
+}
+
+/// [`read`] for a value that is already a catching copy (an element of a copied array).
+pub(crate) fn read_plain<T: DeserializeOwned>(value: JsValue) -> Result<T, ReadError> {
+    let value = if value.is_undefined() || value.is_null() {
+        Object::new().into()
+    } else {
+        value
+    };
+    T::deserialize(Value(value))
+}
+
+/// A plain JS value as a serde deserializer.
+struct Value(JsValue);
+
+impl Value {
+    #[inline(never)]
+    fn is_plain_object(&self) -> bool {
+        self.0.is_object() && !is_array(&self.0)
+    }
+
+    /// An object's own keys and values, for serde to read as a map or a struct.
+    #[inline(never)]
+    fn entries(self) -> Result<Entries, ReadError> {
+        if !self.is_plain_object() {
+            return Err(ReadError::new(format!(
+                "must be a plain object, got {}",
+                type_name(&self.0)
+            )));
+        }
+        let keys = Object::keys(self.0.unchecked_ref::<Object>());
+        Ok(Entries {
+            object: self.0,
+            keys,
+            next: 0,
+        })
+    }
+}
+
+/// The error for a value of the wrong kind.
+#[cold]
+#[inline(never)]
+fn wrong(expected: &str, got: &JsValue) -> ReadError {
+    ReadError::new(format!("expected {expected}, got {}", type_name(got)))
+}
+
+impl<'de> de::Deserializer<'de> for Value {
+    type Error = ReadError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        if self.0.is_undefined() || self.0.is_null() {
+            visitor.visit_unit()
+        } else if let Some(b) = self.0.as_bool() {
+            visitor.visit_bool(b)
+        } else if let Some(n) = self.0.as_f64() {
+            visitor.visit_f64(n)
+        } else if let Some(s) = self.0.as_string() {
+            visitor.visit_string(s)
+        } else if is_array(&self.0) {
+            self.deserialize_seq(visitor)
+        } else {
+            visitor.visit_map(self.entries()?)
+        }
+    }
+
+    #[inline(never)]
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        match self.0.as_bool() {
+            Some(b) => visitor.visit_bool(b),
+            None => Err(wrong("a boolean", &self.0)),
+        }
+    }
+
+    #[inline(never)]
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        match self.0.as_f64() {
+            Some(n) => visitor.visit_f64(n),
+            None => Err(wrong("a number", &self.0)),
+        }
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        self.deserialize_f64(visitor)
+    }
+
+    #[inline(never)]
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        match self.0.as_string() {
+            Some(s) => visitor.visit_string(s),
+            None => Err(wrong("a string", &self.0)),
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        self.deserialize_string(visitor)
+    }
+
+    #[inline(never)]
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        if self.0.is_undefined() || self.0.is_null() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    #[inline(never)]
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        if !is_array(&self.0) {
+            return Err(wrong("an array", &self.0));
+        }
+        visitor.visit_seq(Elements {
+            array: self.0.unchecked_into(),
+            next: 0,
+        })
+    }
+
+    #[inline(never)]
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visitor.visit_map(self.entries()?)
+    }
+
+    #[inline(never)]
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        visitor.visit_map(self.entries()?)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        self.deserialize_seq(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char bytes byte_buf unit unit_struct enum
+        identifier
+    }
+}
+
+/// An object's own enumerable keys, in order, with their values.
+struct Entries {
+    object: JsValue,
+    keys: Array,
+    next: u32,
+}
+
+impl<'de> MapAccess<'de> for Entries {
+    type Error = ReadError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ReadError> {
+        // An unknown key names itself (`ReadError::unknown_field`).
+        match self.next_key() {
+            Some(key) => seed.deserialize(key.into_deserializer()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    #[inline(never)]
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ReadError> {
+        let (key, value) = self.next_entry();
+        seed.deserialize(value).map_err(|e| e.under_key(&key))
+    }
+}
+
+impl Entries {
+    /// The current key, if any is left.
+    #[inline(never)]
+    fn next_key(&mut self) -> Option<String> {
+        (self.next < self.keys.length())
+            .then(|| self.keys.get(self.next).as_string().unwrap_or_default())
+    }
+
+    /// The current key and its value; moves on.
+    #[inline(never)]
+    fn next_entry(&mut self) -> (JsValue, Value) {
+        let key = self.keys.get(self.next);
+        self.next += 1;
+        let value = js_sys::Reflect::get(&self.object, &key).unwrap_or(JsValue::UNDEFINED);
+        (key, Value(value))
+    }
+}
+
+/// An array's elements, in order.
+struct Elements {
+    array: Array,
+    next: u32,
+}
+
+impl<'de> SeqAccess<'de> for Elements {
+    type Error = ReadError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ReadError> {
+        if self.next >= self.array.length() {
+            return Ok(None);
+        }
+        let index = self.next;
+        self.next += 1;
+        seed.deserialize(Value(self.array.get(index)))
+            .map(Some)
+            .map_err(|e| e.under_index(index as usize))
+    }
+}
+
+/// A `list` filter; unknown keys are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Filter {
+    /// Only tasks in this state (its JavaScript name).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only tasks of this agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Only tasks not settled (read from the open set, not every task held).
+    #[serde(default)]
+    pub open: bool,
+}
