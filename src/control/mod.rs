@@ -370,13 +370,7 @@ impl Controller {
         // Ids come from this controller; one from another is kept in range, never a panic.
         let lane = lane.min(self.lanes.len().saturating_sub(1));
         let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
-        if priority == Priority::Low && self.gate.is_closed(now) {
-            let (used, limit) = self
-                .gate
-                .last()
-                .map_or((0, 0), |(_, r)| (r.used(), r.limit()));
-            return Err(Error::MemoryPressure { used, limit });
-        }
+        self.check_pressure(now, priority)?;
         if let Some(k) = key {
             if fail_fast {
                 if let Verdict::Refuse { retry_at } = self.keys[k].breaker.check(now) {
@@ -428,6 +422,18 @@ impl Controller {
         Ok(Permit::issue(&self.ledger, task, lane, key, false))
     }
 
+    /// `MemoryPressure` for LOW work while the gate is closed.
+    fn check_pressure(&self, now: u64, priority: Priority) -> Result<(), Error> {
+        if priority == Priority::Low && self.gate.is_closed(now) {
+            let (used, limit) = self
+                .gate
+                .last()
+                .map_or((0, 0), |(_, r)| (r.used(), r.limit()));
+            return Err(Error::MemoryPressure { used, limit });
+        }
+        Ok(())
+    }
+
     /// The refusals `submit` would make for such a request, without queuing anything.
     pub fn check(
         &self,
@@ -438,13 +444,7 @@ impl Controller {
         fail_fast: bool,
     ) -> Result<(), Error> {
         let _ = agent; // every agent has a lane (its own or `other`)
-        if priority == Priority::Low && self.gate.is_closed(now) {
-            let (used, limit) = self
-                .gate
-                .last()
-                .map_or((0, 0), |(_, r)| (r.used(), r.limit()));
-            return Err(Error::MemoryPressure { used, limit });
-        }
+        self.check_pressure(now, priority)?;
         if let (Some(name), true) = (key, fail_fast) {
             if let Some(&k) = self.key_index.get(name) {
                 if let Verdict::Refuse { retry_at } = self.keys[k].breaker.check(now) {

@@ -362,16 +362,7 @@ impl TaskTable {
 
     /// Every task held, in id order, with prompts left empty (see [`TaskTable::get_brief`]).
     pub fn all_brief(&self) -> Vec<TaskRecord> {
-        let snap = self.store.snapshot();
-        self.store
-            .scan(&snap, TASK_PREFIX)
-            .into_iter()
-            .filter_map(|(k, state)| {
-                let id = TaskId(u32::from_be_bytes(<[u8; 4]>::try_from(&k[1..]).ok()?));
-                let spec = self.store.get(&snap, &spec_key(id))?;
-                TaskRecord::decode_brief(id, &spec, &state).ok()
-            })
-            .collect()
+        self.scan_records(TaskRecord::decode_brief)
     }
 
     /// The state of `task`, without its spec (no prompt is copied).
@@ -390,6 +381,14 @@ impl TaskTable {
 
     /// Every task held, in id order, from one snapshot.
     pub fn all(&self) -> Vec<TaskRecord> {
+        self.scan_records(TaskRecord::decode)
+    }
+
+    /// Every task held, in id order, from one snapshot, each decoded by `decode`.
+    fn scan_records<E>(
+        &self,
+        decode: impl Fn(TaskId, &[u8], &[u8]) -> Result<TaskRecord, E>,
+    ) -> Vec<TaskRecord> {
         let snap = self.store.snapshot();
         self.store
             .scan(&snap, TASK_PREFIX)
@@ -397,7 +396,7 @@ impl TaskTable {
             .filter_map(|(k, state)| {
                 let id = TaskId(u32::from_be_bytes(<[u8; 4]>::try_from(&k[1..]).ok()?));
                 let spec = self.store.get(&snap, &spec_key(id))?;
-                TaskRecord::decode(id, &spec, &state).ok()
+                decode(id, &spec, &state).ok()
             })
             .collect()
     }
