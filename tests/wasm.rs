@@ -2,7 +2,7 @@
 //! headless Chrome and headless Firefox (`make test-wasm`), so the pass counts can be compared.
 #![cfg(target_arch = "wasm32")]
 
-use foreman::bindings::{ConfigObject, Engine, HostObject};
+use foreman::bindings::{ConfigObject, HostObject, JsEngine as Engine};
 use js_sys::{JSON, Reflect};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
