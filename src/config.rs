@@ -48,10 +48,13 @@ pub(crate) const OTHER_LANE: &str = "other";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigInput {
-    /// Concurrency per agent type, merged over the defaults.
-    pub lanes: Option<BTreeMap<String, f64>>,
-    /// Concurrency per provider/model key.
-    pub keys: Option<BTreeMap<String, f64>>,
+    /// Concurrency per agent type, merged over the defaults: `{ worker: 16 }` in JavaScript,
+    /// (name, limit) pairs here, applied in order (a name given twice: the last wins).
+    #[serde(deserialize_with = "limits")]
+    pub lanes: Option<Vec<(String, f64)>>,
+    /// Concurrency per provider/model key, as `lanes`.
+    #[serde(deserialize_with = "limits")]
+    pub keys: Option<Vec<(String, f64)>>,
     /// Circuit-breaker settings.
     pub breaker: Option<BreakerInput>,
     /// Adaptive-limit settings.
@@ -66,6 +69,34 @@ pub struct ConfigInput {
     pub memory_budget: Option<f64>,
     /// Liveness settings (probe interval, host-call timeout, cancel bound, clock skew).
     pub liveness: Option<LivenessInput>,
+}
+
+/// Reads an object of limits (`{ worker: 16 }`; `null` is absent) as (name, limit) pairs in the
+/// order written. (Pairs rather than a map: the validated [`Config`] holds the map, and a second
+/// map type would be a second copy of the B-tree's code in the `.wasm`, for input alone.)
+fn limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, f64)>>, D::Error> {
+    use serde::de::{MapAccess, Visitor};
+    struct Pairs;
+    impl<'de> Visitor<'de> for Pairs {
+        type Value = Option<Vec<(String, f64)>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of numbers")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            Ok(Some(pairs))
+        }
+    }
+    d.deserialize_option(Pairs)
 }
 
 /// `liveness` as written.
@@ -230,15 +261,17 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let lanes = [
+        // Inserted one by one, not collected: collecting a map sorts its entries first, which
+        // would bring a sort and a bulk build into the `.wasm` for these four alone.
+        let mut lanes = BTreeMap::new();
+        for (name, limit) in [
             ("planner", 2),
             ("worker", 8),
             ("reviewer", 4),
             (OTHER_LANE, 4),
-        ]
-        .into_iter()
-        .map(|(name, limit)| (name.to_owned(), limit))
-        .collect();
+        ] {
+            lanes.insert(name.to_owned(), limit);
+        }
         Config {
             lanes,
             keys: BTreeMap::new(),
