@@ -290,122 +290,178 @@ impl Config {
     /// Validates user input over the defaults.
     pub fn from_input(input: ConfigInput) -> Result<Self, Error> {
         let mut c = Config::default();
-        for (name, limit) in input.lanes.unwrap_or_default() {
-            let key = format!("lanes.{name}");
-            validate_name(&key, &name)?;
-            c.lanes
-                .insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
-        }
-        for (name, limit) in input.keys.unwrap_or_default() {
-            let key = format!("keys.{name}");
-            validate_name(&key, &name)?;
-            c.keys
-                .insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
-        }
-        if let Some(b) = input.breaker {
-            set(
-                &mut c.breaker.failure_threshold,
+        limits_into(&mut c.lanes, "lanes", input.lanes)?;
+        limits_into(&mut c.keys, "keys", input.keys)?;
+        // An absent object reads as all its keys absent: the checks between keys below then
+        // compare defaults, which pass.
+        let (b, a, p) = (
+            input.breaker.unwrap_or_default(),
+            input.adaptive.unwrap_or_default(),
+            input.pressure.unwrap_or_default(),
+        );
+        let (f, l, r) = (
+            input.fairness.unwrap_or_default(),
+            input.liveness.unwrap_or_default(),
+            input.retention.unwrap_or_default(),
+        );
+        // Whole numbers, each with its key and range (one table: each check is one loop step,
+        // not a copy of the check).
+        let (breaker, liveness) = (&mut c.breaker, &mut c.liveness);
+        for (target, key, value, min, max) in [
+            (
+                &mut breaker.failure_threshold,
                 "breaker.failureThreshold",
                 b.failure_threshold,
                 1,
                 1000,
-            )?;
-            set_ms(&mut c.breaker.open_ms, "breaker.openMs", b.open_ms)?;
-            set_ms(
-                &mut c.breaker.max_open_ms,
-                "breaker.maxOpenMs",
-                b.max_open_ms,
-            )?;
-            set(
-                &mut c.breaker.close_after,
+            ),
+            (
+                &mut breaker.close_after,
                 "breaker.closeAfter",
                 b.close_after,
                 1,
                 1000,
-            )?;
-            if c.breaker.max_open_ms < c.breaker.open_ms {
-                return Err(Error::config(
-                    "breaker.maxOpenMs",
-                    "must be at least breaker.openMs",
-                ));
-            }
-        }
-        if let Some(a) = input.adaptive {
-            if let Some(enabled) = a.enabled {
-                c.adaptive.enabled = enabled;
-            }
-            set(
+            ),
+            (
                 &mut c.adaptive.grow_after,
                 "adaptive.growAfter",
                 a.grow_after,
                 1,
                 1000,
-            )?;
-            set_ms(&mut c.adaptive.window_ms, "adaptive.windowMs", a.window_ms)?;
-        }
-        if let Some(p) = input.pressure {
-            if let Some(v) = p.refuse_at {
-                c.pressure.refuse_at_per_mille = fraction("pressure.refuseAt", v)?;
-            }
-            if let Some(v) = p.resume_below {
-                c.pressure.resume_below_per_mille = fraction("pressure.resumeBelow", v)?;
-            }
-            set_ms(&mut c.pressure.stale_ms, "pressure.staleMs", p.stale_ms)?;
-            if c.pressure.resume_below_per_mille > c.pressure.refuse_at_per_mille {
-                return Err(Error::config(
-                    "pressure.resumeBelow",
-                    "must not exceed pressure.refuseAt",
-                ));
-            }
-        }
-        if let Some(f) = input.fairness {
-            set(
+            ),
+            (
                 &mut c.low_every,
                 "fairness.lowEvery",
                 f.low_every,
                 1,
                 1_000_000,
-            )?;
-        }
-        if let Some(l) = input.liveness {
-            let v = &mut c.liveness;
-            set_ms(&mut v.interval_ms, "liveness.intervalMs", l.interval_ms)?;
-            set_ms(
-                &mut v.call_timeout_ms,
-                "liveness.callTimeoutMs",
-                l.call_timeout_ms,
-            )?;
-            set_ms(&mut v.cancel_ms, "liveness.cancelMs", l.cancel_ms)?;
-            if let Some(skew) = l.skew_ms {
-                v.skew_ms = u64::from(whole_number("liveness.skewMs", skew, 0, MAX_MS)?);
-            }
-        }
-        if let Some(r) = input.retention {
-            set(
+            ),
+            (
                 &mut c.retention.max_tasks,
                 "retention.maxTasks",
                 r.max_tasks,
                 0,
                 1_000_000,
-            )?;
-            if let Some(v) = r.max_age_ms {
-                c.retention.max_age_ms =
-                    u64::from(whole_number("retention.maxAgeMs", v, 0, 30 * MAX_MS)?);
-            }
-            if let Some(v) = r.max_bytes {
-                c.retention.max_bytes =
-                    u64::from(whole_number("retention.maxBytes", v, 0, 2 << 30)?);
-            }
-            set(
+            ),
+            (
                 &mut c.retention.result_bytes,
                 "retention.resultBytes",
                 r.result_bytes,
                 1024,
                 1 << 20,
-            )?;
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = whole_number(key, v, min, max)?;
+            }
         }
-        if let Some(v) = input.memory_budget {
-            c.memory_budget = u64::from(whole_number("memoryBudget", v, 1 << 20, 3 << 30)?);
+        for (target, key, value, min, max) in [
+            (&mut breaker.open_ms, "breaker.openMs", b.open_ms, 1, MAX_MS),
+            (
+                &mut breaker.max_open_ms,
+                "breaker.maxOpenMs",
+                b.max_open_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut c.adaptive.window_ms,
+                "adaptive.windowMs",
+                a.window_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut c.pressure.stale_ms,
+                "pressure.staleMs",
+                p.stale_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.interval_ms,
+                "liveness.intervalMs",
+                l.interval_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.call_timeout_ms,
+                "liveness.callTimeoutMs",
+                l.call_timeout_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.cancel_ms,
+                "liveness.cancelMs",
+                l.cancel_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.skew_ms,
+                "liveness.skewMs",
+                l.skew_ms,
+                0,
+                MAX_MS,
+            ),
+            (
+                &mut c.retention.max_age_ms,
+                "retention.maxAgeMs",
+                r.max_age_ms,
+                0,
+                30 * MAX_MS,
+            ),
+            (
+                &mut c.retention.max_bytes,
+                "retention.maxBytes",
+                r.max_bytes,
+                0,
+                2 << 30,
+            ),
+            (
+                &mut c.memory_budget,
+                "memoryBudget",
+                input.memory_budget,
+                1 << 20,
+                3 << 30,
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = u64::from(whole_number(key, v, min, max)?);
+            }
+        }
+        if c.breaker.max_open_ms < c.breaker.open_ms {
+            return Err(Error::config(
+                "breaker.maxOpenMs",
+                "must be at least breaker.openMs",
+            ));
+        }
+        if let Some(enabled) = a.enabled {
+            c.adaptive.enabled = enabled;
+        }
+        for (target, key, value) in [
+            (
+                &mut c.pressure.refuse_at_per_mille,
+                "pressure.refuseAt",
+                p.refuse_at,
+            ),
+            (
+                &mut c.pressure.resume_below_per_mille,
+                "pressure.resumeBelow",
+                p.resume_below,
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = fraction(key, v)?;
+            }
+        }
+        if c.pressure.resume_below_per_mille > c.pressure.refuse_at_per_mille {
+            return Err(Error::config(
+                "pressure.resumeBelow",
+                "must not exceed pressure.refuseAt",
+            ));
         }
         Ok(c)
     }
@@ -430,6 +486,20 @@ impl Config {
     }
 }
 
+/// Checks (name, limit) pairs and sets them in `out` over what is there.
+fn limits_into(
+    out: &mut BTreeMap<String, u32>,
+    prefix: &str,
+    pairs: Option<Vec<(String, f64)>>,
+) -> Result<(), Error> {
+    for (name, limit) in pairs.unwrap_or_default() {
+        let key = format!("{prefix}.{name}");
+        validate_name(&key, &name)?;
+        out.insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
+    }
+    Ok(())
+}
+
 fn validate_name(key: &str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -444,20 +514,6 @@ fn validate_name(key: &str, name: &str) -> Result<(), Error> {
             "names are 1–128 characters of A–Z, a–z, 0–9, - _ . / : @",
         ))
     }
-}
-
-fn set(target: &mut u32, key: &str, value: Option<f64>, min: u32, max: u32) -> Result<(), Error> {
-    if let Some(v) = value {
-        *target = whole_number(key, v, min, max)?;
-    }
-    Ok(())
-}
-
-fn set_ms(target: &mut u64, key: &str, value: Option<f64>) -> Result<(), Error> {
-    if let Some(v) = value {
-        *target = u64::from(whole_number(key, v, 1, MAX_MS)?);
-    }
-    Ok(())
 }
 
 fn fraction(key: &str, value: f64) -> Result<u64, Error> {
