@@ -29,9 +29,12 @@ pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
         (false, true) => at.to_owned(),
         (false, false) => format!("{at}.{field}"),
     };
-    let input: TaskSpecInput = read_plain(value).map_err(|e| Error::InvalidInput {
-        field: named(e.path),
-        reason: e.reason,
+    let input: TaskSpecInput = read_plain(value).map_err(|e| {
+        let (path, reason) = e.into_parts();
+        Error::InvalidInput {
+            field: named(path),
+            reason,
+        }
     })?;
     TaskSpec::try_from(input).map_err(|e| match e {
         Error::InvalidInput { field, reason } => Error::InvalidInput {
@@ -44,25 +47,31 @@ pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
 
 /// Reads a `list` filter; errors name `filter` or the key under it.
 pub(crate) fn filter(value: &JsValue) -> Result<Filter, Error> {
-    read(value).map_err(|e| Error::InvalidInput {
-        field: if e.path.is_empty() {
-            "filter".into()
-        } else {
-            format!("filter.{}", e.path)
-        },
-        reason: e.reason,
+    read(value).map_err(|e| {
+        let (path, reason) = e.into_parts();
+        Error::InvalidInput {
+            field: if path.is_empty() {
+                "filter".into()
+            } else {
+                format!("filter.{path}")
+            },
+            reason,
+        }
     })
 }
 
 /// Reads a config object; errors name the key (`breaker.openMs`), or `config` itself.
 pub(crate) fn config(value: &JsValue) -> Result<ConfigInput, Error> {
-    read(value).map_err(|e| Error::InvalidConfig {
-        key: if e.path.is_empty() {
-            "config".into()
-        } else {
-            e.path
-        },
-        reason: e.reason,
+    read(value).map_err(|e| {
+        let (path, reason) = e.into_parts();
+        Error::InvalidConfig {
+            key: if path.is_empty() {
+                "config".into()
+            } else {
+                path
+            },
+            reason,
+        }
     })
 }
 

@@ -37,20 +37,25 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use super::convert::{is_array, plain, type_name};
 
-/// Why an input could not be read, and where: `path` is relative to the value read, dotted for
-/// keys and bracketed for indices (`breaker.openMs`, `dependsOn[1]`); empty for the value itself.
+/// Why an input could not be read, and where: the path is relative to the value read, dotted
+/// for keys and bracketed for indices (`breaker.openMs`, `dependsOn[1]`); empty for the value
+/// itself. Boxed: a result carries one pointer for its error, so the reads that succeed (all
+/// of them, nearly always) move less.
 #[derive(Debug)]
-pub(crate) struct ReadError {
-    pub path: String,
-    pub reason: String,
-}
+pub(crate) struct ReadError(Box<(String, String)>);
 
 impl ReadError {
+    fn at(path: String, reason: String) -> Self {
+        ReadError(Box::new((path, reason)))
+    }
+
     fn new(reason: String) -> Self {
-        ReadError {
-            path: String::new(),
-            reason,
-        }
+        ReadError::at(String::new(), reason)
+    }
+
+    /// The path and the reason.
+    pub(crate) fn into_parts(self) -> (String, String) {
+        *self.0
     }
 
     /// The error as seen from the object holding it under `key` (a JS string).
@@ -61,10 +66,11 @@ impl ReadError {
     }
 
     fn under(mut self, key: &str) -> Self {
-        self.path = match self.path.as_bytes().first() {
+        let path = &mut self.0.0;
+        *path = match path.as_bytes().first() {
             None => key.to_owned(),
-            Some(b'[') => format!("{key}{}", self.path),
-            Some(_) => format!("{key}.{}", self.path),
+            Some(b'[') => format!("{key}{path}"),
+            Some(_) => format!("{key}.{path}"),
         };
         self
     }
@@ -79,7 +85,7 @@ impl ReadError {
 
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: {}", self.path, self.reason)
+        write!(f, "`{}`: {}", self.0.0, self.0.1)
     }
 }
 
@@ -102,17 +108,14 @@ impl de::Error for ReadError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        ReadError {
-            path: field.to_owned(),
-            reason: format!("unknown key; expected one of: {}", expected.join(", ")),
-        }
+        ReadError::at(
+            field.to_owned(),
+            format!("unknown key; expected one of: {}", expected.join(", ")),
+        )
     }
 
     fn missing_field(field: &'static str) -> Self {
-        ReadError {
-            path: field.to_owned(),
-            reason: format!("missing field `{field}`"),
-        }
+        ReadError::at(field.to_owned(), format!("missing field `{field}`"))
     }
 }
 
