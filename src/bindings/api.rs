@@ -20,14 +20,15 @@ pub(crate) fn task_id(field: &str, value: &JsValue) -> Result<TaskId, Error> {
     }
 }
 
-/// Reads one spec (a catching copy already); errors name the field under `at`
-/// (`specs[2].prompt`; the spec itself is `specs[2]`, or `spec` alone).
-pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
-    let named = |field: String| match (at.is_empty(), field.is_empty()) {
-        (true, true) => "spec".to_owned(),
-        (true, false) => field,
-        (false, true) => at.to_owned(),
-        (false, false) => format!("{at}.{field}"),
+/// Reads one spec (a catching copy already), the `index`th of an array or the only one; errors
+/// name the field under it (`specs[2].prompt`; the spec itself is `specs[2]`, or `spec`). The
+/// path is written only for an error.
+pub(crate) fn spec(value: JsValue, index: Option<usize>) -> Result<TaskSpec, Error> {
+    let named = |field: String| match (index, field.is_empty()) {
+        (None, true) => "spec".to_owned(),
+        (None, false) => field,
+        (Some(i), true) => format!("specs[{i}]"),
+        (Some(i), false) => format!("specs[{i}].{field}"),
     };
     let input: TaskSpecInput = read_plain(value).map_err(|e| {
         let (path, reason) = e.into_parts();

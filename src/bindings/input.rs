@@ -108,10 +108,14 @@ impl de::Error for ReadError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        ReadError::at(
-            field.to_owned(),
-            format!("unknown key; expected one of: {}", expected.join(", ")),
-        )
+        let mut reason = String::from("unknown key; expected one of: ");
+        for (i, name) in expected.iter().enumerate() {
+            if i > 0 {
+                reason.push_str(", ");
+            }
+            reason.push_str(name);
+        }
+        ReadError::at(field.to_owned(), reason)
     }
 
     fn missing_field(field: &'static str) -> Self {
@@ -162,10 +166,7 @@ impl Value {
     #[inline(never)]
     fn entries(self) -> Result<Entries, ReadError> {
         if !self.is_plain_object() {
-            return Err(ReadError::new(format!(
-                "must be a plain object, got {}",
-                type_name(&self.0)
-            )));
+            return Err(wrong("must be a plain object", &self.0));
         }
         let keys = Object::keys(self.0.unchecked_ref::<Object>());
         Ok(Entries {
@@ -179,8 +180,8 @@ impl Value {
 /// The error for a value of the wrong kind.
 #[cold]
 #[inline(never)]
-fn wrong(expected: &str, got: &JsValue) -> ReadError {
-    ReadError::new(format!("expected {expected}, got {}", type_name(got)))
+fn wrong(what: &str, got: &JsValue) -> ReadError {
+    ReadError::new(format!("{what}, got {}", type_name(got)))
 }
 
 impl<'de> de::Deserializer<'de> for Value {
@@ -206,7 +207,7 @@ impl<'de> de::Deserializer<'de> for Value {
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
         match self.0.as_bool() {
             Some(b) => visitor.visit_bool(b),
-            None => Err(wrong("a boolean", &self.0)),
+            None => Err(wrong("expected a boolean", &self.0)),
         }
     }
 
@@ -214,7 +215,7 @@ impl<'de> de::Deserializer<'de> for Value {
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
         match self.0.as_f64() {
             Some(n) => visitor.visit_f64(n),
-            None => Err(wrong("a number", &self.0)),
+            None => Err(wrong("expected a number", &self.0)),
         }
     }
 
@@ -226,7 +227,7 @@ impl<'de> de::Deserializer<'de> for Value {
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
         match self.0.as_string() {
             Some(s) => visitor.visit_string(s),
-            None => Err(wrong("a string", &self.0)),
+            None => Err(wrong("expected a string", &self.0)),
         }
     }
 
@@ -246,7 +247,7 @@ impl<'de> de::Deserializer<'de> for Value {
     #[inline(never)]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
         if !is_array(&self.0) {
-            return Err(wrong("an array", &self.0));
+            return Err(wrong("expected an array", &self.0));
         }
         visitor.visit_seq(Elements {
             array: self.0.unchecked_into(),
@@ -327,8 +328,8 @@ impl<'de> MapAccess<'de> for Entries {
 
     #[inline(never)]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ReadError> {
-        let (key, value) = self.next_entry();
-        seed.deserialize(value).map_err(|e| e.under_key(&key))
+        let value = self.next_value();
+        seed.deserialize(value).map_err(|e| self.under_last_key(e))
     }
 }
 
@@ -340,13 +341,19 @@ impl Entries {
             .then(|| self.keys.get(self.next).as_string().unwrap_or_default())
     }
 
-    /// The current key and its value; moves on.
+    /// The current key's value; moves on.
     #[inline(never)]
-    fn next_entry(&mut self) -> (JsValue, Value) {
+    fn next_value(&mut self) -> Value {
         let key = self.keys.get(self.next);
         self.next += 1;
-        let value = js_sys::Reflect::get(&self.object, &key).unwrap_or(JsValue::UNDEFINED);
-        (key, Value(value))
+        Value(js_sys::Reflect::get(&self.object, &key).unwrap_or(JsValue::UNDEFINED))
+    }
+
+    /// `error` as seen from this object, under the key last read.
+    #[cold]
+    #[inline(never)]
+    fn under_last_key(&self, error: ReadError) -> ReadError {
+        error.under_key(&self.keys.get(self.next.saturating_sub(1)))
     }
 }
 

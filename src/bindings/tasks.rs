@@ -96,10 +96,10 @@ impl JsEngine {
             js(array
                 .iter()
                 .enumerate()
-                .map(|(i, v)| api::spec(v, &format!("specs[{i}]")))
+                .map(|(i, v)| api::spec(v, Some(i)))
                 .collect::<Result<Vec<_>, _>>())?
         } else {
-            vec![js(api::spec(value, ""))?]
+            vec![js(api::spec(value, None))?]
         };
         let now = js(self.inner.host.now_ms())?;
         observe_memory(&self.inner, now);
