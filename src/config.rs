@@ -493,9 +493,17 @@ fn limits_into(
     pairs: Option<Vec<(String, f64)>>,
 ) -> Result<(), Error> {
     for (name, limit) in pairs.unwrap_or_default() {
-        let key = format!("{prefix}.{name}");
-        validate_name(&key, &name)?;
-        out.insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
+        // Checked under an empty key; the key (`lanes.worker`) is written only for an error.
+        let checked = validate_name("", &name).and_then(|()| whole_number("", limit, 1, MAX_LIMIT));
+        match checked {
+            Ok(limit) => {
+                out.insert(name, limit);
+            }
+            Err(Error::InvalidConfig { reason, .. }) => {
+                return Err(Error::config(format!("{prefix}.{name}"), reason));
+            }
+            Err(other) => return Err(other),
+        }
     }
     Ok(())
 }
