@@ -145,7 +145,7 @@ pub(crate) fn read<T: DeserializeOwned>(value: &JsValue) -> Result<T, ReadError>
 
 /// [`read`] for a value that is already a catching copy (an element of a copied array).
 pub(crate) fn read_plain<T: DeserializeOwned>(value: JsValue) -> Result<T, ReadError> {
-    let value = if value.is_undefined() || value.is_null() {
+    let value = if value.is_null_or_undefined() {
         Object::new().into()
     } else {
         value
@@ -188,7 +188,7 @@ impl<'de> de::Deserializer<'de> for Value {
     type Error = ReadError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
-        if self.0.is_undefined() || self.0.is_null() {
+        if self.0.is_null_or_undefined() {
             visitor.visit_unit()
         } else if let Some(b) = self.0.as_bool() {
             visitor.visit_bool(b)
@@ -237,7 +237,7 @@ impl<'de> de::Deserializer<'de> for Value {
 
     #[inline(never)]
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
-        if self.0.is_undefined() || self.0.is_null() {
+        if self.0.is_null_or_undefined() {
             visitor.visit_none()
         } else {
             visitor.visit_some(self)
