@@ -39,12 +39,6 @@ const LONG_FILES: &[(&str, usize, &str)] = &[
         "run() and breaker() with their argument checks: split with the bindings",
     ),
     (
-        "src/config.rs",
-        680,
-        "ConfigInput (the serde types users write), Config (validated) and their tests: the \
-         tests could move to config/tests.rs",
-    ),
-    (
         "src/control/mod.rs",
         900,
         "the controller: admission, queues per lane and level, fairness debt; its tests are \
