@@ -43,7 +43,7 @@ pub use config::{
 };
 // Errors and names shared by every layer.
 pub use error::{Error, FailureClass, HostOpKind};
-pub use ids::{Priority, TaskId};
+pub use ids::{Priority, RunId, TaskId};
 // The host interface, and the seeded simulator the native tests drive the engine with.
 pub use host::{
     AssistantMessage, CallId, Clock, Delivery, FakeHost, Host, HostEvent, HostFailure, HostOp,
@@ -52,15 +52,14 @@ pub use host::{
 };
 // The concurrency controller and its breaker.
 pub use control::{
-    Admission, Breaker, BreakerPhase, BreakerState, Controller, Outcome, Permit, Request, Ticket,
-    Verdict,
+    Admission, Breaker, BreakerEvent, BreakerPhase, BreakerState, Controller, Outcome, Permit,
+    Request, Ticket, Verdict, Work,
 };
 // The task store.
 pub use store::{Snapshot, Store, Transaction};
 // The core: the task lifecycle, run tasks, task specs and states.
-pub use engine::lifecycle::{Engine, RunRequest};
-pub use engine::runs::RunId;
-pub use engine::task::{TaskSpec, TaskSpecInput, TaskState};
+pub use engine::lifecycle::{Engine, EngineStats, JournalStats, RunRequest, TaskEvent};
+pub use engine::task::{TaskPhase, TaskSpec, TaskSpecInput, TaskState};
 
 /// The journal's format, for verifiers outside the engine: record encoding, the hash chain,
 /// the frames of an export, and verification against a trusted head (or, for an export that

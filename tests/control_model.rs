@@ -181,7 +181,7 @@ fn run(seed: u64, ops: usize) -> (u64, u64) {
         // Pump, as a driver does after every change, and check each admission.
         let admitted: Vec<Admission> = c.admit(now);
         for a in admitted {
-            let id = a.task.get();
+            let id = a.work.task().map_or(0, TaskId::get);
             let t = tasks
                 .get_mut(&id)
                 .unwrap_or_else(|| panic!("{}: unknown task admitted", ctx(i)));
@@ -274,7 +274,7 @@ fn run(seed: u64, ops: usize) -> (u64, u64) {
 }
 
 fn lane_of_task(tasks: &BTreeMap<u32, Task>, permit: &Permit) -> &'static str {
-    tasks[&permit.task().get()].lane
+    tasks[&permit.work().task().map_or(0, TaskId::get)].lane
 }
 
 #[test]
@@ -354,7 +354,9 @@ fn low_work_waits_within_the_documented_bound_under_high_saturation() {
             }
             for a in c.admit(0) {
                 admissions += 1;
-                if let Some((at, ahead)) = low_submitted.remove(&a.task.get()) {
+                if let Some((at, ahead)) =
+                    low_submitted.remove(&a.work.task().map_or(0, TaskId::get))
+                {
                     let waited = admissions - at;
                     let bound = (ahead + 1) * (k + 1);
                     assert!(

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use foreman::{
     CallId, Clock, Config, Delivery, Engine, FakeHost, Host, HostReply, HostRequest, MemoryReading,
-    Priority, PromptProfile, SessionId, TaskId, TaskSpec, TaskState, fake_violations_none,
+    Priority, PromptProfile, SessionId, TaskId, TaskPhase, TaskSpec, TaskState,
+    fake_violations_none,
 };
 
 /// The wall clock's epoch: true time 0 reads as this on a wall clock not stepped.
@@ -181,10 +182,10 @@ impl World {
         }
         let at = (self.true_now(), self.clocks.lost);
         for e in self.o.take_events() {
-            if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
+            if e.state.is_settled() {
                 *self.settled.entry(e.task).or_default() += 1;
                 self.dispatched.remove(&e.task);
-                if e.state == "failed" {
+                if e.state == TaskPhase::Failed {
                     if let Some(TaskState::Failed { message, .. }) =
                         self.o.tasks().get(e.task).map(|r| r.state)
                     {
@@ -198,9 +199,9 @@ impl World {
                         );
                     }
                 }
-            } else if e.state == "dispatched" {
+            } else if e.state == TaskPhase::Dispatched {
                 self.dispatched.insert(e.task, at);
-            } else if e.state == "queued" {
+            } else if e.state == TaskPhase::Queued {
                 self.dispatched.remove(&e.task);
             }
         }
@@ -523,8 +524,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
             40..=44 => {
                 let used = rng.u64(500..950);
                 let now = w.now();
-                w.o.controller_mut()
-                    .observe_memory(now, MemoryReading::new(used, 1_000).unwrap());
+                w.o.observe_memory(now, MemoryReading::new(used, 1_000).unwrap());
             }
             45 => {
                 // The instance is lost; a new one restores from the journal the host kept.

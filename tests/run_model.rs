@@ -87,7 +87,7 @@ impl Model {
                 break;
             }
         }
-        let expired = self.o.runs_mut().take_expired();
+        let expired = self.o.take_run_expired();
         self.undelivered.extend(expired.iter().copied());
         for (slot, _) in expired {
             let s = self
@@ -262,7 +262,7 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
                 // The expiries taken so far reach run.js.
                 let delivered = std::mem::take(&mut m.undelivered);
                 m.held.clear();
-                m.o.runs_mut().release_expired(&delivered);
+                m.o.release_run_expired(&delivered);
             }
             92..95 => {
                 // A late answer or report for an earlier use of a slot reaches nothing.
@@ -306,7 +306,7 @@ fn play(seed: u64, ops: usize) -> [u64; 4] {
         m.observe(&step);
         let delivered = std::mem::take(&mut m.undelivered);
         m.held.clear();
-        m.o.runs_mut().release_expired(&delivered);
+        m.o.release_run_expired(&delivered);
     }
     assert!(
         m.slots.is_empty(),

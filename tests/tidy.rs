@@ -14,6 +14,14 @@
 //!    warnings, and every `pub` item in a non-test file has a `///` comment (this also covers
 //!    items the lint cannot see, in modules that are not public).
 //!
+//! 6. The core decides by enums, never by the names JavaScript sees: outside `src/bindings/`,
+//!    no non-test source file calls `Error::code()` (only `src/error.rs`, which defines it) or
+//!    compares a `.name()` (a task state's, a breaker phase's) with `==`, `!=` or `matches!`
+//!    (tests may: they check what JavaScript sees).
+//! 7. The bindings only translate: nothing in `src/bindings/` reaches through the engine into
+//!    its parts (`.tasks()`, `.controller()`, `.pool()`, `.runs()`, `.store()`, `.journal()`);
+//!    what they need is an `Engine` method (`engine/lifecycle/driver.rs`).
+//!
 //! Each check is a function from file contents to a list of problems, so the claims at the end
 //! of the file show that each one fails on a bad input.
 #![cfg(not(target_arch = "wasm32"))]
@@ -229,6 +237,55 @@ fn js_names(text: &str) -> Vec<&'static str> {
         }
     }
     found
+}
+
+/// Lines of `text` (the file `path`) where the core decides by a JS-facing string: an error's
+/// code, or a state's or phase's name compared (rule 6).
+fn string_protocols(path: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim() == "#[cfg(test)]" {
+            break; // an inline test module, at the end of its file
+        }
+        let code = line.contains(".code()") && path != "src/error.rs";
+        let name = line.contains(".name()")
+            && (line.contains("==") || line.contains("!=") || line.contains("matches!"));
+        if code || name {
+            problems.push(format!(
+                "{path}:{}: `{}` decides by a JS-facing string: match the enum (strings belong \
+                 to src/bindings/)",
+                n + 1,
+                line.trim()
+            ));
+        }
+    }
+    problems
+}
+
+/// The engine's parts the bindings must not reach into (rule 7).
+const PARTS: &[&str] = &[
+    ".tasks()",
+    ".controller()",
+    ".controller_mut()",
+    ".pool()",
+    ".runs()",
+    ".runs_mut()",
+    ".store()",
+    ".journal()",
+];
+
+/// Lines of `text` (the file `path`) that reach into one of [`PARTS`].
+fn reaches_in(path: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if let Some(part) = PARTS.iter().find(|p| line.contains(**p)) {
+            problems.push(format!(
+                "{path}:{}: reaches into the engine's `{part}`: ask the engine instead",
+                n + 1
+            ));
+        }
+    }
+    problems
 }
 
 /// Problems of file lengths against [`MAX_LINES`] and the allow-list.
@@ -453,6 +510,26 @@ fn only_bindings_name_the_js_crates() {
 }
 
 #[test]
+fn the_core_matches_enums_not_strings() {
+    let problems = files_under("src")
+        .into_iter()
+        .filter(|p| p.ends_with(".rs") && !is_test_file(p) && !p.starts_with("src/bindings/"))
+        .flat_map(|p| string_protocols(&p, &read(&root().join(&p))))
+        .collect();
+    report(problems);
+}
+
+#[test]
+fn bindings_reach_no_engine_part() {
+    let problems = files_under("src/bindings")
+        .into_iter()
+        .filter(|p| p.ends_with(".rs"))
+        .flat_map(|p| reaches_in(&p, &read(&root().join(&p))))
+        .collect();
+    report(problems);
+}
+
+#[test]
 fn source_files_stay_short() {
     let files: Vec<(String, usize)> = files_under("src")
         .into_iter()
@@ -530,6 +607,53 @@ fn js_names_are_found_as_whole_identifiers_only() {
     assert_eq!(js_names("use wasm_bindgen::prelude::*;"), ["wasm_bindgen"]);
     assert_eq!(js_names("let a = js_sys::Array::new();"), ["js_sys"]);
     assert!(js_names("use wasm_bindgen_test::wasm_bindgen_test as test;").is_empty());
+}
+
+#[test]
+fn string_check_refuses_codes_and_compared_names() {
+    let matched = "match r {\n    Err(e) if e.code() == \"BREAKER_OPEN\" => {}\n}\n";
+    assert_eq!(
+        string_protocols("src/engine/a.rs", matched),
+        [
+            "src/engine/a.rs:2: `Err(e) if e.code() == \"BREAKER_OPEN\" => {}` decides by a \
+          JS-facing string: match the enum (strings belong to src/bindings/)"
+        ]
+    );
+    assert_eq!(
+        string_protocols("src/a.rs", "if matches!(e.state.name(), \"failed\") {}").len(),
+        1
+    );
+    assert_eq!(
+        string_protocols("src/a.rs", "x.name() != \"open\"").len(),
+        1
+    );
+    // Naming a value (for a message) and the definition itself are fine.
+    assert!(string_protocols("src/a.rs", "write!(f, \"{}\", op.name())").is_empty());
+    assert!(string_protocols("src/error.rs", "Error::X => self.code(),").is_empty());
+    assert!(string_protocols("src/a.rs", "Err(Error::BreakerOpen { .. }) => {}").is_empty());
+    assert!(
+        string_protocols(
+            "src/a.rs",
+            "#[cfg(test)]\nmod tests {\n    e.code() == \"X\"\n}"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn reach_check_refuses_a_chain_through_the_engine() {
+    assert_eq!(
+        reaches_in(
+            "src/bindings/a.rs",
+            "let h = o.tasks().store().journal().head();"
+        ),
+        ["src/bindings/a.rs:1: reaches into the engine's `.tasks()`: ask the engine instead"]
+    );
+    assert_eq!(
+        reaches_in("a.rs", "o.controller_mut().observe_memory(now, r);").len(),
+        1
+    );
+    assert!(reaches_in("a.rs", "let head = o.journal_head();").is_empty());
 }
 
 #[test]

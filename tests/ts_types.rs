@@ -67,6 +67,14 @@ impl<'de> Deserializer<'de> for Recorder<'_> {
         *self.optional = true;
         v.visit_some(self)
     }
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Stop> {
+        v.visit_enum(de::value::StrDeserializer::<Stop>::new(variants[0]))
+    }
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Stop> {
         v.visit_seq(Empty)
     }
@@ -89,7 +97,7 @@ impl<'de> Deserializer<'de> for Recorder<'_> {
     }
     serde::forward_to_deserialize_any! {
         i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 char bytes byte_buf unit unit_struct
-        newtype_struct tuple tuple_struct enum identifier ignored_any
+        newtype_struct tuple tuple_struct identifier ignored_any
     }
 }
 

@@ -7,10 +7,11 @@ use super::convert::set;
 use super::input::{Filter, read, read_plain};
 use crate::config::ConfigInput;
 use crate::control::ControlStats;
-use crate::engine::lifecycle::Engine;
-use crate::engine::task::{TaskRecord, TaskSpec, TaskSpecInput, TaskState, whole};
+use crate::engine::task::{TaskPhase, TaskRecord, TaskSpec, TaskSpecInput, TaskState, whole};
+use crate::engine::tasks::Counts;
 use crate::error::Error;
 use crate::ids::TaskId;
+use crate::sessions::PoolCounters;
 
 /// A task id from a JS value.
 pub(crate) fn task_id(field: &str, value: &JsValue) -> Result<TaskId, Error> {
@@ -440,10 +441,9 @@ pub(crate) fn control_info(stats: ControlStats) -> (Vec<LaneInfo>, Vec<KeyInfo>,
 }
 
 /// Counts of tasks per state group, from the counters the table keeps as tasks move (no scan).
-/// Indexed by `TaskState::tag`: 0 queued, 1–4 admitted … running, 5 succeeded, 6 failed,
-/// 7 cancelled, 8 timed out, 9 unknown.
-pub(crate) fn task_counts(o: &Engine) -> TaskCounts {
-    let c = o.tasks().counts();
+/// Indexed by `TaskPhase`'s discriminant: 0 queued, 1–4 admitted … running, 5 succeeded,
+/// 6 failed, 7 cancelled, 8 timed out, 9 unknown.
+pub(crate) fn task_counts(c: Counts) -> TaskCounts {
     let n = c.by_state;
     TaskCounts {
         queued: n[0],
@@ -457,10 +457,11 @@ pub(crate) fn task_counts(o: &Engine) -> TaskCounts {
     }
 }
 
-/// Pool figures.
-pub(crate) fn pool_info(o: &Engine) -> PoolInfo {
-    let (warm, in_use, parked, retiring, deleting) = o.pool().census();
-    let c = o.pool().counters();
+/// Pool figures: sessions per state (warm, in use, parked, retiring, deleting) and counters.
+pub(crate) fn pool_info(
+    (warm, in_use, parked, retiring, deleting): (usize, usize, usize, usize, usize),
+    c: PoolCounters,
+) -> PoolInfo {
     PoolInfo {
         warm,
         in_use,
@@ -474,6 +475,11 @@ pub(crate) fn pool_info(o: &Engine) -> PoolInfo {
         retirements: c.retirements as f64,
         deletes: c.deletes as f64,
     }
+}
+
+/// The task phase JavaScript calls `name` (a `list` filter's `state`), if any.
+pub(crate) fn phase_named(name: &str) -> Option<TaskPhase> {
+    TaskPhase::ALL.into_iter().find(|p| p.name() == name)
 }
 
 /// Hex of a hash.

@@ -34,12 +34,12 @@ pub(super) fn after(inner: &Inner) {
         let mut o = inner.core.borrow_mut();
         let requests = o.take_requests();
         let events = o.take_events();
-        let expired = o.runs_mut().take_expired();
-        let ready = o.runs().ready_len() > 0;
+        let expired = o.take_run_expired();
+        let ready = o.run_ready_len() > 0;
         if ready {
             write_ready(inner, &mut o);
         }
-        let breakers = o.controller_mut().take_breaker_changes();
+        let breakers = o.take_breaker_events();
         (requests, events, expired, ready, breakers)
     };
     for r in requests {
@@ -61,39 +61,38 @@ pub(super) fn after(inner: &Inner) {
     if !expired.is_empty() {
         // Delivered (or nobody to tell): the indices of the expired waiting slots may be used
         // again. Not before — a host function started above may have called `run`.
-        inner.core.borrow_mut().runs_mut().release_expired(&expired);
+        inner.core.borrow_mut().release_run_expired(&expired);
     }
     let (changed, not_closed) = breakers;
     inner.breaker_not_closed.set(not_closed);
     if let Some(flag) = inner.run_buffer.borrow_mut().get_mut(RUN_BUFFER) {
         *flag = u32::from(not_closed);
     }
-    for (key, phase) in changed {
+    for e in changed {
         let event = Object::new();
         set(&event, "type", &"breaker".into());
-        set(&event, "key", &key.into());
-        set(&event, "state", &phase.name().into());
+        set(&event, "key", &e.key.into());
+        set(&event, "state", &e.phase.name().into());
         emit(inner, EventKind::Breaker, &event);
     }
     for e in events {
         let event = Object::new();
         set(&event, "type", &"task".into());
         set(&event, "id", &e.task.get().into());
-        set(&event, "state", &e.state.into());
+        set(&event, "state", &e.state.name().into());
         emit(inner, EventKind::Task, &event);
-        if matches!(e.state, "succeeded" | "failed" | "cancelled" | "timed_out") {
+        if e.state.is_settled() {
             let waiters = inner.task_waiters.borrow_mut().remove(&e.task.get());
             if let Some(waiters) = waiters {
-                let record = inner.core.borrow().tasks().get_brief(e.task);
-                let info = record.map(|r| to_value(&TaskInfo::from(&r)));
+                let info = inner
+                    .core
+                    .borrow()
+                    .task(e.task)
+                    .and_then(|r| to_value(&TaskInfo::from(&r)));
                 for (resolve, reject) in waiters {
                     let _ = match &info {
-                        Some(Ok(info)) => resolve.call1(&JsValue::NULL, info),
-                        Some(Err(err)) => reject.call1(&JsValue::NULL, &to_js(err)),
-                        None => reject.call1(
-                            &JsValue::NULL,
-                            &to_js(&Error::UnknownTask { task: e.task.get() }),
-                        ),
+                        Ok(info) => resolve.call1(&JsValue::NULL, info),
+                        Err(err) => reject.call1(&JsValue::NULL, &to_js(err)),
                     };
                 }
             }

@@ -108,19 +108,28 @@ impl de::Error for ReadError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        let mut reason = String::from("unknown key; expected one of: ");
-        for (i, name) in expected.iter().enumerate() {
-            if i > 0 {
-                reason.push_str(", ");
-            }
-            reason.push_str(name);
-        }
-        ReadError::at(field.to_owned(), reason)
+        ReadError::at(field.to_owned(), one_of("unknown key", expected))
+    }
+
+    fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {
+        ReadError::new(one_of("must be", expected))
     }
 
     fn missing_field(field: &'static str) -> Self {
         ReadError::at(field.to_owned(), format!("missing field `{field}`"))
     }
+}
+
+/// `"{what}; expected one of: a, b, c"`.
+fn one_of(what: &str, names: &[&str]) -> String {
+    let mut reason = format!("{what}; expected one of: ");
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            reason.push_str(", ");
+        }
+        reason.push_str(name);
+    }
+    reason
 }
 
 /// What JavaScript calls the kind of value serde found.
@@ -299,8 +308,21 @@ impl<'de> de::Deserializer<'de> for Value {
         self.deserialize_seq(visitor)
     }
 
+    /// An enum of unit variants, by name (`"high"`).
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        match self.0.as_string() {
+            Some(s) => visitor.visit_enum(s.into_deserializer()),
+            None => Err(wrong("expected a string", &self.0)),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
-        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char bytes byte_buf unit unit_struct enum
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char bytes byte_buf unit unit_struct
         identifier
     }
 }

@@ -30,10 +30,9 @@ impl JsEngine {
         };
         // Copied into the JS array piece by piece: no second copy of the journal in wasm memory.
         let o = self.inner.core.borrow();
-        let journal = o.tasks().store().journal();
-        let out = Uint8Array::new_with_length(journal.export_len(from) as u32);
+        let out = Uint8Array::new_with_length(o.journal_export_len(from) as u32);
         let mut at = 0u32;
-        journal.export_pieces(from, |piece| {
+        o.export_journal(from, |piece| {
             let end = at + piece.len() as u32;
             out.subarray(at, end).copy_from(piece);
             at = end;
@@ -46,11 +45,11 @@ impl JsEngine {
     pub fn journal_head(&self) -> Result<HeadObject, JsValue> {
         self.live()?;
         let o = self.inner.core.borrow();
-        let head = o.tasks().store().journal().head();
+        let head = o.journal_head();
         let obj = Object::new();
         set(&obj, "seq", &(head.seq as f64).into());
         set(&obj, "hash", &hex(&head.hash).into());
-        set(&obj, "epoch", &(o.tasks().epoch() as f64).into());
+        set(&obj, "epoch", &(o.epoch() as f64).into());
         Ok(obj.unchecked_into())
     }
 
@@ -77,14 +76,7 @@ impl JsEngine {
     pub fn verify(&self) -> Result<bool, JsValue> {
         self.live()?;
         // In place: no copy of the journal.
-        js(self
-            .inner
-            .core
-            .borrow()
-            .tasks()
-            .store()
-            .journal()
-            .verify_kept())?;
+        js(self.inner.core.borrow().verify_journal())?;
         Ok(true)
     }
 }

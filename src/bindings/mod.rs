@@ -217,8 +217,7 @@ impl JsEngine {
             now,
             |origin| fence::highest(origin).max(head_epoch),
         ))?;
-        *engine.inner.fence.borrow_mut() =
-            fence::Fence::join(core.tasks().origin(), core.tasks().epoch());
+        *engine.inner.fence.borrow_mut() = fence::Fence::join(core.origin(), core.epoch());
         *engine.inner.core.borrow_mut() = core;
         after(&engine.inner);
         Ok(engine)

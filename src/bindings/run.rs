@@ -12,11 +12,10 @@ use super::convert::{class_of, set, to_js};
 use super::events::after;
 use super::timer::arm_at_most;
 use super::{Inner, JsEngine, js};
-use crate::control::{KeyId, Outcome, Verdict};
+use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
-use crate::engine::runs::RunId;
 use crate::error::Error;
-use crate::ids::Priority;
+use crate::ids::{Priority, RunId};
 
 #[wasm_bindgen(module = "/src/bindings/run.js")]
 extern "C" {
@@ -78,7 +77,7 @@ pub(super) fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
 /// ask for the rest (`runDrain`) once it has read it. So no ready slot is lost, at any count.
 pub(super) fn write_ready(inner: &Inner, o: &mut Engine) -> u32 {
     let mut buffer = inner.run_buffer.borrow_mut();
-    if o.runs().ready_len() == 0 {
+    if o.run_ready_len() == 0 {
         // Nothing to add (a run ending with nobody waiting): the count as it is.
         return buffer.first().copied().unwrap_or(0);
     }
@@ -169,35 +168,29 @@ impl JsEngine {
                 _ => Priority::Normal,
             };
             let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
-            let (slot, waits) = {
+            let (slot, timer) = {
                 let mut o = self.inner.core.borrow_mut();
                 let lane = match self.inner.run_lanes.borrow().get(lane as usize) {
                     Some(&lane) => lane,
                     None => o.run_lane(crate::config::OTHER_LANE),
                 };
-                let key = self.run_key_at(key);
-                let slot = js(o.run_submit(
-                    now,
-                    RunRequest {
-                        lane,
-                        key,
-                        priority,
-                        fail_fast: fail_fast != 0,
-                        deadline_ms: deadline,
-                    },
-                ))?;
-                if o.take_run_ready_alone(slot) {
+                let request = RunRequest {
+                    lane,
+                    key: self.run_key_at(key),
+                    priority,
+                    fail_fast: fail_fast != 0,
+                    deadline_ms: deadline,
+                };
+                let slot = js(o.run_submit(now, request))?;
+                let (slot, waits) = if o.take_run_ready_alone(slot) {
                     (slot.get() | RUN_ALONE, false)
                 } else {
                     (slot.get(), write_ready(&self.inner, &mut o) == 0)
-                }
+                };
+                (slot, o.run_timer(now, &request, waits))
             };
-            // Waiting work may wait on time, not only on a release — keyed work on a breaker's
-            // probe time, LOW work on the memory gate's reading going stale: make sure the timer
-            // covers the nearest such moment. Other waiting work waits for a release.
-            let timed_wait = waits && (key != 0 || priority == Priority::Low);
-            if deadline.is_some() || timed_wait {
-                arm_at_most(&self.inner, now, timed_wait);
+            if let Some(at) = timer {
+                arm_at_most(&self.inner, now, at);
             }
             Ok(slot)
         };
@@ -241,32 +234,11 @@ impl JsEngine {
             self.live()?;
             let now = self.inner.host.observe_now(now);
             let key = self.run_key_id(key)?;
-            let verdict = self
-                .inner
-                .core
-                .borrow_mut()
-                .controller_mut()
-                .breaker_enter(now, key);
-            match verdict {
-                Verdict::Allow => Ok(0),
-                Verdict::Probe => {
-                    after(&self.inner); // open → half-open: listeners hear it
-                    Ok(1)
-                }
-                Verdict::Refuse { retry_at } => {
-                    let name = self
-                        .inner
-                        .core
-                        .borrow()
-                        .controller()
-                        .key_name(key)
-                        .to_owned();
-                    Err(to_js(&Error::BreakerOpen {
-                        key: name,
-                        retry_at_ms: retry_at,
-                    }))
-                }
+            let probe = js(self.inner.core.borrow_mut().breaker_enter(now, key))?;
+            if probe {
+                after(&self.inner); // open → half-open: listeners hear it
             }
+            Ok(u32::from(probe))
         };
         self.keep_error(enter(), u32::MAX)
     }
@@ -316,7 +288,6 @@ impl JsEngine {
         self.inner
             .core
             .borrow_mut()
-            .controller_mut()
             .breaker_exit(now, key, probe, outcome);
         if probe || outcome != Outcome::Success {
             after(&self.inner); // the breaker may have moved: events, and the flag run.js reads

@@ -183,30 +183,18 @@ impl JsEngine {
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
         let filter = js(api::filter(&filter.map_or(JsValue::UNDEFINED, Into::into)))?;
-        let o = self.inner.core.borrow();
-        // Open tasks come from the open set; the settled ones held only when asked for.
-        let records = if filter.open
-            || filter.state.as_deref().is_some_and(|s| {
-                matches!(
-                    s,
-                    "queued"
-                        | "admitted"
-                        | "session_acquired"
-                        | "dispatched"
-                        | "running"
-                        | "unknown"
-                )
-            }) {
-            o.tasks().open()
-        } else {
-            o.tasks().all_brief()
+        // The `state` filter as a phase: `Some(None)` without one; a name no state has matches
+        // no task.
+        let phase = match filter.state.as_deref() {
+            None => Some(None),
+            Some(name) => api::phase_named(name).map(Some),
         };
-        let infos: Vec<TaskInfo> = records
-            .iter()
-            .filter(|r| filter.state.as_deref().is_none_or(|s| r.state.name() == s))
-            .filter(|r| filter.agent.as_deref().is_none_or(|a| r.spec.agent == a))
-            .map(TaskInfo::from)
-            .collect();
+        let mut infos: Vec<TaskInfo> = Vec::new();
+        if let Some(phase) = phase {
+            let agent = filter.agent.as_deref();
+            let o = self.inner.core.borrow();
+            o.task_list(filter.open, phase, agent, |r| infos.push(TaskInfo::from(r)));
+        }
         js(to_value(&infos)).map(JsCast::unchecked_into)
     }
 
@@ -215,15 +203,11 @@ impl JsEngine {
         self.live()?;
         let now = js(self.inner.host.now_ms())?;
         let memory = js(self.inner.host.memory())?;
-        self.inner
-            .core
-            .borrow_mut()
-            .controller_mut()
-            .observe_memory(now, memory);
-        let o = self.inner.core.borrow();
-        let pending_calls = o.pending_calls() as u32;
-        let (lanes, keys, gate) = api::control_info(o.controller().stats(now));
-        let (waiting, running) = o.runs().counts();
+        self.inner.core.borrow_mut().observe_memory(now, memory);
+        let stats = self.inner.core.borrow().stats(now);
+        let (footprint, budget) = stats.footprint;
+        let (waiting, running) = stats.runs;
+        let (lanes, keys, gate) = api::control_info(stats.control);
         let dto = StatsDto {
             version: env!("CARGO_PKG_VERSION"),
             now: now as f64,
@@ -232,22 +216,22 @@ impl JsEngine {
                 limit: memory.limit() as f64,
                 per_mille: memory.per_mille() as f64,
             },
-            pending_calls,
+            pending_calls: stats.pending_calls as u32,
             lanes,
             keys,
             gate,
-            pool: api::pool_info(&o),
-            tasks: api::task_counts(&o),
+            pool: api::pool_info(stats.pool, stats.pool_counters),
+            tasks: api::task_counts(stats.tasks),
             runs: api::RunInfo { waiting, running },
             journal: api::JournalInfo {
-                seq: o.tasks().store().journal().head().seq as f64,
-                records: o.tasks().store().journal().len(),
-                bytes: o.tasks().store().journal().bytes(),
-                epoch: o.tasks().epoch(),
+                seq: stats.journal.seq as f64,
+                records: stats.journal.records,
+                bytes: stats.journal.bytes,
+                epoch: stats.journal.epoch,
             },
             engine: api::EngineInfo {
-                footprint: o.tasks().footprint(),
-                budget: o.tasks().budget(),
+                footprint,
+                budget,
                 wasm_memory: wasm_memory_bytes(),
                 fenced: fenced(&self.inner).is_err(),
             },
@@ -261,10 +245,7 @@ impl JsEngine {
     pub(super) fn record(&self, id: &JsValue) -> Result<crate::engine::task::TaskRecord, JsValue> {
         self.live()?;
         let id = js(api::task_id("id", id))?;
-        let o = self.inner.core.borrow();
-        o.tasks()
-            .get_brief(id)
-            .ok_or_else(|| to_js(&o.tasks().missing(id)))
+        js(self.inner.core.borrow().task(id))
     }
 
     pub(super) fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {

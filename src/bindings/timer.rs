@@ -116,23 +116,12 @@ pub(super) fn rearm(inner: &Inner, now: u64) {
     }
 }
 
-/// The run path's cheap check: arms the timer only when a run deadline (or, for work that
-/// waits, the controller's next moment) comes before it.
-pub(super) fn arm_at_most(inner: &Inner, now: u64, waiting: bool) {
-    let next = {
-        let o = inner.core.borrow();
-        let control = if waiting {
-            o.controller().next_deadline(now)
-        } else {
-            None
-        };
-        o.runs().next_deadline().into_iter().chain(control).min()
-    };
+/// The run path's timer: arms it for `at` (the engine's `run_timer`) only when that comes
+/// before the armed one.
+pub(super) fn arm_at_most(inner: &Inner, now: u64, at: u64) {
     let armed = inner.timer.borrow().as_ref().map(|(_, at)| *at);
-    if let Some(at) = next {
-        if armed.is_none_or(|cur| at < cur) {
-            arm(inner, at, now);
-        }
+    if armed.is_none_or(|cur| at < cur) {
+        arm(inner, at, now);
     }
 }
 
@@ -162,10 +151,6 @@ pub(super) fn tick_function(weak: &Weak<Inner>) -> Function {
 /// Feeds the memory gate a fresh reading; a failing reading is skipped (the gate goes stale).
 pub(super) fn observe_memory(inner: &Inner, now: u64) {
     if let Ok(reading) = inner.host.memory() {
-        inner
-            .core
-            .borrow_mut()
-            .controller_mut()
-            .observe_memory(now, reading);
+        inner.core.borrow_mut().observe_memory(now, reading);
     }
 }

@@ -117,6 +117,15 @@ pub enum BreakerPhase {
     HalfOpen,
 }
 
+/// A provider/model key's breaker changed phase (see `Controller::take_breaker_changes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerEvent {
+    /// The key.
+    pub key: String,
+    /// Its breaker's new phase.
+    pub phase: BreakerPhase,
+}
+
 impl BreakerPhase {
     /// `closed`, `open` or `half_open`: the name JavaScript sees.
     pub fn name(self) -> &'static str {

@@ -20,7 +20,8 @@
 //! Invariants:
 //! 1. Live permits per lane (key) never exceed its effective limit at the time they were issued,
 //!    and effective limits never exceed configured ones.
-//! 2. Every task is in at most one place: waiting, or holding a permit. Task ids are the
+//! 2. Every task is in at most one place: waiting, or holding a permit. What waits or holds
+//!    one is a [`Work`]: a sub-agent task or a run slot, each in its own id space. Ids are the
 //!    caller's to keep unique, waiting or running (the engine allocates them: sub-agent tasks
 //!    from a counter and a state machine that submits a task only while it holds no permit, run
 //!    tasks from a slab of slots), so neither a backlog nor the running set costs a per-task
@@ -39,7 +40,7 @@ mod queue;
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
-pub use self::breaker::{Breaker, BreakerPhase, BreakerState, Outcome, Verdict};
+pub use self::breaker::{Breaker, BreakerEvent, BreakerPhase, BreakerState, Outcome, Verdict};
 pub(crate) use self::gate::Gate;
 pub(crate) use self::limiter::Aimd;
 pub use self::permit::Permit;
@@ -49,6 +50,7 @@ use self::permit::Ledger;
 use crate::config::{AimdConfig, BreakerConfig, Config};
 use crate::error::Error;
 use crate::host::MemoryReading;
+pub use crate::ids::Work;
 use crate::ids::{Priority, TaskId};
 
 /// Most distinct provider/model keys one controller tracks.
@@ -87,11 +89,11 @@ pub enum Submitted {
     Waiting(Ticket),
 }
 
-/// A task that may start now, with its permit.
+/// Work that may start now, with its permit.
 #[derive(Debug)]
 pub struct Admission {
-    /// The task.
-    pub task: TaskId,
+    /// The task or run slot.
+    pub work: Work,
     /// Its slot; drop it (or pass it to `complete`) when the task settles.
     pub permit: Permit,
 }
@@ -127,25 +129,17 @@ struct Class {
 
 #[derive(Debug, Clone, Copy)]
 struct Waiter {
-    task: TaskId,
+    work: Work,
     seq: u64,
 }
 
 /// A waiting task's place in line: what `cancel` needs to unlink it in O(1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
-    task: TaskId,
     class: u32,
     level: Priority,
     node: u32,
     seq: u64,
-}
-
-impl Ticket {
-    /// The task waiting.
-    pub fn task(&self) -> TaskId {
-        self.task
-    }
 }
 
 /// Per-lane figures.
@@ -283,7 +277,7 @@ impl Controller {
         };
         self.submit_to(
             now,
-            request.task,
+            Work::Task(request.task),
             lane,
             key,
             request.priority,
@@ -321,7 +315,7 @@ impl Controller {
     pub fn submit_or_admit(
         &mut self,
         now: u64,
-        task: TaskId,
+        work: Work,
         lane_id: LaneId,
         key_id: Option<KeyId>,
         priority: Priority,
@@ -344,14 +338,14 @@ impl Controller {
                 let probe = verdict == Verdict::Probe;
                 return Ok(Submitted::Admitted(Permit::issue(
                     &self.ledger,
-                    task,
+                    work,
                     lane,
                     key,
                     probe,
                 )));
             }
         }
-        self.submit_to(now, task, lane_id, key_id, priority, fail_fast)
+        self.submit_to(now, work, lane_id, key_id, priority, fail_fast)
             .map(Submitted::Waiting)
     }
 
@@ -360,7 +354,7 @@ impl Controller {
     pub fn submit_to(
         &mut self,
         now: u64,
-        task: TaskId,
+        work: Work,
         LaneId(lane): LaneId,
         key: Option<KeyId>,
         priority: Priority,
@@ -386,7 +380,7 @@ impl Controller {
         self.seq += 1;
         let level = priority;
         let waiter = Waiter {
-            task,
+            work,
             seq: self.seq,
         };
         let Ok(node) = self
@@ -402,7 +396,6 @@ impl Controller {
         };
         self.lanes[lane].queued[level.index()] += 1;
         Ok(Ticket {
-            task,
             class: class as u32,
             level,
             node,
@@ -419,7 +412,13 @@ impl Controller {
             Some(name) => Some(self.intern_key(name)?),
             None => None,
         };
-        Ok(Permit::issue(&self.ledger, task, lane, key, false))
+        Ok(Permit::issue(
+            &self.ledger,
+            Work::Task(task),
+            lane,
+            key,
+            false,
+        ))
     }
 
     /// `MemoryPressure` for LOW work while the gate is closed.
@@ -514,13 +513,13 @@ impl Controller {
             }
             let permit = Permit::issue(
                 &self.ledger,
-                waiter.task,
+                waiter.work,
                 lane,
                 key,
                 verdict == Verdict::Probe,
             );
             admitted.push(Admission {
-                task: waiter.task,
+                work: waiter.work,
                 permit,
             });
         }
@@ -705,9 +704,8 @@ impl Controller {
     }
 
     /// The keys whose breaker changed phase since the last call (a new key's only when it is
-    /// not closed), in first-use order, and whether any breaker is not closed now: what the
-    /// driver tells listeners, and whether run work must read the clock.
-    pub fn take_breaker_changes(&mut self) -> (Vec<(String, BreakerPhase)>, bool) {
+    /// not closed), in first-use order, and whether any breaker is not closed now.
+    pub fn take_breaker_changes(&mut self) -> (Vec<BreakerEvent>, bool) {
         let mut changed = Vec::new();
         let mut not_closed = false;
         for k in &mut self.keys {
@@ -715,7 +713,10 @@ impl Controller {
             not_closed |= phase != BreakerPhase::Closed;
             if phase != k.reported {
                 k.reported = phase;
-                changed.push((k.name.clone(), phase));
+                changed.push(BreakerEvent {
+                    key: k.name.clone(),
+                    phase,
+                });
             }
         }
         (changed, not_closed)

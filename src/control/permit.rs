@@ -15,7 +15,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::ids::TaskId;
+use super::Work;
 
 /// What the controller learns when a permit goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Ledger {
 #[derive(Debug)]
 #[must_use = "dropping a permit releases its slot at once"]
 pub struct Permit {
-    task: TaskId,
+    work: Work,
     lane: usize,
     key: Option<usize>,
     probe: bool,
@@ -115,14 +115,14 @@ pub struct Permit {
 impl Permit {
     pub(crate) fn issue(
         ledger: &Rc<Ledger>,
-        task: TaskId,
+        work: Work,
         lane: usize,
         key: Option<usize>,
         probe: bool,
     ) -> Self {
         ledger.acquire(lane, key);
         Permit {
-            task,
+            work,
             lane,
             key,
             probe,
@@ -131,9 +131,9 @@ impl Permit {
         }
     }
 
-    /// The task holding the permit.
-    pub fn task(&self) -> TaskId {
-        self.task
+    /// The task or run slot holding the permit.
+    pub fn work(&self) -> Work {
+        self.work
     }
 
     /// Whether the task was admitted as its key's half-open probe.

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::config::ConfigInput;
 use crate::host::FailureClass;
+use crate::ids::RunId;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -75,7 +76,7 @@ impl Sim {
         admitted
             .into_iter()
             .map(|a| {
-                let id = a.task.get();
+                let id = a.work.task().map_or(0, TaskId::get);
                 self.held.insert(id, a.permit);
                 id
             })
@@ -284,13 +285,19 @@ fn breaker_changes_are_reported_once_per_phase_change() {
     for id in 2..=6 {
         s.complete(id, UPSTREAM);
     }
-    let open = (vec![("p/m".to_string(), BreakerPhase::Open)], true);
+    let changed = |phase| {
+        vec![BreakerEvent {
+            key: "p/m".to_string(),
+            phase,
+        }]
+    };
+    let open = (changed(BreakerPhase::Open), true);
     assert_eq!(s.c.take_breaker_changes(), open);
     assert_eq!(s.c.take_breaker_changes(), (vec![], true), "told once");
     s.now += 30_000;
     s.submit_key(7, "p/m");
     assert_eq!(s.admit(), [7], "the probe");
-    let half = (vec![("p/m".to_string(), BreakerPhase::HalfOpen)], true);
+    let half = (changed(BreakerPhase::HalfOpen), true);
     assert_eq!(s.c.take_breaker_changes(), half);
 }
 
@@ -454,8 +461,8 @@ fn stats_show_queues_per_level_and_key_state() {
 }
 
 /// `submit_or_admit` admits at once exactly when `submit` followed by `admit` would admit that
-/// task: the two controllers below get the same seeded operations and must admit the same
-/// tasks, in the same order, at every step.
+/// work: the two controllers below get the same seeded operations and must admit the same
+/// tasks and run slots (each told apart by its variant), in the same order, at every step.
 #[test]
 fn submit_or_admit_matches_submit_then_admit() {
     for seed in 1..=20u64 {
@@ -475,7 +482,7 @@ fn submit_or_admit_matches_submit_then_admit() {
         slow.c.key_id("k1").unwrap();
         slow.c.key_id("k2").unwrap();
         let mut rng = fastrand::Rng::with_seed(seed);
-        let mut held: Vec<(u32, Permit, Permit)> = Vec::new();
+        let mut held: Vec<(Work, Permit, Permit)> = Vec::new();
         let mut admitted_fast = Vec::new();
         for id in 1..=400u32 {
             let now = u64::from(id) * 100;
@@ -485,15 +492,19 @@ fn submit_or_admit_matches_submit_then_admit() {
                 let (lane, key) = (lanes[rng.usize(0..3)], keys[rng.usize(0..3)]);
                 let priority = Priority::ALL[rng.usize(0..3)];
                 let fail_fast = rng.bool();
+                // Tasks and run slots share numbers here on purpose: the variant tells them apart.
+                let work = if rng.bool() {
+                    Work::Task(TaskId(id))
+                } else {
+                    Work::Run(RunId::from_raw(id))
+                };
                 let f = fast
                     .c
-                    .submit_or_admit(now, TaskId(id), lane, key, priority, fail_fast);
-                let s = slow
-                    .c
-                    .submit_to(now, TaskId(id), lane, key, priority, fail_fast);
+                    .submit_or_admit(now, work, lane, key, priority, fail_fast);
+                let s = slow.c.submit_to(now, work, lane, key, priority, fail_fast);
                 assert_eq!(f.is_err(), s.is_err(), "seed {seed}, task {id}: refusals");
                 match f {
-                    Ok(Submitted::Admitted(p)) => admitted_fast.push((id, p)),
+                    Ok(Submitted::Admitted(p)) => admitted_fast.push((work, p)),
                     Ok(Submitted::Waiting(_)) | Err(_) => {}
                 }
             } else {
@@ -505,19 +516,22 @@ fn submit_or_admit_matches_submit_then_admit() {
             let admitted_slow = slow.c.admit(now);
             let mut more = Vec::new();
             fast.c.admit_into(now, &mut more);
-            let fast_ids: Vec<u32> = admitted_fast
+            let fast_ids: Vec<Work> = admitted_fast
                 .iter()
-                .map(|(id, _)| *id)
-                .chain(more.iter().map(|a| a.task.get()))
+                .map(|(work, p)| {
+                    assert_eq!(p.work(), *work, "seed {seed}: a permit names its work");
+                    *work
+                })
+                .chain(more.iter().map(|a| a.work))
                 .collect();
-            let slow_ids: Vec<u32> = admitted_slow.iter().map(|a| a.task.get()).collect();
+            let slow_ids: Vec<Work> = admitted_slow.iter().map(|a| a.work).collect();
             assert_eq!(fast_ids, slow_ids, "seed {seed}, step {id}: admissions");
             let fast_permits = admitted_fast
                 .drain(..)
                 .map(|(_, p)| p)
                 .chain(more.into_iter().map(|a| a.permit));
             for (pf, s) in fast_permits.zip(admitted_slow) {
-                held.push((s.task.get(), pf, s.permit));
+                held.push((s.work, pf, s.permit));
             }
         }
     }

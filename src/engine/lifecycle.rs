@@ -44,17 +44,19 @@
 use rustc_hash::FxHashMap;
 
 use crate::config::{Config, LivenessConfig};
-use crate::control::{Controller, KeyId, LaneId, Outcome, Permit, Request, Submitted, Ticket};
+use crate::control::{
+    Controller, KeyId, LaneId, Outcome, Permit, Request, Submitted, Ticket, Work,
+};
 use crate::error::Error;
 use crate::host::{
     CallId, FailureClass, HostEvent, HostOp, HostOutcome, HostReply, HostRequest, SessionHealth,
     SessionId,
 };
-use crate::ids::{Priority, TaskId};
+use crate::ids::{Priority, RunId, TaskId};
 use crate::sessions::{Acquired, Pool, PoolConfig};
 
-use super::runs::{MAX_RUNS, RUN_BIT, RunId, Runs};
-use super::task::{TaskSpec, TaskState};
+use super::runs::{MAX_RUNS, Runs};
+use super::task::{TaskPhase, TaskSpec, TaskState};
 use super::tasks::{Restored, TaskTable};
 
 /// With no busy seen, an idle counts only this long after dispatch, ms.
@@ -124,12 +126,12 @@ struct Live {
 }
 
 /// A task's transition, for listeners.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskEvent {
     /// The task.
     pub task: TaskId,
-    /// Its new state's name.
-    pub state: &'static str,
+    /// Its new state.
+    pub state: TaskPhase,
 }
 
 /// The engine core. See the module docs.
@@ -380,7 +382,7 @@ impl Engine {
         if !new {
             return Ok(id);
         }
-        self.emit(id, "queued");
+        self.emit(id, TaskPhase::Queued);
         self.live.insert(id, Live::default());
         for dep in &deps {
             self.dependents.entry(*dep).or_default().push(id);
@@ -709,7 +711,7 @@ impl Engine {
         let placed = self.runs.insert_with(deadline, |slot| {
             let submitted = controller.submit_or_admit(
                 now,
-                TaskId(RUN_BIT | slot.get()),
+                Work::Run(slot),
                 request.lane,
                 request.key,
                 request.priority,
@@ -772,12 +774,7 @@ impl Engine {
         self.runs.drain_ready(out)
     }
 
-    /// The run slots (counts, expirations).
-    pub fn runs_mut(&mut self) -> &mut Runs {
-        &mut self.runs
-    }
-
-    /// The run slots.
+    /// The run slots (for inspection: counts).
     pub fn runs(&self) -> &Runs {
         &self.runs
     }
@@ -893,22 +890,18 @@ impl Engine {
             .min()
     }
 
-    /// The task table (records, journal).
+    /// The task table (records, journal), for inspection: a driver asks the engine
+    /// (`driver.rs`) instead of reaching in.
     pub fn tasks(&self) -> &TaskTable {
         &self.tasks
     }
 
-    /// The controller (stats, permits).
+    /// The controller (stats, permits), for inspection.
     pub fn controller(&self) -> &Controller {
         &self.controller
     }
 
-    /// The controller, to feed memory readings.
-    pub fn controller_mut(&mut self) -> &mut Controller {
-        &mut self.controller
-    }
-
-    /// The session pool.
+    /// The session pool, for inspection.
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -941,19 +934,19 @@ impl Engine {
         self.tasks.forget_session(session)
     }
 
-    fn emit(&mut self, task: TaskId, state: &'static str) {
+    fn emit(&mut self, task: TaskId, state: TaskPhase) {
         self.events.push(TaskEvent { task, state });
     }
 
     fn transition(&mut self, now: u64, task: TaskId, to: TaskState) -> Result<(), Error> {
-        let name = to.name();
+        let phase = to.phase();
         let reply = match &to {
             TaskState::Succeeded { .. } => self.reply_note.take(),
             _ => None,
         };
         self.tasks
             .transition_replied(now, task, to, reply.as_ref().map(|(s, at)| (s, *at)))?;
-        self.emit(task, name);
+        self.emit(task, phase);
         Ok(())
     }
 
@@ -1014,7 +1007,7 @@ impl Engine {
                 Ok(())
             }
             // A failFast task asking again (a retry) while its model's breaker is open.
-            Err(e) if e.code() == "BREAKER_OPEN" && record.spec.fail_fast => {
+            Err(e @ Error::BreakerOpen { .. }) if record.spec.fail_fast => {
                 let message = format!(
                     "BREAKER_OPEN: {e}; the task asked to fail fast instead of waiting for a probe"
                 );
@@ -1029,7 +1022,7 @@ impl Engine {
             }
             // Refused now (the gate closed, or the breaker opened, since it was accepted): it
             // stays queued and asks again shortly.
-            Err(e) if matches!(e.code(), "MEMORY_PRESSURE" | "BREAKER_OPEN") => {
+            Err(Error::MemoryPressure { .. } | Error::BreakerOpen { .. }) => {
                 if let Some(l) = self.live.get_mut(&task) {
                     l.retry_at = Some(now + REQUEUE_MS);
                 }
@@ -1062,12 +1055,9 @@ impl Engine {
         let mut admitted = std::mem::take(&mut self.admitted);
         self.controller.admit_into(now, &mut admitted);
         for admission in admitted.drain(..) {
-            let task = admission.task;
-            if task.get() & RUN_BIT != 0 {
-                self.runs
-                    .admitted(RunId::from_raw(task.get() & !RUN_BIT), admission.permit);
-            } else {
-                self.start_admitted(now, task, admission.permit);
+            match admission.work {
+                Work::Run(slot) => self.runs.admitted(slot, admission.permit),
+                Work::Task(task) => self.start_admitted(now, task, admission.permit),
             }
         }
         self.admitted = admitted;
@@ -1514,7 +1504,10 @@ fn describe(outcome: &HostOutcome) -> String {
     }
 }
 
+mod driver;
 mod liveness;
 mod retry;
+
+pub use self::driver::{EngineStats, JournalStats};
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,9 @@
 //!
 //! A run task is a slot. The caller submits it (it waits, or is admitted at once), runs its work
 //! when the slot is reported ready, and ends it with the outcome; ending releases the permit and
-//! may make other slots ready. In the controller a slot is the task id `RUN_BIT | slot`, which
-//! no sub-agent task id can be (those count up from 1 and stay below `RUN_BIT`).
+//! may make other slots ready. In the controller a slot waits and holds its permit as
+//! [`Work::Run`](crate::control::Work), a sub-agent task as `Work::Task`: the two id spaces
+//! never share a number's bits.
 //!
 //! **Deadlines** run from submission. A slot still waiting at its deadline leaves the queue and
 //! is reported expired; a running one is reported expired (its caller is told at once) but
@@ -36,48 +37,10 @@ use std::collections::BinaryHeap;
 use slab::Slab;
 
 use crate::control::{Permit, Submitted, Ticket};
-
-/// The bit that marks a run task's id in the controller.
-pub(crate) const RUN_BIT: u32 = 1 << 31;
-
-/// Bits of a [`RunId`] that hold the slot's index; the generation sits above them.
-const INDEX_BITS: u32 = 22;
-const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
-/// Bits of the generation: ids stay below 2^30, so run.js can flag one with bit 30.
-const GENERATION_MASK: u32 = (1 << (30 - INDEX_BITS)) - 1;
+use crate::ids::RunId;
 
 /// The most run tasks that can exist at once (waiting or running).
-pub(crate) const MAX_RUNS: usize = INDEX_MASK as usize;
-
-/// One use of a run slot: its index and that index's generation, packed below 2^30 (the form
-/// JavaScript sees: `id & 0x3fffff` is the index its per-slot cells live at).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(u32);
-
-impl RunId {
-    fn new(index: usize, generation: u8) -> RunId {
-        RunId((u32::from(generation) & GENERATION_MASK) << INDEX_BITS | index as u32)
-    }
-
-    /// The id as an integer (what JavaScript holds).
-    pub fn get(self) -> u32 {
-        self.0
-    }
-
-    /// An id JavaScript handed back; one never issued (or of an earlier use) matches nothing.
-    pub fn from_raw(raw: u32) -> RunId {
-        RunId(raw)
-    }
-
-    /// The slab index.
-    pub fn index(self) -> usize {
-        (self.0 & INDEX_MASK) as usize
-    }
-
-    fn generation(self) -> u8 {
-        ((self.0 >> INDEX_BITS) & GENERATION_MASK) as u8
-    }
-}
+pub(crate) const MAX_RUNS: usize = crate::ids::RUN_INDEX_MASK as usize;
 
 /// Where a slot stands.
 #[derive(Debug)]

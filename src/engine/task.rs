@@ -199,31 +199,30 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    /// The stable name JavaScript sees.
-    pub fn name(&self) -> &'static str {
+    /// The state without its data: what events carry and decisions look at.
+    pub fn phase(&self) -> TaskPhase {
         match self {
-            TaskState::Queued => "queued",
-            TaskState::Admitted => "admitted",
-            TaskState::SessionAcquired { .. } => "session_acquired",
-            TaskState::Dispatched { .. } => "dispatched",
-            TaskState::Running { .. } => "running",
-            TaskState::Succeeded { .. } => "succeeded",
-            TaskState::Failed { .. } => "failed",
-            TaskState::Cancelled { .. } => "cancelled",
-            TaskState::TimedOut => "timed_out",
-            TaskState::Unknown { .. } => "unknown",
+            TaskState::Queued => TaskPhase::Queued,
+            TaskState::Admitted => TaskPhase::Admitted,
+            TaskState::SessionAcquired { .. } => TaskPhase::SessionAcquired,
+            TaskState::Dispatched { .. } => TaskPhase::Dispatched,
+            TaskState::Running { .. } => TaskPhase::Running,
+            TaskState::Succeeded { .. } => TaskPhase::Succeeded,
+            TaskState::Failed { .. } => TaskPhase::Failed,
+            TaskState::Cancelled { .. } => TaskPhase::Cancelled,
+            TaskState::TimedOut => TaskPhase::TimedOut,
+            TaskState::Unknown { .. } => TaskPhase::Unknown,
         }
+    }
+
+    /// The stable name JavaScript sees (its phase's).
+    pub fn name(&self) -> &'static str {
+        self.phase().name()
     }
 
     /// Whether the state is final.
     pub fn is_settled(&self) -> bool {
-        matches!(
-            self,
-            TaskState::Succeeded { .. }
-                | TaskState::Failed { .. }
-                | TaskState::Cancelled { .. }
-                | TaskState::TimedOut
-        )
+        self.phase().is_settled()
     }
 
     /// Whether a permit is held in this state. An `Unknown` task may still be running on the
@@ -253,18 +252,75 @@ impl TaskState {
 
     /// The state's tag in the canonical encoding (0 = queued … 9 = unknown).
     pub fn tag(&self) -> u8 {
+        self.phase() as u8
+    }
+}
+
+/// Where a task is, without the state's data: the typed state task events carry
+/// ([`TaskEvent`](super::lifecycle::TaskEvent)). Its discriminant is the state's tag in the
+/// canonical encoding; [`TaskPhase::name`] is the one place the names JavaScript sees are
+/// spelled (the core decides by the variant, never by the name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskPhase {
+    /// See [`TaskState::Queued`].
+    Queued = 0,
+    /// See [`TaskState::Admitted`].
+    Admitted = 1,
+    /// See [`TaskState::SessionAcquired`].
+    SessionAcquired = 2,
+    /// See [`TaskState::Dispatched`].
+    Dispatched = 3,
+    /// See [`TaskState::Running`].
+    Running = 4,
+    /// See [`TaskState::Succeeded`].
+    Succeeded = 5,
+    /// See [`TaskState::Failed`].
+    Failed = 6,
+    /// See [`TaskState::Cancelled`].
+    Cancelled = 7,
+    /// See [`TaskState::TimedOut`].
+    TimedOut = 8,
+    /// See [`TaskState::Unknown`].
+    Unknown = 9,
+}
+
+impl TaskPhase {
+    /// Every phase, in tag order.
+    pub const ALL: [TaskPhase; 10] = [
+        TaskPhase::Queued,
+        TaskPhase::Admitted,
+        TaskPhase::SessionAcquired,
+        TaskPhase::Dispatched,
+        TaskPhase::Running,
+        TaskPhase::Succeeded,
+        TaskPhase::Failed,
+        TaskPhase::Cancelled,
+        TaskPhase::TimedOut,
+        TaskPhase::Unknown,
+    ];
+
+    /// The stable name JavaScript sees (`"queued"`, …, `"timed_out"`, `"unknown"`).
+    pub fn name(self) -> &'static str {
         match self {
-            TaskState::Queued => 0,
-            TaskState::Admitted => 1,
-            TaskState::SessionAcquired { .. } => 2,
-            TaskState::Dispatched { .. } => 3,
-            TaskState::Running { .. } => 4,
-            TaskState::Succeeded { .. } => 5,
-            TaskState::Failed { .. } => 6,
-            TaskState::Cancelled { .. } => 7,
-            TaskState::TimedOut => 8,
-            TaskState::Unknown { .. } => 9,
+            TaskPhase::Queued => "queued",
+            TaskPhase::Admitted => "admitted",
+            TaskPhase::SessionAcquired => "session_acquired",
+            TaskPhase::Dispatched => "dispatched",
+            TaskPhase::Running => "running",
+            TaskPhase::Succeeded => "succeeded",
+            TaskPhase::Failed => "failed",
+            TaskPhase::Cancelled => "cancelled",
+            TaskPhase::TimedOut => "timed_out",
+            TaskPhase::Unknown => "unknown",
         }
+    }
+
+    /// Whether the phase is final (succeeded, failed, cancelled, timed out).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            TaskPhase::Succeeded | TaskPhase::Failed | TaskPhase::Cancelled | TaskPhase::TimedOut
+        )
     }
 }
 

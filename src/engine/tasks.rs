@@ -288,10 +288,10 @@ impl TaskTable {
                 return Err(Error::input("followUpOf", self.missing_reason(prev)));
             }
         }
-        if self.next_id >= crate::engine::runs::RUN_BIT {
-            // Ids at and above RUN_BIT name run tasks in the controller.
+        if self.next_id == u32::MAX {
+            // Every id JavaScript can be given is used (ids are never reused).
             return Err(Error::QueueFull {
-                limit: u64::from(crate::engine::runs::RUN_BIT - 1),
+                limit: u64::from(u32::MAX - 1),
             });
         }
         let id = TaskId(self.next_id);

@@ -5,4 +5,4 @@
 
 mod pool;
 
-pub(crate) use self::pool::{Acquired, Pool, PoolConfig};
+pub(crate) use self::pool::{Acquired, Pool, PoolConfig, PoolCounters};

@@ -129,7 +129,7 @@ fn a_task_runs_from_queue_to_success_with_one_record_per_transition() {
         s.o.take_events()
             .into_iter()
             .filter(|e| e.task == id)
-            .map(|e| e.state)
+            .map(|e| e.state.name())
             .collect();
     assert_eq!(
         names,
@@ -226,7 +226,7 @@ fn a_double_idle_settles_once() {
     let settled =
         s.o.take_events()
             .iter()
-            .filter(|e| e.task == id && e.state == "failed")
+            .filter(|e| e.task == id && e.state == TaskPhase::Failed)
             .count();
     assert_eq!(settled, 1);
 }
@@ -530,7 +530,7 @@ fn dependencies_run_in_order_and_a_failure_cancels_dependents() {
     let pos = |id, st| {
         events
             .iter()
-            .position(|e| e.task == id && e.state == st)
+            .position(|e| e.task == id && e.state.name() == st)
             .unwrap()
     };
     assert!(pos(a, "succeeded") < pos(b, "admitted"));
@@ -572,7 +572,7 @@ fn a_high_task_behind_a_thousand_normal_starts_at_the_next_free_slot() {
     let first_admitted =
         s.o.take_events()
             .into_iter()
-            .find(|e| e.state == "admitted")
+            .find(|e| e.state == TaskPhase::Admitted)
             .unwrap();
     assert_eq!(first_admitted.task, h);
 }
@@ -785,7 +785,7 @@ fn busy_before_the_prompts_own_answer_is_not_lost() {
         let states: Vec<&str> = events
             .iter()
             .filter(|e| e.task == *id)
-            .map(|e| e.state)
+            .map(|e| e.state.name())
             .collect();
         assert_eq!(
             states,
@@ -852,6 +852,64 @@ fn run_tasks_share_the_lane_limit_and_order_with_sub_agent_tasks() {
     assert_eq!(issued - released, 8);
 }
 
+/// The driver's list and task reads decide by phase: an open phase reads the open set, a
+/// settled one all tasks held; a missing task says why.
+#[test]
+fn the_task_list_filters_by_phase_and_agent() {
+    let mut o = Engine::new(&Config::default(), 1);
+    let a = o.submit(0, spec()).unwrap();
+    let mut waits = TaskSpec::new("other", "x");
+    waits.depends_on = vec![a];
+    let b = o.submit(0, waits).unwrap();
+    o.cancel(1, b).unwrap(); // queued behind its dependency: cancelled at once
+    let ids = |open, phase, agent| {
+        let mut ids = Vec::new();
+        o.task_list(open, phase, agent, |r| ids.push(r.id));
+        ids
+    };
+    assert_eq!(ids(false, None, None), [a, b]);
+    assert_eq!(ids(true, None, None), [a]);
+    assert_eq!(ids(false, Some(TaskPhase::Cancelled), None), [b]);
+    assert_eq!(ids(false, Some(TaskPhase::Admitted), None), [a]);
+    assert!(ids(false, Some(TaskPhase::Admitted), Some("other")).is_empty());
+    assert_eq!(o.task(a).unwrap().id, a);
+    assert!(matches!(
+        o.task(TaskId(99)),
+        Err(Error::UnknownTask { task: 99 })
+    ));
+}
+
+/// A run slot and a sub-agent task with the same number wait in one lane: each admission goes
+/// to the kind that was admitted (the controller holds them as `Work::Run` / `Work::Task`).
+#[test]
+fn a_run_slot_and_a_task_with_the_same_number_are_told_apart() {
+    let config = Config::from_input(ConfigInput {
+        lanes: Some([("worker".to_owned(), 1.0)].into_iter().collect()),
+        ..ConfigInput::default()
+    })
+    .unwrap();
+    let mut o = Engine::new(&config, 1);
+    let first = o.run_submit(0, run_request(&o, Priority::Normal)).unwrap();
+    let run = o.run_submit(0, run_request(&o, Priority::Normal)).unwrap();
+    let task = o.submit(0, spec()).unwrap();
+    assert_eq!(
+        (run.get(), task.get()),
+        (1, 1),
+        "the same number in both id spaces"
+    );
+    assert_eq!(ready(&mut o), vec![first]);
+    o.run_end(1, first, Outcome::Success).unwrap();
+    assert_eq!(
+        ready(&mut o),
+        vec![run],
+        "the run slot, submitted first, goes first"
+    );
+    assert_eq!(o.tasks().get(task).unwrap().state, TaskState::Queued);
+    o.run_end(2, run, Outcome::Success).unwrap();
+    assert!(ready(&mut o).is_empty());
+    assert_eq!(o.tasks().get(task).unwrap().state, TaskState::Admitted);
+}
+
 #[test]
 fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
     let config = Config::from_input(ConfigInput {
@@ -868,7 +926,7 @@ fn a_run_deadline_drops_waiting_work_and_holds_the_slot_of_running_work() {
     assert_eq!(ready(&mut o), vec![running]);
     assert_eq!(o.next_deadline(0), Some(100));
     o.tick(100).unwrap();
-    let mut expired = o.runs_mut().take_expired();
+    let mut expired = o.take_run_expired();
     expired.sort_unstable();
     assert_eq!(expired, vec![(running, 100), (waiting, 100)]);
     // The running one still holds the only slot: nothing else starts until it ends.
@@ -915,13 +973,13 @@ fn an_expired_run_keeps_its_index_until_the_expiry_is_delivered_and_old_ids_reac
     let waiting = o.run_submit(0, req).unwrap();
     assert_eq!(ready(&mut o), vec![running]);
     o.tick(10).unwrap();
-    let expired = o.runs_mut().take_expired();
+    let expired = o.take_run_expired();
     assert_eq!(expired, vec![(waiting, 10)]);
     // A run submitted before the expiry is delivered (a host function calling `run`) gets
     // another index: the expiry cannot reach it.
     let between = o.run_submit(11, run_request(&o, Priority::Normal)).unwrap();
     assert_ne!(between.index(), waiting.index());
-    o.runs_mut().release_expired(&expired);
+    o.release_run_expired(&expired);
     // Once delivered the index is used again, under a new generation: the old id is refused.
     o.run_end(12, running, Outcome::Success).unwrap();
     assert_eq!(ready(&mut o), vec![between]);

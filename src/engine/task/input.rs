@@ -20,7 +20,7 @@ pub struct TaskSpecInput {
     pub prompt: String,
     /// `high`, `normal` (default) or `low`.
     #[serde(default)]
-    pub priority: Option<String>,
+    pub priority: Option<Priority>,
     /// From dispatch to settlement, ms (default 30 min).
     #[serde(default)]
     pub deadline_ms: Option<f64>,
@@ -54,7 +54,7 @@ impl TryFrom<TaskSpecInput> for TaskSpec {
     fn try_from(input: TaskSpecInput) -> Result<Self, Error> {
         let mut spec = TaskSpec::new(input.agent, input.prompt);
         if let Some(p) = input.priority {
-            spec.priority = priority("priority", &p)?;
+            spec.priority = p;
         }
         if let Some(ms) = input.deadline_ms {
             spec.deadline_ms = whole("deadlineMs", ms, MAX_DEADLINE_MS)?;
@@ -98,12 +98,4 @@ pub(crate) fn whole(field: &str, n: f64, max: u64) -> Result<u64, Error> {
             format!("must be a whole number in 1..={max}"),
         ))
     }
-}
-
-/// A priority by its JavaScript name.
-pub(crate) fn priority(field: &str, name: &str) -> Result<Priority, Error> {
-    Priority::ALL
-        .into_iter()
-        .find(|p| p.name() == name)
-        .ok_or_else(|| Error::input(field, "must be high, normal or low"))
 }
