@@ -108,11 +108,14 @@ impl de::Error for ReadError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        ReadError::at(field.to_owned(), one_of("unknown key", expected))
+        ReadError::at(
+            field.to_owned(),
+            one_of("unknown key; expected one of: ", expected),
+        )
     }
 
     fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {
-        ReadError::new(one_of("must be", expected))
+        ReadError::new(one_of("must be one of: ", expected))
     }
 
     fn missing_field(field: &'static str) -> Self {
@@ -120,9 +123,9 @@ impl de::Error for ReadError {
     }
 }
 
-/// `"{what}; expected one of: a, b, c"`.
+/// `what` followed by `names`, comma-separated.
 fn one_of(what: &str, names: &[&str]) -> String {
-    let mut reason = format!("{what}; expected one of: ");
+    let mut reason = String::from(what);
     for (i, name) in names.iter().enumerate() {
         if i > 0 {
             reason.push_str(", ");
