@@ -17,7 +17,8 @@
 //! construction, restore and dispose; `types.d.ts` the TypeScript types; `tasks.rs` and
 //! `journal.rs` the task and journal methods; `calls.rs` host answers and bus events coming in;
 //! `events.rs` what the core did going out (host requests, events, waiters); `timer.rs` the one
-//! timer; `run.rs` the run path run.js drives; `api.rs` / `convert.rs` JS values in and out;
+//! timer; `run.rs` the run path run.js drives; `input.rs` config, task specs and filters in
+//! (read with serde into the core's types); `api.rs` / `convert.rs` other JS values in and out;
 //! `host.rs` the host as the core sees it; `fence.rs` the module's fencing claims.
 //!
 //! Invariants:
@@ -38,6 +39,7 @@ mod convert;
 mod events;
 mod fence;
 mod host;
+mod input;
 mod journal;
 mod run;
 mod tasks;
@@ -271,7 +273,7 @@ impl JsEngine {
     /// read once to check them.
     fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<(JsEngine, Config), Error> {
         let config = config.map_or(JsValue::UNDEFINED, Into::into);
-        let input = api::config(config)?;
+        let input = api::config(&config)?;
         let config = Config::from_input(input)?;
         let timers = timers(&host)?;
         let functions = HostFunctions::new(host)?;

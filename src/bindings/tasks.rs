@@ -96,10 +96,10 @@ impl JsEngine {
             js(array
                 .iter()
                 .enumerate()
-                .map(|(i, v)| api::spec(v, &format!("specs[{i}]")))
+                .map(|(i, v)| api::spec(v, Some(i)))
                 .collect::<Result<Vec<_>, _>>())?
         } else {
-            vec![js(api::spec(value, ""))?]
+            vec![js(api::spec(value, None))?]
         };
         let now = js(self.inner.host.now_ms())?;
         observe_memory(&self.inner, now);
@@ -222,7 +222,7 @@ impl JsEngine {
     /// Every task (matching `filter`: `state` name and/or `agent`), in id order.
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
-        let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
+        let filter = js(api::filter(&filter.map_or(JsValue::UNDEFINED, Into::into)))?;
         // The `state` filter as a phase: `Some(None)` without one; a name no state has matches
         // no task.
         let phase = match filter.state.as_deref() {
