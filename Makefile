@@ -40,7 +40,7 @@ test: build
 ## engine (benches/js/soak.mjs), then P8: the plugin in a real `opencode serve` with the fake
 ## model (benches/e2e/p8.mjs, a few minutes)
 bench: build bench-baseline
-	cargo bench --bench control --bench store --bench engine --bench agent_load
+	cargo bench --bench control --bench store --bench engine --bench agent_load --bench nested
 	node --expose-gc benches/js/compare.mjs
 	bun benches/js/compare.mjs
 	node benches/js/soak.mjs

@@ -1,8 +1,11 @@
 //! Engine configuration: what the user may set, validated once into typed values.
 //!
-//! [`ConfigInput`] is the shape users write (camelCase in JavaScript); unknown keys are refused so a
-//! typo never silently falls back to a default. [`Config::from_input`] checks every value and
-//! names the offending key in its [`Error::InvalidConfig`]. Defaults are those of the design:
+//! [`ConfigInput`] and the types of its nested objects are the one definition of what users write:
+//! their serde derives (camelCase, every key optional, unknown keys refused so a typo never
+//! silently falls back to a default) are what the JavaScript boundary reads, and a test checks
+//! the TypeScript `ForemanConfig` against their fields (`tests/ts_types.rs`). Values are checked
+//! once, by [`Config::from_input`], which names the offending key in its
+//! [`Error::InvalidConfig`]. Defaults are those of the design:
 //!
 //! | key | default |
 //! |---|---|
@@ -23,6 +26,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+
 use crate::error::Error;
 
 mod parts;
@@ -40,12 +45,16 @@ pub(crate) const MAX_MS: u32 = 86_400_000;
 pub(crate) const OTHER_LANE: &str = "other";
 
 /// Configuration as the user writes it. Every field is optional.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigInput {
-    /// Concurrency per agent type, merged over the defaults.
-    pub lanes: Option<BTreeMap<String, f64>>,
-    /// Concurrency per provider/model key.
-    pub keys: Option<BTreeMap<String, f64>>,
+    /// Concurrency per agent type, merged over the defaults: `{ worker: 16 }` in JavaScript,
+    /// (name, limit) pairs here, applied in order (a name given twice: the last wins).
+    #[serde(deserialize_with = "limits")]
+    pub lanes: Option<Vec<(String, f64)>>,
+    /// Concurrency per provider/model key, as `lanes`.
+    #[serde(deserialize_with = "limits")]
+    pub keys: Option<Vec<(String, f64)>>,
     /// Circuit-breaker settings.
     pub breaker: Option<BreakerInput>,
     /// Adaptive-limit settings.
@@ -62,8 +71,37 @@ pub struct ConfigInput {
     pub liveness: Option<LivenessInput>,
 }
 
+/// Reads an object of limits (`{ worker: 16 }`; `null` is absent) as (name, limit) pairs in the
+/// order written. (Pairs rather than a map: the validated [`Config`] holds the map, and a second
+/// map type would be a second copy of the B-tree's code in the `.wasm`, for input alone.)
+fn limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, f64)>>, D::Error> {
+    use serde::de::{MapAccess, Visitor};
+    struct Pairs;
+    impl<'de> Visitor<'de> for Pairs {
+        type Value = Option<Vec<(String, f64)>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of numbers")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            Ok(Some(pairs))
+        }
+    }
+    d.deserialize_option(Pairs)
+}
+
 /// `liveness` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct LivenessInput {
     /// Interval of the liveness probe, ms.
     pub interval_ms: Option<f64>,
@@ -109,7 +147,8 @@ impl Default for LivenessConfig {
 }
 
 /// `retention` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionInput {
     /// Settled tasks kept, at most.
     pub max_tasks: Option<f64>,
@@ -154,7 +193,8 @@ impl Default for RetentionConfig {
 pub(crate) const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// `breaker` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct BreakerInput {
     /// Consecutive counted failures that open the breaker.
     pub failure_threshold: Option<f64>,
@@ -167,7 +207,8 @@ pub struct BreakerInput {
 }
 
 /// `adaptive` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdaptiveInput {
     /// Whether limits adapt.
     pub enabled: Option<bool>,
@@ -178,7 +219,8 @@ pub struct AdaptiveInput {
 }
 
 /// `pressure` as written; fractions of the host's memory limit.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PressureInput {
     /// Refuse LOW work at or above this fraction.
     pub refuse_at: Option<f64>,
@@ -189,44 +231,12 @@ pub struct PressureInput {
 }
 
 /// `fairness` as written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct FairnessInput {
     /// Higher-priority admissions after which a waiting lower level goes.
     pub low_every: Option<f64>,
 }
-
-/// The keys each object in a config may have, by path; the JS boundary refuses others.
-pub(crate) const CONFIG_SCHEMA: &[(&str, &[&str])] = &[
-    (
-        "",
-        &[
-            "lanes",
-            "keys",
-            "breaker",
-            "adaptive",
-            "pressure",
-            "fairness",
-            "retention",
-            "memoryBudget",
-            "liveness",
-        ],
-    ),
-    (
-        "retention",
-        &["maxTasks", "maxAgeMs", "maxBytes", "resultBytes"],
-    ),
-    (
-        "liveness",
-        &["intervalMs", "callTimeoutMs", "cancelMs", "skewMs"],
-    ),
-    (
-        "breaker",
-        &["failureThreshold", "openMs", "maxOpenMs", "closeAfter"],
-    ),
-    ("adaptive", &["enabled", "growAfter", "windowMs"]),
-    ("pressure", &["refuseAt", "resumeBelow", "staleMs"]),
-    ("fairness", &["lowEvery"]),
-];
 
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,15 +261,17 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let lanes = [
+        // Inserted one by one, not collected: collecting a map sorts its entries first, which
+        // would bring a sort and a bulk build into the `.wasm` for these four alone.
+        let mut lanes = BTreeMap::new();
+        for (name, limit) in [
             ("planner", 2),
             ("worker", 8),
             ("reviewer", 4),
             (OTHER_LANE, 4),
-        ]
-        .into_iter()
-        .map(|(name, limit)| (name.to_owned(), limit))
-        .collect();
+        ] {
+            lanes.insert(name.to_owned(), limit);
+        }
         Config {
             lanes,
             keys: BTreeMap::new(),
@@ -278,122 +290,178 @@ impl Config {
     /// Validates user input over the defaults.
     pub fn from_input(input: ConfigInput) -> Result<Self, Error> {
         let mut c = Config::default();
-        for (name, limit) in input.lanes.unwrap_or_default() {
-            let key = format!("lanes.{name}");
-            validate_name(&key, &name)?;
-            c.lanes
-                .insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
-        }
-        for (name, limit) in input.keys.unwrap_or_default() {
-            let key = format!("keys.{name}");
-            validate_name(&key, &name)?;
-            c.keys
-                .insert(name, whole_number(&key, limit, 1, MAX_LIMIT)?);
-        }
-        if let Some(b) = input.breaker {
-            set(
-                &mut c.breaker.failure_threshold,
+        limits_into(&mut c.lanes, "lanes", input.lanes)?;
+        limits_into(&mut c.keys, "keys", input.keys)?;
+        // An absent object reads as all its keys absent: the checks between keys below then
+        // compare defaults, which pass.
+        let (b, a, p) = (
+            input.breaker.unwrap_or_default(),
+            input.adaptive.unwrap_or_default(),
+            input.pressure.unwrap_or_default(),
+        );
+        let (f, l, r) = (
+            input.fairness.unwrap_or_default(),
+            input.liveness.unwrap_or_default(),
+            input.retention.unwrap_or_default(),
+        );
+        // Whole numbers, each with its key and range (one table: each check is one loop step,
+        // not a copy of the check).
+        let (breaker, liveness) = (&mut c.breaker, &mut c.liveness);
+        for (target, key, value, min, max) in [
+            (
+                &mut breaker.failure_threshold,
                 "breaker.failureThreshold",
                 b.failure_threshold,
                 1,
                 1000,
-            )?;
-            set_ms(&mut c.breaker.open_ms, "breaker.openMs", b.open_ms)?;
-            set_ms(
-                &mut c.breaker.max_open_ms,
-                "breaker.maxOpenMs",
-                b.max_open_ms,
-            )?;
-            set(
-                &mut c.breaker.close_after,
+            ),
+            (
+                &mut breaker.close_after,
                 "breaker.closeAfter",
                 b.close_after,
                 1,
                 1000,
-            )?;
-            if c.breaker.max_open_ms < c.breaker.open_ms {
-                return Err(Error::config(
-                    "breaker.maxOpenMs",
-                    "must be at least breaker.openMs",
-                ));
-            }
-        }
-        if let Some(a) = input.adaptive {
-            if let Some(enabled) = a.enabled {
-                c.adaptive.enabled = enabled;
-            }
-            set(
+            ),
+            (
                 &mut c.adaptive.grow_after,
                 "adaptive.growAfter",
                 a.grow_after,
                 1,
                 1000,
-            )?;
-            set_ms(&mut c.adaptive.window_ms, "adaptive.windowMs", a.window_ms)?;
-        }
-        if let Some(p) = input.pressure {
-            if let Some(v) = p.refuse_at {
-                c.pressure.refuse_at_per_mille = fraction("pressure.refuseAt", v)?;
-            }
-            if let Some(v) = p.resume_below {
-                c.pressure.resume_below_per_mille = fraction("pressure.resumeBelow", v)?;
-            }
-            set_ms(&mut c.pressure.stale_ms, "pressure.staleMs", p.stale_ms)?;
-            if c.pressure.resume_below_per_mille > c.pressure.refuse_at_per_mille {
-                return Err(Error::config(
-                    "pressure.resumeBelow",
-                    "must not exceed pressure.refuseAt",
-                ));
-            }
-        }
-        if let Some(f) = input.fairness {
-            set(
+            ),
+            (
                 &mut c.low_every,
                 "fairness.lowEvery",
                 f.low_every,
                 1,
                 1_000_000,
-            )?;
-        }
-        if let Some(l) = input.liveness {
-            let v = &mut c.liveness;
-            set_ms(&mut v.interval_ms, "liveness.intervalMs", l.interval_ms)?;
-            set_ms(
-                &mut v.call_timeout_ms,
-                "liveness.callTimeoutMs",
-                l.call_timeout_ms,
-            )?;
-            set_ms(&mut v.cancel_ms, "liveness.cancelMs", l.cancel_ms)?;
-            if let Some(skew) = l.skew_ms {
-                v.skew_ms = u64::from(whole_number("liveness.skewMs", skew, 0, MAX_MS)?);
-            }
-        }
-        if let Some(r) = input.retention {
-            set(
+            ),
+            (
                 &mut c.retention.max_tasks,
                 "retention.maxTasks",
                 r.max_tasks,
                 0,
                 1_000_000,
-            )?;
-            if let Some(v) = r.max_age_ms {
-                c.retention.max_age_ms =
-                    u64::from(whole_number("retention.maxAgeMs", v, 0, 30 * MAX_MS)?);
-            }
-            if let Some(v) = r.max_bytes {
-                c.retention.max_bytes =
-                    u64::from(whole_number("retention.maxBytes", v, 0, 2 << 30)?);
-            }
-            set(
+            ),
+            (
                 &mut c.retention.result_bytes,
                 "retention.resultBytes",
                 r.result_bytes,
                 1024,
                 1 << 20,
-            )?;
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = whole_number(key, v, min, max)?;
+            }
         }
-        if let Some(v) = input.memory_budget {
-            c.memory_budget = u64::from(whole_number("memoryBudget", v, 1 << 20, 3 << 30)?);
+        for (target, key, value, min, max) in [
+            (&mut breaker.open_ms, "breaker.openMs", b.open_ms, 1, MAX_MS),
+            (
+                &mut breaker.max_open_ms,
+                "breaker.maxOpenMs",
+                b.max_open_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut c.adaptive.window_ms,
+                "adaptive.windowMs",
+                a.window_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut c.pressure.stale_ms,
+                "pressure.staleMs",
+                p.stale_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.interval_ms,
+                "liveness.intervalMs",
+                l.interval_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.call_timeout_ms,
+                "liveness.callTimeoutMs",
+                l.call_timeout_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.cancel_ms,
+                "liveness.cancelMs",
+                l.cancel_ms,
+                1,
+                MAX_MS,
+            ),
+            (
+                &mut liveness.skew_ms,
+                "liveness.skewMs",
+                l.skew_ms,
+                0,
+                MAX_MS,
+            ),
+            (
+                &mut c.retention.max_age_ms,
+                "retention.maxAgeMs",
+                r.max_age_ms,
+                0,
+                30 * MAX_MS,
+            ),
+            (
+                &mut c.retention.max_bytes,
+                "retention.maxBytes",
+                r.max_bytes,
+                0,
+                2 << 30,
+            ),
+            (
+                &mut c.memory_budget,
+                "memoryBudget",
+                input.memory_budget,
+                1 << 20,
+                3 << 30,
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = u64::from(whole_number(key, v, min, max)?);
+            }
+        }
+        if c.breaker.max_open_ms < c.breaker.open_ms {
+            return Err(Error::config(
+                "breaker.maxOpenMs",
+                "must be at least breaker.openMs",
+            ));
+        }
+        if let Some(enabled) = a.enabled {
+            c.adaptive.enabled = enabled;
+        }
+        for (target, key, value) in [
+            (
+                &mut c.pressure.refuse_at_per_mille,
+                "pressure.refuseAt",
+                p.refuse_at,
+            ),
+            (
+                &mut c.pressure.resume_below_per_mille,
+                "pressure.resumeBelow",
+                p.resume_below,
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = fraction(key, v)?;
+            }
+        }
+        if c.pressure.resume_below_per_mille > c.pressure.refuse_at_per_mille {
+            return Err(Error::config(
+                "pressure.resumeBelow",
+                "must not exceed pressure.refuseAt",
+            ));
         }
         Ok(c)
     }
@@ -418,6 +486,28 @@ impl Config {
     }
 }
 
+/// Checks (name, limit) pairs and sets them in `out` over what is there.
+fn limits_into(
+    out: &mut BTreeMap<String, u32>,
+    prefix: &str,
+    pairs: Option<Vec<(String, f64)>>,
+) -> Result<(), Error> {
+    for (name, limit) in pairs.unwrap_or_default() {
+        // Checked under an empty key; the key (`lanes.worker`) is written only for an error.
+        let checked = validate_name("", &name).and_then(|()| whole_number("", limit, 1, MAX_LIMIT));
+        match checked {
+            Ok(limit) => {
+                out.insert(name, limit);
+            }
+            Err(Error::InvalidConfig { reason, .. }) => {
+                return Err(Error::config(format!("{prefix}.{name}"), reason));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}
+
 fn validate_name(key: &str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -432,20 +522,6 @@ fn validate_name(key: &str, name: &str) -> Result<(), Error> {
             "names are 1–128 characters of A–Z, a–z, 0–9, - _ . / : @",
         ))
     }
-}
-
-fn set(target: &mut u32, key: &str, value: Option<f64>, min: u32, max: u32) -> Result<(), Error> {
-    if let Some(v) = value {
-        *target = whole_number(key, v, min, max)?;
-    }
-    Ok(())
-}
-
-fn set_ms(target: &mut u64, key: &str, value: Option<f64>) -> Result<(), Error> {
-    if let Some(v) = value {
-        *target = u64::from(whole_number(key, v, 1, MAX_MS)?);
-    }
-    Ok(())
 }
 
 fn fraction(key: &str, value: f64) -> Result<u64, Error> {
@@ -506,154 +582,4 @@ pub(crate) fn whole_number(key: &str, value: f64, min: u32, max: u32) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn numbers_in_messages_are_written_without_float_formatting() {
-        let cases = [
-            (0.0, "0"),
-            (8.0, "8"),
-            (-3.0, "-3"),
-            (0.85, "0.85"),
-            (1.5, "1.5"),
-            (0.0001, "0.000…"),
-            (2.0f64.powi(60), "1152921504606846976"),
-            (1e300, "≥ 2^63"),
-            (f64::NAN, "NaN"),
-            (f64::NEG_INFINITY, "-Infinity"),
-        ];
-        for (n, shown) in cases {
-            assert_eq!(show_number(n), shown, "{n}");
-        }
-    }
-
-    fn lanes(pairs: &[(&str, f64)]) -> Result<Config, Error> {
-        let lanes = pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
-        Config::from_input(ConfigInput {
-            lanes: Some(lanes),
-            ..ConfigInput::default()
-        })
-    }
-
-    fn key_of(err: Error) -> String {
-        match err {
-            Error::InvalidConfig { key, .. } => key,
-            other => panic!("not a config error: {other}"),
-        }
-    }
-
-    #[test]
-    fn defaults_follow_the_design() {
-        let c = Config::default();
-        assert_eq!(c.lanes()["planner"], 2);
-        assert_eq!(c.lanes()["worker"], 8);
-        assert_eq!(c.lanes()["reviewer"], 4);
-        assert_eq!(c.lanes()[OTHER_LANE], 4);
-        assert_eq!(
-            c.breaker,
-            BreakerConfig {
-                failure_threshold: 5,
-                open_ms: 30_000,
-                max_open_ms: 300_000,
-                close_after: 2
-            }
-        );
-        assert_eq!(c.pressure.refuse_at_per_mille, 800);
-        assert_eq!(c.pressure.resume_below_per_mille, 750);
-        assert_eq!(c.low_every, 8);
-    }
-
-    #[test]
-    fn user_lanes_merge_over_defaults() {
-        let c = lanes(&[("worker", 16.0), ("scout", 3.0)]).unwrap();
-        assert_eq!(c.lanes()["worker"], 16);
-        assert_eq!(c.lanes()["scout"], 3);
-        assert_eq!(c.lanes()["planner"], 2);
-    }
-
-    #[test]
-    fn bad_limits_name_their_key() {
-        for bad in [0.0, -1.0, 2.5, f64::NAN, f64::INFINITY, 1025.0] {
-            let err = lanes(&[("worker", bad)]).unwrap_err();
-            assert_eq!(err.code(), "INVALID_CONFIG");
-            assert_eq!(key_of(err), "lanes.worker");
-        }
-    }
-
-    #[test]
-    fn bad_lane_names_are_refused() {
-        for bad in ["", "has space", "é", &"x".repeat(129)] {
-            assert_eq!(lanes(&[(bad, 1.0)]).unwrap_err().code(), "INVALID_CONFIG");
-        }
-    }
-
-    #[test]
-    fn nested_settings_are_validated_with_their_path() {
-        let input = |f: &dyn Fn(&mut ConfigInput)| {
-            let mut i = ConfigInput::default();
-            f(&mut i);
-            Config::from_input(i)
-        };
-        let err = input(&|i| {
-            i.breaker = Some(BreakerInput {
-                open_ms: Some(0.0),
-                ..Default::default()
-            })
-        });
-        assert_eq!(key_of(err.unwrap_err()), "breaker.openMs");
-        let err = input(&|i| {
-            i.breaker = Some(BreakerInput {
-                max_open_ms: Some(10.0),
-                ..Default::default()
-            })
-        });
-        assert_eq!(key_of(err.unwrap_err()), "breaker.maxOpenMs");
-        let err = input(&|i| {
-            i.pressure = Some(PressureInput {
-                refuse_at: Some(1.5),
-                ..Default::default()
-            })
-        });
-        assert_eq!(key_of(err.unwrap_err()), "pressure.refuseAt");
-        let err = input(&|i| {
-            i.pressure = Some(PressureInput {
-                resume_below: Some(0.9),
-                ..Default::default()
-            })
-        });
-        assert_eq!(key_of(err.unwrap_err()), "pressure.resumeBelow");
-        let err = input(&|i| {
-            i.fairness = Some(FairnessInput {
-                low_every: Some(0.0),
-            })
-        });
-        assert_eq!(key_of(err.unwrap_err()), "fairness.lowEvery");
-        let ok = input(&|i| {
-            i.pressure = Some(PressureInput {
-                refuse_at: Some(0.9),
-                resume_below: Some(0.85),
-                stale_ms: Some(2000.0),
-            });
-            i.keys = Some([("openai/gpt-5".to_owned(), 3.0)].into());
-        })
-        .unwrap();
-        assert_eq!(
-            (
-                ok.pressure.refuse_at_per_mille,
-                ok.pressure.resume_below_per_mille
-            ),
-            (900, 850)
-        );
-        assert_eq!(ok.keys()["openai/gpt-5"], 3);
-    }
-
-    #[test]
-    fn unknown_agents_share_the_other_lane() {
-        let c = Config::default();
-        assert_eq!(c.lane_of("worker"), "worker");
-        assert_eq!(c.lane_of("explorer"), OTHER_LANE);
-    }
-}
+mod tests;

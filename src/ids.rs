@@ -82,8 +82,10 @@ impl Work {
 }
 
 /// Scheduling priority. HIGH goes before NORMAL before LOW; see `control` for the rule that
-/// keeps lower levels from starving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// keeps lower levels from starving. Read from input by its lowercase name (`"high"`), the
+/// spelling [`Priority::name`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Urgent work, e.g. the planner's next step.
     High = 0,

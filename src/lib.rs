@@ -19,13 +19,6 @@ mod config;
 mod control;
 mod engine;
 mod error;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the executor has no caller yet: it becomes the dispatch path of admitted work"
-    )
-)]
 mod executor;
 mod host;
 mod ids;
@@ -59,7 +52,7 @@ pub use control::{
 pub use store::{Snapshot, Store, Transaction};
 // The core: the task lifecycle, run tasks, task specs and states.
 pub use engine::lifecycle::{Engine, EngineStats, JournalStats, RunRequest, TaskEvent};
-pub use engine::task::{TaskPhase, TaskSpec, TaskState};
+pub use engine::task::{TaskPhase, TaskSpec, TaskSpecInput, TaskState};
 
 /// The journal's format, for verifiers outside the engine: record encoding, the hash chain,
 /// the frames of an export, and verification against a trusted head (or, for an export that

@@ -145,6 +145,10 @@ struct World {
 
     /// Host misbehaviour done: events lost, repeated, reordered; answers dropped, delayed.
     mischief: [u64; 5],
+    /// Parents blocked in a delegation tool call (their sessions), until the engine reports
+    /// them resumed; and how many delegations and resumptions there were.
+    blocked: HashMap<TaskId, SessionId>,
+    nested: [u64; 3],
 }
 
 impl World {
@@ -174,6 +178,13 @@ impl World {
     }
 
     fn flush(&mut self) {
+        // A parent's tool call returns only once the engine says it has its slot again.
+        for parent in self.o.take_resumed() {
+            if let Some(session) = self.blocked.remove(&parent) {
+                self.host.unblock(&session);
+                self.nested[1] += 1;
+            }
+        }
         for r in self.o.take_requests() {
             self.next_host_call += 1;
             let id = CallId(self.next_host_call);
@@ -350,7 +361,9 @@ impl World {
         }
         // No leaked permit: live permits are held exactly by tasks in started states.
         let (issued, released) = self.o.controller().permit_totals();
-        let holding = records.values().filter(|s| s.holds_permit()).count() as u64;
+        // (A slot keeps the permit of a lender that settled while work still ran on it.)
+        let holding = records.values().filter(|s| s.holds_permit()).count() as u64
+            + self.o.kept_permits() as u64;
         if issued - released != holding {
             let lanes: Vec<(String, u32)> = self
                 .o
@@ -372,14 +385,71 @@ impl World {
                 issued - released
             );
         }
-        // No limit exceeded.
+        // No limit exceeded. After a restore, a parent that was lending its slot and its child
+        // both hold adopted permits (the engine cannot know the parent's session is blocked);
+        // the parent makes no request, so it is not counted here (the server-side count below
+        // holds without exception).
+        let blocked_restored: Vec<String> = self
+            .blocked
+            .iter()
+            .filter(|(_, s)| self.host.is_busy(s) && !self.host.is_requesting(s))
+            .filter_map(|(id, _)| self.o.tasks().get(*id))
+            .filter(|r| matches!(r.state, TaskState::Unknown { .. }) || r.state.holds_permit())
+            .map(|r| r.spec.agent)
+            .collect();
         for lane in self.o.controller().stats(self.clocks.engine.now()).lanes {
             let limit = config.lanes()[&lane.name];
+            let exempt = blocked_restored
+                .iter()
+                .filter(|a| {
+                    **a == lane.name || (lane.name == "other" && !config.lanes().contains_key(*a))
+                })
+                .count() as u32;
             assert!(
-                lane.in_use <= limit,
+                lane.in_use <= limit + exempt,
                 "{ctx}: lane {} {} > {limit}",
                 lane.name,
                 lane.in_use
+            );
+        }
+        // The executor: no task placed twice, every slot's tasks open and knowing their slot,
+        // no free slot while its lane has a child it could start.
+        let engine_now = self.clocks.engine.now();
+        if let Err(e) = self.o.check_slots(engine_now) {
+            panic!("{ctx}: executor: {e}");
+        }
+        // No session with two turns at once: one open task per session.
+        let mut turns: HashMap<SessionId, TaskId> = HashMap::new();
+        for (id, state) in &records {
+            if state.is_settled() {
+                continue;
+            }
+            if let Some(s) = state.session() {
+                if let Some(other) = turns.insert(s.clone(), *id) {
+                    panic!("{ctx}: session {s:?} runs {other:?} and {id:?} at once");
+                }
+            }
+        }
+        // No lane over its limit at the server: model requests in flight (sessions busy and
+        // not blocked in a tool call) of each lane's open tasks — a lent slot counts once,
+        // since its lender makes no request while it waits.
+        let mut requesting: HashMap<String, u32> = HashMap::new();
+        for (s, id) in &turns {
+            if self.host.is_requesting(s) {
+                let agent = self.o.tasks().get(*id).unwrap().spec.agent;
+                let lane = if config.lanes().contains_key(&agent) {
+                    agent
+                } else {
+                    "other".to_owned()
+                };
+                *requesting.entry(lane).or_default() += 1;
+            }
+        }
+        for (lane, n) in &requesting {
+            let limit = config.lanes()[lane];
+            assert!(
+                *n <= limit,
+                "{ctx}: lane {lane}: {n} model requests in flight at the server > {limit}"
             );
         }
         // No orphan session: every live session is owned by the pool, or was lost in a crash
@@ -466,6 +536,8 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
         dispatched: HashMap::new(),
         clocks: Clocks::new(seed % 4 != 3),
         mischief: [0; 5],
+        blocked: HashMap::new(),
+        nested: [0; 3],
     };
     let mut rng = fastrand::Rng::with_seed(seed);
     let agents = ["planner", "worker", "reviewer", "explorer"];
@@ -538,6 +610,57 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                 w.instance += 1;
                 crashes += 1;
                 w.dispatched.clear(); // a restored task's clock starts again at reconciliation
+                // The lost instance's delegation tool calls never return: those parents stay
+                // blocked until their deadline aborts them. The new instance knows nothing of
+                // the lending (it is not journaled).
+            }
+            49..=53 => {
+                // Nested work: a running task whose turn makes a model request delegates 1-4
+                // children in its lane and waits on them (joins): its session blocks in the tool
+                // call until the engine reports it has its slot again.
+                let running: Vec<(TaskId, SessionId, String)> = w
+                    .accepted
+                    .iter()
+                    .filter(|id| !w.blocked.contains_key(id))
+                    .filter_map(|id| {
+                        let r = w.o.tasks().get(*id)?;
+                        let s = r.state.session()?.clone();
+                        (!r.state.is_settled() && w.host.is_requesting(&s)).then_some((
+                            *id,
+                            s,
+                            r.spec.agent,
+                        ))
+                    })
+                    .collect();
+                if !running.is_empty() {
+                    let (parent, session, agent) = running[rng.usize(0..running.len())].clone();
+                    let mut children = Vec::new();
+                    for _ in 0..rng.usize(1..=4) {
+                        let mut spec = TaskSpec::new(agent.clone(), "child");
+                        spec.parent = Some(session.clone());
+                        spec.model = models[rng.usize(0..3)].map(str::to_owned);
+                        spec.deadline_ms = rng.u64(20_000..120_000);
+                        let now = w.now();
+                        match w.o.submit(now, spec) {
+                            Ok(id) => {
+                                w.accepted.push(id);
+                                children.push(id);
+                            }
+                            Err(e) => assert!(
+                                matches!(e.code(), "MEMORY_PRESSURE" | "BREAKER_OPEN"),
+                                "seed {seed}, op {op}: {e}"
+                            ),
+                        }
+                    }
+                    let now = w.now();
+                    let lenders = w.o.join(now, &children).unwrap();
+                    w.flush();
+                    if lenders.contains(&parent) && w.o.is_lending(parent) {
+                        assert!(w.host.block(&session), "seed {seed}, op {op}");
+                        w.blocked.insert(parent, session);
+                        w.nested[0] += 1;
+                    }
+                }
             }
             46 => {
                 // NTP steps the wall clock back, for good (by up to 30 s), within the next 5 s:
@@ -602,7 +725,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
     println!(
         "seed {seed}: host lost {} events, repeated {}, reordered {}; dropped {} answers, delayed {}; \
          wall clock ({}) stepped back {} times, a day ahead for one reading {}, for a while {}; \
-         engine time lost to steps {} ms",
+         engine time lost to steps {} ms; {} parents joined children, {} resumed",
         m[0],
         m[1],
         m[2],
@@ -616,7 +739,9 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
         c[0],
         c[1],
         c[2],
-        w.clocks.lost
+        w.clocks.lost,
+        w.nested[0],
+        w.nested[1]
     );
     (open, crashes)
 }

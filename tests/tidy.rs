@@ -47,23 +47,6 @@ const LONG_FILES: &[(&str, usize, &str)] = &[
         "run() and breaker() with their argument checks: split with the bindings",
     ),
     (
-        "src/bindings/api.rs",
-        660,
-        "task specs in and task objects out, field by field: goes when specs are read with serde",
-    ),
-    (
-        "src/bindings/convert.rs",
-        630,
-        "the JS value readers (5 lines over 620 for reading Retry-After without Rust's float \
-         parser): goes when inputs are read with serde",
-    ),
-    (
-        "src/config.rs",
-        680,
-        "ConfigInput, Config, the hand reader's schema and its tests: the hand reader goes when \
-         config is read with serde",
-    ),
-    (
         "src/control/mod.rs",
         900,
         "the controller: admission, queues per lane and level, fairness debt; its tests are \

@@ -297,6 +297,36 @@ export class SimServer {
     return Promise.resolve(undefined);
   }
 
+  /** The busy session's turn blocks in a tool call (a delegation in wait mode): it stays busy
+   * but makes no model request (it leaves the in-flight counts), and what its turn had left
+   * waits until `unblock`. Returns false when it is not busy or already blocked. */
+  block(sessionID) {
+    const s = this.sessions.get(sessionID);
+    if (!s?.busy || s.blocked) return false;
+    const now = this.now();
+    s.blocked = (s.turn ?? []).flatMap((id) => {
+      const t = this.timers.get(id);
+      if (!t) return [];
+      this.cancel(id);
+      return [[t.at - now, t.fn]];
+    });
+    s.turn = [];
+    this.count(s, -1);
+    return true;
+  }
+
+  /** The blocked session's tool call returns: its turn goes on where it stopped. */
+  unblock(sessionID) {
+    const s = this.sessions.get(sessionID);
+    if (!s?.blocked) return false;
+    const held = s.blocked;
+    s.blocked = null;
+    if (!s.busy) return true; // aborted meanwhile
+    this.count(s, 1);
+    s.turn = held.map(([ms, fn]) => this.schedule(ms, fn));
+    return true;
+  }
+
   /** The end of a turn: the assistant message, then idle (twice after an error). */
   finish(s, text, created, status) {
     for (const t of s.turn ?? []) this.cancel(t);
@@ -332,7 +362,8 @@ export class SimServer {
       s.busy = false;
       s.status = null;
       s.turn = null;
-      this.count(s, -1);
+      if (!s.blocked) this.count(s, -1); // a blocked turn was counted out already
+      s.blocked = null;
       this.turns.aborted += 1;
       s.messages.push({
         info: { role: "assistant", time: { created: this.stamp(), completed: this.stamp() }, finish: "error", error: { name: "MessageAbortedError", data: { message: "aborted" } } },

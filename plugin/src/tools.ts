@@ -67,7 +67,7 @@ export function tools({ engine, board, launched, readings }: ToolDeps) {
 - One call can launch many tasks: put them all in \`tasks\`. Each task needs \`agent\` (e.g. "worker", "planner", "reviewer", or any agent of this project) and a self-contained \`prompt\` (the sub-agent sees nothing of this conversation), plus a short \`description\` (its session's title).
 - Order: \`dependsOn\` lists what must succeed first — a number is the index of an earlier task in the same call (0-based), a string "#12" is the id of a task from an earlier call. A failed dependency cancels its dependents.
 - \`followUp\`: "#12" continues task 12's session (it keeps that conversation).
-- mode "background" (default): answers at once with task ids; when tasks settle you get one notice listing them, then read replies with foreman_result. mode "wait": blocks until all settle and returns every reply in one answer.
+- mode "background" (default): answers at once with task ids; when tasks settle you get one notice listing them, then read replies with foreman_result. mode "wait": blocks until all settle and returns every reply in one answer (a foreman task waiting so lends its slot to its own tasks: nested delegation never deadlocks a lane).
 - foreman runs at most the configured number per agent lane and per model at once and queues the rest by priority; launching many is fine.`,
       args: {
         tasks: z
@@ -103,7 +103,21 @@ export function tools({ engine, board, launched, readings }: ToolDeps) {
           const notice = args.notify === false ? "Read replies with foreman_result" : "You will get one notice when they settle; read replies with foreman_result";
           return `Launched ${launchedIds.length} task${launchedIds.length === 1 ? "" : "s"} in the background:\n${lines.join("\n")}\n${notice} (ids: ${launchedIds.join(", ")}).`;
         }
-        const all = Promise.all(launchedIds.map((id) => engine.wait(id)));
+        // This session blocks in this tool call until they settle: when it is itself a foreman
+        // task, it lends its slot to them (join), and its turn goes on only once the engine
+        // says it has its slot again (resumed) — else its next model request would run next to
+        // whatever took the slot meanwhile, past its lane's limit.
+        let lenders: number[] = [];
+        try {
+          lenders = engine.join(launchedIds);
+        } catch {
+          // The tasks were just launched: join refuses only a disposed engine, which `wait`
+          // reports below.
+        }
+        const all = Promise.all(launchedIds.map((id) => engine.wait(id))).then(async (infos) => {
+          await Promise.all(lenders.map((id) => engine.resumed(id)));
+          return infos;
+        });
         const outcome = await until(all, MAX_BLOCK_MS, ctx.abort);
         if (outcome === "aborted" || outcome === "timeout") {
           const cancelled = board.cancelTree(launchedIds);

@@ -348,6 +348,26 @@ describe("plugin", () => {
     await hooks.dispose!();
   });
 
+  test("mode wait from a running task's session lends its slot: a child runs in a full lane", async () => {
+    const { client, calls } = fakeClient();
+    const hooks = await foreman(input(client), { lanes: { worker: 1 } });
+    const t = hooks.tool!;
+    await t.foreman_delegate!.execute({ tasks: [{ agent: "worker", prompt: "top" }] }, ctx("ses_user"));
+    await tick(5);
+    const prompted = () => calls.filter(([k]) => k === "promptAsync").map(([, o]) => o.path.id);
+    expect(prompted()).toEqual(["ses_1"]);
+    // Task #1 holds the lane's only slot; its session delegates in wait mode and blocks.
+    const abort = new AbortController();
+    const waiting = t.foreman_delegate!.execute({ tasks: [{ agent: "worker", prompt: "child" }], mode: "wait" }, ctx("ses_1", abort.signal)).catch((e: Error) => e);
+    for (let i = 0; i < 10; i++) await tick(5);
+    expect(prompted()).toEqual(["ses_1", "ses_2"]); // the child runs on #1's lent slot
+    const stats = await t.foreman_status!.execute({}, ctx("ses_user"));
+    expect(String(stats)).toContain("worker 1/1");
+    abort.abort();
+    expect(String(await waiting)).toContain("Interrupted: cancelled 1 open task(s) (#2)");
+    await hooks.dispose!();
+  });
+
   test("mode wait: interrupting the tool call cancels what it waits for", async () => {
     const { client, calls } = fakeClient();
     const hooks = await foreman(input(client), { lanes: { worker: 1 } });

@@ -4,56 +4,14 @@ use js_sys::{Array, Object};
 use wasm_bindgen::prelude::*;
 
 use super::convert::set;
-
-use super::convert::fields;
+use super::input::{Filter, read, read_plain};
+use crate::config::ConfigInput;
 use crate::control::ControlStats;
-use crate::engine::task::{DEFAULT_DEADLINE_MS, TaskPhase, TaskRecord, TaskSpec, TaskState};
+use crate::engine::task::{TaskPhase, TaskRecord, TaskSpec, TaskSpecInput, TaskState, whole};
 use crate::engine::tasks::Counts;
 use crate::error::Error;
-use crate::host::SessionId;
-use crate::ids::{Priority, TaskId};
+use crate::ids::TaskId;
 use crate::sessions::PoolCounters;
-
-/// The keys a task spec accepts.
-pub(crate) const SPEC_SCHEMA: &[(&str, &[&str])] = &[(
-    "",
-    &[
-        "agent",
-        "prompt",
-        "priority",
-        "deadlineMs",
-        "model",
-        "parentID",
-        "idempotencyKey",
-        "dependsOn",
-        "retries",
-        "failFast",
-        "followUpOf",
-    ],
-)];
-
-/// The keys a `list` filter accepts.
-pub(crate) const FILTER_SCHEMA: &[(&str, &[&str])] = &[("", &["state", "agent", "open"])];
-
-/// A `list` filter.
-pub(crate) struct Filter {
-    pub state: Option<String>,
-    pub agent: Option<String>,
-    /// Only tasks not settled (read from the open set, not every task held).
-    pub open: bool,
-}
-
-/// A whole number in `1..=max` from a JS number.
-fn whole(field: &str, n: f64, max: u64) -> Result<u64, Error> {
-    if n.is_finite() && n.fract() == 0.0 && n >= 1.0 && n <= max as f64 {
-        Ok(n as u64)
-    } else {
-        Err(Error::input(
-            field,
-            format!("must be a whole number in 1..={max}"),
-        ))
-    }
-}
 
 /// A task id from a JS value.
 pub(crate) fn task_id(field: &str, value: &JsValue) -> Result<TaskId, Error> {
@@ -63,157 +21,59 @@ pub(crate) fn task_id(field: &str, value: &JsValue) -> Result<TaskId, Error> {
     }
 }
 
-pub(crate) fn priority(field: &str, name: &str) -> Result<Priority, Error> {
-    Priority::ALL
-        .into_iter()
-        .find(|p| p.name() == name)
-        .ok_or_else(|| Error::input(field, "must be high, normal or low"))
-}
-
-/// Parses one spec; errors name the field under `at` (e.g. `specs[2].prompt`).
-pub(crate) fn spec(value: JsValue, at: &str) -> Result<TaskSpec, Error> {
-    let named = |field: String| {
-        if at.is_empty() {
-            field
-        } else {
-            format!("{at}.{field}")
+/// Reads one spec (a catching copy already), the `index`th of an array or the only one; errors
+/// name the field under it (`specs[2].prompt`; the spec itself is `specs[2]`, or `spec`). The
+/// path is written only for an error.
+pub(crate) fn spec(value: JsValue, index: Option<usize>) -> Result<TaskSpec, Error> {
+    let named = |field: String| match (index, field.is_empty()) {
+        (None, true) => "spec".to_owned(),
+        (None, false) => field,
+        (Some(i), true) => format!("specs[{i}]"),
+        (Some(i), false) => format!("specs[{i}].{field}"),
+    };
+    let input: TaskSpecInput = read_plain(value).map_err(|e| {
+        let (path, reason) = e.into_parts();
+        Error::InvalidInput {
+            field: named(path),
+            reason,
         }
-    };
-    let wrap_fields = |field: String, reason: String| Error::InvalidInput {
-        field: named(field),
-        reason,
-    };
-    let f = fields(
-        value,
-        if at.is_empty() { "spec" } else { at },
-        SPEC_SCHEMA,
-        &wrap_fields,
-    )?;
-    let mut spec = TaskSpec::new(f.required_string("agent")?, f.required_string("prompt")?);
-    let wrap = |e: Error| match e {
+    })?;
+    TaskSpec::try_from(input).map_err(|e| match e {
         Error::InvalidInput { field, reason } => Error::InvalidInput {
             field: named(field),
             reason,
         },
         other => other,
-    };
-    if let Some(p) = f.string("priority")? {
-        spec.priority = priority("priority", &p).map_err(wrap)?;
-    }
-    spec.deadline_ms = match f.number("deadlineMs")? {
-        Some(ms) => whole("deadlineMs", ms, crate::engine::task::MAX_DEADLINE_MS).map_err(wrap)?,
-        None => DEFAULT_DEADLINE_MS,
-    };
-    spec.model = f.string("model")?;
-    spec.parent = f.string("parentID")?.map(SessionId);
-    spec.idempotency_key = f.string("idempotencyKey")?;
-    if let Some(deps) = f.numbers("dependsOn")? {
-        spec.depends_on = deps
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| {
-                whole(&format!("dependsOn[{i}]"), d, u64::from(u32::MAX)).map(|n| TaskId(n as u32))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(wrap)?;
-    }
-    if let Some(r) = f.number("retries")? {
-        spec.retries = if r == 0.0 {
-            0
-        } else {
-            whole("retries", r, u64::from(crate::engine::task::MAX_RETRIES)).map_err(wrap)? as u32
-        };
-    }
-    spec.fail_fast = f.boolean("failFast")?.unwrap_or(false);
-    if let Some(n) = f.number("followUpOf")? {
-        spec.follow_up_of = Some(TaskId(
-            whole("followUpOf", n, u64::from(u32::MAX)).map_err(wrap)? as u32,
-        ));
-    }
-    spec.validate().map_err(wrap)?;
-    Ok(spec)
-}
-
-pub(crate) fn filter(value: JsValue) -> Result<Filter, Error> {
-    let wrap = |field: String, reason: String| Error::InvalidInput {
-        field: format!("filter.{field}"),
-        reason,
-    };
-    let f = fields(value, "filter", FILTER_SCHEMA, &wrap)?;
-    Ok(Filter {
-        state: f.string("state")?,
-        agent: f.string("agent")?,
-        open: f.boolean("open")?.unwrap_or(false),
     })
 }
 
-/// Reads a config object.
-pub(crate) fn config(value: JsValue) -> Result<crate::config::ConfigInput, Error> {
-    use crate::config::{
-        AdaptiveInput, BreakerInput, CONFIG_SCHEMA, ConfigInput, FairnessInput, LivenessInput,
-        PressureInput, RetentionInput,
-    };
-    let wrap = |key: String, reason: String| Error::InvalidConfig { key, reason };
-    let f = fields(value, "config", CONFIG_SCHEMA, &wrap)?;
-    let breaker = match f.object("breaker") {
-        Some(b) => Some(BreakerInput {
-            failure_threshold: b.number("failureThreshold")?,
-            open_ms: b.number("openMs")?,
-            max_open_ms: b.number("maxOpenMs")?,
-            close_after: b.number("closeAfter")?,
-        }),
-        None => None,
-    };
-    let adaptive = match f.object("adaptive") {
-        Some(a) => Some(AdaptiveInput {
-            enabled: a.boolean("enabled")?,
-            grow_after: a.number("growAfter")?,
-            window_ms: a.number("windowMs")?,
-        }),
-        None => None,
-    };
-    let pressure = match f.object("pressure") {
-        Some(p) => Some(PressureInput {
-            refuse_at: p.number("refuseAt")?,
-            resume_below: p.number("resumeBelow")?,
-            stale_ms: p.number("staleMs")?,
-        }),
-        None => None,
-    };
-    let fairness = match f.object("fairness") {
-        Some(p) => Some(FairnessInput {
-            low_every: p.number("lowEvery")?,
-        }),
-        None => None,
-    };
-    let liveness = match f.object("liveness") {
-        Some(l) => Some(LivenessInput {
-            interval_ms: l.number("intervalMs")?,
-            call_timeout_ms: l.number("callTimeoutMs")?,
-            cancel_ms: l.number("cancelMs")?,
-            skew_ms: l.number("skewMs")?,
-        }),
-        None => None,
-    };
-    let retention = match f.object("retention") {
-        Some(r) => Some(RetentionInput {
-            max_tasks: r.number("maxTasks")?,
-            max_age_ms: r.number("maxAgeMs")?,
-            max_bytes: r.number("maxBytes")?,
-            result_bytes: r.number("resultBytes")?,
-        }),
-        None => None,
-    };
-    Ok(ConfigInput {
-        liveness,
-        lanes: f.number_map("lanes")?,
-        keys: f.number_map("keys")?,
-        breaker,
-        adaptive,
-        pressure,
-        fairness,
-        retention,
-        memory_budget: f.number("memoryBudget")?,
+/// Reads a `list` filter; errors name `filter` or the key under it.
+pub(crate) fn filter(value: &JsValue) -> Result<Filter, Error> {
+    read(value).map_err(|e| {
+        let (path, reason) = e.into_parts();
+        Error::InvalidInput {
+            field: if path.is_empty() {
+                "filter".into()
+            } else {
+                format!("filter.{path}")
+            },
+            reason,
+        }
+    })
+}
+
+/// Reads a config object; errors name the key (`breaker.openMs`), or `config` itself.
+pub(crate) fn config(value: &JsValue) -> Result<ConfigInput, Error> {
+    read(value).map_err(|e| {
+        let (path, reason) = e.into_parts();
+        Error::InvalidConfig {
+            key: if path.is_empty() {
+                "config".into()
+            } else {
+                path
+            },
+            reason,
+        }
     })
 }
 

@@ -30,17 +30,18 @@ pub(super) fn after(inner: &Inner) {
         return;
     }
     let now = inner.host.last_now();
-    let (requests, events, expired, ready, breakers) = {
+    let (requests, events, expired, ready, breakers, resumed) = {
         let mut o = inner.core.borrow_mut();
         let requests = o.take_requests();
         let events = o.take_events();
+        let resumed = o.take_resumed();
         let expired = o.take_run_expired();
         let ready = o.run_ready_len() > 0;
         if ready {
             write_ready(inner, &mut o);
         }
         let breakers = o.take_breaker_events();
-        (requests, events, expired, ready, breakers)
+        (requests, events, expired, ready, breakers, resumed)
     };
     for r in requests {
         inner.host.start(r);
@@ -96,6 +97,15 @@ pub(super) fn after(inner: &Inner) {
                     };
                 }
             }
+        }
+    }
+    // Parents that have their slot again (or settled): their `resumed` promises resolve, so
+    // their sessions go on within the lane's limit. After the task waiters: a join's children
+    // are settled first.
+    for parent in resumed {
+        let waiters = inner.resume_waiters.borrow_mut().remove(&parent.get());
+        for (resolve, _) in waiters.into_iter().flatten() {
+            let _ = resolve.call0(&JsValue::NULL);
         }
     }
     rearm(inner, now);

@@ -17,7 +17,8 @@
 //! construction, restore and dispose; `types.d.ts` the TypeScript types; `tasks.rs` and
 //! `journal.rs` the task and journal methods; `calls.rs` host answers and bus events coming in;
 //! `events.rs` what the core did going out (host requests, events, waiters); `timer.rs` the one
-//! timer; `run.rs` the run path run.js drives; `api.rs` / `convert.rs` JS values in and out;
+//! timer; `run.rs` the run path run.js drives; `input.rs` config, task specs and filters in
+//! (read with serde into the core's types); `api.rs` / `convert.rs` other JS values in and out;
 //! `host.rs` the host as the core sees it; `fence.rs` the module's fencing claims.
 //!
 //! Invariants:
@@ -38,6 +39,7 @@ mod convert;
 mod events;
 mod fence;
 mod host;
+mod input;
 mod journal;
 mod run;
 mod tasks;
@@ -95,6 +97,12 @@ extern "C" {
     /// `Promise<TaskInfo>`.
     #[wasm_bindgen(typescript_type = "Promise<TaskInfo>")]
     pub type PromiseTaskInfo;
+    /// `number[]`.
+    #[wasm_bindgen(typescript_type = "number[]")]
+    pub type TaskIdArray;
+    /// `Promise<void>`.
+    #[wasm_bindgen(typescript_type = "Promise<void>")]
+    pub type PromiseVoid;
     /// `TaskFilter | undefined`.
     #[wasm_bindgen(typescript_type = "TaskFilter | undefined")]
     pub type FilterObject;
@@ -132,6 +140,8 @@ struct Inner {
     timer: RefCell<Option<(JsValue, u64)>>,
     /// The JS promises waiting on tasks, by task id.
     task_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
+    /// The JS promises waiting for a joining parent to have its slot back, by its task id.
+    resume_waiters: RefCell<FxHashMap<u32, Vec<Waiter>>>,
     listeners: RefCell<Vec<(u32, EventKind, Function)>>,
     next_listener: Cell<u32>,
     /// Whether any breaker was not closed at the last look (then every run end looks again).
@@ -235,8 +245,10 @@ impl JsEngine {
         if self.inner.disposed.replace(true) {
             return;
         }
+        let resume_waiters = std::mem::take(&mut *self.inner.resume_waiters.borrow_mut());
         let task_waiters: Vec<Waiter> = std::mem::take(&mut *self.inner.task_waiters.borrow_mut())
             .into_values()
+            .chain(resume_waiters.into_values())
             .flatten()
             .collect();
         self.inner.listeners.borrow_mut().clear();
@@ -261,7 +273,7 @@ impl JsEngine {
     /// read once to check them.
     fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<(JsEngine, Config), Error> {
         let config = config.map_or(JsValue::UNDEFINED, Into::into);
-        let input = api::config(config)?;
+        let input = api::config(&config)?;
         let config = Config::from_input(input)?;
         let timers = timers(&host)?;
         let functions = HostFunctions::new(host)?;
@@ -277,6 +289,7 @@ impl JsEngine {
                 tick: RefCell::new(Some(tick_function(weak))),
                 timer: RefCell::new(None),
                 task_waiters: RefCell::new(FxHashMap::default()),
+                resume_waiters: RefCell::new(FxHashMap::default()),
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(1),
                 breaker_not_closed: Cell::new(false),
@@ -392,8 +405,10 @@ fn fence_out(inner: &Inner, error: &Error) {
         o.take_requests();
         o.take_events();
     }
+    let resume_waiters = std::mem::take(&mut *inner.resume_waiters.borrow_mut());
     let waiters: Vec<Waiter> = std::mem::take(&mut *inner.task_waiters.borrow_mut())
         .into_values()
+        .chain(resume_waiters.into_values())
         .flatten()
         .collect();
     let error = to_js(error);

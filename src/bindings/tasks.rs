@@ -1,5 +1,5 @@
-//! Sub-agent tasks through the JavaScript API: `delegate`, `wait`, `cancel`, `status`, `list`,
-//! and the `stats` view.
+//! Sub-agent tasks through the JavaScript API: `delegate`, `wait`, `join`, `resumed`, `cancel`,
+//! `status`, `list`, and the `stats` view.
 
 use js_sys::{Array, Object, Promise};
 use wasm_bindgen::prelude::*;
@@ -9,8 +9,8 @@ use super::convert::{set, to_js};
 use super::events::after;
 use super::timer::observe_memory;
 use super::{
-    FilterObject, JsEngine, PromiseTaskInfo, SpecsObject, StatsObject, TaskIds, TaskInfoArray,
-    TaskInfoObject, api, convert, fenced, js,
+    FilterObject, JsEngine, PromiseTaskInfo, PromiseVoid, SpecsObject, StatsObject, TaskIdArray,
+    TaskIds, TaskInfoArray, TaskInfoObject, api, convert, fenced, js,
 };
 use crate::error::Error;
 use crate::host::Host;
@@ -96,10 +96,10 @@ impl JsEngine {
             js(array
                 .iter()
                 .enumerate()
-                .map(|(i, v)| api::spec(v, &format!("specs[{i}]")))
+                .map(|(i, v)| api::spec(v, Some(i)))
                 .collect::<Result<Vec<_>, _>>())?
         } else {
-            vec![js(api::spec(value, ""))?]
+            vec![js(api::spec(value, None))?]
         };
         let now = js(self.inner.host.now_ms())?;
         observe_memory(&self.inner, now);
@@ -161,6 +161,46 @@ impl JsEngine {
         promise.unchecked_into()
     }
 
+    /// Says that the session these tasks were delegated from (their `parentID`) now waits for
+    /// them to settle — a delegate tool call in wait mode. That session's task (a running
+    /// sub-agent task of this engine) lends its slot to them meanwhile, so nested delegation
+    /// never deadlocks a lane. Returns the ids of the parent tasks now waiting (empty when no
+    /// id is open or none has a parent task here: then just `wait` for them). Each parent's
+    /// session must not go on — its tool call must not return — before `resumed(parent)`
+    /// resolves: until then its slot may be running other work. `INVALID_INPUT`,
+    /// `UNKNOWN_TASK`, `DISPOSED`.
+    pub fn join(&self, ids: TaskIds) -> Result<TaskIdArray, JsValue> {
+        self.acting()?;
+        let ids: JsValue = ids.into();
+        let ids = if Array::is_array(&ids) {
+            let array: Array = ids.unchecked_into();
+            js((0..array.length())
+                .map(|i| api::task_id(&format!("ids[{i}]"), &array.get(i)))
+                .collect::<Result<Vec<_>, _>>())?
+        } else {
+            vec![js(api::task_id("ids", &ids))?]
+        };
+        let now = js(self.inner.host.now_ms())?;
+        let lenders = js(self.inner.core.borrow_mut().join(now, &ids))?;
+        after(&self.inner);
+        Ok(lenders
+            .iter()
+            .map(|id| JsValue::from(id.get()))
+            .collect::<Array>()
+            .unchecked_into())
+    }
+
+    /// Resolves once task `id` holds its slot again after a `join` (all the tasks it joined
+    /// settled and no other work runs on its slot), or settled: at once when it is not
+    /// waiting. Rejects with `UNKNOWN_TASK`, or `DISPOSED`.
+    pub fn resumed(&self, id: JsValue) -> PromiseVoid {
+        let promise = match self.try_resumed(&id) {
+            Ok(p) => p,
+            Err(e) => Promise::reject(&e),
+        };
+        promise.unchecked_into()
+    }
+
     /// Cancels a task: a queued one at once; a running one by aborting its session, settling when
     /// the abort is confirmed. Returns whether the task was still open. `UNKNOWN_TASK` for an
     /// id never issued.
@@ -182,7 +222,7 @@ impl JsEngine {
     /// Every task (matching `filter`: `state` name and/or `agent`), in id order.
     pub fn list(&self, filter: Option<FilterObject>) -> Result<TaskInfoArray, JsValue> {
         self.live()?;
-        let filter = js(api::filter(filter.map_or(JsValue::UNDEFINED, Into::into)))?;
+        let filter = js(api::filter(&filter.map_or(JsValue::UNDEFINED, Into::into)))?;
         // The `state` filter as a phase: `Some(None)` without one; a name no state has matches
         // no task.
         let phase = match filter.state.as_deref() {
@@ -246,6 +286,25 @@ impl JsEngine {
         self.live()?;
         let id = js(api::task_id("id", id))?;
         js(self.inner.core.borrow().task(id))
+    }
+
+    fn try_resumed(&self, id: &JsValue) -> Result<Promise, JsValue> {
+        let record = self.record(id)?;
+        if !self.inner.core.borrow().is_lending(record.id) {
+            return Ok(Promise::resolve(&JsValue::UNDEFINED));
+        }
+        js(fenced(&self.inner))?;
+        let mut waiter = None;
+        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
+        if let Some(waiter) = waiter {
+            self.inner
+                .resume_waiters
+                .borrow_mut()
+                .entry(record.id.get())
+                .or_default()
+                .push(waiter);
+        }
+        Ok(promise)
     }
 
     pub(super) fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {

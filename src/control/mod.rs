@@ -36,6 +36,7 @@ mod gate;
 mod limiter;
 mod permit;
 mod queue;
+mod slots;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
@@ -75,10 +76,24 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneId(usize);
 
+impl LaneId {
+    /// The lane's index, in the order of the configuration's lanes (the executor's too).
+    pub(crate) fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// A provider/model key, resolved (and registered) once from its name
 /// ([`Controller::key_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(usize);
+
+impl KeyId {
+    /// The key's index (what a permit counts).
+    pub(crate) fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// What [`Controller::submit_or_admit`] did.
 #[derive(Debug)]
@@ -321,29 +336,8 @@ impl Controller {
         priority: Priority,
         fail_fast: bool,
     ) -> Result<Submitted, Error> {
-        self.collect_releases();
-        let lane = lane_id.0.min(self.lanes.len().saturating_sub(1));
-        let key = key_id.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
-        let lane_free = self.lanes[lane].queued == [0; 3] && self.lane_has_room(lane);
-        let gate_ok = priority != Priority::Low || !self.gate.is_closed(now);
-        if lane_free && gate_ok {
-            let verdict = match key {
-                None => Some(Verdict::Allow),
-                Some(k) => self.key_verdict(now, k),
-            };
-            if let Some(verdict) = verdict {
-                if let Some(k) = key {
-                    self.keys[k].breaker.on_start(verdict);
-                }
-                let probe = verdict == Verdict::Probe;
-                return Ok(Submitted::Admitted(Permit::issue(
-                    &self.ledger,
-                    work,
-                    lane,
-                    key,
-                    probe,
-                )));
-            }
+        if let Some(permit) = self.try_admit(now, work, lane_id, key_id, priority) {
+            return Ok(Submitted::Admitted(permit));
         }
         self.submit_to(now, work, lane_id, key_id, priority, fail_fast)
             .map(Submitted::Waiting)
@@ -528,9 +522,18 @@ impl Controller {
     /// Records how a running task ended and releases its permit. Call `admit` afterwards: the
     /// freed slot (or a grown limit) may let waiters start.
     pub fn complete(&mut self, now: u64, mut permit: Permit, outcome: Outcome) {
+        self.record(now, &mut permit, outcome);
+        drop(permit);
         self.collect_releases();
-        let in_use = self.in_use_for(&permit);
-        if let Some(limiter) = self.limiter_for(&permit) {
+    }
+
+    /// Records how a running task ended without releasing its permit: the slot it holds is
+    /// still in use (a task that settled while lending its slot to work still running there).
+    /// Dropping the permit later releases it without a second outcome.
+    pub fn record(&mut self, now: u64, permit: &mut Permit, outcome: Outcome) {
+        self.collect_releases();
+        let in_use = self.in_use_for(permit);
+        if let Some(limiter) = self.limiter_for(permit) {
             if outcome == Outcome::Success {
                 limiter.on_success(in_use);
             } else if outcome.is_backoff_signal() {
@@ -544,8 +547,6 @@ impl Controller {
                 .on_outcome(now, outcome, permit.is_probe(), jitter);
         }
         permit.mark_recorded();
-        drop(permit);
-        self.collect_releases();
     }
 
     /// A call guarded by `key`'s breaker alone (no lane, no slot, no queue): whether it may go

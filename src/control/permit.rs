@@ -74,8 +74,8 @@ impl Ledger {
         std::mem::take(&mut self.releases.borrow_mut())
     }
 
-    fn acquire(&self, lane: usize, key: Option<usize>) {
-        if let Some(n) = self.lanes.get(lane) {
+    fn acquire(&self, lane: Option<usize>, key: Option<usize>) {
+        if let Some(n) = lane.and_then(|l| self.lanes.get(l)) {
             n.set(n.get() + 1);
         }
         if let Some(n) = key.and_then(|k| self.keys.get(k)) {
@@ -84,11 +84,11 @@ impl Ledger {
         self.issued.set(self.issued.get() + 1);
     }
 
-    fn release(&self, lane: usize, release: Release) {
-        if let Some(n) = self.lanes.get(lane) {
+    fn release(&self, lane: Option<usize>, key: Option<usize>, release: Release) {
+        if let Some(n) = lane.and_then(|l| self.lanes.get(l)) {
             n.set(n.get().saturating_sub(1));
         }
-        if let Some(n) = release.key.and_then(|k| self.keys.get(k)) {
+        if let Some(n) = key.and_then(|k| self.keys.get(k)) {
             n.set(n.get().saturating_sub(1));
         }
         self.released.set(self.released.get() + 1);
@@ -109,6 +109,12 @@ pub struct Permit {
     key: Option<usize>,
     probe: bool,
     outcome_recorded: bool,
+    /// Whether it counts against its lane (false: it runs on a slot another task's permit
+    /// holds — a lent slot — so the lane is counted once, by that permit).
+    counts_lane: bool,
+    /// Whether it counts against its key (false: a task on a lent slot whose lender's permit
+    /// already counts that key, and makes no request while it waits).
+    counts_key: bool,
     ledger: Rc<Ledger>,
 }
 
@@ -120,15 +126,41 @@ impl Permit {
         key: Option<usize>,
         probe: bool,
     ) -> Self {
-        ledger.acquire(lane, key);
+        Self::issue_counted(ledger, work, lane, key, probe, true, true)
+    }
+
+    /// A permit that counts against its lane and key only where told (see `counts_lane`).
+    pub(crate) fn issue_counted(
+        ledger: &Rc<Ledger>,
+        work: Work,
+        lane: usize,
+        key: Option<usize>,
+        probe: bool,
+        counts_lane: bool,
+        counts_key: bool,
+    ) -> Self {
+        let counts_key = counts_key && key.is_some();
+        ledger.acquire(counts_lane.then_some(lane), key.filter(|_| counts_key));
         Permit {
             work,
             lane,
             key,
             probe,
             outcome_recorded: false,
+            counts_lane,
+            counts_key,
             ledger: Rc::clone(ledger),
         }
+    }
+
+    /// Whether it counts against its lane (false on a lent slot).
+    pub fn counts_lane(&self) -> bool {
+        self.counts_lane
+    }
+
+    /// The key it counts against, if any.
+    pub(crate) fn counted_key(&self) -> Option<usize> {
+        self.key.filter(|_| self.counts_key)
     }
 
     /// The task or run slot holding the permit.
@@ -161,6 +193,10 @@ impl Drop for Permit {
             probe: self.probe,
             outcome_recorded: self.outcome_recorded,
         };
-        self.ledger.release(self.lane, release);
+        self.ledger.release(
+            self.counts_lane.then_some(self.lane),
+            self.counted_key(),
+            release,
+        );
     }
 }

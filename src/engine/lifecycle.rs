@@ -123,6 +123,8 @@ struct Live {
     restored: bool,
     /// Attempts that ended rate limited and were re-dispatched (kept across attempts).
     rate_limited: u32,
+    /// Its slot, deque and joins (see `nested.rs`).
+    place: nested::Place,
 }
 
 /// A task's transition, for listeners.
@@ -170,6 +172,8 @@ pub struct Engine {
     reply_note: Option<(SessionId, u64)>,
     /// The host has no `sessionStatuses`: suspects are checked one by one.
     no_statuses: bool,
+    /// The executor's slots and deques, lenders' kept permits, parents resumed.
+    nest: nested::Nested,
 }
 
 /// Options of a run task (see [`Engine::run_submit`]).
@@ -232,6 +236,7 @@ impl Engine {
             last_probe: None,
             reply_note: None,
             no_statuses: false,
+            nest: nested::Nested::new(config),
         }
     }
 
@@ -303,6 +308,7 @@ impl Engine {
                         // Reconciled or not, it settles by its deadline from now.
                         live.deadline_at = Some(now.saturating_add(record.spec.deadline_ms));
                         o.live.insert(record.id, live);
+                        o.place(record.id, &record.spec.agent);
                         o.call(
                             CallFor::LastMessage(record.id),
                             HostOp::LastAssistantMessage { session: s.clone() },
@@ -991,6 +997,9 @@ impl Engine {
             }
             return Ok(());
         }
+        if self.enqueue_child(task) {
+            return Ok(());
+        }
         let request = Request {
             task,
             agent: &record.spec.agent,
@@ -1044,7 +1053,8 @@ impl Engine {
     fn pump(&mut self, now: u64) {
         // The check inlined where it is called, the work out of line: a run task ending with
         // nobody waiting pays two loads, not a call that saves and restores registers.
-        if self.controller.waiting() != 0 || self.pool.has_aborts() {
+        if self.controller.waiting() != 0 || self.pool.has_aborts() || self.nest.exec.queued() != 0
+        {
             self.pump_waiting(now);
         }
     }
@@ -1057,31 +1067,38 @@ impl Engine {
         for admission in admitted.drain(..) {
             match admission.work {
                 Work::Run(slot) => self.runs.admitted(slot, admission.permit),
-                Work::Task(task) => self.start_admitted(now, task, admission.permit),
+                Work::Task(task) => self.start_admitted(now, task, admission.permit, true),
             }
         }
         self.admitted = admitted;
+        if self.nest.exec.queued() != 0 {
+            self.fill_slots(now);
+        }
         if self.pool.has_aborts() {
             self.abort_retired();
         }
     }
 
-    /// A sub-agent task was admitted: it takes a pooled session or has one created. Kept out of
-    /// line so the run-task path through `pump` stays small.
+    /// A sub-agent task was admitted: it goes on a slot of its lane (`place`: an idle one;
+    /// otherwise the executor put it on one already), then takes a pooled session or has one
+    /// created. Kept out of line so the run-task path through `pump` stays small.
     #[inline(never)]
-    fn start_admitted(&mut self, now: u64, task: TaskId, permit: Permit) {
+    fn start_admitted(&mut self, now: u64, task: TaskId, permit: Permit, place: bool) {
         if let Some(l) = self.live.get_mut(&task) {
             l.ticket = None;
             l.permit = Some(permit);
         } else {
             return; // settled meanwhile: dropping the permit releases it
         }
-        if self.transition(now, task, TaskState::Admitted).is_err() {
-            return;
-        }
         let Some(record) = self.tasks.get(task) else {
             return;
         };
+        if place {
+            self.place(task, &record.spec.agent);
+        }
+        if self.transition(now, task, TaskState::Admitted).is_err() {
+            return;
+        }
         let follow = record
             .spec
             .follow_up_of
@@ -1419,9 +1436,13 @@ impl Engine {
         }
         let counted = outcome.is_counted_failure()
             && self.live.get(&task).is_some_and(|l| l.permit.is_some());
+        let parent_slot = self.child_settling(task);
         self.release(now, task, outcome, succeeded);
         self.transition(now, task, state)?;
-        self.live.remove(&task);
+        if let Some(mut live) = self.live.remove(&task) {
+            let place = nested::take_place(&mut live);
+            self.settled_nested(now, task, &place, parent_slot);
+        }
         for dependent in self.dependents.remove(&task).unwrap_or_default() {
             if !self.is_open(dependent) {
                 continue;
@@ -1446,6 +1467,7 @@ impl Engine {
 
     /// Returns the permit with `outcome` and hands the session back to the pool.
     fn release(&mut self, now: u64, task: TaskId, outcome: Outcome, succeeded: bool) {
+        self.leave_slot(now, task, outcome);
         if let Some(permit) = self.live.get_mut(&task).and_then(|l| l.permit.take()) {
             self.controller.complete(now, permit, outcome);
         }
@@ -1506,6 +1528,7 @@ fn describe(outcome: &HostOutcome) -> String {
 
 mod driver;
 mod liveness;
+mod nested;
 mod retry;
 
 pub use self::driver::{EngineStats, JournalStats};

@@ -586,5 +586,10 @@ fn class_of(tag: u8) -> Result<FailureClass, String> {
     })
 }
 
+mod input;
+
+pub use self::input::TaskSpecInput;
+pub(crate) use self::input::whole;
+
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
-//! Lanes: one run queue per worker slot, grouped by lane.
+//! Lanes: one run queue (deque) per worker slot, grouped by lane.
 //!
 //! Invariants:
-//! 1. The owner pushes and pops at the back (LIFO: the follow-up runs in the warm slot).
+//! 1. The owner pushes and pops at the back (LIFO: a task's newest child runs first, so a
+//!    subtree finishes depth-first).
 //! 2. Thieves take from the front (FIFO: the oldest waiting work moves first), and only from
 //!    slots of their own lane, choosing the fullest deque.
 //! 3. `total` and each lane's length equal the entries in its deques.
@@ -58,6 +59,7 @@ impl<T> Lanes<T> {
     }
 
     /// Entries waiting in a lane's deques.
+    #[cfg(test)]
     pub(crate) fn lane_len(&self, lane: usize) -> usize {
         self.lane_len.get(lane).copied().unwrap_or(0)
     }
@@ -72,15 +74,6 @@ impl<T> Lanes<T> {
         self.deques[slot].len()
     }
 
-    /// The slot of `lane` with the shortest deque (lowest index on ties).
-    pub(crate) fn least_loaded(&self, lane: usize) -> usize {
-        let slots = self.lane_slots[lane].clone();
-        slots
-            .clone()
-            .min_by_key(|&s| self.deques[s].len())
-            .unwrap_or(slots.start)
-    }
-
     /// Pushes at the back of `slot`'s deque.
     pub(crate) fn push_back(&mut self, slot: usize, item: T) {
         self.deques[slot].push_back(item);
@@ -88,21 +81,70 @@ impl<T> Lanes<T> {
         self.total += 1;
     }
 
+    /// Where `slot` would take its next entry from: its own deque's back, else the front of
+    /// the fullest deque of its lane (lowest index on ties). Nothing is removed.
+    pub(crate) fn next_for(&self, slot: usize) -> Option<(usize, Steal)> {
+        if !self.deques[slot].is_empty() {
+            return Some((slot, Steal::Own));
+        }
+        let lane = self.slot_lane[slot];
+        let victim = self.lane_slots[lane]
+            .clone()
+            .max_by_key(|&s| (self.deques[s].len(), std::cmp::Reverse(s)))?;
+        (!self.deques[victim].is_empty()).then_some((victim, Steal::Stolen))
+    }
+
+    /// The entry [`Lanes::pop`] with the same arguments would remove.
+    pub(crate) fn peek(&self, deque: usize, how: Steal) -> Option<&T> {
+        match how {
+            Steal::Own => self.deques[deque].back(),
+            Steal::Stolen => self.deques[deque].front(),
+        }
+    }
+
+    /// Removes the back (`Own`) or the front (`Stolen`) of `deque`.
+    pub(crate) fn pop(&mut self, deque: usize, how: Steal) -> Option<T> {
+        let item = match how {
+            Steal::Own => self.deques[deque].pop_back(),
+            Steal::Stolen => self.deques[deque].pop_front(),
+        }?;
+        self.lane_len[self.slot_lane[deque]] -= 1;
+        self.total -= 1;
+        Some(item)
+    }
+
     /// The owner's pop from the back, else a steal from the front of the fullest deque in the
     /// same lane.
+    #[cfg(test)]
     pub(crate) fn take(&mut self, slot: usize) -> Option<(T, Steal)> {
-        let lane = self.slot_lane[slot];
-        let (item, how) = match self.deques[slot].pop_back() {
-            Some(item) => (item, Steal::Own),
-            None => {
-                let victim = self.lane_slots[lane]
-                    .clone()
-                    .max_by_key(|&s| (self.deques[s].len(), std::cmp::Reverse(s)))?;
-                (self.deques[victim].pop_front()?, Steal::Stolen)
-            }
+        let (deque, how) = self.next_for(slot)?;
+        self.pop(deque, how).map(|item| (item, how))
+    }
+
+    /// The slots of `lane`.
+    pub(crate) fn slots_of(&self, lane: usize) -> Range<usize> {
+        self.lane_slots.get(lane).cloned().unwrap_or(0..0)
+    }
+}
+
+impl<T: PartialEq> Lanes<T> {
+    /// Removes `item` from `slot`'s deque (a queued child cancelled). Returns whether it was
+    /// there.
+    pub(crate) fn remove(&mut self, slot: usize, item: &T) -> bool {
+        let Some(i) = self.deques[slot].iter().position(|x| x == item) else {
+            return false;
         };
-        self.lane_len[lane] -= 1;
+        self.deques[slot].remove(i);
+        self.lane_len[self.slot_lane[slot]] -= 1;
         self.total -= 1;
-        Some((item, how))
+        true
+    }
+}
+
+#[cfg(test)]
+impl<T: Copy> Lanes<T> {
+    /// The entries of `slot`'s deque, front first.
+    pub(crate) fn deques_of(&self, slot: usize) -> Vec<T> {
+        self.deques[slot].iter().copied().collect()
     }
 }

@@ -1,323 +1,214 @@
-//! The executor: cooperative, single-threaded, with one worker slot per unit of lane capacity.
+//! The executor: where, and in what order, admitted sub-agent tasks run inside their lane.
 //!
-//! Jobs are futures kept in a `Slab`; a job's waker carries its [`JobId`] (slab index and
-//! generation) and pushes it onto a ready list — no `Rc` cycles, no closures per wake. Each
-//! slot has a local deque ([`Lanes`]):
+//! The controller decides **when** work may start (how many per lane and key, priorities,
+//! breakers, the memory gate); the executor decides **where** and **in what order** inside a
+//! lane. It is sans-I/O and knows nothing of sessions or permits: the engine drives it with task
+//! ids (`T`) and keeps the permits (see `engine/lifecycle/nested.rs`).
 //!
-//! - the slot's owner pushes and pops at the **back**: a job woken or followed up runs next in
-//!   the slot (and so the session) that ran it last — LIFO keeps work warm;
-//! - a slot with nothing of its own **steals from the front** of the fullest deque of its lane:
-//!   the oldest waiting work moves first, and no slot idles while compatible work waits.
+//! Each lane has one worker **slot** per unit of its configured capacity. A slot has
 //!
-//! [`Executor::run_until_stalled`] polls ready jobs, one per slot in round-robin turns, until
-//! nothing is ready or the budget is spent, so the host can yield to its event loop. There are
-//! no timers inside.
+//! - an **occupant**: the task running on it (whose session may make model requests);
+//! - a stack of **lenders**: tasks that wait on their children (their sessions block in a tool
+//!   call and make no requests) and lent the slot to that work meanwhile — the bottom one holds
+//!   the slot's lane permit, so a lane is counted once per slot however deep the nesting;
+//! - a **deque** ([`Lanes`]) of queued children: a running task's own children are pushed at
+//!   the back (the owner end).
+//!
+//! When a slot is free (no occupant) it takes, in this order:
+//!
+//! 1. its top lender back, once that lender's children all settled ([`Executor::resume`]): a
+//!    parent is first in line for its own slot, before any other work;
+//! 2. while it is lent, the back of its own deque (LIFO: the lender's newest child, so a
+//!    subtree finishes depth-first), else the oldest entry — the front — of the fullest deque of
+//!    its lane (a steal), so a lent slot whose lender's deque is empty never idles while its
+//!    lane has children waiting;
+//! 3. idle (no lender either), the same deque work, but only with a lane permit the engine gets
+//!    from the controller for it ([`Executor::next_for`] says what it would take).
 //!
 //! Invariants:
-//! 1. A job is in at most one deque, and only while it is ready (its `queued` flag).
-//! 2. A job runs only in slots of its own lane.
-//! 3. A waker whose job finished (or whose slab slot was reused) wakes nothing.
-//! 4. In every turn, a slot polls a job if any deque of its lane holds one.
+//! 1. A task is in at most one place: one deque, or one slot (as occupant or lender).
+//! 2. A slot has at most one occupant; a task leaves a slot only by [`Executor::leave`] (it
+//!    settled, or went back to the queue for a retry) or by lending it.
+//! 3. Work taken by a slot comes from its own lane's deques only.
+//! 4. A lender takes its slot back only when the slot has no occupant and the lender is on top
+//!    of the stack: it never shares its slot with running work.
 
 mod lanes;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
-
-use slab::Slab;
-
 pub(crate) use self::lanes::{Lanes, Steal};
-use crate::error::Error;
 
-/// A job's identity: slab index plus generation, so a stale id never names a new job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct JobId {
-    index: u32,
-    generation: u32,
+#[derive(Debug, Clone)]
+struct Slot<T> {
+    occupant: Option<T>,
+    /// Tasks waiting on their children, bottom first; `true` once one may resume.
+    lenders: Vec<(T, bool)>,
 }
 
-type Job = Pin<Box<dyn Future<Output = ()>>>;
-
-struct Entry {
-    job: Job,
-    generation: u32,
-    lane: usize,
-    /// The slot that ran it last (or was assigned at spawn): where it returns when woken.
-    home: usize,
-    queued: bool,
+/// The slots and deques of every lane. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Executor<T> {
+    lanes: Lanes<T>,
+    slots: Vec<Slot<T>>,
 }
 
-/// Jobs woken since the last turn.
-#[derive(Default)]
-struct Ready {
-    jobs: Mutex<Vec<JobId>>,
-}
-
-struct JobWaker {
-    job: JobId,
-    ready: Arc<Ready>,
-}
-
-impl Wake for JobWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+impl<T: Copy + PartialEq> Executor<T> {
+    /// `capacities[i]` slots for lane `i` (at least one each).
+    pub(crate) fn new(capacities: &[usize]) -> Self {
+        let lanes = Lanes::new(capacities);
+        let slots = (0..lanes.slot_count())
+            .map(|_| Slot {
+                occupant: None,
+                lenders: Vec::new(),
+            })
+            .collect();
+        Executor { lanes, slots }
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        // A poisoned lock only means a panic elsewhere; the list itself is still sound.
-        let mut jobs = self.ready.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.push(self.job);
+    /// The slots of `lane`.
+    #[cfg(test)]
+    pub(crate) fn slots_of(&self, lane: usize) -> std::ops::Range<usize> {
+        self.lanes.slots_of(lane)
     }
-}
 
-/// What one call to [`Executor::run_until_stalled`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct RunReport {
-    /// Polls made.
-    pub polled: usize,
-    /// Jobs that finished.
-    pub finished: usize,
-    /// Polls of a job taken from another slot's deque.
-    pub stolen: usize,
-    /// Whether ready work remains (the budget ran out first).
-    pub more: bool,
-}
-
-/// Counters over the executor's life.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct ExecStats {
-    /// Slot turns in which the slot polled a job.
-    pub busy_turns: u64,
-    /// Slot turns in which the slot had nothing to do although its lane had ready work.
-    /// Invariant 4 keeps this at zero.
-    pub idle_turns_with_work: u64,
-    /// Polls of stolen jobs.
-    pub steals: u64,
-}
-
-/// The executor. See the module docs.
-pub(crate) struct Executor {
-    jobs: Slab<Entry>,
-    lanes: Lanes<JobId>,
-    lane_names: Vec<String>,
-    ready: Arc<Ready>,
-    cursor: usize,
-    stats: ExecStats,
-}
-
-impl std::fmt::Debug for Executor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor")
-            .field("jobs", &self.jobs.len())
-            .field("stats", &self.stats)
-            .finish()
+    /// Number of lanes' slots in all.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
     }
-}
 
-impl Executor {
-    /// An executor with `capacity` slots per lane, e.g. `[("worker", 8), ("planner", 2)]`.
-    /// A lane of capacity 0 gets one slot (it could not run anything otherwise).
-    pub(crate) fn new<'a>(lanes: impl IntoIterator<Item = (&'a str, u32)>) -> Self {
-        let (names, caps): (Vec<String>, Vec<usize>) = lanes
+    /// The lane `slot` serves.
+    pub(crate) fn lane_of(&self, slot: usize) -> usize {
+        self.lanes.lane_of(slot)
+    }
+
+    /// Children queued in all deques.
+    pub(crate) fn queued(&self) -> usize {
+        self.lanes.total()
+    }
+
+    /// Children queued in `lane`'s deques.
+    #[cfg(test)]
+    pub(crate) fn queued_in(&self, lane: usize) -> usize {
+        self.lanes.lane_len(lane)
+    }
+
+    /// The task running on `slot`.
+    pub(crate) fn occupant(&self, slot: usize) -> Option<T> {
+        self.slots.get(slot).and_then(|s| s.occupant)
+    }
+
+    /// The tasks lending `slot`, bottom first.
+    pub(crate) fn lenders(&self, slot: usize) -> impl Iterator<Item = T> + '_ {
+        self.slots
+            .get(slot)
             .into_iter()
-            .map(|(n, c)| (n.to_owned(), c.max(1) as usize))
-            .unzip();
-        Executor {
-            jobs: Slab::new(),
-            lanes: Lanes::new(&caps),
-            lane_names: names,
-            ready: Arc::new(Ready::default()),
-            cursor: 0,
-            stats: ExecStats::default(),
+            .flat_map(|s| s.lenders.iter().map(|(t, _)| *t))
+    }
+
+    /// No occupant and no lender: the slot holds no permit.
+    pub(crate) fn is_idle(&self, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|s| s.occupant.is_none() && s.lenders.is_empty())
+    }
+
+    /// No occupant, but a lender: the slot runs work under its lender's permit.
+    pub(crate) fn is_lent_free(&self, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|s| s.occupant.is_none() && !s.lenders.is_empty())
+    }
+
+    /// Places an admitted task on an idle slot of `lane`: the one with the shortest deque
+    /// (lowest index on ties). `None` when every slot of the lane is in use (only for work
+    /// adopted after a restore beyond the configured capacity).
+    pub(crate) fn place(&mut self, lane: usize, task: T) -> Option<usize> {
+        let slot = self
+            .lanes
+            .slots_of(lane)
+            .filter(|&s| self.is_idle(s))
+            .min_by_key(|&s| self.lanes.len(s))?;
+        self.slots[slot].occupant = Some(task);
+        Some(slot)
+    }
+
+    /// Pushes `task`, a child of the task on or lending `slot`, at the back of its deque.
+    pub(crate) fn push_child(&mut self, slot: usize, task: T) {
+        self.lanes.push_back(slot, task);
+    }
+
+    /// Removes a queued child from `slot`'s deque; whether it was there.
+    pub(crate) fn unqueue(&mut self, slot: usize, task: T) -> bool {
+        self.lanes.remove(slot, &task)
+    }
+
+    /// What a free `slot` would take from the deques (own back, else a steal), without taking.
+    pub(crate) fn next_for(&self, slot: usize) -> Option<(T, usize, Steal)> {
+        let (deque, how) = self.lanes.next_for(slot)?;
+        self.lanes.peek(deque, how).map(|t| (*t, deque, how))
+    }
+
+    /// Takes what [`Executor::next_for`] named onto free `slot` as its occupant.
+    pub(crate) fn take(&mut self, slot: usize, deque: usize, how: Steal) -> Option<T> {
+        if self.slots.get(slot)?.occupant.is_some() {
+            return None;
         }
+        let task = self.lanes.pop(deque, how)?;
+        self.slots[slot].occupant = Some(task);
+        Some(task)
     }
 
-    /// Spawns `job` in `lane` on its least-loaded slot.
-    pub(crate) fn spawn(
-        &mut self,
-        lane: &str,
-        job: impl Future<Output = ()> + 'static,
-    ) -> Result<JobId, Error> {
-        let lane = self.lane(lane)?;
-        let slot = self.lanes.least_loaded(lane);
-        Ok(self.insert(lane, slot, Box::pin(job)))
-    }
-
-    /// Spawns `job` as a follow-up of `after`: in the slot that ran `after` last, at the back of
-    /// its deque, so it runs next there (and so in the same warm session). Falls back to
-    /// [`Executor::spawn`] when `after` is gone.
-    pub(crate) fn spawn_after(
-        &mut self,
-        after: JobId,
-        job: impl Future<Output = ()> + 'static,
-    ) -> Result<JobId, Error> {
-        match self.entry(after) {
-            Some(e) => {
-                let (lane, slot) = (e.lane, e.home);
-                Ok(self.insert(lane, slot, Box::pin(job)))
-            }
-            None => Err(Error::input("after", "no such job")),
-        }
-    }
-
-    /// Whether `job` is still alive (not finished).
-    pub(crate) fn contains(&self, job: JobId) -> bool {
-        self.entry(job).is_some()
-    }
-
-    /// The slot that ran `job` last.
-    pub(crate) fn home_of(&self, job: JobId) -> Option<usize> {
-        self.entry(job).map(|e| e.home)
-    }
-
-    /// Whether no job is alive.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-
-    /// Counters.
-    pub(crate) fn stats(&self) -> ExecStats {
-        self.stats
-    }
-
-    /// Polls one ready job, if there is one. Returns whether it polled.
-    pub(crate) fn try_run_one(&mut self) -> bool {
-        self.run_until_stalled(1).polled == 1
-    }
-
-    /// Polls ready jobs until none is ready or `budget` polls were made.
-    pub(crate) fn run_until_stalled(&mut self, budget: usize) -> RunReport {
-        let mut report = RunReport::default();
-        loop {
-            self.collect_woken();
-            if report.polled >= budget {
-                report.more = self.lanes.total() > 0;
-                return report;
-            }
-            // One turn: every slot, starting after the last one served, takes one job.
-            let slots = self.lanes.slot_count();
-            let mut polled_this_turn = false;
-            for step in 0..slots {
-                if report.polled >= budget {
-                    break;
-                }
-                let slot = (self.cursor + step) % slots;
-                let Some((job, how)) = self.lanes.take(slot) else {
-                    if self.lanes.lane_len(self.lanes.lane_of(slot)) > 0 {
-                        self.stats.idle_turns_with_work += 1;
-                    }
-                    continue;
-                };
-                self.stats.busy_turns += 1;
-                if how == Steal::Stolen {
-                    self.stats.steals += 1;
-                    report.stolen += 1;
-                }
-                report.polled += 1;
-                polled_this_turn = true;
-                if self.poll(job, slot) {
-                    report.finished += 1;
-                }
-            }
-            self.cursor = (self.cursor + 1) % slots.max(1);
-            if !polled_this_turn && self.ready_is_empty() {
-                report.more = false;
-                return report;
-            }
-        }
-    }
-
-    fn lane(&self, name: &str) -> Result<usize, Error> {
-        self.lane_names
-            .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| Error::input("lane", format!("no lane `{name}`")))
-    }
-
-    fn entry(&self, job: JobId) -> Option<&Entry> {
-        self.jobs
-            .get(job.index as usize)
-            .filter(|e| e.generation == job.generation)
-    }
-
-    fn insert(&mut self, lane: usize, slot: usize, job: Job) -> JobId {
-        let vacant = self.jobs.vacant_entry();
-        let index = vacant.key() as u32;
-        // Generations count per slab index so a reused index gets a fresh id.
-        let generation = GENERATIONS.with(|g| g.next());
-        let id = JobId { index, generation };
-        vacant.insert(Entry {
-            job,
-            generation,
-            lane,
-            home: slot,
-            queued: true,
-        });
-        self.lanes.push_back(slot, id);
-        id
-    }
-
-    /// Polls `job` in `slot`; returns whether it finished.
-    fn poll(&mut self, job: JobId, slot: usize) -> bool {
-        let Some(entry) = self
-            .jobs
-            .get_mut(job.index as usize)
-            .filter(|e| e.generation == job.generation)
-        else {
+    /// The occupant of `slot`, `task`, waits on its children: it becomes the top lender and the
+    /// slot is free for them. False (nothing changes) when `task` is not the occupant.
+    pub(crate) fn lend(&mut self, slot: usize, task: T) -> bool {
+        let Some(s) = self.slots.get_mut(slot) else {
             return false;
         };
-        entry.queued = false;
-        entry.home = slot;
-        let waker = Waker::from(Arc::new(JobWaker {
-            job,
-            ready: Arc::clone(&self.ready),
-        }));
-        let mut cx = Context::from_waker(&waker);
-        if entry.job.as_mut().poll(&mut cx) == Poll::Ready(()) {
-            self.jobs.remove(job.index as usize);
-            true
-        } else {
-            false
+        if s.occupant != Some(task) {
+            return false;
         }
+        s.occupant = None;
+        s.lenders.push((task, false));
+        true
     }
 
-    /// Moves woken jobs to the back of their home slot's deque (invariant 1 and 3).
-    fn collect_woken(&mut self) {
-        let woken = std::mem::take(&mut *self.ready.jobs.lock().unwrap_or_else(|e| e.into_inner()));
-        for job in woken {
-            if let Some(entry) = self
-                .jobs
-                .get_mut(job.index as usize)
-                .filter(|e| e.generation == job.generation)
-            {
-                if !entry.queued {
-                    entry.queued = true;
-                    self.lanes.push_back(entry.home, job);
+    /// `task`, lending `slot`, may have it back (its children settled), or may not any more
+    /// (it waits on more children).
+    pub(crate) fn set_ready(&mut self, slot: usize, task: T, ready: bool) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            for (t, r) in &mut s.lenders {
+                if *t == task {
+                    *r = ready;
                 }
             }
         }
     }
 
-    fn ready_is_empty(&self) -> bool {
-        self.ready.jobs.lock().map_or(true, |j| j.is_empty())
+    /// Gives a free `slot` back to its top lender when that one may resume: returns it, now the
+    /// occupant again.
+    pub(crate) fn resume(&mut self, slot: usize) -> Option<T> {
+        let s = self.slots.get_mut(slot)?;
+        if s.occupant.is_some() || !s.lenders.last().is_some_and(|(_, r)| *r) {
+            return None;
+        }
+        let (task, _) = s.lenders.pop()?;
+        s.occupant = Some(task);
+        Some(task)
     }
-}
 
-/// A process-wide generation counter: ids differ across executors and across slab reuse.
-struct Generations(std::cell::Cell<u32>);
-
-impl Generations {
-    fn next(&self) -> u32 {
-        let g = self.0.get().wrapping_add(1);
-        self.0.set(g);
-        g
+    /// `task` leaves `slot` (settled, or back to the queue): as its occupant or a lender.
+    /// Returns whether it was there.
+    pub(crate) fn leave(&mut self, slot: usize, task: T) -> bool {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        if s.occupant == Some(task) {
+            s.occupant = None;
+            return true;
+        }
+        let before = s.lenders.len();
+        s.lenders.retain(|(t, _)| *t != task);
+        s.lenders.len() != before
     }
-}
-
-thread_local! {
-    static GENERATIONS: Generations = const { Generations(std::cell::Cell::new(0)) };
 }
 
 #[cfg(test)]

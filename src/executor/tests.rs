@@ -1,34 +1,6 @@
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use futures::channel::oneshot;
-
 use super::*;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-type Log = Rc<RefCell<Vec<u32>>>;
-
-/// A job that records `tag` each time it is polled and finishes after `polls` polls, waking
-/// itself in between (a cooperative yield).
-fn job(log: &Log, tag: u32, polls: u32) -> impl Future<Output = ()> + 'static {
-    let log = Rc::clone(log);
-    let mut left = polls;
-    std::future::poll_fn(move |cx| {
-        log.borrow_mut().push(tag);
-        left -= 1;
-        if left == 0 {
-            Poll::Ready(())
-        } else {
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-}
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
 
 #[test]
 fn lanes_owner_pops_newest_and_thief_steals_oldest() {
@@ -71,190 +43,199 @@ fn steal_takes_from_the_fullest_deque_of_the_same_lane_only() {
     assert_eq!(lanes.lane_len(1), 1);
 }
 
+/// An executor with one lane of `n` slots.
+fn lane(n: usize) -> Executor<u32> {
+    Executor::new(&[n])
+}
+
 #[test]
-fn every_job_runs_to_completion_within_its_lane() {
-    let l = log();
-    let mut ex = Executor::new([("worker", 3), ("planner", 1)]);
-    for tag in 0..10 {
-        ex.spawn("worker", job(&l, tag, 3)).unwrap();
+fn admitted_work_goes_to_an_idle_slot_with_the_shortest_deque() {
+    let mut ex = Executor::new(&[3, 1]);
+    ex.push_child(0, 90); // slot 0 has queued work
+    assert_eq!(
+        ex.place(0, 1),
+        Some(1),
+        "the idle slot with the shortest deque"
+    );
+    assert_eq!(ex.place(0, 2), Some(2));
+    assert_eq!(ex.place(0, 3), Some(0));
+    assert_eq!(ex.place(0, 4), None, "every slot of the lane is in use");
+    assert_eq!(ex.place(1, 5), Some(3), "the other lane has its own slot");
+    assert!(!ex.is_idle(3));
+}
+
+#[test]
+fn a_waiting_parent_lends_its_slot_to_its_newest_child_first() {
+    let mut ex = lane(2);
+    let slot = ex.place(0, 1).unwrap();
+    for child in [10, 11, 12] {
+        ex.push_child(slot, child);
     }
-    let planner = ex.spawn("planner", job(&l, 100, 2)).unwrap();
-    let report = ex.run_until_stalled(usize::MAX);
-    assert_eq!(report.finished, 11);
-    assert_eq!(report.polled, 32);
-    assert!(!report.more);
-    assert!(ex.is_empty());
-    assert!(!ex.contains(planner));
+    assert!(ex.lend(slot, 1));
+    assert!(ex.is_lent_free(slot));
+    let (child, deque, how) = ex.next_for(slot).unwrap();
     assert_eq!(
-        ex.stats().idle_turns_with_work,
-        0,
-        "no slot idled while its lane had work"
+        (child, deque, how),
+        (12, slot, Steal::Own),
+        "owner end: LIFO"
     );
+    assert_eq!(ex.take(slot, deque, how), Some(12));
+    assert_eq!(ex.take(slot, deque, how), None, "one occupant at a time");
+    assert_eq!(ex.lenders(slot).collect::<Vec<_>>(), vec![1]);
 }
 
 #[test]
-fn run_until_stalled_respects_its_budget() {
-    let l = log();
-    let mut ex = Executor::new([("worker", 2)]);
-    for tag in 0..4 {
-        ex.spawn("worker", job(&l, tag, 5)).unwrap();
-    }
-    let report = ex.run_until_stalled(7);
-    assert_eq!(report.polled, 7);
-    assert!(report.more, "ready work remains");
-    assert_eq!(l.borrow().len(), 7);
-    let rest = ex.run_until_stalled(usize::MAX);
-    assert_eq!(rest.polled, 13);
-    assert!(!ex.try_run_one(), "nothing left to run");
+fn a_free_slot_steals_the_oldest_child_of_the_fullest_deque() {
+    let mut ex = lane(3);
+    let a = ex.place(0, 1).unwrap();
+    let b = ex.place(0, 2).unwrap();
+    ex.push_child(a, 10);
+    ex.push_child(b, 20);
+    ex.push_child(b, 21);
+    let idle = 2;
+    assert!(ex.is_idle(idle));
+    let (child, deque, how) = ex.next_for(idle).unwrap();
+    assert_eq!((child, deque, how), (20, b, Steal::Stolen));
+    assert_eq!(ex.take(idle, deque, how), Some(20));
+    assert_eq!(ex.queued_in(0), 2);
 }
 
 #[test]
-fn a_woken_job_returns_to_the_slot_that_ran_it() {
-    let mut ex = Executor::new([("worker", 4)]);
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = Rc::new(RefCell::new(false));
-    let flag = Rc::clone(&done);
-    let waiting = ex
-        .spawn("worker", async move {
-            let _ = rx.await;
-            *flag.borrow_mut() = true;
-        })
-        .unwrap();
-    ex.run_until_stalled(usize::MAX);
-    let home = ex.home_of(waiting).unwrap();
-    // Fill the other slots' deques, then wake the job: it goes back to its home slot.
-    let l = log();
-    for tag in 0..6 {
-        ex.spawn("worker", job(&l, tag, 1)).unwrap();
-    }
-    let before = ex.lanes.len(home);
-    tx.send(()).unwrap();
-    ex.collect_woken();
+fn a_parent_is_first_in_line_for_its_slot_when_its_children_settle() {
+    let mut ex = lane(1);
+    let slot = ex.place(0, 1).unwrap();
+    ex.push_child(slot, 10);
+    ex.push_child(slot, 11);
+    assert!(ex.lend(slot, 1));
+    let (c, d, h) = ex.next_for(slot).unwrap();
+    assert_eq!(ex.take(slot, d, h), Some(c));
+    ex.set_ready(slot, 1, true);
     assert_eq!(
-        ex.lanes.len(home),
-        before + 1,
-        "the woken job is queued in its home slot"
+        ex.resume(slot),
+        None,
+        "the slot is busy: the parent waits for it"
     );
+    assert!(ex.leave(slot, c));
+    assert_eq!(ex.resume(slot), Some(1), "before the queued child");
+    assert_eq!(ex.occupant(slot), Some(1));
+    assert_eq!(ex.queued(), 1);
+}
+
+#[test]
+fn nested_lenders_resume_top_first() {
+    let mut ex = lane(1);
+    let slot = ex.place(0, 1).unwrap();
+    ex.push_child(slot, 10);
+    ex.lend(slot, 1);
+    let (c, d, h) = ex.next_for(slot).unwrap();
+    ex.take(slot, d, h);
+    ex.push_child(slot, 100); // the child's own child
+    assert!(ex.lend(slot, c));
+    ex.set_ready(slot, 1, true);
     assert_eq!(
-        ex.lanes.take(home),
-        Some((waiting, Steal::Own)),
-        "at the back: it runs next there"
+        ex.resume(slot),
+        None,
+        "the bottom lender waits for the one above"
     );
-    ex.lanes.push_back(home, waiting);
-    ex.run_until_stalled(usize::MAX);
-    assert!(*done.borrow());
+    let (g, d, h) = ex.next_for(slot).unwrap();
+    assert_eq!(g, 100);
+    ex.take(slot, d, h);
+    ex.leave(slot, g);
+    ex.set_ready(slot, c, true);
+    assert_eq!(ex.resume(slot), Some(c));
+    ex.leave(slot, c);
+    assert_eq!(ex.resume(slot), Some(1));
+    ex.leave(slot, 1);
+    assert!(ex.is_idle(slot));
 }
 
 #[test]
-fn a_follow_up_runs_next_in_the_same_slot() {
-    let l = log();
-    let mut ex = Executor::new([("worker", 2)]);
-    let first = ex.spawn("worker", job(&l, 1, 2)).unwrap();
-    ex.run_until_stalled(1);
-    let home = ex.home_of(first).unwrap();
-    let follow = ex.spawn_after(first, job(&l, 2, 1)).unwrap();
-    assert_eq!(ex.home_of(follow), Some(home));
-    ex.run_until_stalled(usize::MAX);
-    assert_eq!(
-        *l.borrow(),
-        [1, 1, 2],
-        "the follow-up ran in the warm slot after its parent"
+fn a_lender_that_settles_leaves_the_stack() {
+    let mut ex = lane(1);
+    let slot = ex.place(0, 1).unwrap();
+    ex.push_child(slot, 10);
+    ex.lend(slot, 1);
+    assert!(ex.leave(slot, 1));
+    assert!(
+        ex.is_idle(slot),
+        "its queued child stays, for any slot with a permit"
     );
+    assert!(ex.unqueue(slot, 10));
+    assert!(!ex.unqueue(slot, 10));
+    assert_eq!(ex.queued(), 0);
 }
 
 #[test]
-fn a_stale_waker_wakes_nothing() {
-    let mut ex = Executor::new([("worker", 1)]);
-    let stash: Rc<RefCell<Option<std::task::Waker>>> = Rc::new(RefCell::new(None));
-    let keep = Rc::clone(&stash);
-    let old = ex
-        .spawn(
-            "worker",
-            std::future::poll_fn(move |cx| {
-                *keep.borrow_mut() = Some(cx.waker().clone());
-                Poll::Ready(())
-            }),
-        )
-        .unwrap();
-    ex.run_until_stalled(usize::MAX);
-    assert!(!ex.contains(old));
-    // A new job reuses the slab slot; the old waker must not queue it.
-    let (tx, rx) = oneshot::channel::<()>();
-    let new = ex
-        .spawn("worker", async move {
-            let _ = rx.await;
-        })
-        .unwrap();
-    ex.run_until_stalled(usize::MAX);
-    stash.borrow_mut().take().unwrap().wake();
-    let report = ex.run_until_stalled(usize::MAX);
-    assert_eq!(report.polled, 0, "the stale wake queued nothing");
-    assert!(ex.contains(new));
-    drop(tx);
-    assert_eq!(ex.run_until_stalled(usize::MAX).finished, 1);
-}
-
-#[test]
-fn a_job_woken_many_times_is_queued_once() {
-    let mut ex = Executor::new([("worker", 1)]);
-    let stash: Rc<RefCell<Option<std::task::Waker>>> = Rc::new(RefCell::new(None));
-    let keep = Rc::clone(&stash);
-    let polls = Rc::new(RefCell::new(0));
-    let count = Rc::clone(&polls);
-    ex.spawn(
-        "worker",
-        std::future::poll_fn(move |cx| {
-            *count.borrow_mut() += 1;
-            *keep.borrow_mut() = Some(cx.waker().clone());
-            if *count.borrow() == 2 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        }),
-    )
-    .unwrap();
-    ex.run_until_stalled(usize::MAX);
-    let w = stash.borrow().clone().unwrap();
-    for _ in 0..5 {
-        w.wake_by_ref();
-    }
-    assert_eq!(ex.run_until_stalled(usize::MAX).polled, 1);
-    assert_eq!(*polls.borrow(), 2);
-}
-
-#[test]
-fn unknown_lanes_are_refused() {
-    let mut ex = Executor::new([("worker", 1)]);
-    assert_eq!(
-        ex.spawn("nope", async {}).unwrap_err().code(),
-        "INVALID_INPUT"
-    );
-}
-
-#[test]
-fn no_slot_idles_while_compatible_work_waits_under_random_load() {
-    for seed in 0..20u64 {
+fn no_task_is_ever_in_two_places_under_random_operations() {
+    for seed in 0..200u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let l = log();
-        let mut ex = Executor::new([("worker", 8), ("planner", 2), ("reviewer", 4)]);
-        let lanes = ["worker", "planner", "reviewer"];
-        let mut spawned = 0;
-        for _ in 0..50 {
-            for _ in 0..rng.usize(0..20) {
-                ex.spawn(lanes[rng.usize(0..3)], job(&l, spawned, rng.u32(1..6)))
-                    .unwrap();
-                spawned += 1;
+        let mut ex = Executor::new(&[3, 2]);
+        let mut next = 0u32;
+        for _ in 0..300 {
+            let slot = rng.usize(0..ex.slot_count());
+            match rng.u8(0..6) {
+                0 => {
+                    next += 1;
+                    ex.place(rng.usize(0..2), next);
+                }
+                1 => {
+                    next += 1;
+                    ex.push_child(slot, next);
+                }
+                2 => {
+                    if let Some(t) = ex.occupant(slot) {
+                        ex.lend(slot, t);
+                    }
+                }
+                3 => {
+                    if let Some((_, d, h)) = ex.next_for(slot) {
+                        ex.take(slot, d, h);
+                    }
+                }
+                4 => {
+                    if let Some(t) = ex.occupant(slot) {
+                        ex.leave(slot, t);
+                    }
+                    let top = ex.lenders(slot).last();
+                    if let Some(t) = top {
+                        ex.set_ready(slot, t, true);
+                        ex.resume(slot);
+                    }
+                }
+                _ => {
+                    let bottom = ex.lenders(slot).next();
+                    if let Some(t) = bottom {
+                        ex.leave(slot, t);
+                    }
+                }
             }
-            ex.run_until_stalled(rng.usize(1..40));
+            let mut seen = std::collections::HashSet::new();
+            for s in 0..ex.slot_count() {
+                for t in ex.occupant(s).into_iter().chain(ex.lenders(s)) {
+                    assert!(seen.insert(t), "seed {seed}: task {t} twice");
+                }
+                for t in ex.lanes.deques_of(s) {
+                    assert!(seen.insert(t), "seed {seed}: task {t} twice");
+                }
+                let lane = ex.lane_of(s);
+                assert!(ex.slots_of(lane).contains(&s));
+            }
         }
-        ex.run_until_stalled(usize::MAX);
-        assert!(ex.is_empty(), "seed {seed}");
-        let stats = ex.stats();
-        assert_eq!(stats.idle_turns_with_work, 0, "seed {seed}: {stats:?}");
-        assert!(
-            stats.busy_turns > 0 && stats.steals > 0,
-            "seed {seed}: {stats:?}"
-        );
     }
+}
+
+#[test]
+fn a_parent_that_joins_more_children_waits_again() {
+    let mut ex = lane(1);
+    let slot = ex.place(0, 1).unwrap();
+    ex.lend(slot, 1);
+    ex.set_ready(slot, 1, true);
+    ex.push_child(slot, 10);
+    ex.set_ready(slot, 1, false); // a second join
+    assert_eq!(ex.resume(slot), None);
+    let (c, d, h) = ex.next_for(slot).unwrap();
+    assert_eq!(ex.take(slot, d, h), Some(10));
+    ex.leave(slot, c);
+    ex.set_ready(slot, 1, true);
+    assert_eq!(ex.resume(slot), Some(1));
 }

@@ -115,6 +115,8 @@ struct Session {
     last: Option<AssistantMessage>,
     idle_at: u64,
     deleted: bool,
+    /// The turn is blocked in a tool call: what it had left to say, ms after the block.
+    tool: Option<Vec<(u64, Item)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +389,7 @@ impl FakeHost {
                         last: None,
                         idle_at: 0,
                         deleted: false,
+                        tool: None,
                     };
                     self.sessions.borrow_mut().insert(id.clone(), session);
                 }
@@ -498,6 +501,7 @@ impl FakeHost {
                     self.with(&session, |x| {
                         x.run += 1; // the aborted turn's events are void
                         x.busy = false;
+                        x.tool = None;
                         x.last = Some(message);
                         x.idle_at = now;
                     });
@@ -615,6 +619,8 @@ impl Host for FakeHost {
         self.started.borrow_mut().push(request);
     }
 }
+
+mod tool;
 
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,7 @@ before(async () => {
     // warmAboveMs far above a local create (20-90 ms here, under load): no warm sessions, so
     // every child session a test sees ran a task.
     plugins: [[plugin, { lanes: { worker: 12 }, keys: { "fake/limited": 3, "fake/cancel": 3, "fake/orphan": 2 }, warmAboveMs: 1000 }]],
-    models: ["limited", "cancel", "child", "nested", "flaky", "orphan"],
+    models: ["limited", "cancel", "child", "nested", "flaky", "orphan", "lendmid", "lendleaf"],
     // A user-defined agent under one of foreman's names: the plugin must leave it alone.
     extra: { agent: { reviewer: { description: "USER REVIEWER", mode: "subagent", prompt: "The user's own reviewer." } } },
   });
@@ -269,6 +269,39 @@ test("followUp continues an earlier task's session, and a deadline aborts a task
   assert.match(blockOf(out, slow), /^#\d+ timed_out/);
   const request = model.log.find((r) => r.text === "SLEEP 60000 SAY too slow");
   await until("the late request's stream closed", () => request.outcome === "closed", 10_000);
+});
+
+test("nested wait mode in a lane of 2: planner tasks that delegate planners and wait lend them their slots, so it finishes with at most 2 requests at the model", LIMIT, async () => {
+  const parent = await newParent("nested wait");
+  // Each mid planner's turn calls foreman_delegate in wait mode for two leaf planners. Both mids
+  // hold the planner lane's 2 slots while they wait: without lending, their leaves never start.
+  const inner = (i) => call("foreman_delegate", {
+    tasks: [0, 1].map((k) => ({ agent: "planner", prompt: `SLEEP 400 SAY leaf ${i}.${k}`, description: `leaf ${i}.${k}`, model: "fake/lendleaf" })),
+    mode: "wait",
+  });
+  const tasks = [0, 1].map((i) => ({ agent: "planner", prompt: inner(i), description: `mid ${i}`, model: "fake/lendmid" }));
+  await say(parent, call("foreman_delegate", { tasks, mode: "wait" }));
+  const part = await lastToolPart(parent, "foreman_delegate");
+  assert.equal(part.state.status, "completed", JSON.stringify(part.state));
+  const out = part.state.output;
+  assert.match(out, /^2 tasks settled: 2 succeeded, 0 did not\./, out);
+  // Each mid's reply is its own tool call's answer: its two leaves' results.
+  for (const i of [0, 1]) assert.match(out, new RegExp(`"mid ${i}"[^\\n]*\\ntool said: 2 tasks settled: 2 succeeded, 0 did not\\.`), out);
+  // At the model: the lane's requests in flight (mids' and leaves' alike) never above 2.
+  const requests = model.log.filter((r) => r.model === "lendmid" || r.model === "lendleaf");
+  assert.equal(requests.length, 8, "2 mids × 2 turns' requests + 4 leaves");
+  const edges = requests.flatMap((r) => [[r.start, 1], [r.end, -1]]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let most = 0;
+  for (const [, d] of edges) most = Math.max(most, (now += d));
+  assert.ok(most <= 2, `${most} planner-lane requests in flight at the model`);
+  // A mid's session went on (its second request) only after its own leaves' replies ended.
+  for (const i of [0, 1]) {
+    const leaves = requests.filter((r) => r.text.startsWith(`SLEEP 400 SAY leaf ${i}.`));
+    assert.equal(leaves.length, 2);
+    const resumedAt = requests.filter((r) => r.model === "lendmid" && r.start >= Math.min(...leaves.map((l) => l.end)));
+    assert.ok(resumedAt.length >= 1, `mid ${i} resumed after its leaves`);
+  }
 });
 
 test("dependsOn holds at the model, a failed dependency cancels its dependent with the reason, and mode wait returns every result in one output", LIMIT, async () => {

@@ -60,6 +60,7 @@ impl Engine {
             *l = Live {
                 retry_at: Some(now + delay),
                 rate_limited,
+                place: l.place.for_retry(),
                 ..Live::default()
             };
         }
