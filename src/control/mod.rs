@@ -349,15 +349,13 @@ impl Controller {
         &mut self,
         now: u64,
         work: Work,
-        LaneId(lane): LaneId,
-        key: Option<KeyId>,
+        lane_id: LaneId,
+        key_id: Option<KeyId>,
         priority: Priority,
         fail_fast: bool,
     ) -> Result<Ticket, Error> {
         self.collect_releases();
-        // Ids come from this controller; one from another is kept in range, never a panic.
-        let lane = lane.min(self.lanes.len().saturating_sub(1));
-        let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
+        let (lane, key) = self.resolve(lane_id, key_id);
         self.check_pressure(now, priority)?;
         if let Some(k) = key {
             if fail_fast {
@@ -793,6 +791,15 @@ impl Controller {
     }
 
     /// Whether `lane` has a permit to give under its effective limit.
+    /// The lane and key indices of resolved ids. Ids come from this controller; one from
+    /// another is kept in range, never a panic.
+    #[inline]
+    fn resolve(&self, LaneId(lane): LaneId, key: Option<KeyId>) -> (usize, Option<usize>) {
+        let lane = lane.min(self.lanes.len().saturating_sub(1));
+        let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
+        (lane, key)
+    }
+
     fn lane_has_room(&self, lane: usize) -> bool {
         self.ledger.lane_in_use(lane) < self.lanes[lane].limit.effective()
     }

@@ -20,17 +20,8 @@ impl Controller {
         priority: Priority,
     ) -> Option<Permit> {
         self.collect_releases();
-        let lane = lane_id.0.min(self.lanes.len().saturating_sub(1));
-        let key = key_id.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
-        let lane_free = self.lanes[lane].queued == [0; 3] && self.lane_has_room(lane);
-        let gate_ok = priority != Priority::Low || !self.gate.is_closed(now);
-        if !(lane_free && gate_ok) {
-            return None;
-        }
-        let verdict = match key {
-            None => Verdict::Allow,
-            Some(k) => self.key_verdict(now, k)?,
-        };
+        let (lane, key) = self.resolve(lane_id, key_id);
+        let verdict = self.slot_verdict(now, lane, key, priority, false, false)?;
         if let Some(k) = key {
             self.keys[k].breaker.on_start(verdict);
         }
@@ -43,28 +34,15 @@ impl Controller {
     pub fn could_admit(
         &self,
         now: u64,
-        LaneId(lane): LaneId,
-        key: Option<KeyId>,
+        lane_id: LaneId,
+        key_id: Option<KeyId>,
         priority: Priority,
         lent: bool,
         key_covered: bool,
     ) -> bool {
-        let lane = lane.min(self.lanes.len().saturating_sub(1));
-        let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
-        if priority == Priority::Low && self.gate.is_closed(now) {
-            return false;
-        }
-        let lane_free = self.lanes[lane].queued == [0; 3] && self.lane_has_room(lane);
-        if !(lent || lane_free) {
-            return false;
-        }
-        match key {
-            None => true,
-            Some(k) if lent && key_covered => {
-                !matches!(self.keys[k].breaker.check(now), Verdict::Refuse { .. })
-            }
-            Some(k) => self.key_verdict(now, k).is_some(),
-        }
+        let (lane, key) = self.resolve(lane_id, key_id);
+        self.slot_verdict(now, lane, key, priority, lent, key_covered)
+            .is_some()
     }
 
     /// A permit for a task that runs on a lent slot: the slot's lane is already counted by the
@@ -78,25 +56,14 @@ impl Controller {
         &mut self,
         now: u64,
         task: TaskId,
-        LaneId(lane): LaneId,
-        key: Option<KeyId>,
+        lane_id: LaneId,
+        key_id: Option<KeyId>,
         key_covered: bool,
         priority: Priority,
     ) -> Option<Permit> {
         self.collect_releases();
-        let lane = lane.min(self.lanes.len().saturating_sub(1));
-        let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
-        if priority == Priority::Low && self.gate.is_closed(now) {
-            return None;
-        }
-        let verdict = match key {
-            None => Verdict::Allow,
-            Some(k) if key_covered => match self.keys[k].breaker.check(now) {
-                Verdict::Refuse { .. } => return None,
-                v => v,
-            },
-            Some(k) => self.key_verdict(now, k)?,
-        };
+        let (lane, key) = self.resolve(lane_id, key_id);
+        let verdict = self.slot_verdict(now, lane, key, priority, true, key_covered)?;
         if let Some(k) = key {
             self.keys[k].breaker.on_start(verdict);
         }
@@ -110,5 +77,37 @@ impl Controller {
             false,
             !key_covered,
         ))
+    }
+
+    /// The one rule behind the three above, changing nothing: `None` when the work may not
+    /// start now, else the key's breaker verdict (`Allow` without a key). LOW work waits while
+    /// the gate is closed. On its own slot (`lent` false) the lane must have room and nothing
+    /// queued; on a lent slot the lane is already counted. A limited key must have room unless
+    /// `key_covered` (a lender on the slot counts that key), when only its breaker decides.
+    #[inline]
+    fn slot_verdict(
+        &self,
+        now: u64,
+        lane: usize,
+        key: Option<usize>,
+        priority: Priority,
+        lent: bool,
+        key_covered: bool,
+    ) -> Option<Verdict> {
+        if priority == Priority::Low && self.gate.is_closed(now) {
+            return None;
+        }
+        let lane_free = self.lanes[lane].queued == [0; 3] && self.lane_has_room(lane);
+        if !(lent || lane_free) {
+            return None;
+        }
+        match key {
+            None => Some(Verdict::Allow),
+            Some(k) if lent && key_covered => match self.keys[k].breaker.check(now) {
+                Verdict::Refuse { .. } => None,
+                v => Some(v),
+            },
+            Some(k) => self.key_verdict(now, k),
+        }
     }
 }
