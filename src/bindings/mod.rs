@@ -245,12 +245,7 @@ impl JsEngine {
         if self.inner.disposed.replace(true) {
             return;
         }
-        let resume_waiters = std::mem::take(&mut *self.inner.resume_waiters.borrow_mut());
-        let task_waiters: Vec<Waiter> = std::mem::take(&mut *self.inner.task_waiters.borrow_mut())
-            .into_values()
-            .chain(resume_waiters.into_values())
-            .flatten()
-            .collect();
+        let waiters = take_waiters(&self.inner);
         self.inner.listeners.borrow_mut().clear();
         let timer = self.inner.timer.borrow_mut().take();
         if let Some((handle, _)) = timer {
@@ -258,7 +253,7 @@ impl JsEngine {
         }
         let hooks = self.inner.run_hooks.borrow_mut().take();
         let error = to_js(&Error::Disposed);
-        for (_, reject) in task_waiters {
+        for (_, reject) in waiters {
             let _ = reject.call1(&JsValue::NULL, &error);
         }
         if let Some(h) = hooks {
@@ -397,6 +392,17 @@ fn fenced(inner: &Inner) -> Result<(), Error> {
     inner.fence.borrow().check()
 }
 
+/// Everyone waiting on a task or on a parent's resume, taken out (dispose and fencing reject
+/// them all).
+fn take_waiters(inner: &Inner) -> Vec<Waiter> {
+    let resume_waiters = std::mem::take(&mut *inner.resume_waiters.borrow_mut());
+    std::mem::take(&mut *inner.task_waiters.borrow_mut())
+        .into_values()
+        .chain(resume_waiters.into_values())
+        .flatten()
+        .collect()
+}
+
 /// A fenced engine acts on nothing: the host calls its core asked for are dropped, its task
 /// events go unheard, and whoever waits on its tasks gets `FENCED`.
 fn fence_out(inner: &Inner, error: &Error) {
@@ -405,12 +411,7 @@ fn fence_out(inner: &Inner, error: &Error) {
         o.take_requests();
         o.take_events();
     }
-    let resume_waiters = std::mem::take(&mut *inner.resume_waiters.borrow_mut());
-    let waiters: Vec<Waiter> = std::mem::take(&mut *inner.task_waiters.borrow_mut())
-        .into_values()
-        .chain(resume_waiters.into_values())
-        .flatten()
-        .collect();
+    let waiters = take_waiters(inner);
     let error = to_js(error);
     for (_, reject) in waiters {
         let _ = reject.call1(&JsValue::NULL, &error);

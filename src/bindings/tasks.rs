@@ -1,7 +1,10 @@
 //! Sub-agent tasks through the JavaScript API: `delegate`, `wait`, `join`, `resumed`, `cancel`,
 //! `status`, `list`, and the `stats` view.
 
+use std::cell::RefCell;
+
 use js_sys::{Array, Object, Promise};
+use rustc_hash::FxHashMap;
 use wasm_bindgen::prelude::*;
 
 use super::api::{TaskInfo, ToJs, to_value};
@@ -10,7 +13,7 @@ use super::events::after;
 use super::timer::observe_memory;
 use super::{
     FilterObject, JsEngine, PromiseTaskInfo, PromiseVoid, SpecsObject, StatsObject, TaskIdArray,
-    TaskIds, TaskInfoArray, TaskInfoObject, api, convert, fenced, js,
+    TaskIds, TaskInfoArray, TaskInfoObject, Waiter, api, convert, fenced, js,
 };
 use crate::error::Error;
 use crate::host::Host;
@@ -294,17 +297,7 @@ impl JsEngine {
             return Ok(Promise::resolve(&JsValue::UNDEFINED));
         }
         js(fenced(&self.inner))?;
-        let mut waiter = None;
-        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
-        if let Some(waiter) = waiter {
-            self.inner
-                .resume_waiters
-                .borrow_mut()
-                .entry(record.id.get())
-                .or_default()
-                .push(waiter);
-        }
-        Ok(promise)
+        Ok(park(&self.inner.resume_waiters, record.id.get()))
     }
 
     pub(super) fn try_wait(&self, id: &JsValue) -> Result<Promise, JsValue> {
@@ -315,16 +308,17 @@ impl JsEngine {
         }
         // A fenced engine will not settle it: the newer engine will.
         js(fenced(&self.inner))?;
-        let mut waiter = None;
-        let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
-        if let Some(waiter) = waiter {
-            self.inner
-                .task_waiters
-                .borrow_mut()
-                .entry(id.get())
-                .or_default()
-                .push(waiter);
-        }
-        Ok(promise)
+        Ok(park(&self.inner.task_waiters, id.get()))
     }
+}
+
+/// A pending promise whose resolve and reject functions wait in `waiters` under `id`, for
+/// `after` to settle (or dispose and fencing to reject).
+fn park(waiters: &RefCell<FxHashMap<u32, Vec<Waiter>>>, id: u32) -> Promise {
+    let mut waiter = None;
+    let promise = Promise::new(&mut |resolve, reject| waiter = Some((resolve, reject)));
+    if let Some(waiter) = waiter {
+        waiters.borrow_mut().entry(id).or_default().push(waiter);
+    }
+    promise
 }
