@@ -997,7 +997,7 @@ impl Engine {
             }
             return Ok(());
         }
-        if self.enqueue_child(task) {
+        if self.enqueue_child(task, &record.spec) {
             return Ok(());
         }
         let request = Request {

@@ -36,6 +36,7 @@
 //! children, and keeps its two-call fast path.
 
 use crate::control::{KeyId, Outcome, Permit};
+use crate::engine::task::TaskSpec;
 use crate::executor::Executor;
 use crate::ids::TaskId;
 
@@ -97,20 +98,19 @@ impl Place {
 }
 
 impl Engine {
-    /// The parent of `task` for nesting: the open task whose session is `task`'s `parent`, when
-    /// it holds a slot in the same lane; with that slot.
-    fn nest_parent(&self, task: TaskId) -> Option<(TaskId, usize)> {
-        let record = self.tasks.get(task)?;
-        let parent = *self.by_session.get(record.spec.parent.as_ref()?)?;
+    /// The parent of a task of `spec` for nesting: the open task whose session is the spec's
+    /// `parent`, when it holds a slot in the same lane; with that slot.
+    fn nest_parent(&self, spec: &TaskSpec) -> Option<(TaskId, usize)> {
+        let parent = *self.by_session.get(spec.parent.as_ref()?)?;
         let slot = self.live.get(&parent)?.place.slot?;
-        let lane = self.controller.lane_id(&record.spec.agent).index();
+        let lane = self.controller.lane_id(&spec.agent).index();
         (self.nest.exec.lane_of(slot) == lane).then_some((parent, slot))
     }
 
-    /// Queues `task` as a child at the owner end of its parent's slot, when it is one (see the
-    /// module docs). Returns whether it did.
-    pub(super) fn enqueue_child(&mut self, task: TaskId) -> bool {
-        let Some((_, slot)) = self.nest_parent(task) else {
+    /// Queues `task` (of `spec`) as a child at the owner end of its parent's slot, when it is
+    /// one (see the module docs). Returns whether it did.
+    pub(super) fn enqueue_child(&mut self, task: TaskId, spec: &TaskSpec) -> bool {
+        let Some((_, slot)) = self.nest_parent(spec) else {
             return false;
         };
         let Some(live) = self.live.get_mut(&task) else {
