@@ -75,7 +75,7 @@ pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
-#[wasm_bindgen(module = "/src/bindings/run.js")]
+#[wasm_bindgen(module = "/src/bindings/boundary.js")]
 extern "C" {
     #[wasm_bindgen(js_name = safeClone)]
     fn safe_clone(value: &JsValue) -> JsValue;

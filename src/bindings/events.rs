@@ -35,14 +35,23 @@ pub(super) fn after(inner: &Inner) {
         let requests = o.take_requests();
         let events = o.take_events();
         let resumed = o.take_resumed();
+        let runs_resumed = o.take_runs_resumed();
         let expired = o.take_run_expired();
         let ready = o.run_ready_len() > 0;
         if ready {
             write_ready(inner, &mut o);
         }
         let breakers = o.take_breaker_events();
-        (requests, events, expired, ready, breakers, resumed)
+        (
+            requests,
+            events,
+            expired,
+            ready,
+            breakers,
+            (resumed, runs_resumed),
+        )
     };
+    let (resumed, runs_resumed) = resumed;
     for r in requests {
         inner.host.start(r);
     }
@@ -50,13 +59,17 @@ pub(super) fn after(inner: &Inner) {
         .run_hooks
         .borrow()
         .as_ref()
-        .map(|h| (h.wake.clone(), h.expire.clone()));
-    if let Some((wake, expire)) = hooks {
+        .map(|h| (h.wake.clone(), h.expire.clone(), h.resumed.clone()));
+    if let Some((wake, expire, resumed)) = hooks {
         for &(slot, ms) in &expired {
             let _ = expire.call2(&JsValue::NULL, &slot.get().into(), &(ms as f64).into());
         }
         if ready {
             let _ = wake.call0(&JsValue::NULL);
+        }
+        // Parent runs that have their slot back (or ended): their joins may resolve.
+        for parent in runs_resumed {
+            let _ = resumed.call1(&JsValue::NULL, &parent.get().into());
         }
     }
     if !expired.is_empty() {

@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen(module = "/src/bindings/run.js")]
+#[wasm_bindgen(module = "/src/bindings/boundary.js")]
 extern "C" {
     /// Follows whatever a host function returned with two plain functions (js-sys's `then2`
     /// takes Rust closures, and a closure per call is what the by-id design avoids), without

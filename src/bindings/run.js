@@ -8,6 +8,8 @@
 // is 0 or 1, never `true`/`false`): JavaScriptCore (Bun) converts anything else on a slow path
 // that costs ~50 ns per call, more than all of foreman's work for a task.
 
+import { isArray, promiseOf } from "./boundary.js";
+
 const STATE = Symbol("foreman.run");
 // A slot's cells in `RunState.cells`: its work (a function while it waits, null once started
 // with our promise, DIRECT once started directly, undefined when free), our promise's settle
@@ -31,7 +33,7 @@ const DIRECT = Symbol("direct");
 const ALONE = 0x40000000;
 const then = Promise.prototype.then;
 const PRIORITY = { high: 0, normal: 1, low: 2 };
-const RUN_KEYS = new Set(["lane", "key", "priority", "deadlineMs", "failFast"]);
+const RUN_KEYS = new Set(["lane", "key", "priority", "deadlineMs", "failFast", "parent"]);
 
 function foremanError(code, message, extra) {
   const e = new Error(message);
@@ -79,9 +81,11 @@ class Memo {
     this.deadline = deadline;
   }
 
-  /** Whether `o`'s fields are still what they were (reading them may throw: a getter). */
+  /** Whether `o`'s fields are still what they were (reading them may throw: a getter). An
+   * object with a `parent` is never remembered: it is read again each time. */
   holds(o) {
     return (
+      o.parent === undefined &&
       o.lane === this.rawLane &&
       o.key === this.rawKey &&
       o.priority === this.rawPriority &&
@@ -111,10 +115,13 @@ class RunState {
     this.draining = false;
     this.gone = false;
     this.breakers = new Map();
+    // Parent runs waiting in `ctx.join` for their slot back: id → [resolve, reject] pairs.
+    this.resumers = new Map();
     const setup = engine.runSetup(
       () => this.collect(),
       (slot, afterMs) => this.expire(slot, afterMs),
       () => this.disposed(),
+      (id) => this.resumed(id),
     );
     this.memory = setup.memory;
     this.ptr = setup.ptr;
@@ -186,7 +193,7 @@ class RunState {
     cells[at + FN] = null; // started
     let result;
     try {
-      result = fn();
+      result = fn(new RunContext(this, id));
     } catch (error) {
       this.finish(at, false, error);
       return;
@@ -249,7 +256,7 @@ class RunState {
   direct(slot, fn) {
     let result;
     try {
-      result = fn();
+      result = fn(new RunContext(this, slot));
     } catch (error) {
       this.end(slot, false, error);
       return Promise.reject(error);
@@ -286,9 +293,47 @@ class RunState {
     }
   }
 
+  /** Parent run `id` has its slot back (or ended): its joins go on (see `RunContext`). */
+  resumed(id) {
+    const waiters = this.resumers.get(id);
+    if (waiters === undefined) return;
+    this.resumers.delete(id);
+    for (const [resolve] of waiters) resolve();
+  }
+
+  /** Adds (`on`) or removes a join's `[resolve, reject]` waiting for run `id`'s slot back. */
+  park(id, waiter, on) {
+    const waiters = this.resumers.get(id) ?? [];
+    if (on) this.resumers.set(id, [...waiters, waiter]);
+    else if (waiters.length > 1) this.resumers.set(id, waiters.filter((w) => w !== waiter));
+    else this.resumers.delete(id);
+  }
+
+  /**
+   * Keeps `fn` in slot `slot` until it is started, and returns the promise its caller gets;
+   * `alone`: admitted at once with nothing else ready, so it is queued here to start.
+   */
+  hold(fn, slot, alone) {
+    const cells = this.cells;
+    const at = (slot & INDEX) * CELLS;
+    // A new slot is the next one: the array grows by whole slots, never with holes (a holey or
+    // sparse array is slower to read in every engine).
+    while (cells.length < at + CELLS) cells.push(undefined);
+    cells[at + FN] = fn;
+    cells[at + ID] = slot;
+    capturing = this;
+    capturingSlot = slot;
+    const promise = new Promise(capture);
+    capturing = null;
+    if (alone) this.queue[this.tail++] = slot;
+    return promise;
+  }
+
   disposed() {
     this.gone = true;
     const error = foremanError("DISPOSED", "the engine was disposed");
+    for (const [, reject] of [...this.resumers.values()].flat()) reject(error);
+    this.resumers.clear();
     const cells = this.cells;
     for (let at = 0; at < cells.length; at += CELLS) {
       if (typeof cells[at + FN] === "function") {
@@ -317,20 +362,6 @@ class RunState {
     }
     return index;
   }
-}
-
-/**
- * The work's result as a promise: a native one as it is, anything else adopted (a thenable is
- * followed; an object whose `then` cannot be read — a proxy's trap — makes a rejection, never
- * an exception here).
- */
-function promiseOf(result) {
-  try {
-    if (result instanceof Promise) return result;
-  } catch {
-    // `instanceof` ran a trap that threw: adopt it like any other object.
-  }
-  return Promise.resolve(result);
 }
 
 // The promise executor, one function for every call (a closure per call costs an allocation):
@@ -485,6 +516,11 @@ function run(fn, o) {
         if (typeof f !== "boolean") return bad("options.failFast", "must be a boolean");
         failFast = f ? 1 : 0;
       }
+      const parent = o.parent;
+      if (parent !== undefined) {
+        if (stale !== undefined) stale.options = undefined;
+        return startChild(this, state, fn, parent, lane, key, priority, failFast, deadline);
+      }
       let m = stale;
       if (m === undefined) {
         m = state.memos[state.nextMemo];
@@ -510,20 +546,85 @@ function run(fn, o) {
     if (deadline === 0 && !state.draining) return state.direct(slot, fn);
     alone = true;
   }
-  const cells = state.cells;
-  const at = (slot & INDEX) * CELLS;
-  // A new slot is the next one: the array grows by whole slots, never with holes (a holey or
-  // sparse array is slower to read in every engine).
-  while (cells.length < at + CELLS) cells.push(undefined);
-  cells[at + FN] = fn;
-  cells[at + ID] = slot;
-  capturing = state;
-  capturingSlot = slot;
-  const promise = new Promise(capture);
-  capturing = null;
-  if (alone) state.queue[state.tail++] = slot;
+  const promise = state.hold(fn, slot, alone);
   state.collect();
   return promise;
+}
+
+let startChild; // `run`'s child path, set by RunContext (it reads a context's private fields)
+
+/** What `run` passes to its function: the run's context (`RunContext` in types.d.ts). */
+class RunContext {
+  #state;
+  #id;
+  #kids = undefined;
+
+  constructor(state, id) {
+    this.#state = state;
+    this.#id = id;
+  }
+
+  run(fn, o) {
+    const engine = this.#state.engine;
+    if (o === undefined) return engine.run(fn, { parent: this });
+    if (o === null || typeof o !== "object" || isArray(o)) return bad("options", "must be a plain object");
+    let copy;
+    try {
+      copy = { ...o };
+    } catch (error) {
+      return Promise.reject(error); // a getter or proxy of the caller's that throws
+    }
+    if (copy.parent !== undefined && copy.parent !== this) return bad("options.parent", "ctx.run starts a child of ctx itself: leave parent out");
+    copy.parent = this;
+    return engine.run(fn, copy);
+  }
+
+  join(promises) {
+    const state = this.#state;
+    if (state.gone) return Promise.reject(foremanError("DISPOSED", "the engine was disposed"));
+    if (!isArray(promises)) return bad("promises", "must be an array of promises this run's children returned");
+    const list = [], ids = [];
+    try {
+      for (let i = 0; i < promises.length; i++) {
+        const p = promises[i];
+        const id = this.#kids?.get(p);
+        if (id === undefined) return bad(`promises[${i}]`, "not a promise of a child this run started");
+        list.push(p);
+        ids.push(id);
+      }
+    } catch (error) {
+      return Promise.reject(error); // a proxy of the caller's that throws
+    }
+    // Parked first: a child may end (and the run be resumed) inside runJoin.
+    let waiter, back = new Promise((resolve, reject) => state.park(this.#id, (waiter = [resolve, reject]), true));
+    if (state.engine.runJoin(this.#id, ids) !== 1) back = state.park(this.#id, waiter, false);
+    return then.call(Promise.all([Promise.allSettled(list), back]), ([results]) => values(results));
+  }
+
+  static {
+    startChild = (engine, state, fn, ctx, lane, key, priority, failFast, deadline) => {
+      if (ctx === null || typeof ctx !== "object" || !(#state in ctx) || ctx.#state !== state) {
+        return bad("options.parent", "must be the context a run of this engine passed to its function");
+      }
+      const now = (key !== 0 && state.breakerNotClosed()) || priority === 2 || deadline !== 0 ? state.now() : NaN;
+      const slot = engine.runChild(ctx.#id, lane, key, priority, failFast, deadline, now);
+      if (slot === 0xffffffff) return Promise.reject(engine.runError());
+      const promise = state.hold(fn, slot, false);
+      (ctx.#kids ??= new Map()).set(promise, slot);
+      state.collect();
+      return promise;
+    };
+  }
+}
+
+/** `ctx.join`'s result: the values in order, or the first rejection in order. */
+function values(results) {
+  const out = [];
+  for (const r of results) {
+    if (r.status === "rejected") throw r.reason;
+    out.push(r.value);
+  }
+  return out;
 }
 
 // Placeholder engines with run state, kept for the module's life. Optimized code for `run`
@@ -554,94 +655,4 @@ export function placeholderHost() {
     memory: () => ({ used: 0, limit: 1 }),
     createSession: () => undefined,
   };
-}
-
-// ---- boundary helpers: reading arbitrary values without letting their traps escape ----
-
-const MAX_NODES = 100_000;
-const MAX_DEPTH = 64;
-
-/**
- * A copy of `value` made of plain data (objects, arrays, primitives; functions kept as they
- * are), read inside a `try`: a proxy or getter that throws, a cycle, or too deep or too large a
- * value gives `{ error }` instead of an exception inside WebAssembly.
- */
-export function safeClone(value) {
-  let nodes = 0;
-  const seen = new Set();
-  const copy = (v, depth) => {
-    if (v === null || (typeof v !== "object" && typeof v !== "function")) return v;
-    if (typeof v === "function") return v;
-    if (++nodes > MAX_NODES) throw new Error(`more than ${MAX_NODES} values`);
-    if (depth > MAX_DEPTH) throw new Error(`nested deeper than ${MAX_DEPTH}`);
-    if (seen.has(v)) throw new Error("a cycle");
-    seen.add(v);
-    let out;
-    if (Array.isArray(v)) {
-      out = [];
-      for (let i = 0; i < v.length; i++) out.push(copy(v[i], depth + 1));
-    } else if (v instanceof Uint8Array) {
-      out = v;
-    } else {
-      out = {};
-      for (const key of Object.keys(v)) out[key] = copy(v[key], depth + 1);
-    }
-    seen.delete(v);
-    return out;
-  };
-  try {
-    return { value: copy(value, 0) };
-  } catch (error) {
-    let message;
-    try {
-      message = String(error?.message ?? error);
-    } catch {
-      message = "it could not be read";
-    }
-    return { error: `could not be read: ${message}` };
-  }
-}
-
-
-/** `Array.isArray(value)`, false when the check throws (a revoked proxy). */
-export function isArray(value) {
-  try {
-    return Array.isArray(value);
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Calls `ok(value)` or `err(error)` once with what a host function returned, later (as a promise
- * reaction), whatever it is: a native promise is followed with the native `then` (its own `then`,
- * possibly a throwing one, is never called), anything else is adopted with `Promise.resolve`
- * (a thenable is followed; one whose `then` throws rejects). A value whose adoption itself throws
- * (a revoked proxy, a throwing `constructor` getter) rejects with that error. Never throws.
- */
-export function follow(value, ok, err) {
-  let promise;
-  try {
-    promise = value instanceof Promise ? value : Promise.resolve(value);
-    then.call(promise, ok, err);
-    return;
-  } catch (error) {
-    promise = Promise.reject(error);
-  }
-  then.call(promise, ok, err);
-}
-
-/**
- * Whether `value` is a real `Uint8Array` whose bytes can be read: not a proxy of one (its
- * `Symbol.toStringTag` getter answers only for real typed arrays) and not detached (`slice`
- * validates that). Never throws.
- */
-export function readableBytes(value) {
-  try {
-    if (Object.prototype.toString.call(value) !== "[object Uint8Array]") return false;
-    Uint8Array.prototype.slice.call(value, 0, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -52,11 +52,14 @@ pub(super) const RUN_BUFFER: usize = 256;
 pub(super) const RUN_ALONE: u32 = 1 << 30;
 
 /// The functions run.js registered once (`runSetup`): told when slots became ready, when a
-/// waiting slot's deadline passed, and when the engine was disposed.
+/// waiting slot's deadline passed, when the engine was disposed, and when a parent run's join
+/// ended.
 pub(super) struct RunHooks {
     pub(super) wake: Function,
     pub(super) expire: Function,
     pub(super) disposed: Function,
+    /// Told the id of a parent run whose join ended (see `run_join`).
+    pub(super) resumed: Function,
 }
 
 /// The index of `item` in `items`, added at the end if it is not there (run.js's lane and key
@@ -109,12 +112,14 @@ impl JsEngine {
         wake: Function,
         expire: Function,
         disposed: Function,
+        resumed: Function,
     ) -> Result<JsValue, JsValue> {
         self.live()?;
         *self.inner.run_hooks.borrow_mut() = Some(RunHooks {
             wake,
             expire,
             disposed,
+            resumed,
         });
         let obj = Object::new();
         set(&obj, "memory", &wasm_bindgen::memory());
@@ -162,25 +167,9 @@ impl JsEngine {
         let begin = || -> Result<u32, JsValue> {
             self.live()?;
             let now = self.inner.host.observe_now(now);
-            let priority = match priority {
-                0 => Priority::High,
-                2 => Priority::Low,
-                _ => Priority::Normal,
-            };
-            let deadline = (deadline_ms >= 1.0).then_some(deadline_ms as u64);
             let (slot, timer) = {
                 let mut o = self.inner.core.borrow_mut();
-                let lane = match self.inner.run_lanes.borrow().get(lane as usize) {
-                    Some(&lane) => lane,
-                    None => o.run_lane(crate::config::OTHER_LANE),
-                };
-                let request = RunRequest {
-                    lane,
-                    key: self.run_key_at(key),
-                    priority,
-                    fail_fast: fail_fast != 0,
-                    deadline_ms: deadline,
-                };
+                let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
                 let slot = js(o.run_submit(now, request))?;
                 let (slot, waits) = if o.take_run_ready_alone(slot) {
                     (slot.get() | RUN_ALONE, false)
@@ -195,6 +184,66 @@ impl JsEngine {
             Ok(slot)
         };
         self.keep_error(begin(), u32::MAX)
+    }
+
+    /// Queues a run task that is a child of run `parent` (a run id; see
+    /// `engine/lifecycle/run_children.rs`), with `runBegin`'s other arguments; returns its slot,
+    /// always reported ready through the buffer, or `u32::MAX` with the error kept for
+    /// `runError`.
+    #[allow(clippy::too_many_arguments)]
+    #[wasm_bindgen(js_name = runChild, skip_typescript)]
+    pub fn run_child(
+        &self,
+        parent: u32,
+        lane: u32,
+        key: u32,
+        priority: u32,
+        fail_fast: u32,
+        deadline_ms: f64,
+        now: f64,
+    ) -> u32 {
+        let begin = || -> Result<u32, JsValue> {
+            self.live()?;
+            let now = self.inner.host.observe_now(now);
+            let (slot, timer, busy) = {
+                let mut o = self.inner.core.borrow_mut();
+                let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
+                let slot = js(o.run_submit_child(now, request, RunId::from_raw(parent)))?;
+                let waits = write_ready(&self.inner, &mut o) == 0;
+                (
+                    slot.get(),
+                    o.run_timer(now, &request, waits),
+                    o.has_output(),
+                )
+            };
+            if let Some(at) = timer {
+                arm_at_most(&self.inner, now, at);
+            }
+            if busy {
+                after(&self.inner);
+            }
+            Ok(slot)
+        };
+        self.keep_error(begin(), u32::MAX)
+    }
+
+    /// Run `parent` waits on `children` (runs started under it) and lends them its slot:
+    /// 1 when it waits (run.js then waits for its `resumed` hook), 0 when none of them is still
+    /// open or `parent` is not running.
+    #[wasm_bindgen(js_name = runJoin, skip_typescript)]
+    pub fn run_join(&self, parent: u32, children: Vec<u32>) -> u32 {
+        if self.live().is_err() {
+            return 0;
+        }
+        let now = self.inner.host.observe_now(f64::NAN);
+        let children: Vec<RunId> = children.into_iter().map(RunId::from_raw).collect();
+        let waits = self
+            .inner
+            .core
+            .borrow_mut()
+            .run_join(now, RunId::from_raw(parent), &children);
+        after(&self.inner);
+        u32::from(waits)
     }
 
     /// The error of the last `runBegin`, `runEnd` or `runFail` that failed.
@@ -265,6 +314,35 @@ impl JsEngine {
 }
 
 impl JsEngine {
+    /// A run's options from run.js's integers (`runBegin`'s arguments).
+    #[inline(always)]
+    fn run_request(
+        &self,
+        o: &Engine,
+        lane: u32,
+        key: u32,
+        priority: u32,
+        fail_fast: u32,
+        deadline_ms: f64,
+    ) -> RunRequest {
+        let priority = match priority {
+            0 => Priority::High,
+            2 => Priority::Low,
+            _ => Priority::Normal,
+        };
+        let lane = match self.inner.run_lanes.borrow().get(lane as usize) {
+            Some(&lane) => lane,
+            None => o.run_lane(crate::config::OTHER_LANE),
+        };
+        RunRequest {
+            lane,
+            key: self.run_key_at(key),
+            priority,
+            fail_fast: fail_fast != 0,
+            deadline_ms: (deadline_ms >= 1.0).then_some(deadline_ms as u64),
+        }
+    }
+
     /// The key at run.js's index `key` (from 1; 0, or an index never handed out, is none).
     pub(super) fn run_key_at(&self, key: u32) -> Option<KeyId> {
         key.checked_sub(1)

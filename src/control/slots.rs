@@ -3,7 +3,7 @@
 //! (no second lane count; its key still admitted). See `engine/lifecycle/nested.rs`.
 
 use super::{Controller, KeyId, LaneId, Permit, Verdict};
-use crate::ids::{Priority, TaskId, Work};
+use crate::ids::{Priority, Work};
 
 impl Controller {
     /// A permit for `task` now, without queuing it, when `submit_or_admit` would admit it at
@@ -27,6 +27,29 @@ impl Controller {
         }
         let probe = verdict == Verdict::Probe;
         Some(Permit::issue(&self.ledger, work, lane, key, probe))
+    }
+
+    /// The refusals [`Controller::submit_to`] would make for such work — `MemoryPressure` for
+    /// LOW work while the gate is closed, `BreakerOpen` for `fail_fast` work while its key's
+    /// breaker refuses — queuing nothing (a run child queued in a deque instead).
+    pub fn check_to(
+        &self,
+        now: u64,
+        key_id: Option<KeyId>,
+        priority: Priority,
+        fail_fast: bool,
+    ) -> Result<(), crate::error::Error> {
+        self.check_pressure(now, priority)?;
+        let key = key_id.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
+        if let (Some(k), true) = (key, fail_fast) {
+            if let super::Verdict::Refuse { retry_at } = self.keys[k].breaker.check(now) {
+                return Err(crate::error::Error::BreakerOpen {
+                    key: self.keys[k].name.clone(),
+                    retry_at_ms: retry_at,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether [`Controller::try_admit`] (`lent` false) or [`Controller::admit_lent`] would
@@ -55,7 +78,7 @@ impl Controller {
     pub fn admit_lent(
         &mut self,
         now: u64,
-        task: TaskId,
+        work: Work,
         lane_id: LaneId,
         key_id: Option<KeyId>,
         key_covered: bool,
@@ -70,7 +93,7 @@ impl Controller {
         let probe = verdict == Verdict::Probe;
         Some(Permit::issue_counted(
             &self.ledger,
-            Work::Task(task),
+            work,
             lane,
             key,
             probe,

@@ -753,6 +753,10 @@ impl Engine {
         } else {
             outcome
         };
+        if ended.nested {
+            self.run_end_nested(now, slot, ended.permit, outcome);
+            return Ok(());
+        }
         self.controller.complete(now, ended.permit, outcome);
         self.pump(now);
         Ok(())
@@ -761,8 +765,13 @@ impl Engine {
     /// Takes a waiting run task out of line. False when it is not waiting.
     pub fn run_cancel(&mut self, now: u64, slot: RunId) -> bool {
         match self.runs.cancel(slot) {
-            Some(ticket) => {
-                self.controller.cancel(ticket);
+            Some((ticket, nested)) => {
+                if let Some(ticket) = ticket {
+                    self.controller.cancel(ticket);
+                }
+                if nested {
+                    self.runs_left_line(now, &[slot]);
+                }
                 self.pump(now);
                 true
             }
@@ -791,6 +800,10 @@ impl Engine {
         self.retire(now)?;
         for ticket in self.runs.expire(now) {
             self.controller.cancel(ticket);
+        }
+        let left = self.runs.take_left();
+        if !left.is_empty() {
+            self.runs_left_line(now, &left);
         }
         self.expire_calls(now)?;
         // In id order (submission order), whatever the map's order: each entry is the id over
@@ -866,7 +879,7 @@ impl Engine {
 
     /// Whether host requests or task events are waiting to be taken.
     pub fn has_output(&self) -> bool {
-        !self.outbox.is_empty() || !self.events.is_empty()
+        !self.outbox.is_empty() || !self.events.is_empty() || self.has_runs_resumed()
     }
 
     /// Takes the queued host requests, oldest first.
@@ -1436,7 +1449,7 @@ impl Engine {
         }
         let counted = outcome.is_counted_failure()
             && self.live.get(&task).is_some_and(|l| l.permit.is_some());
-        let parent_slot = self.child_settling(task);
+        let parent_slot = self.child_settling(Work::Task(task));
         self.release(now, task, outcome, succeeded);
         self.transition(now, task, state)?;
         if let Some(mut live) = self.live.remove(&task) {
@@ -1530,6 +1543,7 @@ mod driver;
 mod liveness;
 mod nested;
 mod retry;
+mod run_children;
 
 pub use self::driver::{EngineStats, JournalStats};
 #[cfg(test)]

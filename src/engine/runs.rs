@@ -22,9 +22,15 @@
 //! to the controller) until the caller says its expiry was delivered ([`Runs::release_expired`]),
 //! so a run submitted by a host function between the two cannot receive the old one's expiry.
 //!
+//! **Children.** A run started with a parent (another running run: `run(fn, { parent: ctx })`)
+//! is nested: in its parent's lane it is queued in the parent's slot's deque instead of the
+//! controller's queue, and a parent that joins its children lends them its slot (see
+//! `lifecycle/nested.rs`). Plain runs never touch that state: one flag read at their end.
+//!
 //! Invariants:
-//! 1. A slot is waiting (holds a ticket), running (holds a permit) or held after its expiry
-//!    (holds neither), until ended or released.
+//! 1. A slot is waiting (holds a ticket), queued (a child in its parent's slot's deque: holds
+//!    neither until a slot takes it), running (holds a permit) or held after its expiry (holds
+//!    neither), until ended or released.
 //! 2. A permit is released exactly once: by `end`, or by dropping a slot that is removed.
 //! 3. Every run id is reported ready at most once, and expired at most once.
 //! 4. A run id is never issued twice while any report about it can still arrive: its index is
@@ -47,6 +53,8 @@ pub(crate) const MAX_RUNS: usize = crate::ids::RUN_INDEX_MASK as usize;
 enum Stand {
     /// In line, with its place.
     Waiting(Ticket),
+    /// A child queued in its parent's slot's deque (the executor's): no ticket, no permit yet.
+    Queued,
     /// Admitted, holding its permit.
     Running(Permit),
     /// Expired while waiting; held until its expiry was delivered (module docs).
@@ -58,6 +66,9 @@ struct Slot {
     stand: Stand,
     id: RunId,
     expired: bool,
+    /// It is a parent or a child (see `lifecycle/nested.rs`): its end, or its expiry while in
+    /// line, has the nesting to update. Plain runs never look further.
+    nested: bool,
     /// Its deadline as given (ms from submission; at most a day), for the expiry report.
     deadline_ms: u32,
 }
@@ -73,6 +84,8 @@ pub struct Runs {
     deadlines: BinaryHeap<Reverse<(u64, RunId)>>,
     running: usize,
     held: usize,
+    /// Nested slots that left the line by expiring (see [`Runs::take_left`]).
+    left: Vec<RunId>,
 }
 
 /// What a finished slot had.
@@ -82,6 +95,8 @@ pub struct Ended {
     pub permit: Permit,
     /// Whether its deadline passed while it ran.
     pub expired: bool,
+    /// Whether it was a parent or a child (its nesting to update).
+    pub nested: bool,
 }
 
 impl Runs {
@@ -94,6 +109,28 @@ impl Runs {
         deadline: Option<(u64, u64)>,
         place: impl FnOnce(RunId) -> Result<Submitted, E>,
     ) -> Option<Result<RunId, E>> {
+        self.insert_stand(deadline, |id| {
+            Ok(match place(id)? {
+                Submitted::Admitted(permit) => Stand::Running(permit),
+                Submitted::Waiting(ticket) => Stand::Waiting(ticket),
+            })
+        })
+    }
+
+    /// Places a new child in a deque (the engine pushes its id there): it holds neither a
+    /// ticket nor a permit until a slot takes it ([`Runs::admitted`]). `None` when
+    /// [`MAX_RUNS`] slots exist.
+    pub fn insert_queued(&mut self, deadline: Option<(u64, u64)>) -> Option<RunId> {
+        self.insert_stand(deadline, |_| Ok::<_, ()>(Stand::Queued))
+            .and_then(Result::ok)
+    }
+
+    #[inline]
+    fn insert_stand<E>(
+        &mut self,
+        deadline: Option<(u64, u64)>,
+        place: impl FnOnce(RunId) -> Result<Stand, E>,
+    ) -> Option<Result<RunId, E>> {
         if self.slots.len() >= MAX_RUNS {
             return None;
         }
@@ -104,18 +141,19 @@ impl Runs {
         }
         let id = RunId::new(index, self.generations.get(index).copied().unwrap_or(0));
         let stand = match place(id) {
-            Ok(Submitted::Admitted(permit)) => {
-                self.running += 1;
-                self.ready.push(id.get());
-                Stand::Running(permit)
-            }
-            Ok(Submitted::Waiting(ticket)) => Stand::Waiting(ticket),
+            Ok(stand) => stand,
             Err(e) => return Some(Err(e)),
         };
+        if let Stand::Running(_) = stand {
+            self.running += 1;
+            self.ready.push(id.get());
+        }
+        let nested = matches!(stand, Stand::Queued);
         entry.insert(Slot {
             stand,
             id,
             expired: false,
+            nested,
             deadline_ms: deadline.map_or(0, |(_, ms)| u32::try_from(ms).unwrap_or(u32::MAX)),
         });
         if let Some((at, _)) = deadline {
@@ -140,7 +178,7 @@ impl Runs {
     /// earlier use of its index) drops the permit, which releases it.
     pub fn admitted(&mut self, id: RunId, permit: Permit) {
         if let Some(s) = self.get_mut(id) {
-            if matches!(s.stand, Stand::Waiting(_)) {
+            if matches!(s.stand, Stand::Waiting(_) | Stand::Queued) {
                 s.stand = Stand::Running(permit);
                 self.running += 1;
                 self.ready.push(id.get());
@@ -159,20 +197,49 @@ impl Runs {
             Stand::Running(permit) => Some(Ended {
                 permit,
                 expired: s.expired,
+                nested: s.nested,
             }),
             _ => None,
         }
     }
 
-    /// Takes a waiting slot out of line; returns its ticket to cancel with the controller.
-    pub fn cancel(&mut self, id: RunId) -> Option<Ticket> {
-        if !matches!(self.get_mut(id)?.stand, Stand::Waiting(_)) {
+    /// Takes a waiting or queued slot out of line; returns its ticket to cancel with the
+    /// controller (`None` inside for a queued child), and whether it was nested.
+    pub fn cancel(&mut self, id: RunId) -> Option<(Option<Ticket>, bool)> {
+        if !matches!(self.get_mut(id)?.stand, Stand::Waiting(_) | Stand::Queued) {
             return None;
         }
-        match self.remove(id).stand {
-            Stand::Waiting(ticket) => Some(ticket),
+        let s = self.remove(id);
+        match s.stand {
+            Stand::Waiting(ticket) => Some((Some(ticket), s.nested)),
+            _ => Some((None, s.nested)),
+        }
+    }
+
+    /// Whether `id` is running (admitted, not ended).
+    pub fn is_running(&self, id: RunId) -> bool {
+        self.permit(id).is_some()
+    }
+
+    /// The permit of running slot `id`.
+    pub fn permit(&self, id: RunId) -> Option<&Permit> {
+        match &self.slots.get(id.index()).filter(|s| s.id == id)?.stand {
+            Stand::Running(permit) => Some(permit),
             _ => None,
         }
+    }
+
+    /// Marks `id` as a parent or a child: its end goes through the nesting.
+    pub fn mark_nested(&mut self, id: RunId) {
+        if let Some(s) = self.get_mut(id) {
+            s.nested = true;
+        }
+    }
+
+    /// Nested slots that expired while in line (in a queue or a deque) since the last call:
+    /// they will never run, so their parents stop waiting on them.
+    pub fn take_left(&mut self) -> Vec<RunId> {
+        std::mem::take(&mut self.left)
     }
 
     /// Slots whose deadline is at or before `now`: waiting ones leave the line (their tickets
@@ -193,9 +260,12 @@ impl Runs {
             }
             s.expired = true;
             let ms = u64::from(s.deadline_ms);
-            if let Stand::Waiting(_) = s.stand {
+            if let Stand::Waiting(_) | Stand::Queued = s.stand {
                 if let Stand::Waiting(ticket) = std::mem::replace(&mut s.stand, Stand::Held) {
                     tickets.push(ticket);
+                }
+                if s.nested {
+                    self.left.push(id);
                 }
                 self.held += 1;
             }

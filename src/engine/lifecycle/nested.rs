@@ -32,25 +32,34 @@
 //! Lending is live state only: it is not journaled. After a restore, prompted tasks come back
 //! `unknown` (their tool calls died with the process) and queued children as plain queued work.
 //!
-//! Work started through `run()` never goes through the deques: it has no session and no
-//! children, and keeps its two-call fast path.
+//! Run children (`run(fn, { parent: ctx })`, see `run_children.rs`) go through the same
+//! slots and deques, as `Work::Run`: a parent run is put on a slot the first time it needs one
+//! (a child in its lane, or a join). Plain runs never touch the executor: they keep their
+//! two-call fast path.
+
+use rustc_hash::FxHashMap;
 
 use crate::control::{KeyId, Outcome, Permit};
 use crate::engine::task::TaskSpec;
 use crate::executor::Executor;
-use crate::ids::TaskId;
+use crate::ids::{RunId, TaskId, Work};
 
+use super::run_children::RunNest;
 use super::{Engine, Live};
 
 /// The engine's nested-work state.
 #[derive(Debug)]
 pub(super) struct Nested {
-    pub(super) exec: Executor<TaskId>,
+    pub(super) exec: Executor<Work>,
     /// Permits of lenders that settled while their slot still ran work, per slot.
     /// (A short list: one entry per lender that settled mid-lend.)
-    held: Vec<(usize, Permit)>,
+    pub(super) held: Vec<(usize, Permit)>,
     /// Parents whose join ended: they hold their slot again, or settled.
     resumed: Vec<TaskId>,
+    /// Parent runs whose join ended, the same way.
+    pub(super) runs_resumed: Vec<RunId>,
+    /// Runs that are parents or children (plain runs are never here).
+    pub(super) runs: FxHashMap<RunId, RunNest>,
 }
 
 impl Nested {
@@ -61,6 +70,8 @@ impl Nested {
             exec: Executor::new(&capacities),
             held: Vec::new(),
             resumed: Vec::new(),
+            runs_resumed: Vec::new(),
+            runs: FxHashMap::default(),
         }
     }
 }
@@ -80,11 +91,11 @@ pub(super) struct Place {
     /// The slot it runs on or lends.
     pub(super) slot: Option<usize>,
     /// The slot whose deque holds it (a queued child).
-    queued_in: Option<usize>,
+    pub(super) queued_in: Option<usize>,
     /// Joined children not settled yet.
-    awaiting: u32,
+    pub(super) awaiting: u32,
     /// The parent that joined it.
-    awaited_by: Option<TaskId>,
+    pub(super) awaited_by: Option<Work>,
 }
 
 impl Place {
@@ -121,14 +132,14 @@ impl Engine {
         }
         live.blocked_on_deps = false;
         live.place.queued_in = Some(slot);
-        self.nest.exec.push_child(slot, task);
+        self.nest.exec.push_child(slot, Work::Task(task));
         true
     }
 
     /// Puts a task admitted by the controller on an idle slot of its lane.
     pub(super) fn place(&mut self, task: TaskId, agent: &str) {
         let lane = self.controller.lane_id(agent).index();
-        let slot = self.nest.exec.place(lane, task);
+        let slot = self.nest.exec.place(lane, Work::Task(task));
         if let Some(l) = self.live.get_mut(&task) {
             l.place.slot = slot;
         }
@@ -164,7 +175,7 @@ impl Engine {
                 continue;
             };
             if let Some(l) = self.live.get_mut(&child) {
-                l.place.awaited_by = Some(parent);
+                l.place.awaited_by = Some(Work::Task(parent));
             }
             let Some(p) = self.live.get_mut(&parent) else {
                 continue;
@@ -172,8 +183,8 @@ impl Engine {
             p.place.awaiting += 1;
             if let Some(slot) = p.place.slot {
                 // Lends it, or (lending already, its earlier children settled) waits again.
-                self.nest.exec.lend(slot, parent);
-                self.nest.exec.set_ready(slot, parent, false);
+                self.nest.exec.lend(slot, Work::Task(parent));
+                self.nest.exec.set_ready(slot, Work::Task(parent), false);
             }
             if !lenders.contains(&parent) {
                 lenders.push(parent);
@@ -195,7 +206,7 @@ impl Engine {
             l.place.awaiting > 0
                 || l.place
                     .slot
-                    .is_some_and(|s| self.nest.exec.lenders(s).any(|t| t == task))
+                    .is_some_and(|s| self.nest.exec.lenders(s).any(|t| t == Work::Task(task)))
         })
     }
 
@@ -210,52 +221,61 @@ impl Engine {
         self.live.get(&task).and_then(|l| l.place.slot)
     }
 
-    /// Checks the executor's invariants against the engine's tasks: every slot's occupant and
-    /// lenders are open tasks that know their slot, every queued child is an open task that
-    /// knows its deque, no task is in two places, and no slot is free while its lane has a
+    /// Checks the executor's invariants against the engine's tasks and runs: every slot's
+    /// occupant and lenders are open tasks (or running runs) that know their slot, every queued
+    /// child knows its deque, nothing is in two places, and no slot is free while its lane has a
     /// child it could take now. A description of the first violation found.
     pub fn check_slots(&mut self, now: u64) -> Result<(), String> {
         let mut seen = rustc_hash::FxHashSet::default();
         let exec = &self.nest.exec;
         for slot in 0..exec.slot_count() {
-            for t in exec.occupant(slot).into_iter().chain(exec.lenders(slot)) {
-                if !seen.insert(t) {
-                    return Err(format!("task {} placed twice", t.get()));
+            for w in exec.occupant(slot).into_iter().chain(exec.lenders(slot)) {
+                if !seen.insert(w) {
+                    return Err(format!("{w:?} placed twice"));
                 }
-                if self.live.get(&t).and_then(|l| l.place.slot) != Some(slot) {
-                    return Err(format!("task {} on slot {slot} does not know it", t.get()));
+                if self.place_of(w).and_then(|p| p.slot) != Some(slot) {
+                    return Err(format!("{w:?} on slot {slot} does not know it"));
                 }
             }
         }
-        for (t, l) in &self.live {
-            if let Some(slot) = l.place.queued_in {
-                if !seen.insert(*t) {
-                    return Err(format!("task {} queued and placed", t.get()));
+        let queued = self
+            .live
+            .iter()
+            .map(|(t, l)| (Work::Task(*t), &l.place))
+            .chain(
+                self.nest
+                    .runs
+                    .iter()
+                    .map(|(r, n)| (Work::Run(*r), &n.place)),
+            );
+        for (w, place) in queued {
+            if let Some(slot) = place.queued_in {
+                if !seen.insert(w) {
+                    return Err(format!("{w:?} queued and placed"));
                 }
                 if exec.next_for(slot).is_none() {
-                    return Err(format!("task {} queued in an empty lane", t.get()));
+                    return Err(format!("{w:?} queued in an empty lane"));
                 }
             }
         }
         if seen.len() != self.placed_count() {
-            return Err("a slot or deque holds a task that is not open".into());
+            return Err("a slot or deque holds work that is not open".into());
         }
-        let free: Vec<(usize, TaskId)> = (0..exec.slot_count())
+        let free: Vec<(usize, Work)> = (0..exec.slot_count())
             .filter(|&s| exec.is_idle(s) || exec.is_lent_free(s))
             .filter_map(|s| exec.next_for(s).map(|(child, ..)| (s, child)))
             .collect();
         for (slot, child) in free {
             if self.could_start(now, slot, child) {
                 return Err(format!(
-                    "slot {slot} is free while child {} could run on it",
-                    child.get()
+                    "slot {slot} is free while {child:?} could run on it"
                 ));
             }
         }
         Ok(())
     }
 
-    /// Tasks the executor holds (occupants, lenders, queued children).
+    /// Tasks and runs the executor holds (occupants, lenders, queued children).
     fn placed_count(&self) -> usize {
         let exec = &self.nest.exec;
         (0..exec.slot_count())
@@ -264,29 +284,53 @@ impl Engine {
             + exec.queued()
     }
 
+    /// The nesting place of a task or a nested run.
+    pub(super) fn place_of(&self, w: Work) -> Option<&Place> {
+        match w {
+            Work::Task(t) => self.live.get(&t).map(|l| &l.place),
+            Work::Run(r) => self.nest.runs.get(&r).map(|n| &n.place),
+        }
+    }
+
+    /// The nesting place of a task or a nested run, to change.
+    pub(super) fn place_mut(&mut self, w: Work) -> Option<&mut Place> {
+        match w {
+            Work::Task(t) => self.live.get_mut(&t).map(|l| &mut l.place),
+            Work::Run(r) => self.nest.runs.get_mut(&r).map(|n| &mut n.place),
+        }
+    }
+
     /// Whether a lender on `slot` (or a permit the slot kept) already counts key `k`.
     fn key_covered(&self, slot: usize, k: KeyId) -> bool {
         let counts = |p: &Permit| p.counted_key() == Some(k.index());
-        self.nest.exec.lenders(slot).any(|t| {
-            self.live
-                .get(&t)
-                .and_then(|l| l.permit.as_ref())
-                .is_some_and(counts)
+        self.nest.exec.lenders(slot).any(|w| {
+            let permit = match w {
+                Work::Task(t) => self.live.get(&t).and_then(|l| l.permit.as_ref()),
+                Work::Run(r) => self.runs.permit(r),
+            };
+            permit.is_some_and(counts)
         }) || self.nest.held.iter().any(|(s, p)| *s == slot && counts(p))
     }
 
     /// What the controller is asked for `child` on free `slot`: its lane, key, priority,
     /// whether the slot is lent and whether a lender there counts the key already.
-    fn ask(&mut self, slot: usize, child: TaskId) -> Option<Ask> {
-        let record = self.tasks.get(child)?;
-        let key = match record.spec.model.as_deref() {
-            Some(name) => Some(self.controller.key_id(name).ok()?),
-            None => None,
+    fn ask(&mut self, slot: usize, child: Work) -> Option<Ask> {
+        let (lane, key, priority) = match child {
+            Work::Task(t) => {
+                let record = self.tasks.get(t)?;
+                let key = match record.spec.model.as_deref() {
+                    Some(name) => Some(self.controller.key_id(name).ok()?),
+                    None => None,
+                };
+                let lane = self.controller.lane_id(&record.spec.agent);
+                (lane, key, record.spec.priority)
+            }
+            Work::Run(r) => self.nest.runs.get(&r)?.ask?,
         };
         Some(Ask {
-            lane: self.controller.lane_id(&record.spec.agent),
+            lane,
             key,
-            priority: record.spec.priority,
+            priority,
             lent: self.nest.exec.is_lent_free(slot),
             covered: key.is_some_and(|k| self.key_covered(slot, k)),
         })
@@ -294,24 +338,19 @@ impl Engine {
 
     /// A permit for `child` to run on free `slot`: a lent one on a lent slot (no second lane
     /// count), a lane permit on an idle one; `None` when the controller says not now.
-    fn try_permit(&mut self, now: u64, slot: usize, child: TaskId) -> Option<Permit> {
+    fn try_permit(&mut self, now: u64, slot: usize, child: Work) -> Option<Permit> {
         let a = self.ask(slot, child)?;
         if a.lent {
             self.controller
                 .admit_lent(now, child, a.lane, a.key, a.covered, a.priority)
         } else {
-            self.controller.try_admit(
-                now,
-                crate::ids::Work::Task(child),
-                a.lane,
-                a.key,
-                a.priority,
-            )
+            self.controller
+                .try_admit(now, child, a.lane, a.key, a.priority)
         }
     }
 
     /// Whether [`Engine::try_permit`] would give a permit now (nothing is issued).
-    fn could_start(&mut self, now: u64, slot: usize, child: TaskId) -> bool {
+    fn could_start(&mut self, now: u64, slot: usize, child: Work) -> bool {
         self.ask(slot, child).is_some_and(|a| {
             self.controller
                 .could_admit(now, a.lane, a.key, a.priority, a.lent, a.covered)
@@ -326,9 +365,9 @@ impl Engine {
         }
     }
 
-    fn fill(&mut self, now: u64, slot: usize) {
+    pub(super) fn fill(&mut self, now: u64, slot: usize) {
         if let Some(parent) = self.nest.exec.resume(slot) {
-            self.nest.resumed.push(parent);
+            self.resumed(parent);
             return;
         }
         let exec = &self.nest.exec;
@@ -344,11 +383,25 @@ impl Engine {
             return;
         };
         self.nest.exec.take(slot, deque, how);
-        if let Some(l) = self.live.get_mut(&child) {
-            l.place.queued_in = None;
-            l.place.slot = Some(slot);
+        if let Some(p) = self.place_mut(child) {
+            p.queued_in = None;
+            p.slot = Some(slot);
         }
-        self.start_admitted(now, child, permit, false);
+        match child {
+            Work::Task(t) => self.start_admitted(now, t, permit, false),
+            Work::Run(r) => self.runs.admitted(r, permit),
+        }
+    }
+
+    /// `parent`'s join ended (it has its slot back, or settled): reported once.
+    pub(super) fn resumed(&mut self, parent: Work) {
+        match parent {
+            Work::Task(t) if !self.nest.resumed.contains(&t) => self.nest.resumed.push(t),
+            Work::Run(r) if !self.nest.runs_resumed.contains(&r) => {
+                self.nest.runs_resumed.push(r);
+            }
+            _ => {}
+        }
     }
 
     /// Releases the permits a slot kept for settled lenders once it is idle.
@@ -365,45 +418,68 @@ impl Engine {
         let Some(l) = self.live.get_mut(&task) else {
             return;
         };
-        if let Some(slot) = l.place.queued_in.take() {
-            self.nest.exec.unqueue(slot, task);
+        let queued_in = l.place.queued_in.take();
+        let slot = l.place.slot.take();
+        let permit = l.permit.take();
+        let kept = self.leave(now, Work::Task(task), queued_in, slot, permit, outcome);
+        if let Some(l) = self.live.get_mut(&task) {
+            l.permit = kept;
         }
-        let Some(slot) = l.place.slot.take() else {
-            return;
+    }
+
+    /// `w` leaves deque `queued_in` and slot `slot`. A lender's lane-counting `permit` stays
+    /// with a slot that still runs work (its outcome recorded); otherwise it is handed back.
+    pub(super) fn leave(
+        &mut self,
+        now: u64,
+        w: Work,
+        queued_in: Option<usize>,
+        slot: Option<usize>,
+        permit: Option<Permit>,
+        outcome: Outcome,
+    ) -> Option<Permit> {
+        if let Some(q) = queued_in {
+            self.nest.exec.unqueue(q, w);
+        }
+        let Some(slot) = slot else {
+            return permit;
         };
-        let was_lender = self.nest.exec.lenders(slot).any(|t| t == task);
-        self.nest.exec.leave(slot, task);
+        let was_lender = self.nest.exec.lenders(slot).any(|t| t == w);
+        self.nest.exec.leave(slot, w);
         if was_lender {
-            self.nest.resumed.push(task); // its join ended: it settled
+            self.resumed(w); // its join ended: it settled
         }
+        let mut permit = permit;
         if was_lender && !self.nest.exec.is_idle(slot) {
-            if let Some(mut permit) = l.permit.take().filter(Permit::counts_lane) {
-                self.controller.record(now, &mut permit, outcome);
-                self.nest.held.push((slot, permit));
+            if let Some(mut p) = permit.take_if(|p| p.counts_lane()) {
+                self.controller.record(now, &mut p, outcome);
+                self.nest.held.push((slot, p));
             }
         }
         self.fill(now, slot);
+        permit
     }
 
-    /// `task` is about to settle (before its slot is freed): the parent that joined it counts
+    /// `w` is about to settle (before its slot is freed): the parent that joined it counts
     /// it, and once all its children settled it is marked to resume — so that the slot this
-    /// task frees goes to that parent first, not to other work. Returns the parent's slot, to
-    /// be given back once this task left its own ([`Engine::settled_nested`]).
-    pub(super) fn child_settling(&mut self, task: TaskId) -> Option<usize> {
-        let parent = self.live.get_mut(&task)?.place.awaited_by.take()?;
-        let p = self.live.get_mut(&parent)?;
-        p.place.awaiting = p.place.awaiting.saturating_sub(1);
-        if p.place.awaiting > 0 {
+    /// one frees goes to that parent first, not to other work. Returns the parent's slot, to
+    /// be given back once this one left its own ([`Engine::settled_nested`]).
+    pub(super) fn child_settling(&mut self, w: Work) -> Option<usize> {
+        let parent = self.place_mut(w)?.awaited_by.take()?;
+        let p = self.place_mut(parent)?;
+        p.awaiting = p.awaiting.saturating_sub(1);
+        if p.awaiting > 0 {
             return None;
         }
-        match p.place.slot {
+        match p.slot {
             Some(slot) => {
                 self.nest.exec.set_ready(slot, parent, true);
                 Some(slot)
             }
-            // On no slot (adopted after a restore past capacity): nothing to wait for.
+            // On no slot (adopted after a restore past capacity, or a parent run with no
+            // slot free): nothing to wait for.
             None => {
-                self.nest.resumed.push(parent);
+                self.resumed(parent);
                 None
             }
         }
@@ -418,8 +494,8 @@ impl Engine {
         place: &Place,
         parent_slot: Option<usize>,
     ) {
-        if place.awaiting > 0 && !self.nest.resumed.contains(&task) {
-            self.nest.resumed.push(task);
+        if place.awaiting > 0 {
+            self.resumed(Work::Task(task));
         }
         if let Some(slot) = parent_slot {
             self.fill(now, slot);
