@@ -203,3 +203,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
