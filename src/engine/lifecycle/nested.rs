@@ -37,14 +37,12 @@
 //! (a child in its lane, or a join). Plain runs never touch the executor: they keep their
 //! two-call fast path.
 
-use rustc_hash::FxHashMap;
-
 use crate::control::{KeyId, Outcome, Permit};
 use crate::engine::task::TaskSpec;
 use crate::executor::Executor;
 use crate::ids::{RunId, TaskId, Work};
 
-use super::run_children::RunNest;
+use super::run_children::RunNests;
 use super::{Engine, Live};
 
 /// The engine's nested-work state.
@@ -59,7 +57,7 @@ pub(super) struct Nested {
     /// Parent runs whose join ended, the same way.
     pub(super) runs_resumed: Vec<RunId>,
     /// Runs that are parents or children (plain runs are never here).
-    pub(super) runs: FxHashMap<RunId, RunNest>,
+    pub(super) runs: RunNests,
 }
 
 impl Nested {
@@ -71,7 +69,7 @@ impl Nested {
             held: Vec::new(),
             resumed: Vec::new(),
             runs_resumed: Vec::new(),
-            runs: FxHashMap::default(),
+            runs: RunNests::default(),
         }
     }
 }

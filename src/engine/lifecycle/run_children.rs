@@ -46,6 +46,51 @@ pub(crate) struct RunNest {
     pub(super) place: Place,
 }
 
+/// The nested runs' entries, at their run's slot index (a vector, not a hash map, keeps the
+/// module small; boxed, it costs a word per index the run slab already holds); each entry
+/// names its run, generation included.
+#[derive(Debug, Default)]
+pub(crate) struct RunNests {
+    entries: Vec<Option<Box<(RunId, RunNest)>>>,
+}
+
+impl RunNests {
+    pub(super) fn get(&self, id: &RunId) -> Option<&RunNest> {
+        match self.entries.get(id.index()).and_then(Option::as_deref) {
+            Some((r, n)) if r == id => Some(n),
+            _ => None,
+        }
+    }
+
+    pub(super) fn get_mut(&mut self, id: &RunId) -> Option<&mut RunNest> {
+        match self
+            .entries
+            .get_mut(id.index())
+            .and_then(Option::as_deref_mut)
+        {
+            Some((r, n)) if r == id => Some(n),
+            _ => None,
+        }
+    }
+
+    fn insert(&mut self, id: RunId, nest: RunNest) {
+        if self.entries.len() <= id.index() {
+            self.entries.resize_with(id.index() + 1, || None);
+        }
+        self.entries[id.index()] = Some(Box::new((id, nest)));
+    }
+
+    fn remove(&mut self, id: &RunId) -> Option<RunNest> {
+        self.get(id)?;
+        self.entries.get_mut(id.index())?.take().map(|e| e.1)
+    }
+
+    /// Every nested run, with its entry.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&RunId, &RunNest)> {
+        self.entries.iter().flatten().map(|e| (&e.0, &e.1))
+    }
+}
+
 impl Engine {
     /// Starts a run task that is a child of running run `parent` (see the module docs): in the
     /// parent's lane it is queued at the owner end of the parent's slot, in another lane it is
@@ -154,12 +199,20 @@ impl Engine {
         let lane = self.runs.permit(parent)?.lane();
         let slot = self.nest.exec.place(lane, Work::Run(parent))?;
         self.runs.mark_nested(parent);
-        let n = self.nest.runs.entry(parent).or_insert_with(|| RunNest {
-            ask: None,
-            parent: None,
-            place: Place::default(),
-        });
-        n.place.slot = Some(slot);
+        match self.nest.runs.get_mut(&parent) {
+            Some(n) => n.place.slot = Some(slot),
+            None => self.nest.runs.insert(
+                parent,
+                RunNest {
+                    ask: None,
+                    parent: None,
+                    place: Place {
+                        slot: Some(slot),
+                        ..Place::default()
+                    },
+                },
+            ),
+        }
         Some(slot)
     }
 
