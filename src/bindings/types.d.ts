@@ -182,6 +182,30 @@ export interface RunOptions {
   deadlineMs?: number;
   /** Reject at once with BREAKER_OPEN while the key's breaker is open, instead of waiting. */
   failFast?: boolean;
+  /** Makes this run a child of a running run: the `ctx` that run's function received (or use
+   * `ctx.run`). In the parent's lane the child waits at the owner end of the parent's slot's
+   * deque (a subtree finishes depth-first, newest child first), not in the lane's queue; in
+   * another lane it goes through the controller as usual. Anything but a context of this
+   * engine rejects with INVALID_INPUT (`options.parent`). A child started after its parent
+   * ended is a plain run. */
+  parent?: RunContext;
+}
+
+/** What `run` passes to its function: that run's context, for starting and joining children. */
+export interface RunContext {
+  /** Starts a child of this run: `engine.run(fn, { ...options, parent: this })`. */
+  run<T>(fn: (ctx: RunContext) => T | PromiseLike<T>, options?: Omit<RunOptions, "parent">): Promise<T>;
+  /** Waits on children of this run (the promises `run` returned for them) and lends them this
+   * run's slot meanwhile: a child on it takes no second lane permit (the lane is counted once;
+   * each child's key is still admitted by the controller), so a tree of runs that wait on
+   * their children cannot deadlock a lane the way parents holding their slots would. Resolves
+   * only once every child settled AND this run has its slot back, with the values in order;
+   * rejects with the first rejection in order, also only then (a rejection does not end the
+   * wait early: this run has no slot to go on with before). INVALID_INPUT (`promises`,
+   * `promises[i]`) for anything but an array of this run's children; DISPOSED if the engine is
+   * disposed while it waits. A parent whose deadline passed keeps running (and its children,
+   * and its join); its caller has already been told TIMED_OUT. */
+  join<T extends readonly unknown[]>(promises: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }>;
 }
 
 export interface TaskEvent { type: "task"; id: number; state: TaskStateName }
@@ -199,7 +223,7 @@ export interface Engine {
    * classified like a host failure (`class`, `AbortError`, `status`) for the breaker and the
    * adaptive limit. Refusals (INVALID_INPUT, MEMORY_PRESSURE for LOW work, BREAKER_OPEN with
    * `failFast`, QUEUE_FULL, DISPOSED) reject the returned promise. */
-  run<T>(fn: () => T | PromiseLike<T>, options?: RunOptions): Promise<T>;
+  run<T>(fn: (ctx: RunContext) => T | PromiseLike<T>, options?: RunOptions): Promise<T>;
   /** The circuit breaker of provider/model `key` on its own (the one the key's tasks share):
    * no lane, no slot, no queue. Throws INVALID_INPUT for a bad key. The same object is returned
    * for the same key. */
