@@ -20,9 +20,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use foreman::{
-    CallId, Clock, Config, Delivery, Engine, FakeHost, Host, HostReply, HostRequest, MemoryReading,
-    Priority, PromptProfile, SessionId, TaskId, TaskPhase, TaskSpec, TaskState,
-    fake_violations_none,
+    CallId, Clock, Config, Delivery, Engine, FailureClass, FakeHost, Host, HostReply, HostRequest,
+    MemoryReading, Outcome, Priority, PromptProfile, RunId, RunRequest, SessionId, TaskId,
+    TaskPhase, TaskSpec, TaskState, fake_violations_none,
 };
 
 /// The wall clock's epoch: true time 0 reads as this on a wall clock not stepped.
@@ -149,9 +149,68 @@ struct World {
     /// them resumed; and how many delegations and resumptions there were.
     blocked: HashMap<TaskId, SessionId>,
     nested: [u64; 3],
+    /// `run()` work as run.js drives it: open runs (submitted, not ended nor expired while in
+    /// line) and their state; children started, joins, resumptions.
+    runs: BTreeMap<RunId, ModelRun>,
+    run_counts: [u64; 3],
+}
+
+/// A run of the model's: what its function is doing.
+#[derive(Debug, Clone, PartialEq)]
+enum RunPhase {
+    /// Submitted, not reported ready yet.
+    Waiting,
+    /// Its function at work: it may start children, join them or end.
+    Working,
+    /// In `join`, until the engine reports it resumed.
+    Joined,
+}
+
+#[derive(Debug, Clone)]
+struct ModelRun {
+    phase: RunPhase,
+    parent: Option<RunId>,
 }
 
 impl World {
+    /// What run.js hears after each call: runs made ready start working, runs expired while
+    /// still in line are gone (a running one keeps working), joined parents resumed go on.
+    fn poll_runs(&mut self) {
+        let mut ready = [0u32; 256];
+        loop {
+            let n = self.o.drain_run_ready(&mut ready);
+            for raw in &ready[..n] {
+                let r = self
+                    .runs
+                    .get_mut(&RunId::from_raw(*raw))
+                    .expect("a ready run is open");
+                assert_eq!(r.phase, RunPhase::Waiting, "a run reported ready twice");
+                r.phase = RunPhase::Working;
+            }
+            if n < ready.len() {
+                break;
+            }
+        }
+        let expired = self.o.take_run_expired();
+        for (id, _) in &expired {
+            if self
+                .runs
+                .get(id)
+                .is_some_and(|r| r.phase == RunPhase::Waiting)
+            {
+                self.runs.remove(id);
+            }
+        }
+        self.o.release_run_expired(&expired);
+        for id in self.o.take_runs_resumed() {
+            if let Some(r) = self.runs.get_mut(&id) {
+                assert_eq!(r.phase, RunPhase::Joined, "a run resumed that did not join");
+                r.phase = RunPhase::Working;
+                self.run_counts[2] += 1;
+            }
+        }
+    }
+
     /// A reading of the host's clocks, on the engine's clock (each entry into the engine takes
     /// one, as the bindings do).
     fn now(&mut self) -> u64 {
@@ -363,7 +422,8 @@ impl World {
         let (issued, released) = self.o.controller().permit_totals();
         // (A slot keeps the permit of a lender that settled while work still ran on it.)
         let holding = records.values().filter(|s| s.holds_permit()).count() as u64
-            + self.o.kept_permits() as u64;
+            + self.o.kept_permits() as u64
+            + self.o.runs().counts().1 as u64;
         if issued - released != holding {
             let lanes: Vec<(String, u32)> = self
                 .o
@@ -538,6 +598,8 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
         mischief: [0; 5],
         blocked: HashMap::new(),
         nested: [0; 3],
+        runs: BTreeMap::new(),
+        run_counts: [0; 3],
     };
     let mut rng = fastrand::Rng::with_seed(seed);
     let agents = ["planner", "worker", "reviewer", "explorer"];
@@ -610,6 +672,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                 w.instance += 1;
                 crashes += 1;
                 w.dispatched.clear(); // a restored task's clock starts again at reconciliation
+                w.runs.clear(); // run tasks live only as long as their caller's promise
                 // The lost instance's delegation tool calls never return: those parents stay
                 // blocked until their deadline aborts them. The new instance knows nothing of
                 // the lending (it is not journaled).
@@ -662,6 +725,75 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
                     }
                 }
             }
+            54..=60 => {
+                // `run()` work: start a run (a child of a working run, in its lane or another,
+                // half the time), join a working run's open children, or end a working run
+                // (a failure now and then), as run.js would.
+                let working: Vec<RunId> = w
+                    .runs
+                    .iter()
+                    .filter(|(_, r)| r.phase == RunPhase::Working)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let now = w.now();
+                match rng.u32(0..3) {
+                    0 => {
+                        let request = RunRequest {
+                            lane: w.o.run_lane(agents[rng.usize(0..4)]),
+                            key: None,
+                            priority: Priority::ALL[rng.usize(0..3)],
+                            fail_fast: false,
+                            deadline_ms: (rng.u32(0..8) == 0).then(|| rng.u64(1_000..30_000)),
+                        };
+                        let parent = (!working.is_empty() && rng.u32(0..4) != 0)
+                            .then(|| working[rng.usize(0..working.len())]);
+                        let started = match parent {
+                            Some(p) => w.o.run_submit_child(now, request, p),
+                            None => w.o.run_submit(now, request),
+                        };
+                        match started {
+                            Ok(id) => {
+                                let run = ModelRun {
+                                    phase: RunPhase::Waiting,
+                                    parent,
+                                };
+                                w.runs.insert(id, run);
+                                w.run_counts[0] += u64::from(parent.is_some());
+                            }
+                            Err(e) => assert!(
+                                matches!(e.code(), "MEMORY_PRESSURE" | "BREAKER_OPEN"),
+                                "seed {seed}, op {op}: {e}"
+                            ),
+                        }
+                    }
+                    1 if !working.is_empty() => {
+                        let parent = working[rng.usize(0..working.len())];
+                        let kids: Vec<RunId> = w
+                            .runs
+                            .iter()
+                            .filter(|(_, r)| r.parent == Some(parent))
+                            .map(|(id, _)| *id)
+                            .collect();
+                        if w.o.run_join(now, parent, &kids) {
+                            w.runs.get_mut(&parent).unwrap().phase = RunPhase::Joined;
+                            w.run_counts[1] += 1;
+                        } else {
+                            assert!(kids.is_empty(), "seed {seed}, op {op}: open children");
+                        }
+                    }
+                    _ if !working.is_empty() => {
+                        let id = working[rng.usize(0..working.len())];
+                        let outcome = if rng.u32(0..10) == 0 {
+                            Outcome::Failed(FailureClass::Upstream)
+                        } else {
+                            Outcome::Success
+                        };
+                        w.o.run_end(now, id, outcome).unwrap();
+                        w.runs.remove(&id);
+                    }
+                    _ => {}
+                }
+            }
             46 => {
                 // NTP steps the wall clock back, for good (by up to 30 s), within the next 5 s:
                 // between two readings of the host.
@@ -693,6 +825,7 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
             }
         }
         w.flush();
+        w.poll_runs();
         // Double completions are counted at every step; the full check (which reads every
         // record) runs every 25 operations and after every crash.
         assert!(
@@ -704,8 +837,34 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
             last_checked_instance = w.instance;
         }
     }
-    // Drain: nothing new; everything settles.
+    // Drain: nothing new; every run's function ends (children before the parents waiting on
+    // them), then everything settles.
+    for _ in 0..10_000 {
+        w.poll_runs();
+        let working = w
+            .runs
+            .iter()
+            .find(|(_, r)| r.phase == RunPhase::Working)
+            .map(|(id, _)| *id);
+        match working {
+            Some(id) => {
+                let now = w.now();
+                w.o.run_end(now, id, Outcome::Success).unwrap();
+                w.runs.remove(&id);
+                w.flush();
+            }
+            // Runs waiting on time (the memory gate's reading going stale, a deadline).
+            None if !w.runs.is_empty() => w.advance(60_000),
+            None => break,
+        }
+    }
     w.advance(3_600_000);
+    w.poll_runs();
+    assert!(
+        w.runs.is_empty(),
+        "seed {seed}: runs never started or resumed: {:?}",
+        w.runs
+    );
     w.check(seed, ops, &config);
     // And no session the engine knows of is left on the server past the pool's retirement.
     let left: Vec<SessionId> = w
@@ -725,7 +884,8 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
     println!(
         "seed {seed}: host lost {} events, repeated {}, reordered {}; dropped {} answers, delayed {}; \
          wall clock ({}) stepped back {} times, a day ahead for one reading {}, for a while {}; \
-         engine time lost to steps {} ms; {} parents joined children, {} resumed",
+         engine time lost to steps {} ms; {} parents joined children, {} resumed; \
+         {} run children, {} run joins, {} resumed",
         m[0],
         m[1],
         m[2],
@@ -741,7 +901,10 @@ fn run(seed: u64, ops: usize) -> (usize, u32) {
         c[2],
         w.clocks.lost,
         w.nested[0],
-        w.nested[1]
+        w.nested[1],
+        w.run_counts[0],
+        w.run_counts[1],
+        w.run_counts[2]
     );
     (open, crashes)
 }
