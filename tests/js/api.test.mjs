@@ -278,7 +278,7 @@ test("run and breaker pass whole numbers to every integer parameter of the WebAs
   // JavaScriptCore (Bun) converts a boolean, undefined or a fraction given to an i32 parameter on
   // a slow path that costs more than foreman's whole work per task (run.js, NUMBERS_ONLY).
   const { server, engine } = setup({}, { lanes: { worker: 1 } });
-  const integers = { runBegin: [0, 1, 2, 3], runEnd: [0], runFail: [0], breakerEnter: [0], breakerOk: [0, 1], breakerFail: [0, 1] };
+  const integers = { runBegin: [0, 1, 2, 3], runEnd: [0], runFail: [0], breakerEnter: [0], breakerOk: [0, 1], breakerFail: [0, 1], runChild: [0, 1, 2, 3, 4], runJoin: [0] };
   const seen = new Set();
   for (const [name, positions] of Object.entries(integers)) {
     const method = Object.getPrototypeOf(engine)[name];
@@ -305,6 +305,8 @@ test("run and breaker pass whole numbers to every integer parameter of the WebAs
   assert.equal(await b.execute(() => "probe"), "probe");
   assert.equal(await b.execute(() => "closed"), "closed");
   await assert.rejects(b.execute(() => { throw upstream; }));
+  const child = { lane: "worker", key: "p/m", priority: "low", failFast: true, deadlineMs: 60_000 };
+  assert.deepEqual(await engine.run(async (ctx) => ctx.join([ctx.run(() => 2, child)]), { lane: "worker" }), [2]);
   assert.deepEqual([...seen].sort(), Object.keys(integers).sort(), "every integer-taking method was exercised");
   engine.dispose();
 });

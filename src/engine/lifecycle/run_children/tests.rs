@@ -1,6 +1,9 @@
 //! Run children on the core, driven as run.js drives it: a tree of runs in which every parent
 //! starts its children and waits on them, with and without joining.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use rustc_hash::FxHashMap;
 
 use crate::config::{Config, ConfigInput};
