@@ -744,6 +744,11 @@ impl Engine {
 
     /// Ends a running run task with how its work went; frees its permit for the next.
     pub fn run_end(&mut self, now: u64, slot: RunId, outcome: Outcome) -> Result<(), Error> {
+        if self.runs.is_nested(slot) {
+            // Before the slot is taken: the call passes integers only, and the plain path
+            // below stays a leaf that saves no more registers than it did.
+            return self.run_end_nested(now, slot, outcome);
+        }
         let ended = self
             .runs
             .end(slot)
@@ -753,10 +758,6 @@ impl Engine {
         } else {
             outcome
         };
-        if ended.nested {
-            self.run_end_nested(now, slot, ended.permit, outcome);
-            return Ok(());
-        }
         self.controller.complete(now, ended.permit, outcome);
         self.pump(now);
         Ok(())

@@ -95,8 +95,6 @@ pub struct Ended {
     pub permit: Permit,
     /// Whether its deadline passed while it ran.
     pub expired: bool,
-    /// Whether it was a parent or a child (its nesting to update).
-    pub nested: bool,
 }
 
 impl Runs {
@@ -197,7 +195,6 @@ impl Runs {
             Stand::Running(permit) => Some(Ended {
                 permit,
                 expired: s.expired,
-                nested: s.nested,
             }),
             _ => None,
         }
@@ -227,6 +224,13 @@ impl Runs {
             Stand::Running(permit) => Some(permit),
             _ => None,
         }
+    }
+
+    /// Whether the slot at `id`'s index is nested (its end goes through the nesting). Reads
+    /// the flag only: an id of an earlier use is refused by [`Runs::end`] after.
+    #[inline]
+    pub fn is_nested(&self, id: RunId) -> bool {
+        self.slots.get(id.index()).is_some_and(|s| s.nested)
     }
 
     /// Marks `id` as a parent or a child: its end goes through the nesting.

@@ -216,9 +216,27 @@ impl Engine {
         Some(slot)
     }
 
-    /// A nested run ended with its `permit`: its parent's join counts it, it leaves its slot
-    /// (a lender's lane-counting permit may stay with the slot), and what may start starts.
-    pub(super) fn run_end_nested(&mut self, now: u64, id: RunId, permit: Permit, outcome: Outcome) {
+    /// [`Engine::run_end`] of a nested run: its parent's join counts it, it leaves its slot
+    /// (a lender's lane-counting permit may stay with the slot, outcome recorded), its
+    /// parent's slot goes back to the parent if it may resume, and what may start starts. Out
+    /// of line: a plain run's end pays only the flag test that leads here.
+    #[inline(never)]
+    pub(super) fn run_end_nested(
+        &mut self,
+        now: u64,
+        id: RunId,
+        outcome: Outcome,
+    ) -> Result<(), Error> {
+        let ended = self
+            .runs
+            .end(id)
+            .ok_or_else(|| Error::input("run", format!("run {} is not running", id.get())))?;
+        let outcome = if ended.expired {
+            Outcome::Failed(crate::error::FailureClass::Timeout)
+        } else {
+            outcome
+        };
+        let permit = ended.permit;
         let parent_slot = self.child_settling(Work::Run(id));
         let place = self
             .nest
@@ -232,12 +250,14 @@ impl Engine {
         let w = Work::Run(id);
         let permit = self.leave(now, w, place.queued_in, place.slot, Some(permit), outcome);
         if let Some(permit) = permit {
-            self.controller.complete(now, permit, outcome);
+            // Not `complete`: a third caller would have it kept out of line on the run path.
+            self.controller.record(now, &mut { permit }, outcome);
         }
         if let Some(slot) = parent_slot {
             self.fill(now, slot);
         }
         self.pump(now);
+        Ok(())
     }
 
     /// Nested runs that left the line without running (expired, or cancelled): their parents
