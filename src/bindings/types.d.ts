@@ -186,6 +186,14 @@ export interface RunOptions {
 
 export interface TaskEvent { type: "task"; id: number; state: TaskStateName }
 export interface BreakerEvent { type: "breaker"; key: string; state: BreakerStateName }
+/** An adaptive limit changed: the effective limit of lane or provider/model key `name` went
+ * `from` → `to` (never above its configured limit, never below 1). `rate_limited`, `upstream`
+ * and `timeout` halve it (at most once per `adaptive.windowMs`); `recovery` raises it by one
+ * after `adaptive.growAfter` successes with at least half of it in use. */
+export interface LimitEvent {
+  type: "limit"; scope: "lane" | "key"; name: string; from: number; to: number;
+  cause: "rate_limited" | "upstream" | "timeout" | "recovery";
+}
 
 /** `(seq, hash)` of the journal's last record; keep it outside the engine to detect truncation.
  * `epoch` is the engine's fencing epoch: keep it too, and pass the head to `Engine.restore`,
