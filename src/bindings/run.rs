@@ -185,6 +185,7 @@ impl JsEngine {
                     // The host is called with no borrow held (it may call back in).
                     drop(o);
                     observe_memory(&self.inner, now);
+                    self.live()?; // the host's memory() may have disposed the engine
                     o = self.inner.core.borrow_mut();
                 }
                 let slot = js(o.run_submit(now, request))?;

@@ -542,6 +542,13 @@ test("memory: read only when the engine asks — before deciding LOW work, once 
   await server.advance(16_000);
   assert.ok(reads > before, `a tick with LOW work waiting reads (${before} → ${reads})`);
   engine.dispose();
+  // A memory() that disposes the engine while run's LOW work waits for the reading.
+  const other = new FakeServer();
+  const hostile = other.host();
+  let disposing;
+  hostile.memory = () => (disposing?.dispose(), { used: 1, limit: 10 });
+  disposing = other.attach(new Engine(hostile));
+  await rejectsCode(disposing.run(() => "never", { priority: "low" }), "DISPOSED");
 });
 
 test("stats covers lanes, keys, gate, pool, tasks, runs and journal", async () => {
