@@ -14,7 +14,10 @@ export interface ForemanHost {
    * timers and deadlines run on it and steps of the wall clock either way move nothing; `now()`
    * is then only compared with message stamps (within `liveness.skewMs`). */
   monotonic?(): number;
-  /** Memory in use and the budget, in bytes. */
+  /** Memory in use and the budget, in bytes: the memory gate's input. Read once by the
+   * constructor (a check), by `stats()`, and when the engine decides on LOW work (a LOW
+   * `delegate` or `run`, a timer tick while LOW work waits), at most once per ms; never for
+   * other work. */
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */
   createSession(input: { agent: string; parentID?: string; title: string }, callId: number): Promise<string | { id: string }> | undefined;
