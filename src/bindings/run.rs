@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{class_of, set, to_js};
 use super::events::after;
-use super::timer::arm_at_most;
+use super::timer::{arm_at_most, observe_memory};
 use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
@@ -170,6 +170,13 @@ impl JsEngine {
             let (slot, timer) = {
                 let mut o = self.inner.core.borrow_mut();
                 let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
+                if o.run_memory_due(now, &request) {
+                    // The host is called with no borrow held (it may call back in).
+                    drop(o);
+                    observe_memory(&self.inner, now);
+                    self.live()?; // the host's memory() may have disposed the engine
+                    o = self.inner.core.borrow_mut();
+                }
                 let slot = js(o.run_submit(now, request))?;
                 let (slot, waits) = if o.take_run_ready_alone(slot) {
                     (slot.get() | RUN_ALONE, false)
@@ -208,6 +215,12 @@ impl JsEngine {
             let (slot, timer, busy) = {
                 let mut o = self.inner.core.borrow_mut();
                 let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
+                if o.run_memory_due(now, &request) {
+                    drop(o); // as in `runBegin`
+                    observe_memory(&self.inner, now);
+                    self.live()?;
+                    o = self.inner.core.borrow_mut();
+                }
                 let slot = js(o.run_submit_child(now, request, RunId::from_raw(parent)))?;
                 let waits = write_ready(&self.inner, &mut o) == 0;
                 (

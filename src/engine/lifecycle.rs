@@ -878,9 +878,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether host requests or task events are waiting to be taken.
+    /// Whether host requests, task events, limit changes or parent runs resumed are waiting
+    /// to be taken.
     pub fn has_output(&self) -> bool {
-        !self.outbox.is_empty() || !self.events.is_empty() || self.has_runs_resumed()
+        !self.outbox.is_empty()
+            || !self.events.is_empty()
+            || self.controller.has_limit_changes()
+            || self.has_runs_resumed()
     }
 
     /// Takes the queued host requests, oldest first.
