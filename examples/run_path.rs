@@ -10,8 +10,8 @@
 //! ```
 //! (callgrind prints "Collected : <instructions>"). The same file in an earlier checkout
 //! measures that build: a count moves only with the code, not with the machine's load. (It
-//! showed `Controller::record` left out of line at the run's end by an unrelated new caller,
-//! ~20 instructions a task: hence its `#[inline(always)]`.)
+//! showed `Controller::record` and `adapt` left out of line at the run's end once they had new
+//! callers, ~25 instructions a task: hence their `#[inline(always)]`.)
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use foreman::{Config, Engine, Outcome, Priority, RunId, RunRequest};
