@@ -365,6 +365,7 @@ impl Engine {
 
     /// The controller's refusals at submit (memory pressure for LOW work, an open breaker with
     /// `fail_fast`), checked before anything is written.
+    #[inline(never)]
     fn check_admission(&self, now: u64, spec: &TaskSpec) -> Result<(), Error> {
         self.controller.check(
             now,

@@ -344,6 +344,7 @@ impl TaskTable {
     }
 
     /// The latest record of `task`.
+    #[inline(never)]
     pub fn get(&self, task: TaskId) -> Option<TaskRecord> {
         let snap = self.store.snapshot();
         let state = self.store.get(&snap, &task_key(task))?;
@@ -353,6 +354,7 @@ impl TaskTable {
 
     /// The latest record of `task` with its prompt left empty (for views that do not show it:
     /// no copy of the prompt is made).
+    #[inline(never)]
     pub fn get_brief(&self, task: TaskId) -> Option<TaskRecord> {
         let snap = self.store.snapshot();
         let state = self.store.get(&snap, &task_key(task))?;
@@ -739,6 +741,7 @@ impl TaskTable {
     }
 
     /// Invariant 6.
+    #[inline(never)]
     fn maybe_checkpoint(&mut self) {
         let due = CHECKPOINT_MIN_RECORDS.max(2 * self.store.key_count());
         let due_bytes = CHECKPOINT_MIN_BYTES.max(self.bytes);

@@ -400,6 +400,7 @@ impl Pool {
     }
 
     /// When the next health check of a warm or parked session is due.
+    #[inline(never)]
     pub fn next_check(&self) -> Option<u64> {
         let every = self.config.health_every_ms;
         self.sessions

@@ -105,6 +105,7 @@ impl Clone for Snapshot {
 }
 
 impl Drop for Snapshot {
+    #[inline(never)]
     fn drop(&mut self) {
         let mut live = self.registry.live.borrow_mut();
         if let Some(n) = live.get_mut(&self.seq) {
@@ -132,6 +133,7 @@ impl Store {
     }
 
     /// A snapshot of everything committed so far.
+    #[inline(never)]
     pub fn snapshot(&self) -> Snapshot {
         *self
             .registry
@@ -154,6 +156,7 @@ impl Store {
     }
 
     /// The value of `key` as `snapshot` sees it.
+    #[inline(never)]
     pub fn get(&self, snapshot: &Snapshot, key: &[u8]) -> Option<Rc<[u8]>> {
         visible(self.data.get(key)?, snapshot.seq)
     }
@@ -202,6 +205,7 @@ impl Store {
     /// Journals a checkpoint: one record holding the whole state (see the journal's docs),
     /// after which the journal keeps only it and what follows. The data does not change.
     /// Returns its sequence number.
+    #[inline(never)]
     pub fn checkpoint(&mut self) -> u64 {
         let seq = self.last_seq + 1;
         let snap = self.snapshot();
