@@ -46,6 +46,7 @@ use crate::error::Error;
 use crate::ids::TaskId;
 
 /// The key of a task's record: `b't'` followed by the id, big-endian (so tasks scan in id order).
+#[inline(never)]
 pub fn task_key(task: TaskId) -> Vec<u8> {
     let mut k = Vec::with_capacity(5);
     k.push(b't');
