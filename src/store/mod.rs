@@ -69,15 +69,37 @@ struct Version {
 }
 
 /// Live snapshots by sequence number, shared with every [`Snapshot`] so a dropped one
-/// unregisters itself.
+/// unregisters itself: `(seq, how many)`, ascending. A sorted vector, not a map: a handful
+/// of sequence numbers are live at once and a new snapshot takes the newest, so it goes at the
+/// end (and a map's code is kilobytes of the `.wasm`).
 #[derive(Debug, Default)]
 struct Registry {
-    live: RefCell<BTreeMap<u64, usize>>,
+    live: RefCell<Vec<(u64, usize)>>,
 }
 
 impl Registry {
     fn oldest(&self) -> Option<u64> {
-        self.live.borrow().keys().next().copied()
+        self.live.borrow().first().map(|&(seq, _)| seq)
+    }
+
+    /// One more live snapshot at `seq`.
+    fn open(&self, seq: u64) {
+        let mut live = self.live.borrow_mut();
+        match live.binary_search_by_key(&seq, |&(s, _)| s) {
+            Ok(i) => live[i].1 += 1,
+            Err(i) => live.insert(i, (seq, 1)),
+        }
+    }
+
+    /// One live snapshot at `seq` fewer.
+    fn close(&self, seq: u64) {
+        let mut live = self.live.borrow_mut();
+        if let Ok(i) = live.binary_search_by_key(&seq, |&(s, _)| s) {
+            live[i].1 -= 1;
+            if live[i].1 == 0 {
+                live.remove(i);
+            }
+        }
     }
 }
 
@@ -97,7 +119,7 @@ impl Snapshot {
 
 impl Clone for Snapshot {
     fn clone(&self) -> Self {
-        *self.registry.live.borrow_mut().entry(self.seq).or_insert(0) += 1;
+        self.registry.open(self.seq);
         Snapshot {
             seq: self.seq,
             registry: Rc::clone(&self.registry),
@@ -108,13 +130,7 @@ impl Clone for Snapshot {
 impl Drop for Snapshot {
     #[inline(never)]
     fn drop(&mut self) {
-        let mut live = self.registry.live.borrow_mut();
-        if let Some(n) = live.get_mut(&self.seq) {
-            *n -= 1;
-            if *n == 0 {
-                live.remove(&self.seq);
-            }
-        }
+        self.registry.close(self.seq);
     }
 }
 
@@ -136,12 +152,7 @@ impl Store {
     /// A snapshot of everything committed so far.
     #[inline(never)]
     pub fn snapshot(&self) -> Snapshot {
-        *self
-            .registry
-            .live
-            .borrow_mut()
-            .entry(self.last_seq)
-            .or_insert(0) += 1;
+        self.registry.open(self.last_seq);
         Snapshot {
             seq: self.last_seq,
             registry: Rc::clone(&self.registry),
