@@ -163,7 +163,7 @@ impl Store {
     pub fn begin(&self) -> Transaction {
         Transaction {
             snapshot: self.snapshot(),
-            writes: BTreeMap::new(),
+            writes: Writes::default(),
         }
     }
 
@@ -268,7 +268,7 @@ impl Store {
                 store.journal = Journal::starting_at(at);
             }
             let record = journal::check_frame(count, &bytes, &hash, &mut at)?;
-            let mut writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>> = BTreeMap::new();
+            let mut writes = Writes::default();
             let checkpoint = record.checkpoint.is_some();
             if checkpoint {
                 // Whatever the checkpoint does not put is gone.
@@ -295,19 +295,19 @@ impl Store {
     }
 
     /// Installs a change set as commit `seq` and journals it.
-    fn apply(&mut self, seq: u64, writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>) {
+    fn apply(&mut self, seq: u64, writes: Writes) {
         self.journal.append(
             seq,
-            writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+            writes.0.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
         );
         self.install(seq, writes);
     }
 
     /// Installs a change set as commit `seq`, without journaling it.
-    fn install(&mut self, seq: u64, writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>) {
+    fn install(&mut self, seq: u64, writes: Writes) {
         self.last_seq = seq;
         let watermark = self.watermark();
-        for (key, value) in writes {
+        for (key, value) in writes.0 {
             let version = Version { seq, value };
             // Only the keys written here can have become empty: no full sweep per commit.
             let emptied = match self.data.get_mut(&key) {
@@ -358,7 +358,44 @@ fn collect(versions: &mut Vec<Version>, watermark: u64) -> bool {
 #[derive(Debug)]
 pub struct Transaction {
     snapshot: Snapshot,
-    writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>,
+    writes: Writes,
+}
+
+/// A transaction's buffered writes by key, ascending; `None` deletes. A sorted vector, not a
+/// map: a transaction writes a few keys, a replayed checkpoint writes its keys in order (each
+/// goes at the end), and a second map type would be kilobytes of the `.wasm`.
+#[derive(Debug, Default)]
+struct Writes(Vec<(Vec<u8>, Option<Rc<[u8]>>)>);
+
+impl Writes {
+    fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_slice().cmp(key))
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&Option<Rc<[u8]>>> {
+        self.find(key)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v)
+    }
+
+    /// Sets `key`, replacing an earlier write of it.
+    fn insert(&mut self, key: Vec<u8>, value: Option<Rc<[u8]>>) {
+        match self.find(&key) {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// The writes from the first key at or after `from`, ascending.
+    fn from(&self, from: &[u8]) -> &[(Vec<u8>, Option<Rc<[u8]>>)] {
+        let start = self.0.partition_point(|(k, _)| k.as_slice() < from);
+        self.0.get(start..).unwrap_or_default()
+    }
 }
 
 impl Transaction {
@@ -379,10 +416,7 @@ impl Transaction {
     pub fn scan(&self, store: &Store, prefix: &[u8]) -> Vec<(Vec<u8>, Rc<[u8]>)> {
         let mut merged: BTreeMap<Vec<u8>, Rc<[u8]>> =
             store.scan(&self.snapshot, prefix).into_iter().collect();
-        for (k, v) in self
-            .writes
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-        {
+        for (k, v) in self.writes.from(prefix) {
             if !k.starts_with(prefix) {
                 break;
             }
@@ -406,17 +440,17 @@ impl Transaction {
 
     /// Whether the transaction has written anything.
     pub fn is_read_only(&self) -> bool {
-        self.writes.is_empty()
+        self.writes.0.is_empty()
     }
 
     /// Commits: fails with `Conflict` (changing nothing) when another transaction committed a
     /// key this one writes after its snapshot. Returns the commit's sequence number (the
     /// snapshot's, for a read-only transaction, which writes no record).
     pub fn commit(self, store: &mut Store) -> Result<u64, Error> {
-        if self.writes.is_empty() {
+        if self.writes.0.is_empty() {
             return Ok(self.snapshot.seq);
         }
-        for key in self.writes.keys() {
+        for (key, _) in &self.writes.0 {
             let newest = store
                 .data
                 .get(key)
