@@ -365,7 +365,10 @@ pub struct Transaction {
 /// map: a transaction writes a few keys, a replayed checkpoint writes its keys in order (each
 /// goes at the end), and a second map type would be kilobytes of the `.wasm`.
 #[derive(Debug, Default)]
-struct Writes(Vec<(Vec<u8>, Option<Rc<[u8]>>)>);
+struct Writes(Vec<Write>);
+
+/// One buffered write: a key and its new value, `None` for a delete.
+type Write = (Vec<u8>, Option<Rc<[u8]>>);
 
 impl Writes {
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
@@ -392,7 +395,7 @@ impl Writes {
     }
 
     /// The writes from the first key at or after `from`, ascending.
-    fn from(&self, from: &[u8]) -> &[(Vec<u8>, Option<Rc<[u8]>>)] {
+    fn from(&self, from: &[u8]) -> &[Write] {
         let start = self.0.partition_point(|(k, _)| k.as_slice() < from);
         self.0.get(start..).unwrap_or_default()
     }
