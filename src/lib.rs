@@ -45,8 +45,8 @@ pub use host::{
 };
 // The concurrency controller and its breaker.
 pub use control::{
-    Admission, Breaker, BreakerEvent, BreakerPhase, BreakerState, Controller, Outcome, Permit,
-    Request, Ticket, Verdict, Work,
+    Admission, Breaker, BreakerEvent, BreakerPhase, BreakerState, Controller, LimitCause,
+    LimitChange, LimitScope, Outcome, Permit, Request, Ticket, Verdict, Work,
 };
 // The task store.
 pub use store::{Snapshot, Store, Transaction};

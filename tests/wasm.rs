@@ -84,6 +84,16 @@ export function taskHost() {
   };
   return host;
 }
+export async function limitStorm(engine) {
+  // Four 429s at once in `other` (limit 4), then busy successes: what on("limit") hears.
+  const seen = [];
+  const off = engine.on("limit", (e) => seen.push(`${e.type} ${e.scope} ${e.name} ${e.from}→${e.to} ${e.cause}`));
+  const tooMany = () => Promise.reject(Object.assign(new Error("slow down"), { status: 429 }));
+  await Promise.allSettled(Array.from({ length: 4 }, () => engine.run(tooMany)));
+  await Promise.all(Array.from({ length: 40 }, (_, i) => engine.run(async () => i)));
+  off();
+  return seen.join(", ");
+}
 export function obj(json) { return JSON.parse(json); }
 "#)]
 extern "C" {
@@ -97,6 +107,8 @@ extern "C" {
     fn task_host() -> JsValue;
     #[wasm_bindgen(js_name = breakerTrip)]
     fn breaker_trip(engine: &JsValue) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = limitStorm)]
+    fn limit_storm(engine: &JsValue) -> js_sys::Promise;
     fn settled(engine: &JsValue, spec: JsValue) -> js_sys::Promise;
     fn obj(json: &str) -> JsValue;
 }
@@ -401,6 +413,19 @@ async fn a_key_breaker_opens_after_five_upstream_failures_for_breaker_calls_and_
     assert_eq!(
         summary.as_string().as_deref(),
         Some("ok BREAKER_OPEN BREAKER_OPEN")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_429_storm_halves_the_lane_limit_and_busy_successes_raise_it_back_as_limit_events() {
+    let (e, _host) = engine("ok");
+    let seen = JsFuture::from(limit_storm(&e)).await.unwrap();
+    assert_eq!(
+        seen.as_string().as_deref(),
+        Some(
+            "limit lane other 4→2 rate_limited, limit lane other 2→3 recovery, \
+             limit lane other 3→4 recovery"
+        )
     );
 }
 

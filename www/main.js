@@ -84,7 +84,7 @@ function connect(engine) {
   const stats = engine.stats();
   demo.lanes = new Set(stats.lanes.map((l) => l.name));
   for (const l of stats.lanes) demo.timeline.limit(l.name, l.limit);
-  demo.offs = [engine.on("task", onTask), engine.on("breaker", onBreaker)];
+  demo.offs = [engine.on("task", onTask), engine.on("breaker", onBreaker), engine.on("limit", onLimit)];
 }
 
 const laneOf = (agent) => (demo.lanes.has(agent) ? agent : "other");
@@ -115,6 +115,10 @@ function onTask({ id, state }) {
 function onBreaker({ key, state }) {
   demo.breakers.event(key, state, demo.engine.stats().now);
   log(`breaker ${key}: ${state.replace("_", "-")}`, state === "open" ? "bad" : "");
+}
+
+function onLimit({ scope, name, from, to, cause }) {
+  log(`${scope} ${name}: limit ${from} → ${to} (${cause.replace("_", " ")})`, to < from ? "bad" : "");
 }
 
 /** The workload the panel describes, as groups of specs (seeded: the same seed, the same work). */

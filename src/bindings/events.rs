@@ -1,6 +1,6 @@
 //! What the core did, told to JavaScript after each borrow of it ends: host requests started,
-//! run slots made ready or expired, breaker and task events to listeners, task waiters settled,
-//! the timer re-armed.
+//! run slots made ready or expired, breaker, limit and task events to listeners, task waiters
+//! settled, the timer re-armed.
 
 use std::rc::Rc;
 
@@ -19,6 +19,7 @@ use crate::host::Host;
 pub(super) enum EventKind {
     Task,
     Breaker,
+    Limit,
 }
 
 pub(super) fn after(inner: &Inner) {
@@ -30,7 +31,7 @@ pub(super) fn after(inner: &Inner) {
         return;
     }
     let now = inner.host.last_now();
-    let (requests, events, expired, ready, breakers, resumed) = {
+    let (requests, events, expired, ready, breakers, limits, resumed) = {
         let mut o = inner.core.borrow_mut();
         let requests = o.take_requests();
         let events = o.take_events();
@@ -41,7 +42,8 @@ pub(super) fn after(inner: &Inner) {
             write_ready(inner, &mut o);
         }
         let breakers = o.take_breaker_events();
-        (requests, events, expired, ready, breakers, resumed)
+        let limits = o.take_limit_events();
+        (requests, events, expired, ready, breakers, limits, resumed)
     };
     for r in requests {
         inner.host.start(r);
@@ -75,6 +77,16 @@ pub(super) fn after(inner: &Inner) {
         set(&event, "key", &e.key.into());
         set(&event, "state", &e.phase.name().into());
         emit(inner, EventKind::Breaker, &event);
+    }
+    for e in limits {
+        let event = Object::new();
+        set(&event, "type", &"limit".into());
+        set(&event, "scope", &e.scope.name().into());
+        set(&event, "name", &e.name.into());
+        set(&event, "from", &e.from.into());
+        set(&event, "to", &e.to.into());
+        set(&event, "cause", &e.cause.name().into());
+        emit(inner, EventKind::Limit, &event);
     }
     for e in events {
         let event = Object::new();
@@ -127,19 +139,21 @@ pub(super) fn emit(inner: &Inner, kind: EventKind, event: &Object) {
 
 #[wasm_bindgen(js_class = Engine)]
 impl JsEngine {
-    /// Calls `listener` on every task transition (`"task"`: `{ type, id, state }`) or breaker
-    /// transition (`"breaker"`: `{ type, key, state }`). A listener that throws is ignored.
-    /// Returns a function that unsubscribes.
+    /// Calls `listener` on every task transition (`"task"`: `{ type, id, state }`), breaker
+    /// transition (`"breaker"`: `{ type, key, state }`) or change of an adaptive limit
+    /// (`"limit"`: `{ type, scope, name, from, to, cause }`). A listener that throws is
+    /// ignored. Returns a function that unsubscribes.
     pub fn on(&self, event: EventName, listener: Listener) -> Result<Unsubscribe, JsValue> {
         self.live()?;
         let event: JsValue = event.into();
         let kind = match event.as_string().as_deref() {
             Some("task") => EventKind::Task,
             Some("breaker") => EventKind::Breaker,
+            Some("limit") => EventKind::Limit,
             _ => {
                 return Err(to_js(&Error::input(
                     "event",
-                    "must be \"task\" or \"breaker\"",
+                    "must be \"task\", \"breaker\" or \"limit\"",
                 )));
             }
         };

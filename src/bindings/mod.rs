@@ -109,11 +109,11 @@ extern "C" {
     /// `JournalHead`.
     #[wasm_bindgen(typescript_type = "JournalHead")]
     pub type HeadObject;
-    /// `"task"` or `"breaker"`.
-    #[wasm_bindgen(typescript_type = "\"task\" | \"breaker\"")]
+    /// `"task"`, `"breaker"` or `"limit"`.
+    #[wasm_bindgen(typescript_type = "\"task\" | \"breaker\" | \"limit\"")]
     pub type EventName;
     /// A listener.
-    #[wasm_bindgen(typescript_type = "(event: TaskEvent | BreakerEvent) => void")]
+    #[wasm_bindgen(typescript_type = "(event: TaskEvent | BreakerEvent | LimitEvent) => void")]
     pub type Listener;
     /// `number | undefined`.
     #[wasm_bindgen(typescript_type = "number | undefined")]

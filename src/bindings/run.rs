@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{class_of, set, to_js};
 use super::events::after;
-use super::timer::arm_at_most;
+use super::timer::{arm_at_most, observe_memory};
 use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
@@ -181,6 +181,13 @@ impl JsEngine {
                     fail_fast: fail_fast != 0,
                     deadline_ms: deadline,
                 };
+                if o.run_memory_due(now, &request) {
+                    // The host is called with no borrow held (it may call back in).
+                    drop(o);
+                    observe_memory(&self.inner, now);
+                    self.live()?; // the host's memory() may have disposed the engine
+                    o = self.inner.core.borrow_mut();
+                }
                 let slot = js(o.run_submit(now, request))?;
                 let (slot, waits) = if o.take_run_ready_alone(slot) {
                     (slot.get() | RUN_ALONE, false)

@@ -105,7 +105,9 @@ impl JsEngine {
             vec![js(api::spec(value, None))?]
         };
         let now = js(self.inner.host.now_ms())?;
-        observe_memory(&self.inner, now);
+        if self.inner.core.borrow().memory_due_for(now, &parsed) {
+            observe_memory(&self.inner, now);
+        }
         let mut ids = Vec::with_capacity(parsed.len());
         let mut failed = None;
         {

@@ -1,6 +1,7 @@
 //! The one timer: armed for the engine's nearest deadline through the host's `setTimer` /
 //! `clearTimer` when it has them, else the global `setTimeout` / `clearTimeout`; none while
-//! nothing is pending. Its callback moves time on, takes a memory reading and does what is due.
+//! nothing is pending. Its callback moves time on, takes the memory reading the engine asks
+//! for (if it asks) and does what is due.
 
 use std::rc::Weak;
 
@@ -140,7 +141,9 @@ pub(super) fn tick_function(weak: &Weak<Inner>) -> Function {
             .host
             .now_ms()
             .unwrap_or_else(|_| inner.host.last_now());
-        observe_memory(&inner, now);
+        if inner.core.borrow().memory_due(now) {
+            observe_memory(&inner, now);
+        }
         // `tick` fails only on a journal conflict, which a single writer cannot meet.
         let _ = inner.core.borrow_mut().tick(now);
         after(&inner);
@@ -148,7 +151,9 @@ pub(super) fn tick_function(weak: &Weak<Inner>) -> Function {
     closure.into_js_value().unchecked_into()
 }
 
-/// Feeds the memory gate a fresh reading; a failing reading is skipped (the gate goes stale).
+/// Feeds the memory gate a fresh reading — call it only when the engine asks
+/// (`memory_due*`), or to show one (`stats`); a failing reading is skipped (the gate goes
+/// stale). No borrow of the core is held across the host's `memory()`.
 pub(super) fn observe_memory(inner: &Inner, now: u64) {
     if let Ok(reading) = inner.host.memory() {
         inner.core.borrow_mut().observe_memory(now, reading);

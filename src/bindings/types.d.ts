@@ -14,7 +14,10 @@ export interface ForemanHost {
    * timers and deadlines run on it and steps of the wall clock either way move nothing; `now()`
    * is then only compared with message stamps (within `liveness.skewMs`). */
   monotonic?(): number;
-  /** Memory in use and the budget, in bytes. */
+  /** Memory in use and the budget, in bytes: the memory gate's input. Read once by the
+   * constructor (a check), by `stats()`, and when the engine decides on LOW work (a LOW
+   * `delegate` or `run`, a timer tick while LOW work waits), at most once per ms; never for
+   * other work. */
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */
   createSession(input: { agent: string; parentID?: string; title: string }, callId: number): Promise<string | { id: string }> | undefined;
@@ -186,6 +189,14 @@ export interface RunOptions {
 
 export interface TaskEvent { type: "task"; id: number; state: TaskStateName }
 export interface BreakerEvent { type: "breaker"; key: string; state: BreakerStateName }
+/** An adaptive limit changed: the effective limit of lane or provider/model key `name` went
+ * `from` → `to` (never above its configured limit, never below 1). `rate_limited`, `upstream`
+ * and `timeout` halve it (at most once per `adaptive.windowMs`); `recovery` raises it by one
+ * after `adaptive.growAfter` successes with at least half of it in use. */
+export interface LimitEvent {
+  type: "limit"; scope: "lane" | "key"; name: string; from: number; to: number;
+  cause: "rate_limited" | "upstream" | "timeout" | "recovery";
+}
 
 /** `(seq, hash)` of the journal's last record; keep it outside the engine to detect truncation.
  * `epoch` is the engine's fencing epoch: keep it too, and pass the head to `Engine.restore`,

@@ -34,6 +34,7 @@
 mod breaker;
 mod gate;
 mod limiter;
+mod limits;
 mod permit;
 mod queue;
 mod slots;
@@ -44,13 +45,13 @@ use std::rc::Rc;
 pub use self::breaker::{Breaker, BreakerEvent, BreakerPhase, BreakerState, Outcome, Verdict};
 pub(crate) use self::gate::Gate;
 pub(crate) use self::limiter::Aimd;
+pub use self::limits::{LimitCause, LimitChange, LimitScope};
 pub use self::permit::Permit;
 pub(crate) use self::queue::{List, MAX_NODES, Nodes};
 
 use self::permit::Ledger;
 use crate::config::{AimdConfig, BreakerConfig, Config};
 use crate::error::Error;
-use crate::host::MemoryReading;
 pub use crate::ids::Work;
 use crate::ids::{Priority, TaskId};
 
@@ -236,6 +237,8 @@ pub struct Controller {
     low_every: u32,
     seq: u64,
     rng: fastrand::Rng,
+    /// Adaptive limit changes not taken yet (see `limits.rs`).
+    limit_steps: std::collections::VecDeque<limits::Step>,
 }
 
 impl Controller {
@@ -279,6 +282,7 @@ impl Controller {
             low_every: config.low_every,
             seq: 0,
             rng: fastrand::Rng::with_seed(seed),
+            limit_steps: Default::default(),
         }
     }
 
@@ -530,14 +534,7 @@ impl Controller {
     /// Dropping the permit later releases it without a second outcome.
     pub fn record(&mut self, now: u64, permit: &mut Permit, outcome: Outcome) {
         self.collect_releases();
-        let in_use = self.in_use_for(permit);
-        if let Some(limiter) = self.limiter_for(permit) {
-            if outcome == Outcome::Success {
-                limiter.on_success(in_use);
-            } else if outcome.is_backoff_signal() {
-                limiter.on_backoff(now);
-            }
-        }
+        self.adapt(now, permit, outcome);
         if let Some(k) = permit.key() {
             let jitter = self.rng.f64();
             self.keys[k]
@@ -566,46 +563,10 @@ impl Controller {
     /// held no slot.
     pub fn breaker_exit(&mut self, now: u64, key: KeyId, probe: bool, outcome: Outcome) {
         let jitter = self.rng.f64();
-        let Some(k) = self.keys.get_mut(key.0) else {
-            return;
-        };
-        if outcome.is_backoff_signal() {
-            if let Some(limit) = k.limit.as_mut() {
-                limit.on_backoff(now);
-            }
+        self.adapt_key(now, key, outcome);
+        if let Some(k) = self.keys.get_mut(key.0) {
+            k.breaker.on_outcome(now, outcome, probe, jitter);
         }
-        k.breaker.on_outcome(now, outcome, probe, jitter);
-    }
-
-    /// A running task met a rate limit that the host is retrying by itself (OpenCode's `retry`
-    /// status): the adaptive limit backs off, the breaker does not count it, and the task keeps
-    /// its permit.
-    pub fn rate_limited(&mut self, now: u64, permit: &Permit) {
-        if let Some(limiter) = self.limiter_for(permit) {
-            limiter.on_backoff(now);
-        }
-    }
-
-    /// Permits in use on the resource whose limit adapts for `permit`.
-    fn in_use_for(&self, permit: &Permit) -> u32 {
-        match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
-            Some(k) => self.ledger.key_in_use(k),
-            None => self.ledger.lane_in_use(permit.lane()),
-        }
-    }
-
-    /// The limit that adapts for `permit`: its key's when the key is limited (the provider is
-    /// what pushes back), otherwise its lane's.
-    fn limiter_for(&mut self, permit: &Permit) -> Option<&mut Aimd> {
-        match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
-            Some(k) => self.keys[k].limit.as_mut(),
-            None => Some(&mut self.lanes[permit.lane()].limit),
-        }
-    }
-
-    /// Takes a memory reading made at `now`.
-    pub fn observe_memory(&mut self, now: u64, reading: MemoryReading) {
-        self.gate.observe(now, reading);
     }
 
     /// The earliest time after `now` at which `admit` could admit a waiter that it cannot admit
@@ -619,11 +580,7 @@ impl Controller {
             .filter(|k| k.queued > 0)
             .filter_map(|k| k.breaker.next_deadline())
             .filter(|&t| t > now);
-        let low_waiting = self
-            .lanes
-            .iter()
-            .any(|l| l.queued[Priority::Low.index()] > 0);
-        let gate = if low_waiting {
+        let gate = if self.low_waiting() {
             self.gate.next_deadline(now)
         } else {
             None
@@ -799,6 +756,13 @@ impl Controller {
         let lane = lane.min(self.lanes.len().saturating_sub(1));
         let key = key.map(|KeyId(k)| k).filter(|&k| k < self.keys.len());
         (lane, key)
+    }
+
+    /// Whether LOW work waits in any lane.
+    fn low_waiting(&self) -> bool {
+        self.lanes
+            .iter()
+            .any(|l| l.queued[Priority::Low.index()] > 0)
     }
 
     fn lane_has_room(&self, lane: usize) -> bool {

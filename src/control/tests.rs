@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::config::ConfigInput;
-use crate::host::FailureClass;
+use crate::host::{FailureClass, MemoryReading};
 use crate::ids::RunId;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -535,4 +535,127 @@ fn submit_or_admit_matches_submit_then_admit() {
             }
         }
     }
+}
+
+/// The limit changes taken now, as (scope, name, from, to, cause).
+fn changes(s: &mut Sim) -> Vec<(LimitScope, String, u32, u32, LimitCause)> {
+    s.c.take_limit_changes()
+        .into_iter()
+        .map(|c| (c.scope, c.name, c.from, c.to, c.cause))
+        .collect()
+}
+
+#[test]
+fn a_429_storm_halves_a_lane_limit_once_per_window_told_as_changes_and_recovery_raises_it_back() {
+    use LimitCause::{RateLimited, Recovery};
+    let lane = |from, to, cause| (LimitScope::Lane, "worker".to_string(), from, to, cause);
+    let mut s = sim();
+    for id in 1..=60 {
+        s.submit(id, "worker", Priority::Normal);
+    }
+    assert_eq!(s.admit(), (1..=8).collect::<Vec<_>>());
+    assert_eq!(changes(&mut s), [], "nothing changed yet");
+    for id in 1..=8 {
+        s.complete(id, RATE_LIMITED);
+    }
+    assert_eq!(
+        changes(&mut s),
+        [lane(8, 4, RateLimited)],
+        "eight 429s in one window: one decrease"
+    );
+    assert!(!s.c.has_limit_changes(), "taken once");
+    assert_eq!(s.admit(), [9, 10, 11, 12]);
+    s.now = 5_000;
+    s.complete(9, RATE_LIMITED);
+    assert_eq!(
+        changes(&mut s),
+        [lane(4, 2, RateLimited)],
+        "the next window"
+    );
+    assert_eq!(s.lane("worker").effective, 2);
+    // The storm is over: every success with the lane busy counts, three per step, up to 8.
+    let mut running: std::collections::VecDeque<u32> = [10, 11, 12].into();
+    let mut seen = Vec::new();
+    while let Some(id) = running.pop_front() {
+        s.complete(id, Outcome::Success);
+        seen.extend(changes(&mut s));
+        running.extend(s.admit());
+    }
+    let expected: Vec<_> = (2..8).map(|from| lane(from, from + 1, Recovery)).collect();
+    assert_eq!(seen, expected, "one step at a time, never past the ceiling");
+    assert_eq!(s.lane("worker").effective, 8);
+}
+
+#[test]
+fn a_keys_limit_changes_with_its_cause_and_only_when_it_moves() {
+    use LimitCause::{RateLimited, Timeout, Upstream};
+    let key = |from, to, cause| (LimitScope::Key, "p/m".to_string(), from, to, cause);
+    let mut s = sim_with(|i| i.keys = Some([("p/m".into(), 4.0)].into()));
+    let p_m = s.c.key_id("p/m").unwrap();
+    let free = s.c.key_id("free/m").unwrap();
+    s.c.breaker_exit(0, free, false, RATE_LIMITED);
+    assert_eq!(
+        changes(&mut s),
+        [],
+        "a key without a limit has none to change"
+    );
+    s.c.breaker_exit(0, p_m, false, UPSTREAM);
+    s.c.breaker_exit(10, p_m, false, RATE_LIMITED);
+    assert_eq!(changes(&mut s), [key(4, 2, Upstream)], "once per window");
+    s.now = 6_000;
+    s.submit_key(1, "p/m");
+    s.admit();
+    s.c.rate_limited(s.now, &s.held[&1]);
+    assert_eq!(
+        changes(&mut s),
+        [key(2, 1, RateLimited)],
+        "the host retrying a 429"
+    );
+    s.now = 12_000;
+    s.complete(1, Outcome::Failed(FailureClass::Timeout));
+    assert_eq!(changes(&mut s), [], "1 is the floor: no change, no event");
+    assert_eq!(
+        s.lane("worker").effective,
+        8,
+        "the key's limit adapted, not the lane's"
+    );
+    s.now = 20_000;
+    s.submit_key(2, "p/m");
+    s.admit();
+    s.now = 30_000;
+    s.complete(2, Outcome::Failed(FailureClass::Cancelled));
+    assert_eq!(changes(&mut s), [], "a cancel says nothing about capacity");
+    s.c.breaker_exit(s.now, p_m, false, RATE_LIMITED);
+    assert_eq!(changes(&mut s), [], "at the floor already");
+    let names = [RateLimited, Upstream, Timeout, LimitCause::Recovery].map(LimitCause::name);
+    assert_eq!(names, ["rate_limited", "upstream", "timeout", "recovery"]);
+}
+
+#[test]
+fn the_gate_wants_a_reading_only_before_deciding_low_work_and_once_per_ms() {
+    let mut s = sim();
+    let reading = MemoryReading::new(100, 1000).unwrap();
+    assert!(!s.c.memory_due(0, false), "no LOW work: no reading wanted");
+    assert!(
+        s.c.memory_due(0, true),
+        "LOW work submitted without a reading"
+    );
+    s.c.observe_memory(5, reading);
+    assert!(
+        !s.c.memory_due(5, true),
+        "a reading made this ms is as good"
+    );
+    assert!(s.c.memory_due(6, true), "a later decision wants its own");
+    s.submit(1, "worker", Priority::High);
+    assert!(
+        !s.c.memory_due(6, false),
+        "HIGH waiting: the gate has no say"
+    );
+    s.submit(2, "worker", Priority::Low);
+    assert!(
+        s.c.memory_due(6, false),
+        "LOW waiting: a tick wants a reading"
+    );
+    assert_eq!(s.admit(), [1, 2]);
+    assert!(!s.c.memory_due(7, false), "nothing LOW waits any more");
 }

@@ -865,9 +865,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether host requests or task events are waiting to be taken.
+    /// Whether host requests, task events or limit changes are waiting to be taken.
     pub fn has_output(&self) -> bool {
-        !self.outbox.is_empty() || !self.events.is_empty()
+        !self.outbox.is_empty() || !self.events.is_empty() || self.controller.has_limit_changes()
     }
 
     /// Takes the queued host requests, oldest first.

@@ -483,6 +483,74 @@ test("host functions and listeners may call back in synchronously", async () => 
   engine.dispose();
 });
 
+test("on('limit'): a 429 storm halves an adaptive limit once per window, busy successes raise it back; each change told with its values", async () => {
+  const { server, engine } = setup({}, { lanes: { bench: 4 }, keys: { "p/m": 4 } });
+  const seen = [];
+  engine.on("limit", (e) => seen.push(e));
+  const tooMany = () => Promise.reject(Object.assign(new Error("slow down"), { status: 429 }));
+  const effective = (name) => engine.stats().lanes.find((l) => l.name === name).effective;
+  // The storm: four 429s at once on the lane, in one window.
+  await Promise.allSettled(Array.from({ length: 4 }, () => engine.run(tooMany, { lane: "bench" })));
+  assert.deepEqual(seen, [{ type: "limit", scope: "lane", name: "bench", from: 4, to: 2, cause: "rate_limited" }]);
+  assert.equal(effective("bench"), 2);
+  // Recovery: successes with the lane full, three per step, up to the configured 4.
+  await Promise.all(Array.from({ length: 30 }, (_, i) => engine.run(async () => i, { lane: "bench" })));
+  assert.deepEqual(seen.slice(1).map(({ from, to, cause }) => `${from}→${to} ${cause}`), ["2→3 recovery", "3→4 recovery"]);
+  assert.equal(effective("bench"), 4);
+  // A limited key's limit, through its breaker alone: an upstream failure, then (next window) a 429.
+  seen.length = 0;
+  const b = engine.breaker("p/m");
+  await assert.rejects(b.execute(() => Promise.reject(Object.assign(new Error("bad gateway"), { status: 502 }))));
+  await assert.rejects(b.execute(tooMany));
+  await server.advance(5_000);
+  await assert.rejects(b.execute(tooMany));
+  assert.deepEqual(seen, [
+    { type: "limit", scope: "key", name: "p/m", from: 4, to: 2, cause: "upstream" },
+    { type: "limit", scope: "key", name: "p/m", from: 2, to: 1, cause: "rate_limited" },
+  ]);
+  assert.equal(engine.stats().keys.find((k) => k.name === "p/m").effective, 1);
+  assert.equal(throwsCode(() => engine.on("limits", () => {}), "INVALID_INPUT").field, "event");
+  engine.dispose();
+});
+
+test("memory: read only when the engine asks — before deciding LOW work, once per ms — and the gate decides with it", async () => {
+  const server = new FakeServer({ hang: (text) => text === "holds the lane" });
+  const host = server.host();
+  let reads = 0;
+  const read = host.memory;
+  host.memory = () => (reads++, read());
+  const engine = server.attach(new Engine(host, { lanes: { worker: 1 } }));
+  assert.equal(reads, 1, "the constructor checks the host once");
+  reads = 0;
+  engine.delegate({ agent: "worker", prompt: "holds the lane" });
+  await engine.run(() => "normal run");
+  await server.advance(40_000); // the running task's liveness probes tick the timer
+  assert.equal(reads, 0, "nothing LOW to decide: no reading");
+  server.memoryUsed = 950;
+  assert.equal(throwsCode(() => engine.delegate({ agent: "worker", prompt: "low", priority: "low" }), "MEMORY_PRESSURE").code, "MEMORY_PRESSURE");
+  assert.equal(reads, 1, "a LOW submission is decided on a fresh reading");
+  await rejectsCode(engine.run(() => "low run", { priority: "low" }), "MEMORY_PRESSURE");
+  assert.equal(reads, 1, "the same ms: the reading made then stands");
+  server.memoryUsed = 100;
+  await server.advance(1);
+  assert.equal(await engine.run(() => "low run", { priority: "low" }), "low run");
+  assert.equal(reads, 2, "run's LOW work asks too (its other priorities never do)");
+  // LOW work waiting behind a busy lane: each tick reads while it waits, and only then.
+  const queued = engine.delegate({ agent: "worker", prompt: "low, queued", priority: "low" });
+  assert.equal(engine.status(queued).state, "queued");
+  const before = reads;
+  await server.advance(16_000);
+  assert.ok(reads > before, `a tick with LOW work waiting reads (${before} → ${reads})`);
+  engine.dispose();
+  // A memory() that disposes the engine while run's LOW work waits for the reading.
+  const other = new FakeServer();
+  const hostile = other.host();
+  let disposing;
+  hostile.memory = () => (disposing?.dispose(), { used: 1, limit: 10 });
+  disposing = other.attach(new Engine(hostile));
+  await rejectsCode(disposing.run(() => "never", { priority: "low" }), "DISPOSED");
+});
+
 test("stats covers lanes, keys, gate, pool, tasks, runs and journal", async () => {
   const { server, engine } = setup();
   engine.delegate({ agent: "worker", prompt: "x", model: "p/m" });

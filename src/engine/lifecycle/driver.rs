@@ -1,14 +1,16 @@
 //! What the engine's driver (the bindings; a native test) reads and feeds besides submissions,
-//! host answers and time: breaker changes as typed events, the run slots' reports and the
-//! timer they need, memory readings, calls guarded by a breaker alone, the journal (head,
-//! export, verification), tasks and the figures `stats` shows.
+//! host answers and time: breaker and limit changes as typed events, the run slots' reports
+//! and the timer they need, memory readings (when the engine wants one), calls guarded by a
+//! breaker alone, the journal (head, export, verification), tasks and the figures `stats`
+//! shows.
 //!
-//! The driver only translates: every decision — whether a breaker changed, whether a task
-//! settled, when the run path needs the timer, what an open breaker's refusal says — is made
-//! here, on enums; the driver turns the results into JavaScript values and calls. So the
-//! driver never reaches through the engine into its parts (controller, task table, journal).
+//! The driver only translates: every decision — whether a breaker or a limit changed, whether
+//! a task settled, when the run path needs the timer, when the memory gate needs a reading,
+//! what an open breaker's refusal says — is made here, on enums; the driver turns the results
+//! into JavaScript values and calls. So the driver never reaches through the engine into its
+//! parts (controller, task table, journal).
 
-use crate::control::{BreakerEvent, ControlStats, KeyId, Outcome, Verdict};
+use crate::control::{BreakerEvent, ControlStats, KeyId, LimitChange, Outcome, Verdict};
 use crate::error::Error;
 use crate::host::MemoryReading;
 use crate::ids::{Priority, RunId, TaskId};
@@ -16,7 +18,7 @@ use crate::sessions::PoolCounters;
 use crate::store::Head;
 
 use super::{Engine, RunRequest};
-use crate::engine::task::{TaskPhase, TaskRecord};
+use crate::engine::task::{TaskPhase, TaskRecord, TaskSpec};
 use crate::engine::tasks::Counts;
 
 /// The journal's figures.
@@ -59,6 +61,12 @@ impl Engine {
     /// run work must read the clock: a closed breaker admits whatever the time).
     pub fn take_breaker_events(&mut self) -> (Vec<BreakerEvent>, bool) {
         self.controller.take_breaker_changes()
+    }
+
+    /// The effective limits (of lanes and keys) that changed since the last call, oldest first,
+    /// each with its value before and after and its cause (see `control/limits.rs`).
+    pub fn take_limit_events(&mut self) -> Vec<LimitChange> {
+        self.controller.take_limit_changes()
     }
 
     /// Takes the run slots reported expired since the last call, each with its deadline (ms).
@@ -105,6 +113,28 @@ impl Engine {
     /// Takes a memory reading made at `now` (the memory gate's input).
     pub fn observe_memory(&mut self, now: u64, reading: MemoryReading) {
         self.controller.observe_memory(now, reading);
+    }
+
+    /// Whether the engine wants a host memory reading before it moves on at `now` (a timer
+    /// tick): while LOW work waits, whose admission the memory gate decides, unless it has a
+    /// reading made at `now`. The driver reads the host's memory then, and only then, and
+    /// feeds it with [`Engine::observe_memory`] before [`Engine::tick`].
+    pub fn memory_due(&self, now: u64) -> bool {
+        self.controller.memory_due(now, false)
+    }
+
+    /// [`Engine::memory_due`] before submitting `specs` at `now`: also when one of them is LOW
+    /// work (the gate decides whether it is refused).
+    pub fn memory_due_for(&self, now: u64, specs: &[TaskSpec]) -> bool {
+        let low = specs.iter().any(|s| s.priority == Priority::Low);
+        self.controller.memory_due(now, low)
+    }
+
+    /// [`Engine::memory_due`] before submitting the run task `request` at `now`: only LOW work
+    /// asks (what run's common case, other priorities, never pays for).
+    #[inline]
+    pub fn run_memory_due(&self, now: u64, request: &RunRequest) -> bool {
+        request.priority == Priority::Low && self.controller.memory_due(now, true)
     }
 
     /// A call guarded by `key`'s breaker alone (no lane, no slot): whether it may go at `now` —

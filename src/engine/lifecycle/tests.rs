@@ -1,6 +1,7 @@
 //! Scenarios against the simulated server, one per trap the real one sets.
 use super::*;
 use crate::config::ConfigInput;
+use crate::control::{LimitCause, LimitScope};
 use crate::host::{Delivery, FakeHost, Host, PromptProfile};
 use crate::ids::Priority;
 #[cfg(target_arch = "wasm32")]
@@ -1074,4 +1075,74 @@ fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
         TaskState::Succeeded { text, .. } => assert_eq!(text, "second"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_429_storm_lowers_the_lane_limit_as_typed_events_and_calm_work_raises_it_back() {
+    let mut s = Sim::new(
+        5,
+        PromptProfile {
+            rate_limit_rate: 1.0,
+            ..quick()
+        },
+    );
+    let mut seen: Vec<crate::control::LimitChange> = Vec::new();
+    let drive = |s: &mut Sim, seen: &mut Vec<_>| {
+        while s.o.open_tasks() > 0 && s.now() < 3_600_000 {
+            let t = s.now() + 500;
+            s.run_until(t);
+            seen.extend(s.o.take_limit_events());
+        }
+    };
+    submit_for_model(&mut s, 30);
+    drive(&mut s, &mut seen);
+    let first = seen.first().expect("the storm changed the limit");
+    assert_eq!(
+        (
+            first.scope,
+            first.name.as_str(),
+            first.from,
+            first.to,
+            first.cause
+        ),
+        (LimitScope::Lane, "worker", 8, 4, LimitCause::RateLimited),
+        "the first 429 halves the worker lane's 8 (the key has no limit of its own)"
+    );
+    for pair in seen.windows(2) {
+        assert_eq!(
+            pair[0].to, pair[1].from,
+            "each change starts where the last ended"
+        );
+    }
+    let lowest = seen.iter().map(|c| c.to).min().unwrap();
+    assert!(
+        lowest < 4,
+        "the storm went on lowering it (lowest {lowest})"
+    );
+    // Calm work in a full lane: recovery steps it back up to the configured 8.
+    s.host.set_prompt_profile("*", quick());
+    let calm = seen.len();
+    submit_for_model(&mut s, 120);
+    drive(&mut s, &mut seen);
+    let recovery = &seen[calm..];
+    assert!(
+        recovery
+            .iter()
+            .all(|c| c.cause == LimitCause::Recovery && c.to == c.from + 1),
+        "{recovery:?}"
+    );
+    assert_eq!(recovery.last().map(|c| c.to), Some(8), "{recovery:?}");
+    let effective = s.o.stats(s.now()).control.lanes;
+    assert_eq!(
+        effective
+            .iter()
+            .find(|l| l.name == "worker")
+            .unwrap()
+            .effective,
+        8
+    );
+    assert!(
+        s.o.take_limit_events().is_empty(),
+        "each change is taken once"
+    );
 }
