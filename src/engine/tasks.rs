@@ -64,6 +64,7 @@ const FORGOTTEN_KEY: &str = "forgotten";
 const NEXT_KEY: &str = "next";
 
 /// The key of a task's spec: `b's'` followed by the id, big-endian.
+#[inline(never)]
 pub(crate) fn spec_key(task: TaskId) -> Vec<u8> {
     let mut k = Vec::with_capacity(5);
     k.push(b's');
@@ -71,6 +72,7 @@ pub(crate) fn spec_key(task: TaskId) -> Vec<u8> {
     k
 }
 
+#[inline(never)]
 fn idem_key(key: &str) -> Vec<u8> {
     meta_key(&format!("idem/{key}"))
 }
@@ -89,6 +91,7 @@ struct Kept {
 /// The metadata prefix of sessions the engine created.
 const SESSION_PREFIX: &str = "session/";
 
+#[inline(never)]
 fn session_key(session: &SessionId) -> Vec<u8> {
     meta_key(&format!("{SESSION_PREFIX}{}", session.as_str()))
 }
@@ -212,6 +215,7 @@ impl TaskTable {
     }
 
     /// Whether `task` was issued here and is gone (forgotten by retention).
+    #[inline(never)]
     pub fn was_forgotten(&self, task: TaskId) -> bool {
         task.get() >= 1 && task.get() < self.next_id && self.get(task).is_none()
     }
@@ -344,6 +348,7 @@ impl TaskTable {
     }
 
     /// The latest record of `task`.
+    #[inline(never)]
     pub fn get(&self, task: TaskId) -> Option<TaskRecord> {
         let snap = self.store.snapshot();
         let state = self.store.get(&snap, &task_key(task))?;
@@ -353,6 +358,7 @@ impl TaskTable {
 
     /// The latest record of `task` with its prompt left empty (for views that do not show it:
     /// no copy of the prompt is made).
+    #[inline(never)]
     pub fn get_brief(&self, task: TaskId) -> Option<TaskRecord> {
         let snap = self.store.snapshot();
         let state = self.store.get(&snap, &task_key(task))?;
@@ -739,6 +745,7 @@ impl TaskTable {
     }
 
     /// Invariant 6.
+    #[inline(never)]
     fn maybe_checkpoint(&mut self) {
         let due = CHECKPOINT_MIN_RECORDS.max(2 * self.store.key_count());
         let due_bytes = CHECKPOINT_MIN_BYTES.max(self.bytes);
