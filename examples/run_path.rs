@@ -9,9 +9,7 @@
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/run_path 0 direct
 //! ```
 //! (callgrind prints "Collected : <instructions>"). The same file in an earlier checkout
-//! measures that build: a count moves only with the code, not with the machine's load. (It
-//! showed `Controller::record` and `adapt` left out of line at the run's end once they had new
-//! callers, ~25 instructions a task: hence their `#[inline(always)]`.)
+//! measures that build: a count moves only with the code, not with the machine's load.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use foreman::{Config, Engine, Outcome, Priority, RunId, RunRequest};

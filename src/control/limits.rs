@@ -122,9 +122,7 @@ pub(super) struct Step {
 }
 
 impl Controller {
-    /// Feeds `outcome` of the work `permit` admitted to the limit that adapts for it. Inlined
-    /// into `record`, as on the run path's end (see examples/run_path.rs).
-    #[inline(always)]
+    /// Feeds `outcome` of the work `permit` admitted to the limit that adapts for it.
     pub(super) fn adapt(&mut self, now: u64, permit: &Permit, outcome: Outcome) {
         let limit = match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
             Some(k) => Adaptive::Key(k),

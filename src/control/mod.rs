@@ -531,8 +531,7 @@ impl Controller {
 
     /// Records how a running task ended without releasing its permit: the slot it holds is
     /// still in use (a task that settled while lending its slot to work still running there).
-    /// Dropping the permit later releases it without a second outcome. Inlined: see run_path.rs.
-    #[inline(always)]
+    /// Dropping the permit later releases it without a second outcome.
     pub fn record(&mut self, now: u64, permit: &mut Permit, outcome: Outcome) {
         self.collect_releases();
         self.adapt(now, permit, outcome);
