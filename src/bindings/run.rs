@@ -10,11 +10,12 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{class_of, set, to_js};
 use super::events::after;
-use super::timer::{arm_at_most, observe_memory};
+use super::timer::{arm_at_most, memory_if_due, observe_memory};
 use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
 use crate::error::Error;
+use crate::host::Host;
 use crate::ids::{Priority, RunId};
 
 #[wasm_bindgen(module = "/src/bindings/run.js")]
@@ -36,7 +37,7 @@ pub(super) fn install_run_once() {
     if RUN_INSTALLED.with(|i| i.replace(true)) {
         return;
     }
-    if let Ok((engine, _)) = JsEngine::assemble(placeholder_host(), None) {
+    if let Ok((engine, ..)) = JsEngine::assemble(placeholder_host(), None) {
         install_run(&engine.into());
     }
 }
@@ -161,7 +162,7 @@ impl JsEngine {
     ) -> u32 {
         let begin = || -> Result<u32, JsValue> {
             self.live()?;
-            let now = self.inner.host.observe_now(now);
+            let mut now = self.inner.host.observe_now(now);
             let priority = match priority {
                 0 => Priority::High,
                 2 => Priority::Low,
@@ -181,11 +182,16 @@ impl JsEngine {
                     fail_fast: fail_fast != 0,
                     deadline_ms: deadline,
                 };
-                if o.run_memory_due(now, &request) {
-                    // The host is called with no borrow held (it may call back in).
+                if request.priority == Priority::Low || o.low_pending() {
+                    // A decision on LOW work may come (rare here): on a fresh clock, the
+                    // reading the engine asks for, with no borrow held (the host may call
+                    // back in).
                     drop(o);
-                    observe_memory(&self.inner, now);
-                    self.live()?; // the host's memory() may have disposed the engine
+                    now = self.inner.host.now_ms().unwrap_or(now);
+                    if self.inner.core.borrow().run_memory_due(now, &request) {
+                        observe_memory(&self.inner, now);
+                        self.live()?; // the host's memory() may have disposed the engine
+                    }
                     o = self.inner.core.borrow_mut();
                 }
                 let slot = js(o.run_submit(now, request))?;
@@ -323,9 +329,17 @@ impl JsEngine {
         now: f64,
     ) -> Result<u32, JsValue> {
         self.live()?;
-        let now = self.inner.host.observe_now(now);
+        let mut now = self.inner.host.observe_now(now);
         let (ready, busy) = {
             let mut o = self.inner.core.borrow_mut();
+            if o.low_pending() {
+                // The slot this frees may admit LOW work (rare here): on a fresh clock, the
+                // reading the engine asks for.
+                drop(o);
+                now = self.inner.host.now_ms().unwrap_or(now);
+                js(memory_if_due(&self.inner, now))?;
+                o = self.inner.core.borrow_mut();
+            }
             js(o.run_end(now, slot, outcome))?;
             let ready = write_ready(&self.inner, &mut o);
             let busy = o.has_output()
