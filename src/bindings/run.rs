@@ -221,7 +221,8 @@ impl JsEngine {
     }
 
     /// Ends a running run task that succeeded, at the last clock reading (a success needs no
-    /// fresh time: nothing it records is timed); the slots made ready are in the buffer, and
+    /// fresh time: nothing it records is timed — unless LOW work is pending, when the clock
+    /// and then memory are read first: see `Engine::memory_due`); the slots made ready are in the buffer, and
     /// their count is returned (`u32::MAX`, with the error kept for `runError`, on failure):
     /// when it is 0 run.js has nothing to read.
     #[wasm_bindgen(js_name = runEnd, skip_typescript)]

@@ -116,16 +116,17 @@ impl Engine {
     }
 
     /// Whether the engine wants a host memory reading before the call the driver is about to
-    /// make at `now`. The one rule (see `control/limits.rs`): **a fresh reading (at most one
-    /// per ms) before any decision that could admit LOW work.** Every call that moves the
+    /// make at `now`. The one rule for memory readings, stated here: **a fresh reading (at
+    /// most one per ms) before any decision that could admit LOW work.** Every call that moves the
     /// engine can admit LOW work while some is pending — [`Engine::tick`] (a LOW task sent
     /// again after a 429, a retry, or a refusal of the gate goes back in line there),
-    /// [`Engine::on_answer`], [`Engine::on_event`], [`Engine::cancel`], [`Engine::join`] and
-    /// [`Engine::run_end`] (a freed slot admits queued work, a success unblocks dependents) —
+    /// [`Engine::on_answer`], [`Engine::on_event`], [`Engine::cancel`], [`Engine::join`],
+    /// [`Engine::run_end`] and every submission (a freed slot admits queued work, a success unblocks dependents) —
     /// so the driver asks before each, reads the host's memory when told to, and feeds it with
-    /// [`Engine::observe_memory`] first. LOW work is pending while a LOW task is queued
+    /// [`Engine::observe_memory`] first ([`Engine::restore_fenced`] takes a reading for the
+    /// restored LOW work it queues). LOW work is pending while a LOW task is queued
     /// (accepted, not admitted: in line, on a dependency, in a deque, or waiting to be sent
-    /// again) or a LOW run task waits: two counters, so with none the answer is two loads.
+    /// again) or a LOW run task waits: two counts, so with none the answer is two loads.
     #[inline]
     pub fn memory_due(&self, now: u64) -> bool {
         self.memory_due_with(now, false)
