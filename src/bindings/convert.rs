@@ -63,11 +63,14 @@ pub(crate) fn to_js(error: &Error) -> JsValue {
 }
 
 /// Sets a property; an object that refuses (frozen, a proxy that throws) keeps its old value.
+/// Never inlined: it has a few hundred call sites, each a crossing into JS anyway.
+#[inline(never)]
 pub(crate) fn set(obj: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &key.into(), value);
 }
 
 /// Reads a property; a getter that throws reads as `undefined`.
+#[inline(never)]
 pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
     if !obj.is_object() && !obj.is_function() {
         return JsValue::UNDEFINED;

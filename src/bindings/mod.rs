@@ -316,6 +316,7 @@ impl JsEngine {
     }
 
     /// `live`, and not fenced out by a newer engine restored from this journal.
+    #[inline(never)]
     fn acting(&self) -> Result<(), JsValue> {
         self.live()?;
         js(fenced(&self.inner))
@@ -392,6 +393,7 @@ fn parse_head(value: &JsValue) -> Result<Head, Error> {
 }
 
 /// `FENCED` when a newer engine was restored from this engine's journal (see `fence`).
+#[inline(never)]
 fn fenced(inner: &Inner) -> Result<(), Error> {
     inner.fence.borrow().check()
 }

@@ -572,6 +572,7 @@ impl Controller {
     /// The earliest time after `now` at which `admit` could admit a waiter that it cannot admit
     /// now without any other event: the end of an open period of a key with waiters, or the
     /// moment a closed gate's reading goes stale while LOW work waits.
+    #[inline(never)]
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         let breakers = self
             .keys

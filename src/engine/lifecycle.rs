@@ -369,6 +369,7 @@ impl Engine {
 
     /// The controller's refusals at submit (memory pressure for LOW work, an open breaker with
     /// `fail_fast`), checked before anything is written.
+    #[inline(never)]
     fn check_admission(&self, now: u64, spec: &TaskSpec) -> Result<(), Error> {
         self.controller.check(
             now,
@@ -939,11 +940,13 @@ impl Engine {
     }
 
     /// `session` no longer exists: out of the pool and out of the journal's list.
+    #[inline(never)]
     fn gone(&mut self, session: &SessionId) -> Result<(), Error> {
         self.pool.deleted(session);
         self.tasks.forget_session(session)
     }
 
+    #[inline(never)]
     fn emit(&mut self, task: TaskId, state: TaskPhase) {
         self.events.push(TaskEvent { task, state });
     }
@@ -1490,6 +1493,7 @@ impl Engine {
     /// An abort answered (or gave up on): the session's turn ended by now at the latest, so
     /// its quiet period before deletion counts from now — even when the idle events that
     /// follow an abort are lost.
+    #[inline(never)]
     fn aborted(&mut self, session: &SessionId, outcome: &HostOutcome, now: u64) {
         if matches!(outcome, HostOutcome::Ok(_)) {
             self.pool.activity(session, false, now);

@@ -452,6 +452,7 @@ impl TaskRecord {
         Self::decode_with(id, decode_spec_with(spec, false)?, state)
     }
 
+    #[inline(never)]
     fn decode_with(id: TaskId, spec: TaskSpec, state: &[u8]) -> Result<TaskRecord, String> {
         let (state, attempts, created_ms, updated_ms) = decode_state(state)?;
         Ok(TaskRecord {

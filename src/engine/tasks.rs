@@ -44,9 +44,7 @@ use crate::host::SessionId;
 use crate::ids::{Priority, TaskId};
 use crate::store::{Head, Store, meta_key, task_key};
 
-use super::task::{
-    TaskPhase, TaskRecord, TaskSpec, TaskState, decode_spec, decode_state, is_legal,
-};
+use super::task::{TaskRecord, TaskSpec, TaskState, decode_spec, decode_state, is_legal};
 
 /// The prefix of task (state) keys in the store.
 const TASK_PREFIX: &[u8] = b"t";
@@ -66,6 +64,7 @@ const FORGOTTEN_KEY: &str = "forgotten";
 const NEXT_KEY: &str = "next";
 
 /// The key of a task's spec: `b's'` followed by the id, big-endian.
+#[inline(never)]
 pub(crate) fn spec_key(task: TaskId) -> Vec<u8> {
     let mut k = Vec::with_capacity(5);
     k.push(b's');
@@ -78,6 +77,7 @@ fn low_queued(record: &TaskRecord) -> bool {
     record.spec.priority == Priority::Low && record.state == TaskState::Queued
 }
 
+#[inline(never)]
 fn idem_key(key: &str) -> Vec<u8> {
     meta_key(&format!("idem/{key}"))
 }
@@ -96,6 +96,7 @@ struct Kept {
 /// The metadata prefix of sessions the engine created.
 const SESSION_PREFIX: &str = "session/";
 
+#[inline(never)]
 fn session_key(session: &SessionId) -> Vec<u8> {
     meta_key(&format!("{SESSION_PREFIX}{}", session.as_str()))
 }
@@ -136,8 +137,7 @@ pub struct TaskTable {
     settled: VecDeque<Kept>,
     settled_bytes: u64,
     counts: Counts,
-    /// LOW tasks queued (accepted, not admitted): the memory gate wants a reading before
-    /// the engine decides on them (see `Engine::memory_due`).
+    /// LOW tasks queued: a memory reading is due before deciding them (`Engine::memory_due`).
     low_queued: u32,
     /// Bytes of every task held (spec, state, overhead).
     bytes: u64,
@@ -223,6 +223,7 @@ impl TaskTable {
     }
 
     /// Whether `task` was issued here and is gone (forgotten by retention).
+    #[inline(never)]
     pub fn was_forgotten(&self, task: TaskId) -> bool {
         task.get() >= 1 && task.get() < self.next_id && self.get(task).is_none()
     }
@@ -356,6 +357,7 @@ impl TaskTable {
     }
 
     /// The latest record of `task`.
+    #[inline(never)]
     pub fn get(&self, task: TaskId) -> Option<TaskRecord> {
         let snap = self.store.snapshot();
         let state = self.store.get(&snap, &task_key(task))?;
@@ -365,6 +367,7 @@ impl TaskTable {
 
     /// The latest record of `task` with its prompt left empty (for views that do not show it:
     /// no copy of the prompt is made).
+    #[inline(never)]
     pub fn get_brief(&self, task: TaskId) -> Option<TaskRecord> {
         let snap = self.store.snapshot();
         let state = self.store.get(&snap, &task_key(task))?;
@@ -715,7 +718,7 @@ impl TaskTable {
         }
         self.counts.by_state[record.state.tag() as usize] += 1;
         if record.spec.priority == Priority::Low {
-            let was = old_tag == Some(TaskPhase::Queued as u8);
+            let was = old_tag == Some(super::task::TaskPhase::Queued as u8);
             self.low_queued =
                 (self.low_queued + u32::from(low_queued(record))).saturating_sub(u32::from(was));
         }
@@ -763,6 +766,7 @@ impl TaskTable {
     }
 
     /// Invariant 6.
+    #[inline(never)]
     fn maybe_checkpoint(&mut self) {
         let due = CHECKPOINT_MIN_RECORDS.max(2 * self.store.key_count());
         let due_bytes = CHECKPOINT_MIN_BYTES.max(self.bytes);

@@ -373,9 +373,31 @@ impl MemoryReading {
     }
 
     /// `used / limit` in per-mille (0‥∞), integer so comparisons at thresholds are exact.
+    /// Exactly `used * 1000 / limit` (saturating at `u64::MAX`) for any u64 reading, without
+    /// 128-bit division: its runtime routine would be a kilobyte of the `.wasm`.
     pub fn per_mille(self) -> u64 {
-        // u128: `used * 1000` must not overflow for any u64 reading.
-        ((u128::from(self.used) * 1000) / u128::from(self.limit)).min(u128::from(u64::MAX)) as u64
+        if let Some(scaled) = self.used.checked_mul(1000) {
+            return scaled / self.limit;
+        }
+        let limit = self.limit;
+        let (whole, mut rest) = (self.used / limit, self.used % limit);
+        // `rest / limit` to three decimals by long division; `10 * rest` (which may not fit)
+        // is ten additions modulo `limit`, each counting a wrap as one unit of the digit.
+        let mut fraction = 0;
+        for _ in 0..3 {
+            let (mut digit, mut acc) = (0, 0u64);
+            for _ in 0..10 {
+                if acc >= limit - rest {
+                    acc -= limit - rest;
+                    digit += 1;
+                } else {
+                    acc += rest;
+                }
+            }
+            fraction = fraction * 10 + digit;
+            rest = acc;
+        }
+        whole.saturating_mul(1000).saturating_add(fraction)
     }
 }
 
@@ -414,6 +436,42 @@ mod tests {
             MemoryReading::new(u64::MAX, 1).unwrap().per_mille(),
             u64::MAX
         );
+        // Readings whose `used * 1000` does not fit in 64 bits, against 128-bit arithmetic.
+        let exact = |used: u64, limit: u64| {
+            ((u128::from(used) * 1000) / u128::from(limit)).min(u128::from(u64::MAX)) as u64
+        };
+        let big = [
+            u64::MAX,
+            u64::MAX - 1,
+            u64::MAX / 1000 + 1,
+            u64::MAX / 2 + 12_345,
+            1 << 63,
+            (1 << 62) + 7,
+        ];
+        let limits = [
+            1,
+            3,
+            999,
+            1000,
+            1001,
+            1 << 20,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for used in big {
+            for limit in limits {
+                let r = MemoryReading::new(used, limit).unwrap();
+                assert_eq!(r.per_mille(), exact(used, limit), "{used} / {limit}");
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100_000 {
+            let used = rng.u64(u64::MAX / 1000..);
+            let limit = rng.u64(1..);
+            let r = MemoryReading::new(used, limit).unwrap();
+            assert_eq!(r.per_mille(), exact(used, limit), "{used} / {limit}");
+        }
     }
 
     #[test]

@@ -217,6 +217,7 @@ impl Pool {
 
     /// A task is done with `session`. A success parks it for follow-ups (or retires it when its
     /// turns are used up); a failure or cancel retires it, with an abort when it may be busy.
+    #[inline(never)]
     pub fn release(&mut self, session: &SessionId, succeeded: bool, now: u64) {
         let max = self.config.max_turns;
         let Some(e) = self.sessions.get_mut(session) else {
@@ -317,6 +318,7 @@ impl Pool {
     }
 
     /// A health check answered; an unhealthy session that is not in use is retired.
+    #[inline(never)]
     pub fn health(&mut self, session: &SessionId, healthy: bool, now: u64) {
         let Some(e) = self.sessions.get_mut(session) else {
             return;
@@ -400,6 +402,7 @@ impl Pool {
     }
 
     /// When the next health check of a warm or parked session is due.
+    #[inline(never)]
     pub fn next_check(&self) -> Option<u64> {
         let every = self.config.health_every_ms;
         self.sessions

@@ -132,8 +132,8 @@ pub(crate) struct Record {
     pub hash: Hash,
 }
 
-/// Encodes a change set as a record. `changes` must be sorted by key with unique keys (a
-/// `BTreeMap`'s order).
+/// Encodes a change set as a record. `changes` must be sorted by key with unique keys (the
+/// order a transaction keeps its writes in).
 pub fn encode_record<'a>(
     seq: u64,
     changes: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,

@@ -46,6 +46,7 @@ use crate::error::Error;
 use crate::ids::TaskId;
 
 /// The key of a task's record: `b't'` followed by the id, big-endian (so tasks scan in id order).
+#[inline(never)]
 pub fn task_key(task: TaskId) -> Vec<u8> {
     let mut k = Vec::with_capacity(5);
     k.push(b't');
@@ -68,15 +69,37 @@ struct Version {
 }
 
 /// Live snapshots by sequence number, shared with every [`Snapshot`] so a dropped one
-/// unregisters itself.
+/// unregisters itself: `(seq, how many)`, ascending. A sorted vector, not a map: a handful
+/// of sequence numbers are live at once and a new snapshot takes the newest, so it goes at the
+/// end (and a map's code is kilobytes of the `.wasm`).
 #[derive(Debug, Default)]
 struct Registry {
-    live: RefCell<BTreeMap<u64, usize>>,
+    live: RefCell<Vec<(u64, usize)>>,
 }
 
 impl Registry {
     fn oldest(&self) -> Option<u64> {
-        self.live.borrow().keys().next().copied()
+        self.live.borrow().first().map(|&(seq, _)| seq)
+    }
+
+    /// One more live snapshot at `seq`.
+    fn open(&self, seq: u64) {
+        let mut live = self.live.borrow_mut();
+        match live.binary_search_by_key(&seq, |&(s, _)| s) {
+            Ok(i) => live[i].1 += 1,
+            Err(i) => live.insert(i, (seq, 1)),
+        }
+    }
+
+    /// One live snapshot at `seq` fewer.
+    fn close(&self, seq: u64) {
+        let mut live = self.live.borrow_mut();
+        if let Ok(i) = live.binary_search_by_key(&seq, |&(s, _)| s) {
+            live[i].1 -= 1;
+            if live[i].1 == 0 {
+                live.remove(i);
+            }
+        }
     }
 }
 
@@ -96,7 +119,7 @@ impl Snapshot {
 
 impl Clone for Snapshot {
     fn clone(&self) -> Self {
-        *self.registry.live.borrow_mut().entry(self.seq).or_insert(0) += 1;
+        self.registry.open(self.seq);
         Snapshot {
             seq: self.seq,
             registry: Rc::clone(&self.registry),
@@ -105,14 +128,9 @@ impl Clone for Snapshot {
 }
 
 impl Drop for Snapshot {
+    #[inline(never)]
     fn drop(&mut self) {
-        let mut live = self.registry.live.borrow_mut();
-        if let Some(n) = live.get_mut(&self.seq) {
-            *n -= 1;
-            if *n == 0 {
-                live.remove(&self.seq);
-            }
-        }
+        self.registry.close(self.seq);
     }
 }
 
@@ -132,13 +150,9 @@ impl Store {
     }
 
     /// A snapshot of everything committed so far.
+    #[inline(never)]
     pub fn snapshot(&self) -> Snapshot {
-        *self
-            .registry
-            .live
-            .borrow_mut()
-            .entry(self.last_seq)
-            .or_insert(0) += 1;
+        self.registry.open(self.last_seq);
         Snapshot {
             seq: self.last_seq,
             registry: Rc::clone(&self.registry),
@@ -149,11 +163,12 @@ impl Store {
     pub fn begin(&self) -> Transaction {
         Transaction {
             snapshot: self.snapshot(),
-            writes: BTreeMap::new(),
+            writes: Writes::default(),
         }
     }
 
     /// The value of `key` as `snapshot` sees it.
+    #[inline(never)]
     pub fn get(&self, snapshot: &Snapshot, key: &[u8]) -> Option<Rc<[u8]>> {
         visible(self.data.get(key)?, snapshot.seq)
     }
@@ -202,6 +217,7 @@ impl Store {
     /// Journals a checkpoint: one record holding the whole state (see the journal's docs),
     /// after which the journal keeps only it and what follows. The data does not change.
     /// Returns its sequence number.
+    #[inline(never)]
     pub fn checkpoint(&mut self) -> u64 {
         let seq = self.last_seq + 1;
         let snap = self.snapshot();
@@ -252,7 +268,7 @@ impl Store {
                 store.journal = Journal::starting_at(at);
             }
             let record = journal::check_frame(count, &bytes, &hash, &mut at)?;
-            let mut writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>> = BTreeMap::new();
+            let mut writes = Writes::default();
             let checkpoint = record.checkpoint.is_some();
             if checkpoint {
                 // Whatever the checkpoint does not put is gone.
@@ -279,19 +295,19 @@ impl Store {
     }
 
     /// Installs a change set as commit `seq` and journals it.
-    fn apply(&mut self, seq: u64, writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>) {
+    fn apply(&mut self, seq: u64, writes: Writes) {
         self.journal.append(
             seq,
-            writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+            writes.0.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
         );
         self.install(seq, writes);
     }
 
     /// Installs a change set as commit `seq`, without journaling it.
-    fn install(&mut self, seq: u64, writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>) {
+    fn install(&mut self, seq: u64, writes: Writes) {
         self.last_seq = seq;
         let watermark = self.watermark();
-        for (key, value) in writes {
+        for (key, value) in writes.0 {
             let version = Version { seq, value };
             // Only the keys written here can have become empty: no full sweep per commit.
             let emptied = match self.data.get_mut(&key) {
@@ -342,7 +358,47 @@ fn collect(versions: &mut Vec<Version>, watermark: u64) -> bool {
 #[derive(Debug)]
 pub struct Transaction {
     snapshot: Snapshot,
-    writes: BTreeMap<Vec<u8>, Option<Rc<[u8]>>>,
+    writes: Writes,
+}
+
+/// A transaction's buffered writes by key, ascending; `None` deletes. A sorted vector, not a
+/// map: a transaction writes a few keys, a replayed checkpoint writes its keys in order (each
+/// goes at the end), and a second map type would be kilobytes of the `.wasm`.
+#[derive(Debug, Default)]
+struct Writes(Vec<Write>);
+
+/// One buffered write: a key and its new value, `None` for a delete.
+type Write = (Vec<u8>, Option<Rc<[u8]>>);
+
+impl Writes {
+    fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_slice().cmp(key))
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&Option<Rc<[u8]>>> {
+        self.find(key)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v)
+    }
+
+    /// Sets `key`, replacing an earlier write of it.
+    fn insert(&mut self, key: Vec<u8>, value: Option<Rc<[u8]>>) {
+        match self.find(&key) {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// The writes from the first key at or after `from`, ascending.
+    fn from(&self, from: &[u8]) -> &[Write] {
+        let start = self.0.partition_point(|(k, _)| k.as_slice() < from);
+        self.0.get(start..).unwrap_or_default()
+    }
 }
 
 impl Transaction {
@@ -363,10 +419,7 @@ impl Transaction {
     pub fn scan(&self, store: &Store, prefix: &[u8]) -> Vec<(Vec<u8>, Rc<[u8]>)> {
         let mut merged: BTreeMap<Vec<u8>, Rc<[u8]>> =
             store.scan(&self.snapshot, prefix).into_iter().collect();
-        for (k, v) in self
-            .writes
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-        {
+        for (k, v) in self.writes.from(prefix) {
             if !k.starts_with(prefix) {
                 break;
             }
@@ -390,17 +443,17 @@ impl Transaction {
 
     /// Whether the transaction has written anything.
     pub fn is_read_only(&self) -> bool {
-        self.writes.is_empty()
+        self.writes.0.is_empty()
     }
 
     /// Commits: fails with `Conflict` (changing nothing) when another transaction committed a
     /// key this one writes after its snapshot. Returns the commit's sequence number (the
     /// snapshot's, for a read-only transaction, which writes no record).
     pub fn commit(self, store: &mut Store) -> Result<u64, Error> {
-        if self.writes.is_empty() {
+        if self.writes.0.is_empty() {
             return Ok(self.snapshot.seq);
         }
-        for key in self.writes.keys() {
+        for (key, _) in &self.writes.0 {
             let newest = store
                 .data
                 .get(key)
