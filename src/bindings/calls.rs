@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{failure, host_event, reply, to_js};
 use super::events::after;
+use super::timer::memory_if_due;
 use super::{Inner, JsEngine, js};
 use crate::error::Error;
 use crate::host::Host;
@@ -42,6 +43,7 @@ pub(super) fn settle(
         .now_ms()
         .unwrap_or_else(|_| inner.host.last_now());
     let outcome = inner.host.on_engine_clock(outcome_of(op, &answer));
+    memory_if_due(inner, now)?;
     inner.core.borrow_mut().on_answer(now, call, outcome)?;
     after(inner);
     Ok(())
@@ -104,6 +106,7 @@ impl JsEngine {
             .host
             .now_ms()
             .unwrap_or_else(|_| self.inner.host.last_now());
+        js(memory_if_due(&self.inner, now))?;
         js(self.inner.core.borrow_mut().on_event(now, parsed))?;
         after(&self.inner);
         Ok(())

@@ -63,7 +63,7 @@ use crate::config::Config;
 use crate::control::{KeyId, LaneId};
 use crate::engine::lifecycle::Engine;
 use crate::error::Error;
-use crate::host::Host;
+use crate::host::{Host, MemoryReading};
 use crate::store::Head;
 
 /// The TypeScript types of the API (`ForemanHost`, `ForemanConfig`, `TaskSpec`, …), kept in
@@ -176,7 +176,7 @@ impl JsEngine {
     #[wasm_bindgen(constructor)]
     pub fn new(host: HostObject, config: Option<ConfigObject>) -> Result<JsEngine, JsValue> {
         install_run_once();
-        let (engine, config) = js(JsEngine::assemble(host.into(), config))?;
+        let (engine, config, _) = js(JsEngine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
         let origin = fence::random_origin(now);
         *engine.inner.core.borrow_mut() = Engine::with_origin(&config, now ^ SEED, origin);
@@ -211,7 +211,7 @@ impl JsEngine {
         let head_value: JsValue = head.into();
         let head = js(parse_head(&head_value))?;
         let head_epoch = js(parse_epoch(&head_value))?;
-        let (engine, config) = js(JsEngine::assemble(host.into(), config))?;
+        let (engine, config, memory) = js(JsEngine::assemble(host.into(), config))?;
         let now = js(engine.inner.host.now_ms())?;
         // Read frame by frame from the JS array: the export is never copied here whole.
         let store = js(crate::store::Store::replay_frames(
@@ -223,6 +223,7 @@ impl JsEngine {
             now ^ SEED,
             store,
             now,
+            Some(memory), // the constructor's check: restored LOW work is decided with it
             |origin| fence::highest(origin).max(head_epoch),
         ))?;
         *engine.inner.fence.borrow_mut() = fence::Fence::join(core.origin(), core.epoch());
@@ -266,7 +267,10 @@ impl JsEngine {
 impl JsEngine {
     /// Checks `config` and `host` and builds the engine; the host's `now()` and `memory()` are
     /// read once to check them.
-    fn assemble(host: JsValue, config: Option<ConfigObject>) -> Result<(JsEngine, Config), Error> {
+    fn assemble(
+        host: JsValue,
+        config: Option<ConfigObject>,
+    ) -> Result<(JsEngine, Config, MemoryReading), Error> {
         let config = config.map_or(JsValue::UNDEFINED, Into::into);
         let input = api::config(&config)?;
         let config = Config::from_input(input)?;
@@ -299,8 +303,8 @@ impl JsEngine {
         });
         let engine = JsEngine { inner };
         engine.inner.host.now_ms()?;
-        engine.inner.host.memory()?;
-        Ok((engine, config))
+        let memory = engine.inner.host.memory()?;
+        Ok((engine, config, memory))
     }
 
     fn live(&self) -> Result<(), JsValue> {

@@ -10,11 +10,12 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{class_of, set, to_js};
 use super::events::after;
-use super::timer::{arm_at_most, observe_memory};
+use super::timer::{arm_at_most, memory_if_due, observe_memory};
 use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
 use crate::error::Error;
+use crate::host::Host;
 use crate::ids::{Priority, RunId};
 
 #[wasm_bindgen(module = "/src/bindings/run.js")]
@@ -36,7 +37,7 @@ pub(super) fn install_run_once() {
     if RUN_INSTALLED.with(|i| i.replace(true)) {
         return;
     }
-    if let Ok((engine, _)) = JsEngine::assemble(placeholder_host(), None) {
+    if let Ok((engine, ..)) = JsEngine::assemble(placeholder_host(), None) {
         install_run(&engine.into());
     }
 }
@@ -166,15 +167,13 @@ impl JsEngine {
     ) -> u32 {
         let begin = || -> Result<u32, JsValue> {
             self.live()?;
-            let now = self.inner.host.observe_now(now);
+            let mut now = self.inner.host.observe_now(now);
             let (slot, timer) = {
                 let mut o = self.inner.core.borrow_mut();
                 let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
-                if o.run_memory_due(now, &request) {
-                    // The host is called with no borrow held (it may call back in).
+                if request.priority == Priority::Low || o.low_pending() {
                     drop(o);
-                    observe_memory(&self.inner, now);
-                    self.live()?; // the host's memory() may have disposed the engine
+                    now = self.fresh_reading(now, &request)?;
                     o = self.inner.core.borrow_mut();
                 }
                 let slot = js(o.run_submit(now, request))?;
@@ -191,6 +190,20 @@ impl JsEngine {
             Ok(slot)
         };
         self.keep_error(begin(), u32::MAX)
+    }
+
+    /// Before a run submission that may decide on LOW work (it is LOW, or LOW work is pending;
+    /// rare on this path): the clock read afresh, and the memory reading the engine asks for
+    /// (`Engine::memory_due`'s rule), taken with no borrow held, for the host may call back in.
+    /// Returns the time to decide at; fails when the host's `memory()` disposed the engine.
+    #[inline(never)]
+    fn fresh_reading(&self, now: u64, request: &RunRequest) -> Result<u64, JsValue> {
+        let now = self.inner.host.now_ms().unwrap_or(now);
+        if self.inner.core.borrow().run_memory_due(now, request) {
+            observe_memory(&self.inner, now);
+            self.live()?;
+        }
+        Ok(now)
     }
 
     /// Queues a run task that is a child of run `parent` (a run id; see
@@ -211,14 +224,13 @@ impl JsEngine {
     ) -> u32 {
         let begin = || -> Result<u32, JsValue> {
             self.live()?;
-            let now = self.inner.host.observe_now(now);
+            let mut now = self.inner.host.observe_now(now);
             let (slot, timer, busy) = {
                 let mut o = self.inner.core.borrow_mut();
                 let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
-                if o.run_memory_due(now, &request) {
-                    drop(o); // as in `runBegin`
-                    observe_memory(&self.inner, now);
-                    self.live()?;
+                if request.priority == Priority::Low || o.low_pending() {
+                    drop(o);
+                    now = self.fresh_reading(now, &request)?;
                     o = self.inner.core.borrow_mut();
                 }
                 let slot = js(o.run_submit_child(now, request, RunId::from_raw(parent)))?;
@@ -248,7 +260,15 @@ impl JsEngine {
         if self.live().is_err() {
             return 0;
         }
-        let now = self.inner.host.observe_now(f64::NAN);
+        let mut now = self.inner.host.observe_now(f64::NAN);
+        if self.inner.core.borrow().low_pending() {
+            // Lending may admit LOW children: a fresh clock and the reading the engine asks
+            // for (see `Engine::memory_due`), as at `runEnd`.
+            now = self.inner.host.now_ms().unwrap_or(now);
+            if memory_if_due(&self.inner, now).is_err() {
+                return 0;
+            }
+        }
         let children: Vec<RunId> = children.into_iter().map(RunId::from_raw).collect();
         let waits = self
             .inner
@@ -270,7 +290,8 @@ impl JsEngine {
     }
 
     /// Ends a running run task that succeeded, at the last clock reading (a success needs no
-    /// fresh time: nothing it records is timed); the slots made ready are in the buffer, and
+    /// fresh time: nothing it records is timed — unless LOW work is pending, when the clock
+    /// and then memory are read first: see `Engine::memory_due`); the slots made ready are in the buffer, and
     /// their count is returned (`u32::MAX`, with the error kept for `runError`, on failure):
     /// when it is 0 run.js has nothing to read.
     #[wasm_bindgen(js_name = runEnd, skip_typescript)]
@@ -407,9 +428,17 @@ impl JsEngine {
         now: f64,
     ) -> Result<u32, JsValue> {
         self.live()?;
-        let now = self.inner.host.observe_now(now);
+        let mut now = self.inner.host.observe_now(now);
         let (ready, busy) = {
             let mut o = self.inner.core.borrow_mut();
+            if o.low_pending() {
+                // The slot this frees may admit LOW work (rare here): on a fresh clock, the
+                // reading the engine asks for.
+                drop(o);
+                now = self.inner.host.now_ms().unwrap_or(now);
+                js(memory_if_due(&self.inner, now))?;
+                o = self.inner.core.borrow_mut();
+            }
             js(o.run_end(now, slot, outcome))?;
             let ready = write_ready(&self.inner, &mut o);
             let busy = o.has_output()

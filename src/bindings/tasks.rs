@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use super::api::{TaskInfo, ToJs, to_value};
 use super::convert::{set, to_js};
 use super::events::after;
-use super::timer::observe_memory;
+use super::timer::{memory_if_due, observe_memory};
 use super::{
     FilterObject, JsEngine, PromiseTaskInfo, PromiseVoid, SpecsObject, StatsObject, TaskIdArray,
     TaskIds, TaskInfoArray, TaskInfoObject, Waiter, api, convert, fenced, js,
@@ -107,6 +107,7 @@ impl JsEngine {
         let now = js(self.inner.host.now_ms())?;
         if self.inner.core.borrow().memory_due_for(now, &parsed) {
             observe_memory(&self.inner, now);
+            self.acting()?; // the host's memory() may have disposed the engine
         }
         let mut ids = Vec::with_capacity(parsed.len());
         let mut failed = None;
@@ -186,6 +187,7 @@ impl JsEngine {
             vec![js(api::task_id("ids", &ids))?]
         };
         let now = js(self.inner.host.now_ms())?;
+        js(memory_if_due(&self.inner, now))?;
         let lenders = js(self.inner.core.borrow_mut().join(now, &ids))?;
         after(&self.inner);
         Ok(lenders
@@ -213,6 +215,7 @@ impl JsEngine {
         self.acting()?;
         let id = js(api::task_id("id", &id))?;
         let now = js(self.inner.host.now_ms())?;
+        js(memory_if_due(&self.inner, now))?;
         let open = js(self.inner.core.borrow_mut().cancel(now, id))?;
         after(&self.inner);
         Ok(open)

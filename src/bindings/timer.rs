@@ -141,8 +141,8 @@ pub(super) fn tick_function(weak: &Weak<Inner>) -> Function {
             .host
             .now_ms()
             .unwrap_or_else(|_| inner.host.last_now());
-        if inner.core.borrow().memory_due(now) {
-            observe_memory(&inner, now);
+        if memory_if_due(&inner, now).is_err() {
+            return; // disposed by the host's memory()
         }
         // `tick` fails only on a journal conflict, which a single writer cannot meet.
         let _ = inner.core.borrow_mut().tick(now);
@@ -158,4 +158,17 @@ pub(super) fn observe_memory(inner: &Inner, now: u64) {
     if let Ok(reading) = inner.host.memory() {
         inner.core.borrow_mut().observe_memory(now, reading);
     }
+}
+
+/// Before a call that moves the engine at `now`: the reading it wants, if it wants one (the
+/// rule: `Engine::memory_due`). `DISPOSED` when the host's `memory()` disposed the engine
+/// meanwhile: the caller then does nothing more.
+pub(super) fn memory_if_due(inner: &Inner, now: u64) -> Result<(), Error> {
+    if inner.core.borrow().memory_due(now) {
+        observe_memory(inner, now);
+        if inner.disposed.get() {
+            return Err(Error::Disposed);
+        }
+    }
+    Ok(())
 }

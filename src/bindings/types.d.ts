@@ -14,10 +14,12 @@ export interface ForemanHost {
    * timers and deadlines run on it and steps of the wall clock either way move nothing; `now()`
    * is then only compared with message stamps (within `liveness.skewMs`). */
   monotonic?(): number;
-  /** Memory in use and the budget, in bytes: the memory gate's input. Read once by the
-   * constructor (a check), by `stats()`, and when the engine decides on LOW work (a LOW
-   * `delegate` or `run`, a timer tick while LOW work waits), at most once per ms; never for
-   * other work. */
+  /** Memory in use and the budget, in bytes: the memory gate's input. Read by one rule: a
+   * fresh reading (at most one per ms) before any decision that could admit LOW work — so
+   * while LOW work is submitted or pending (queued, waiting on a dependency, or to be sent
+   * again), before each timer tick, host answer, bus event, `delegate`, `cancel`, `join`, `run`
+   * and end of a `run` task; with no LOW work pending, never. Besides, by `stats()` and once
+   * by the constructor (a check). One that disposes the engine stops the call that asked. */
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */
   createSession(input: { agent: string; parentID?: string; title: string }, callId: number): Promise<string | { id: string }> | undefined;

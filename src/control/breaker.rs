@@ -43,11 +43,6 @@ impl Outcome {
             Outcome::Failed(FailureClass::Upstream | FailureClass::Timeout)
         )
     }
-
-    /// Whether the adaptive limit backs off for it (counted failures and rate limits).
-    pub fn is_backoff_signal(self) -> bool {
-        self.is_counted_failure() || self == Outcome::Failed(FailureClass::RateLimited)
-    }
 }
 
 /// What the breaker says to a task that asks to start.

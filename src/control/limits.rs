@@ -15,11 +15,11 @@
 //! ([`Controller::take_limit_changes`]), as breaker changes are. The memory gate changes no
 //! limit: it refuses LOW work while closed (its state is in `stats`), so it has no cause here.
 //!
-//! **Memory readings.** The gate decides on LOW work only, so it wants a host reading only
-//! before such a decision ([`Controller::memory_due`]): LOW work being submitted, or a pass
-//! (a timer tick, a submission) while LOW work waits — and then only when it has no reading
-//! made at that same ms (a second one would say nothing new). The driver reads the host's
-//! memory when, and only when, asked.
+//! **Memory readings.** The rule is the engine's (`Engine::memory_due`): a fresh reading (at
+//! most one per ms) before any decision that could admit LOW work. The controller's part
+//! ([`Controller::memory_due`]): a reading is due when LOW work is pending — the caller's
+//! `low`, or LOW work waiting in a lane here — and the gate has none made at that same ms (a
+//! second one would say nothing new).
 //!
 //! Invariants:
 //! 1. A change is recorded exactly when an effective limit changes, with its value before and
@@ -124,10 +124,7 @@ pub(super) struct Step {
 impl Controller {
     /// Feeds `outcome` of the work `permit` admitted to the limit that adapts for it.
     pub(super) fn adapt(&mut self, now: u64, permit: &Permit, outcome: Outcome) {
-        let limit = match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
-            Some(k) => Adaptive::Key(k),
-            None => Adaptive::Lane(permit.lane()),
-        };
+        let limit = self.adaptive_for(permit);
         if outcome == Outcome::Success {
             let in_use = match limit {
                 Adaptive::Key(k) => self.ledger.key_in_use(k),
@@ -150,11 +147,17 @@ impl Controller {
     /// status): the adaptive limit backs off, the breaker does not count it, and the task keeps
     /// its permit.
     pub fn rate_limited(&mut self, now: u64, permit: &Permit) {
-        let limit = match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
+        let limit = self.adaptive_for(permit);
+        self.back_off(now, limit, LimitCause::RateLimited);
+    }
+
+    /// The limit that adapts for `permit`'s work: its key's when the key is limited, else its
+    /// lane's.
+    fn adaptive_for(&self, permit: &Permit) -> Adaptive {
+        match permit.key().filter(|&k| self.keys[k].limit.is_some()) {
             Some(k) => Adaptive::Key(k),
             None => Adaptive::Lane(permit.lane()),
-        };
-        self.back_off(now, limit, LimitCause::RateLimited);
+        }
     }
 
     /// A breaker-guarded call's `outcome` (no slot held): a backoff signal backs off the key's
@@ -231,9 +234,10 @@ impl Controller {
             .collect()
     }
 
-    /// Whether the memory gate wants a host reading at `now`: before a decision on LOW work —
-    /// `low` (LOW work is being submitted) or LOW work waiting — when it has no reading made
-    /// at `now`. See the module docs.
+    /// Whether the memory gate wants a host reading at `now`: LOW work is pending — `low`
+    /// (the caller knows of some: being submitted, or held back by the engine) or LOW work
+    /// waiting in a lane — and it has no reading made at `now`. See the module docs.
+    #[inline]
     pub fn memory_due(&self, now: u64, low: bool) -> bool {
         (low || self.low_waiting()) && self.gate.last().is_none_or(|(at, _)| at != now)
     }

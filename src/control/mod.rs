@@ -558,9 +558,9 @@ impl Controller {
         verdict
     }
 
-    /// How a call let through by [`Controller::breaker_enter`] ended. A rate limit also backs
-    /// off the key's adaptive limit (if it has one); nothing else changes limits, since the call
-    /// held no slot.
+    /// How a call let through by [`Controller::breaker_enter`] ended. A backoff signal — a rate
+    /// limit, an upstream error or a timeout (`LimitCause`) — also backs off the key's adaptive
+    /// limit, if it has one; a success raises no limit, since the call held no slot.
     pub fn breaker_exit(&mut self, now: u64, key: KeyId, probe: bool, outcome: Outcome) {
         let jitter = self.rng.f64();
         self.adapt_key(now, key, outcome);
@@ -758,11 +758,14 @@ impl Controller {
         (lane, key)
     }
 
-    /// Whether LOW work waits in any lane.
-    fn low_waiting(&self) -> bool {
-        self.lanes
-            .iter()
-            .any(|l| l.queued[Priority::Low.index()] > 0)
+    /// Whether LOW work waits in any lane (nothing waiting, the common case: one load).
+    #[inline]
+    pub(crate) fn low_waiting(&self) -> bool {
+        self.waiting() != 0
+            && self
+                .lanes
+                .iter()
+                .any(|l| l.queued[Priority::Low.index()] > 0)
     }
 
     fn lane_has_room(&self, lane: usize) -> bool {

@@ -251,17 +251,18 @@ impl Engine {
         now: u64,
     ) -> Result<(Self, Restored), Error> {
         let store = crate::store::Store::replay(export, head)?;
-        Self::restore_fenced(config, seed, store, now, |_| 0)
+        Self::restore_fenced(config, seed, store, now, None, |_| 0)
     }
 
     /// [`Engine::restore`] from a store replayed from a verified journal, taking a
     /// fencing epoch above `epoch_floor(origin)` as well as above the journal's (see
-    /// `TaskTable::restore`).
+    /// `TaskTable::restore`). `memory`, a reading made at `now`, decides the restored LOW work.
     pub fn restore_fenced(
         config: &Config,
         seed: u64,
         store: crate::store::Store,
         now: u64,
+        memory: Option<crate::host::MemoryReading>,
         epoch_floor: impl FnOnce([u8; 16]) -> u64,
     ) -> Result<(Self, Restored), Error> {
         let (tasks, restored) = TaskTable::from_store(
@@ -273,6 +274,9 @@ impl Engine {
         )?;
         let mut o = Self::with_table(config, seed, tasks);
         o.clock = now;
+        if let Some(reading) = memory {
+            o.observe_memory(now, reading);
+        }
         for record in o.tasks.all() {
             if !record.state.is_settled() {
                 for dep in &record.spec.depends_on {

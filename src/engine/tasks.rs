@@ -41,7 +41,7 @@ use rustc_hash::FxHashMap;
 use crate::config::{DEFAULT_MEMORY_BUDGET, RetentionConfig};
 use crate::error::Error;
 use crate::host::SessionId;
-use crate::ids::TaskId;
+use crate::ids::{Priority, TaskId};
 use crate::store::{Head, Store, meta_key, task_key};
 
 use super::task::{TaskRecord, TaskSpec, TaskState, decode_spec, decode_state, is_legal};
@@ -70,6 +70,11 @@ pub(crate) fn spec_key(task: TaskId) -> Vec<u8> {
     k.push(b's');
     k.extend_from_slice(&task.get().to_be_bytes());
     k
+}
+
+/// Whether `record` is LOW work accepted and not admitted.
+fn low_queued(record: &TaskRecord) -> bool {
+    record.spec.priority == Priority::Low && record.state == TaskState::Queued
 }
 
 #[inline(never)]
@@ -132,6 +137,8 @@ pub struct TaskTable {
     settled: VecDeque<Kept>,
     settled_bytes: u64,
     counts: Counts,
+    /// LOW tasks queued: a memory reading is due before deciding them (`Engine::memory_due`).
+    low_queued: u32,
     /// Bytes of every task held (spec, state, overhead).
     bytes: u64,
     epoch: u64,
@@ -166,6 +173,7 @@ impl TaskTable {
             settled: VecDeque::new(),
             settled_bytes: 0,
             counts: Counts::default(),
+            low_queued: 0,
             bytes: 0,
             epoch: 0,
             origin,
@@ -322,6 +330,7 @@ impl TaskTable {
         self.bytes += bytes;
         self.pin(id, &record.spec.depends_on);
         self.counts.by_state[0] += 1;
+        self.low_queued += u32::from(record.spec.priority == Priority::Low);
         self.maybe_checkpoint();
         Ok((id, true))
     }
@@ -369,6 +378,12 @@ impl TaskTable {
     /// Every task held, in id order, with prompts left empty (see [`TaskTable::get_brief`]).
     pub fn all_brief(&self) -> Vec<TaskRecord> {
         self.scan_records(TaskRecord::decode_brief)
+    }
+
+    /// LOW tasks queued: accepted and not admitted (waiting in line, on a dependency, in a
+    /// deque, or to be sent again).
+    pub fn low_queued(&self) -> u32 {
+        self.low_queued
     }
 
     /// The state of `task`, without its spec (no prompt is copied).
@@ -598,6 +613,7 @@ impl TaskTable {
                 (record.encode_spec().len() + record.encode_state().len()) as u64 + TASK_OVERHEAD;
             table.bytes += bytes;
             table.counts.by_state[record.state.tag() as usize] += 1;
+            table.low_queued += u32::from(low_queued(&record));
             if record.state.is_settled() {
                 settled.push((record.updated_ms, record.id.get(), bytes));
             } else {
@@ -701,6 +717,11 @@ impl TaskTable {
             self.counts.by_state[tag as usize] -= 1;
         }
         self.counts.by_state[record.state.tag() as usize] += 1;
+        if record.spec.priority == Priority::Low {
+            let was = old_tag == Some(super::task::TaskPhase::Queued as u8);
+            self.low_queued =
+                (self.low_queued + u32::from(low_queued(record))).saturating_sub(u32::from(was));
+        }
         if record.state.is_settled() {
             if let Some(deps) = self.open.remove(&record.id) {
                 self.unpin(record.id, deps);

@@ -553,6 +553,161 @@ test("memory: read only when the engine asks — before deciding LOW work, once 
   await rejectsCode(disposing.run(() => "never", { priority: "low" }), "DISPOSED");
 });
 
+/** A server and engine whose host counts memory() reads (and when they happen). */
+function counted(options = {}, config = { lanes: { worker: 1 } }) {
+  const server = new FakeServer(options);
+  const host = server.host();
+  const readsAt = [];
+  const read = host.memory;
+  host.memory = () => (readsAt.push(server.now()), read());
+  const engine = server.attach(new Engine(host, config));
+  readsAt.length = 0;
+  return { server, engine, readsAt };
+}
+
+test("memory: a LOW task sent again after a 429 is decided on a fresh reading at its redispatch tick", async () => {
+  let first = true;
+  const tooMany = (text) => (text === "low, rate limited" && first ? ((first = false), { status: 429 }) : null);
+  const { server, engine, readsAt } = counted({ fail: tooMany, retryAfterMs: 1_000 });
+  let requeuedAt;
+  let queued = 0;
+  engine.on("task", (e) => e.state === "queued" && ++queued === 2 && (requeuedAt = server.now()));
+  const id = engine.delegate({ agent: "worker", prompt: "low, rate limited", priority: "low" });
+  for (let i = 0; i < 300 && requeuedAt === undefined; i++) await server.advance(100);
+  assert.ok(requeuedAt !== undefined, "the 429 sent it back to the queue");
+  server.memoryUsed = 950;
+  await server.advance(1_000);
+  assert.ok(readsAt.includes(requeuedAt + 1_000), `the redispatch tick read (${readsAt})`);
+  assert.equal(engine.status(id).state, "queued", "refused at 95 %");
+  await server.advance(15_000); // past the stale age of any reading: each retry reads again
+  assert.equal(engine.status(id).state, "queued", "still refused while memory stays high");
+  server.memoryUsed = 100;
+  await server.advance(10_000);
+  assert.equal(engine.status(id).state, "succeeded");
+  engine.dispose();
+});
+
+// Each call that may free a slot for queued LOW work reads memory first (once per ms).
+test("memory: a tick's reading closes the gate on queued LOW work before a slot frees", async () => {
+  // LOW work queued behind a task that ends at its deadline (the timer frees its slot).
+  {
+    const { server, engine, readsAt } = counted({ hang: (text) => text === "holds the lane" });
+    engine.delegate({ agent: "worker", prompt: "holds the lane", deadlineMs: 5_000 });
+    await server.advance(100);
+    const low = engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
+    assert.equal(engine.status(low).state, "queued");
+    server.memoryUsed = 950;
+    const before = readsAt.length;
+    await server.advance(5_000);
+    assert.ok(readsAt.length > before, "the ticks read");
+    assert.equal(engine.status(low).state, "queued", "the tick's reading closed the gate on it");
+    engine.dispose();
+  }
+});
+
+test("memory: the answers and events that end a turn read before its slot goes to queued LOW work", async () => {
+  {
+    const { server, engine, readsAt } = counted();
+    const busy = engine.delegate({ agent: "worker", prompt: "holds the lane" });
+    await server.advance(100);
+    const low = engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
+    server.memoryUsed = 950;
+    const before = readsAt.length;
+    await server.advance(4_000);
+    assert.equal(engine.status(busy).state, "succeeded");
+    assert.ok(readsAt.length > before, "the answers and events read");
+    assert.equal(engine.status(low).state, "queued", "not admitted on the old low reading");
+    engine.dispose();
+  }
+});
+
+test("memory: a cancel reads before the slot it frees goes to queued LOW work", async () => {
+  {
+    const { server, engine } = counted({ hang: () => true });
+    const busy = engine.delegate({ agent: "worker", prompt: "holds the lane" });
+    await server.advance(100);
+    const low = engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
+    server.memoryUsed = 950;
+    await server.advance(5); // a later ms: the reading made at submission does not stand
+    engine.cancel(busy);
+    await server.advance(0);
+    assert.equal(engine.status(low).state, "queued", "the cancel read before the slot went to it");
+    engine.dispose();
+  }
+});
+
+test("memory: a runEnd reads (on a fresh clock) before the slot it frees goes to queued LOW work", async () => {
+  {
+    const { server, engine } = counted();
+    let end;
+    const running = engine.run(() => new Promise((r) => (end = r)), { lane: "worker" });
+    await server.advance(0);
+    const low = engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
+    server.memoryUsed = 950;
+    await server.advance(5); // a later ms: the reading made at submission does not stand
+    end("done");
+    assert.equal(await running, "done");
+    assert.equal(engine.status(low).state, "queued", "runEnd read before the slot went to it");
+    engine.dispose();
+  }
+});
+
+test("memory: Engine.restore decides the restored LOW work on the constructor's reading", async () => {
+  const { server, engine } = counted({ hang: () => true });
+  engine.delegate({ agent: "worker", prompt: "holds the lane" });
+  await server.advance(100);
+  const low = engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
+  const journal = engine.journalExport();
+  const head = engine.journalHead();
+  engine.dispose();
+  server.memoryUsed = 950;
+  const restored = server.attach(Engine.restore(journal, head, server.host(), { lanes: { worker: 2 } }));
+  assert.equal(restored.status(low).state, "queued", "refused at 95 %, with a free slot");
+  restored.dispose();
+});
+
+test("memory: a host memory() that disposes the engine stops the call that asked for it", async () => {
+  const hostile = (disposeWhen) => {
+    const server = new FakeServer({ hang: (text) => text === "holds the lane" });
+    const host = server.host();
+    let engine;
+    const setTimer = host.setTimer;
+    host.setTimer = (fn, ms) => setTimer(() => ((server.inTick = true), fn(), (server.inTick = false)), ms);
+    host.memory = () => (disposeWhen(server) && engine?.dispose(), { used: 1, limit: 10 });
+    engine = server.attach(new Engine(host, { lanes: { worker: 1 } }));
+    return { server, engine };
+  };
+  // delegate: the LOW submission's reading disposes it.
+  let armed = false;
+  const d = hostile(() => armed);
+  armed = true;
+  throwsCode(() => d.engine.delegate({ agent: "worker", prompt: "low", priority: "low" }), "DISPOSED");
+  // The tick: LOW work waits, the timer's reading disposes the engine; nothing more is done.
+  armed = false;
+  const t = hostile((server) => armed && server.inTick);
+  t.engine.delegate({ agent: "worker", prompt: "holds the lane" });
+  await t.server.advance(100);
+  t.engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
+  const calls = t.server.turns.ok + t.server.turns.hung;
+  armed = true;
+  t.server.attach(null); // a disposed engine hears no more events
+  await t.server.advance(60_000);
+  assert.equal(t.server.turns.ok + t.server.turns.hung, calls, "no work started after dispose");
+  throwsCode(() => t.engine.status(1), "DISPOSED");
+  // cancel and hostEvent: LOW work pending, the reading disposes the engine.
+  for (const call of [(e, busy) => e.cancel(busy), (e) => e.hostEvent({ type: "session.idle", properties: { sessionID: "ses_x" } })]) {
+    armed = false;
+    const c = hostile(() => armed);
+    const busy = c.engine.delegate({ agent: "worker", prompt: "holds the lane" });
+    await c.server.advance(100);
+    c.engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
+    await c.server.advance(5); // a later ms: a reading is due again
+    c.server.attach(null);
+    armed = true;
+    throwsCode(() => call(c.engine, busy), "DISPOSED");
+  }
+});
+
 test("stats covers lanes, keys, gate, pool, tasks, runs and journal", async () => {
   const { server, engine } = setup();
   engine.delegate({ agent: "worker", prompt: "x", model: "p/m" });

@@ -115,26 +115,51 @@ impl Engine {
         self.controller.observe_memory(now, reading);
     }
 
-    /// Whether the engine wants a host memory reading before it moves on at `now` (a timer
-    /// tick): while LOW work waits, whose admission the memory gate decides, unless it has a
-    /// reading made at `now`. The driver reads the host's memory then, and only then, and
-    /// feeds it with [`Engine::observe_memory`] before [`Engine::tick`].
+    /// Whether the engine wants a host memory reading before the call the driver is about to
+    /// make at `now`. The one rule for memory readings, stated here: **a fresh reading (at
+    /// most one per ms) before any decision that could admit LOW work.** Every call that moves the
+    /// engine can admit LOW work while some is pending — [`Engine::tick`] (a LOW task sent
+    /// again after a 429, a retry, or a refusal of the gate goes back in line there),
+    /// [`Engine::on_answer`], [`Engine::on_event`], [`Engine::cancel`], [`Engine::join`],
+    /// [`Engine::run_end`] and every submission (a freed slot admits queued work, a success unblocks dependents) —
+    /// so the driver asks before each, reads the host's memory when told to, and feeds it with
+    /// [`Engine::observe_memory`] first ([`Engine::restore_fenced`] takes a reading for the
+    /// restored LOW work it queues). LOW work is pending while a LOW task is queued
+    /// (accepted, not admitted: in line, on a dependency, in a deque, or waiting to be sent
+    /// again) or a LOW run task waits: two counts, so with none the answer is two loads.
+    #[inline]
     pub fn memory_due(&self, now: u64) -> bool {
-        self.controller.memory_due(now, false)
+        self.memory_due_with(now, false)
     }
 
     /// [`Engine::memory_due`] before submitting `specs` at `now`: also when one of them is LOW
     /// work (the gate decides whether it is refused).
     pub fn memory_due_for(&self, now: u64, specs: &[TaskSpec]) -> bool {
         let low = specs.iter().any(|s| s.priority == Priority::Low);
-        self.controller.memory_due(now, low)
+        self.memory_due_with(now, low)
     }
 
-    /// [`Engine::memory_due`] before submitting the run task `request` at `now`: only LOW work
-    /// asks (what run's common case, other priorities, never pays for).
+    /// [`Engine::memory_due`] before submitting the run task `request` at `now`: also when it
+    /// is LOW work. (Any submission may admit LOW work waiting in its lane.)
     #[inline]
     pub fn run_memory_due(&self, now: u64, request: &RunRequest) -> bool {
-        request.priority == Priority::Low && self.controller.memory_due(now, true)
+        self.memory_due_with(now, request.priority == Priority::Low)
+    }
+
+    /// Whether LOW work is accepted and not admitted (see [`Engine::memory_due`]). The run
+    /// path, which passes no fresh time for most work, reads the clock first when this (or
+    /// its own work being LOW) says a decision on LOW work may come: a reading "once per ms"
+    /// is only as fresh as the ms it is compared with.
+    #[inline]
+    pub fn low_pending(&self) -> bool {
+        self.tasks.low_queued() != 0 || self.controller.low_waiting()
+    }
+
+    /// The rule, with `low` saying the call itself brings LOW work.
+    #[inline]
+    fn memory_due_with(&self, now: u64, low: bool) -> bool {
+        let pending = low || self.tasks.low_queued() != 0;
+        self.controller.memory_due(now, pending)
     }
 
     /// A call guarded by `key`'s breaker alone (no lane, no slot): whether it may go at `now` —

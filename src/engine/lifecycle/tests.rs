@@ -12,6 +12,9 @@ struct Sim {
     host: FakeHost,
     /// When each session was last prompted (host time of sending).
     prompted: std::collections::HashMap<SessionId, u64>,
+    /// When the host's memory was read: only when the engine asked, before the call it asked
+    /// for (as the bindings do).
+    reads: Vec<u64>,
 }
 
 impl Sim {
@@ -26,6 +29,15 @@ impl Sim {
             o: Engine::new(&config, seed),
             host,
             prompted: std::collections::HashMap::new(),
+            reads: Vec::new(),
+        }
+    }
+
+    /// Reads the host's memory into the engine if it wants a reading at `now` (`due`).
+    fn feed(&mut self, now: u64, due: bool) {
+        if due {
+            self.o.observe_memory(now, self.host.memory().unwrap());
+            self.reads.push(now);
         }
     }
 
@@ -34,7 +46,9 @@ impl Sim {
     }
 
     fn submit(&mut self, spec: TaskSpec) -> TaskId {
-        let id = self.o.submit(self.now(), spec).unwrap();
+        let now = self.now();
+        self.feed(now, self.o.memory_due_for(now, std::slice::from_ref(&spec)));
+        let id = self.o.submit(now, spec).unwrap();
         self.flush();
         id
     }
@@ -62,6 +76,7 @@ impl Sim {
                 .max(now);
             for d in self.host.advance(next - now) {
                 let t = self.now();
+                self.feed(t, self.o.memory_due(t));
                 match d {
                     Delivery::Answer(call, outcome) => self.o.on_answer(t, call, outcome).unwrap(),
                     Delivery::Event(e) => self.o.on_event(t, e).unwrap(),
@@ -69,6 +84,7 @@ impl Sim {
                 self.flush();
             }
             let t = self.now();
+            self.feed(t, self.o.memory_due(t));
             self.o.tick(t).unwrap();
             self.flush();
             if t >= until {
@@ -1145,4 +1161,70 @@ fn a_429_storm_lowers_the_lane_limit_as_typed_events_and_calm_work_raises_it_bac
         s.o.take_limit_events().is_empty(),
         "each change is taken once"
     );
+}
+
+/// A NORMAL task `a`, and a LOW task depending on it, submitted on a low reading; then the
+/// host's memory rises to 95 % (read at once when `observed`, else not yet) and runs until
+/// `a` succeeded.
+fn low_dependent_after_memory_rose(seed: u64, observed: bool) -> (Sim, TaskId) {
+    let mut s = Sim::new(seed, quick());
+    let a = s.submit(spec());
+    let mut low = spec();
+    low.priority = Priority::Low;
+    low.depends_on = vec![a];
+    let b = s.submit(low);
+    assert_eq!(s.reads, [0], "the LOW submission read once");
+    let high = crate::host::MemoryReading::new(950, 1_000).unwrap();
+    s.host.set_memory(high);
+    if observed {
+        s.o.observe_memory(0, high);
+    }
+    while !matches!(s.state(a), TaskState::Succeeded { .. }) {
+        let t = s.now() + 100;
+        s.run_until(t);
+    }
+    assert!(
+        s.now() < 10_000,
+        "`a` ended while the first reading was fresh"
+    );
+    (s, b)
+}
+
+#[test]
+fn a_success_that_unblocks_low_work_is_decided_on_a_fresh_reading() {
+    let (s, b) = low_dependent_after_memory_rose(31, false);
+    assert_eq!(
+        s.state(b),
+        TaskState::Queued,
+        "refused by the gate, not admitted"
+    );
+    assert!(
+        s.o.live[&b].retry_at.is_some(),
+        "it asks again after REQUEUE_MS"
+    );
+    assert!(
+        s.reads.len() > 1,
+        "the answers read while `b` waited: {:?}",
+        s.reads
+    );
+}
+
+#[test]
+fn a_low_task_the_gate_refused_asks_for_a_reading_at_each_retry_and_stays_refused() {
+    let (mut s, b) = low_dependent_after_memory_rose(32, true);
+    let refused = s.o.live[&b].retry_at.expect("refused at enqueue") - REQUEUE_MS;
+    // Each re-enqueue tick (every second) reads; past 10 s the first high reading would be
+    // stale and the gate open, were it not read again.
+    s.run_until(refused + 11 * REQUEUE_MS);
+    for k in 1..=11 {
+        let at = refused + k * REQUEUE_MS;
+        assert!(s.reads.contains(&at), "no reading at +{k} s: {:?}", s.reads);
+    }
+    assert_eq!(s.state(b), TaskState::Queued, "still refused at 95 %");
+    // Memory falls: the next retry reads it and the task goes.
+    s.host
+        .set_memory(crate::host::MemoryReading::new(100, 1_000).unwrap());
+    s.run_until(refused + 13 * REQUEUE_MS);
+    assert_ne!(s.state(b), TaskState::Queued, "admitted on the low reading");
+    assert_eq!(s.o.tasks().low_queued(), 0, "no LOW task queued any more");
 }
