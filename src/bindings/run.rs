@@ -15,7 +15,6 @@ use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
 use crate::error::Error;
-use crate::host::Host;
 use crate::ids::{Priority, RunId};
 
 #[wasm_bindgen(module = "/src/bindings/run.js")]
@@ -80,11 +79,18 @@ pub(super) fn index_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> u32 {
 /// what does not fit stays on the engine's ready list, and a full buffer tells run.js to
 /// ask for the rest (`runDrain`) once it has read it. So no ready slot is lost, at any count.
 pub(super) fn write_ready(inner: &Inner, o: &mut Engine) -> u32 {
-    let mut buffer = inner.run_buffer.borrow_mut();
     if o.run_ready_len() == 0 {
         // Nothing to add (a run ending with nobody waiting): the count as it is.
-        return buffer.first().copied().unwrap_or(0);
+        return inner.run_buffer.borrow().first().copied().unwrap_or(0);
     }
+    append_ready(inner, o)
+}
+
+/// `write_ready`'s work when slots are ready: one copy, out of line, for its five callers
+/// (the check before it is the run path's common case and stays inline).
+#[inline(never)]
+fn append_ready(inner: &Inner, o: &mut Engine) -> u32 {
+    let mut buffer = inner.run_buffer.borrow_mut();
     let Some((count, slots)) = buffer
         .get_mut(..RUN_BUFFER)
         .and_then(|b| b.split_first_mut())
@@ -192,13 +198,16 @@ impl JsEngine {
         self.keep_error(begin(), u32::MAX)
     }
 
-    /// Before a run submission that may decide on LOW work (it is LOW, or LOW work is pending;
-    /// rare on this path): the clock read afresh, and the memory reading the engine asks for
-    /// (`Engine::memory_due`'s rule), taken with no borrow held, for the host may call back in.
-    /// Returns the time to decide at; fails when the host's `memory()` disposed the engine.
+    /// Before a run submission that may decide on LOW work (it is LOW, or LOW work is pending):
+    /// the memory reading the engine asks for (`Engine::memory_due`'s rule), taken with no
+    /// borrow held, for the host may call back in. The time is the call's own (run.js passes a
+    /// fresh one only where it needs one, else the last reading stands): the run path reads no
+    /// clock per run — a host call per LOW run made priority and slot benchmarks 2–3× slower —
+    /// so a reading here is at most one per clock reading the engine has seen, and the timer,
+    /// which reads the clock, asks for one while LOW work waits. Returns the time to decide at;
+    /// fails when the host's `memory()` disposed the engine.
     #[inline(never)]
     fn fresh_reading(&self, now: u64, request: &RunRequest) -> Result<u64, JsValue> {
-        let now = self.inner.host.now_ms().unwrap_or(now);
         if self.inner.core.borrow().run_memory_due(now, request) {
             observe_memory(&self.inner, now);
             self.live()?;
@@ -260,11 +269,10 @@ impl JsEngine {
         if self.live().is_err() {
             return 0;
         }
-        let mut now = self.inner.host.observe_now(f64::NAN);
+        let now = self.inner.host.observe_now(f64::NAN);
         if self.inner.core.borrow().low_pending() {
-            // Lending may admit LOW children: a fresh clock and the reading the engine asks
-            // for (see `Engine::memory_due`), as at `runEnd`.
-            now = self.inner.host.now_ms().unwrap_or(now);
+            // Lending may admit LOW children: the reading the engine asks for (see
+            // `Engine::memory_due`), at the last clock reading, as at `runEnd`.
             if memory_if_due(&self.inner, now).is_err() {
                 return 0;
             }
@@ -428,14 +436,13 @@ impl JsEngine {
         now: f64,
     ) -> Result<u32, JsValue> {
         self.live()?;
-        let mut now = self.inner.host.observe_now(now);
+        let now = self.inner.host.observe_now(now);
         let (ready, busy) = {
             let mut o = self.inner.core.borrow_mut();
             if o.low_pending() {
-                // The slot this frees may admit LOW work (rare here): on a fresh clock, the
-                // reading the engine asks for.
+                // The slot this frees may admit LOW work: the reading the engine asks for, at
+                // the call's time (see `fresh_reading` for why no clock is read here).
                 drop(o);
-                now = self.inner.host.now_ms().unwrap_or(now);
                 js(memory_if_due(&self.inner, now))?;
                 o = self.inner.core.borrow_mut();
             }

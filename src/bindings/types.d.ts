@@ -18,7 +18,8 @@ export interface ForemanHost {
    * fresh reading (at most one per ms) before any decision that could admit LOW work — so
    * while LOW work is submitted or pending (queued, waiting on a dependency, or to be sent
    * again), before each timer tick, host answer, bus event, `delegate`, `cancel`, `join`, `run`
-   * and end of a `run` task; with no LOW work pending, never. Besides, by `stats()` and once
+   * and end of a `run` task (at the clock reading the engine last saw: `run` reads no clock per
+   * run); with no LOW work pending, never. Besides, by `stats()` and once
    * by the constructor (a check). One that disposes the engine stops the call that asked. */
   memory(): { used: number; limit: number };
   /** Creates a session; answers with its id (or a Session object with `id`). */

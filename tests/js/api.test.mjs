@@ -636,15 +636,19 @@ test("memory: a cancel reads before the slot it frees goes to queued LOW work", 
   }
 });
 
-test("memory: a runEnd reads (on a fresh clock) before the slot it frees goes to queued LOW work", async () => {
+test("memory: a runEnd decides queued LOW work on the engine's latest reading (the run path reads no clock of its own)", async () => {
   {
-    const { server, engine } = counted();
+    const { server, engine, readsAt } = counted();
     let end;
     const running = engine.run(() => new Promise((r) => (end = r)), { lane: "worker" });
     await server.advance(0);
     const low = engine.delegate({ agent: "worker", prompt: "low", priority: "low" });
     server.memoryUsed = 950;
     await server.advance(5); // a later ms: the reading made at submission does not stand
+    const before = readsAt.length;
+    // A call that reads the clock (a submission, while LOW work is pending) takes the reading.
+    engine.delegate({ agent: "planner", prompt: "elsewhere" });
+    assert.ok(readsAt.length > before, "the submission read memory");
     end("done");
     assert.equal(await running, "done");
     assert.equal(engine.status(low).state, "queued", "runEnd read before the slot went to it");

@@ -147,9 +147,10 @@ impl Engine {
     }
 
     /// Whether LOW work is accepted and not admitted (see [`Engine::memory_due`]). The run
-    /// path, which passes no fresh time for most work, reads the clock first when this (or
-    /// its own work being LOW) says a decision on LOW work may come: a reading "once per ms"
-    /// is only as fresh as the ms it is compared with.
+    /// path asks this before [`Engine::run_memory_due`]; it passes no fresh time for most
+    /// work and reads no clock per run (a host call per run is its whole cost again), so there
+    /// a reading "once per ms" is once per clock reading the engine has seen, and the timer,
+    /// which reads the clock, refreshes both while LOW work waits.
     #[inline]
     pub fn low_pending(&self) -> bool {
         self.tasks.low_queued() != 0 || self.controller.low_waiting()
