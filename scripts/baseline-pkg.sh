@@ -48,13 +48,14 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qF " $want"; then
   exit 2
 fi
 
-# One cargo target dir for every baseline commit: the dependencies compile once. The source
-# paths are renamed as in `make build`.
+# A cargo target dir of the commit's own. A shared one looked the same to cargo for every
+# commit — the source paths are renamed as in `make build`, and `git archive` stamps files with
+# the commit's time, older than the last build — so a second commit got the first one's .wasm.
 (cd "$dir/tree" && cargo fetch --quiet)
 flags="${RUSTFLAGS:-} $(scripts/remap-flags.sh)"
 (
   cd "$dir/tree"
-  RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir/../cargo" \
+  RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir/cargo" \
     wasm-pack --log-level warn build --target web --release --mode no-install --out-dir "$dir/pkg.part" >&2
 )
 mv "$dir/pkg.part" "$dir/pkg"

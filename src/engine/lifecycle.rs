@@ -254,9 +254,8 @@ impl Engine {
         Self::restore_fenced(config, seed, store, now, None, |_| 0)
     }
 
-    /// [`Engine::restore`] from a store replayed from a verified journal, taking a
-    /// fencing epoch above `epoch_floor(origin)` as well as above the journal's (see
-    /// `TaskTable::restore`). `memory`, a reading made at `now`, decides the restored LOW work.
+    /// [`Engine::restore`] from a verified replayed store: fencing epoch above `epoch_floor`'s
+    /// and the journal's (`TaskTable::restore`); `memory` (read at `now`) decides LOW work.
     pub fn restore_fenced(
         config: &Config,
         seed: u64,
@@ -750,8 +749,7 @@ impl Engine {
     /// Ends a running run task with how its work went; frees its permit for the next.
     pub fn run_end(&mut self, now: u64, slot: RunId, outcome: Outcome) -> Result<(), Error> {
         if self.runs.is_nested(slot) {
-            // Before the slot is taken: the call passes integers only, and the plain path
-            // below stays a leaf that saves no more registers than it did.
+            // Integers only, before the slot is taken: the plain path stays a lean leaf.
             return self.run_end_nested(now, slot, outcome);
         }
         let ended = self
@@ -883,8 +881,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether host requests, task events, limit changes or parent runs resumed are waiting
-    /// to be taken.
+    /// Whether requests, task events, limit changes or resumed parent runs wait to be taken.
     pub fn has_output(&self) -> bool {
         !self.outbox.is_empty()
             || !self.events.is_empty()
