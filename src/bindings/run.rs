@@ -202,8 +202,8 @@ impl JsEngine {
     /// the memory reading the engine asks for (`Engine::memory_due`'s rule), taken with no
     /// borrow held, for the host may call back in. The time is the call's own (run.js passes a
     /// fresh one only where it needs one, else the last reading stands): the run path reads no
-    /// clock per run — a host call per LOW run made priority and slot benchmarks 2–3× slower —
-    /// so a reading here is at most one per clock reading the engine has seen, and the timer,
+    /// clock per run (a host call costs about what the rest of a run does in wasm), so a
+    /// reading here is at most one per clock reading the engine has seen, and the timer,
     /// which reads the clock, asks for one while LOW work waits. Returns the time to decide at;
     /// fails when the host's `memory()` disposed the engine.
     #[inline(never)]

@@ -148,7 +148,7 @@ impl Engine {
 
     /// Whether LOW work is accepted and not admitted (see [`Engine::memory_due`]). The run
     /// path asks this before [`Engine::run_memory_due`]; it passes no fresh time for most
-    /// work and reads no clock per run (a host call per run is its whole cost again), so there
+    /// work and reads no clock per run (a host call costs about what the rest of it does), so there
     /// a reading "once per ms" is once per clock reading the engine has seen, and the timer,
     /// which reads the clock, refreshes both while LOW work waits.
     #[inline]
