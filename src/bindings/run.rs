@@ -3,7 +3,7 @@
 //! (`runBegin`, `runEnd`) — and read the slots made ready from a buffer in wasm memory. None of
 //! them is part of the typed API.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefMut};
 
 use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
@@ -173,15 +173,10 @@ impl JsEngine {
     ) -> u32 {
         let begin = || -> Result<u32, JsValue> {
             self.live()?;
-            let mut now = self.inner.host.observe_now(now);
+            let now = self.inner.host.observe_now(now);
             let (slot, timer) = {
-                let mut o = self.inner.core.borrow_mut();
-                let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
-                if request.priority == Priority::Low || o.low_pending() {
-                    drop(o);
-                    now = self.fresh_reading(now, &request)?;
-                    o = self.inner.core.borrow_mut();
-                }
+                let (mut o, request) =
+                    self.run_start(now, lane, key, priority, fail_fast, deadline_ms)?;
                 let slot = js(o.run_submit(now, request))?;
                 let (slot, waits) = if o.take_run_ready_alone(slot) {
                     (slot.get() | RUN_ALONE, false)
@@ -198,21 +193,43 @@ impl JsEngine {
         self.keep_error(begin(), u32::MAX)
     }
 
-    /// Before a run submission that may decide on LOW work (it is LOW, or LOW work is pending):
-    /// the memory reading the engine asks for (`Engine::memory_due`'s rule), taken with no
-    /// borrow held, for the host may call back in. The time is the call's own (run.js passes a
-    /// fresh one only where it needs one, else the last reading stands): the run path reads no
-    /// clock per run (a host call costs about what the rest of a run does in wasm), so a
-    /// reading here is at most one per clock reading the engine has seen, and the timer,
-    /// which reads the clock, asks for one while LOW work waits. Returns the time to decide at;
-    /// fails when the host's `memory()` disposed the engine.
+    /// What `runBegin` and `runChild` start with: the run's options from run.js's integers and
+    /// the engine, borrowed. A run that may decide on LOW work (it is LOW, or LOW work is
+    /// pending) first gets the memory reading the engine asks for (`Engine::memory_due`'s
+    /// rule), taken with no borrow held, for the host may call back in: at the call's own time
+    /// (run.js passes a fresh one only where it needs one, else the last reading stands). The
+    /// run path reads no clock per run (a host call costs about what the rest of a run does in
+    /// wasm), so a reading here is at most one per clock reading the engine has seen, and the
+    /// timer, which reads the clock, asks for one while LOW work waits. Fails when the host's
+    /// `memory()` disposed the engine.
+    #[inline(always)]
+    fn run_start(
+        &self,
+        now: u64,
+        lane: u32,
+        key: u32,
+        priority: u32,
+        fail_fast: u32,
+        deadline_ms: f64,
+    ) -> Result<(RefMut<'_, Engine>, RunRequest), JsValue> {
+        let o = self.inner.core.borrow_mut();
+        let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
+        if request.priority != Priority::Low && !o.low_pending() {
+            return Ok((o, request));
+        }
+        drop(o);
+        self.memory_for_run(now, &request)?;
+        Ok((self.inner.core.borrow_mut(), request))
+    }
+
+    /// `run_start`'s rare part, out of line.
     #[inline(never)]
-    fn fresh_reading(&self, now: u64, request: &RunRequest) -> Result<u64, JsValue> {
+    fn memory_for_run(&self, now: u64, request: &RunRequest) -> Result<(), JsValue> {
         if self.inner.core.borrow().run_memory_due(now, request) {
             observe_memory(&self.inner, now);
             self.live()?;
         }
-        Ok(now)
+        Ok(())
     }
 
     /// Queues a run task that is a child of run `parent` (a run id; see
@@ -233,15 +250,10 @@ impl JsEngine {
     ) -> u32 {
         let begin = || -> Result<u32, JsValue> {
             self.live()?;
-            let mut now = self.inner.host.observe_now(now);
+            let now = self.inner.host.observe_now(now);
             let (slot, timer, busy) = {
-                let mut o = self.inner.core.borrow_mut();
-                let request = self.run_request(&o, lane, key, priority, fail_fast, deadline_ms);
-                if request.priority == Priority::Low || o.low_pending() {
-                    drop(o);
-                    now = self.fresh_reading(now, &request)?;
-                    o = self.inner.core.borrow_mut();
-                }
+                let (mut o, request) =
+                    self.run_start(now, lane, key, priority, fail_fast, deadline_ms)?;
                 let slot = js(o.run_submit_child(now, request, RunId::from_raw(parent)))?;
                 let waits = write_ready(&self.inner, &mut o) == 0;
                 (
