@@ -193,7 +193,7 @@ class RunState {
     cells[at + FN] = null; // started
     let result;
     try {
-      result = fn(new RunContext(this, id));
+      result = fn(context(this, id));
     } catch (error) {
       this.finish(at, false, error);
       return;
@@ -256,7 +256,7 @@ class RunState {
   direct(slot, fn) {
     let result;
     try {
-      result = fn(new RunContext(this, slot));
+      result = fn(context(this, slot));
     } catch (error) {
       this.end(slot, false, error);
       return Promise.reject(error);
@@ -293,7 +293,7 @@ class RunState {
     }
   }
 
-  /** Parent run `id` has its slot back (or ended): its joins go on (see `RunContext`). */
+  /** Parent run `id` has its slot back (or ended): its joins go on (see `join`). */
   resumed(id) {
     const waiters = this.resumers.get(id);
     if (waiters === undefined) return;
@@ -551,70 +551,68 @@ function run(fn, o) {
   return promise;
 }
 
-let startChild; // `run`'s child path, set by RunContext (it reads a context's private fields)
+/**
+ * What `run` passes to its function: the run's context (`RunContext` in types.d.ts). A plain
+ * object literal, made per run: V8 allocates a literal cheaply wherever it is called from, while
+ * `new` of a class (or a literal with symbol keys) at the megamorphic call site `start` becomes
+ * costly once a process has run varied work (measured: P5's slot of 5 went from ~0.5 to ~1.8
+ * µs a use, with a third of the time in the garbage collector). Its `_`-fields are internal.
+ */
+function context(state, id) {
+  return { run: childRun, join, _state: state, _id: id, _kids: undefined };
+}
 
-/** What `run` passes to its function: the run's context (`RunContext` in types.d.ts). */
-class RunContext {
-  #state;
-  #id;
-  #kids = undefined;
-
-  constructor(state, id) {
-    this.#state = state;
-    this.#id = id;
+/** `ctx.run(fn, opts)`: `engine.run(fn, { ...opts, parent: ctx })`. */
+function childRun(fn, o) {
+  const engine = this._state.engine;
+  if (o === undefined) return engine.run(fn, { parent: this });
+  if (o === null || typeof o !== "object" || isArray(o)) return bad("options", "must be a plain object");
+  let copy;
+  try {
+    copy = { ...o };
+  } catch (error) {
+    return Promise.reject(error); // a getter or proxy of the caller's that throws
   }
+  if (copy.parent !== undefined && copy.parent !== this) return bad("options.parent", "ctx.run starts a child of ctx itself: leave parent out");
+  copy.parent = this;
+  return engine.run(fn, copy);
+}
 
-  run(fn, o) {
-    const engine = this.#state.engine;
-    if (o === undefined) return engine.run(fn, { parent: this });
-    if (o === null || typeof o !== "object" || isArray(o)) return bad("options", "must be a plain object");
-    let copy;
-    try {
-      copy = { ...o };
-    } catch (error) {
-      return Promise.reject(error); // a getter or proxy of the caller's that throws
+/** `ctx.join(promises)`: lends the run's slot to those children until they settle. */
+function join(promises) {
+  const state = this._state;
+  if (state.gone) return Promise.reject(foremanError("DISPOSED", "the engine was disposed"));
+  if (!isArray(promises)) return bad("promises", "must be an array of promises this run's children returned");
+  const list = [], ids = [];
+  try {
+    for (let i = 0; i < promises.length; i++) {
+      const p = promises[i];
+      const id = this._kids?.get(p);
+      if (id === undefined) return bad(`promises[${i}]`, "not a promise of a child this run started");
+      list.push(p);
+      ids.push(id);
     }
-    if (copy.parent !== undefined && copy.parent !== this) return bad("options.parent", "ctx.run starts a child of ctx itself: leave parent out");
-    copy.parent = this;
-    return engine.run(fn, copy);
+  } catch (error) {
+    return Promise.reject(error); // a proxy of the caller's that throws
   }
+  // Parked first: a child may end (and the run be resumed) inside runJoin.
+  let waiter, back = new Promise((resolve, reject) => state.park(this._id, (waiter = [resolve, reject]), true));
+  if (state.engine.runJoin(this._id, ids) !== 1) back = state.park(this._id, waiter, false);
+  return then.call(Promise.all([Promise.allSettled(list), back]), ([results]) => values(results));
+}
 
-  join(promises) {
-    const state = this.#state;
-    if (state.gone) return Promise.reject(foremanError("DISPOSED", "the engine was disposed"));
-    if (!isArray(promises)) return bad("promises", "must be an array of promises this run's children returned");
-    const list = [], ids = [];
-    try {
-      for (let i = 0; i < promises.length; i++) {
-        const p = promises[i];
-        const id = this.#kids?.get(p);
-        if (id === undefined) return bad(`promises[${i}]`, "not a promise of a child this run started");
-        list.push(p);
-        ids.push(id);
-      }
-    } catch (error) {
-      return Promise.reject(error); // a proxy of the caller's that throws
-    }
-    // Parked first: a child may end (and the run be resumed) inside runJoin.
-    let waiter, back = new Promise((resolve, reject) => state.park(this.#id, (waiter = [resolve, reject]), true));
-    if (state.engine.runJoin(this.#id, ids) !== 1) back = state.park(this.#id, waiter, false);
-    return then.call(Promise.all([Promise.allSettled(list), back]), ([results]) => values(results));
+/** `run`'s child path: `fn` as a child of context `ctx` (checked to be one of this engine's). */
+function startChild(engine, state, fn, ctx, lane, key, priority, failFast, deadline) {
+  if (ctx === null || typeof ctx !== "object" || ctx.join !== join || ctx._state !== state) {
+    return bad("options.parent", "must be the context a run of this engine passed to its function");
   }
-
-  static {
-    startChild = (engine, state, fn, ctx, lane, key, priority, failFast, deadline) => {
-      if (ctx === null || typeof ctx !== "object" || !(#state in ctx) || ctx.#state !== state) {
-        return bad("options.parent", "must be the context a run of this engine passed to its function");
-      }
-      const now = (key !== 0 && state.breakerNotClosed()) || priority === 2 || deadline !== 0 ? state.now() : NaN;
-      const slot = engine.runChild(ctx.#id, lane, key, priority, failFast, deadline, now);
-      if (slot === 0xffffffff) return Promise.reject(engine.runError());
-      const promise = state.hold(fn, slot, false);
-      (ctx.#kids ??= new Map()).set(promise, slot);
-      state.collect();
-      return promise;
-    };
-  }
+  const now = (key !== 0 && state.breakerNotClosed()) || priority === 2 || deadline !== 0 ? state.now() : NaN;
+  const slot = engine.runChild(ctx._id, lane, key, priority, failFast, deadline, now);
+  if (slot === 0xffffffff) return Promise.reject(engine.runError());
+  const promise = state.hold(fn, slot, false);
+  (ctx._kids ??= new Map()).set(promise, slot);
+  state.collect();
+  return promise;
 }
 
 /** `ctx.join`'s result: the values in order, or the first rejection in order. */
