@@ -331,6 +331,7 @@ impl Controller {
     /// the task never enters a queue (no node, no scan); otherwise it waits as with `submit_to`.
     /// Refusals are the same. Waiters of other lanes are not looked at: a submit never makes
     /// one admissible (releases and time do, and those call `admit`).
+    #[inline]
     pub fn submit_or_admit(
         &mut self,
         now: u64,
@@ -340,7 +341,7 @@ impl Controller {
         priority: Priority,
         fail_fast: bool,
     ) -> Result<Submitted, Error> {
-        if let Some(permit) = self.try_admit(now, work, lane_id, key_id, priority) {
+        if let Some(permit) = self.admit_at_once(now, work, lane_id, key_id, priority) {
             return Ok(Submitted::Admitted(permit));
         }
         self.submit_to(now, work, lane_id, key_id, priority, fail_fast)

@@ -19,6 +19,20 @@ impl Controller {
         key_id: Option<KeyId>,
         priority: Priority,
     ) -> Option<Permit> {
+        self.admit_at_once(now, work, lane_id, key_id, priority)
+    }
+
+    /// [`Controller::try_admit`]'s body, inlined into `submit_or_admit`: on the run path a
+    /// call that returns a permit through memory costs more than the check itself.
+    #[inline(always)]
+    pub(super) fn admit_at_once(
+        &mut self,
+        now: u64,
+        work: Work,
+        lane_id: LaneId,
+        key_id: Option<KeyId>,
+        priority: Priority,
+    ) -> Option<Permit> {
         self.collect_releases();
         let (lane, key) = self.resolve(lane_id, key_id);
         let verdict = self.slot_verdict(now, lane, key, priority, false, false)?;
@@ -107,7 +121,7 @@ impl Controller {
     /// the gate is closed. On its own slot (`lent` false) the lane must have room and nothing
     /// queued; on a lent slot the lane is already counted. A limited key must have room unless
     /// `key_covered` (a lender on the slot counts that key), when only its breaker decides.
-    #[inline]
+    #[inline(always)]
     fn slot_verdict(
         &self,
         now: u64,

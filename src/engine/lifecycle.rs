@@ -714,6 +714,7 @@ impl Engine {
     /// Queues a run task (see the `runs` module); it may be ready at once
     /// ([`Engine::drain_run_ready`]). Refusals are the controller's (`MEMORY_PRESSURE`,
     /// `BREAKER_OPEN`, `QUEUE_FULL`) and queue nothing.
+    #[inline]
     pub fn run_submit(&mut self, now: u64, request: RunRequest) -> Result<RunId, Error> {
         let deadline = request.deadline_ms.map(|ms| (now.saturating_add(ms), ms));
         let controller = &mut self.controller;
