@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{class_of, set, to_js};
 use super::events::after;
-use super::timer::{arm_at_most, memory_if_due, observe_memory};
+use super::timer::{arm_at_most, memory_if_due, memory_when};
 use super::{Inner, JsEngine, js};
 use crate::control::{KeyId, Outcome};
 use crate::engine::lifecycle::{Engine, RunRequest};
@@ -225,11 +225,9 @@ impl JsEngine {
     /// `run_start`'s rare part, out of line.
     #[inline(never)]
     fn memory_for_run(&self, now: u64, request: &RunRequest) -> Result<(), JsValue> {
-        if self.inner.core.borrow().run_memory_due(now, request) {
-            observe_memory(&self.inner, now);
-            self.live()?;
-        }
-        Ok(())
+        js(memory_when(&self.inner, now, |o| {
+            o.run_memory_due(now, request)
+        }))
     }
 
     /// Queues a run task that is a child of run `parent` (a run id; see

@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use super::convert::get;
 use super::events::after;
 use super::{Inner, convert, fenced};
+use crate::Engine;
 use crate::error::Error;
 use crate::host::Host;
 
@@ -164,7 +165,17 @@ pub(super) fn observe_memory(inner: &Inner, now: u64) {
 /// rule: `Engine::memory_due`). `DISPOSED` when the host's `memory()` disposed the engine
 /// meanwhile: the caller then does nothing more.
 pub(super) fn memory_if_due(inner: &Inner, now: u64) -> Result<(), Error> {
-    if inner.core.borrow().memory_due(now) {
+    memory_when(inner, now, |o| o.memory_due(now))
+}
+
+/// [`memory_if_due`] with the engine's question given (`due`, e.g. `Engine::run_memory_due`
+/// for one run): a reading when it says so, taken with no borrow held.
+pub(super) fn memory_when(
+    inner: &Inner,
+    now: u64,
+    due: impl FnOnce(&Engine) -> bool,
+) -> Result<(), Error> {
+    if due(&inner.core.borrow()) {
         observe_memory(inner, now);
         if inner.disposed.get() {
             return Err(Error::Disposed);
