@@ -62,12 +62,14 @@ export class HostCallError extends Error {
 }
 
 /** Bytes in use by this process and the budget: the container's limit when there is one,
- * else the machine's memory. */
+ * else the machine's memory. The resident set alone (`memoryUsage.rss()`), not
+ * `memoryUsage()`, which also gathers the JS heap's statistics: the engine asks for a reading
+ * before each decision that could admit LOW work, up to one a millisecond. */
 export function memoryReading(): { used: number; limit: number } {
   const total = totalmem();
   const constrained = typeof constrainedMemory === "function" ? constrainedMemory() : 0;
   const limit = constrained && constrained > 0 && constrained < total ? constrained : total;
-  return { used: memoryUsage().rss, limit };
+  return { used: memoryUsage.rss(), limit };
 }
 
 /** What the host needs to know from the rest of the plugin. */
