@@ -3,7 +3,7 @@ use super::*;
 use crate::config::ConfigInput;
 use crate::control::{LimitCause, LimitScope};
 use crate::host::{Delivery, FakeHost, Host, PromptProfile};
-use crate::ids::Priority;
+use crate::ids::{Priority, RunId};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
