@@ -341,7 +341,7 @@ impl Controller {
         priority: Priority,
         fail_fast: bool,
     ) -> Result<Submitted, Error> {
-        if let Some(permit) = self.admit_at_once(now, work, lane_id, key_id, priority) {
+        if let Some(permit) = self.try_admit(now, work, lane_id, key_id, priority) {
             return Ok(Submitted::Admitted(permit));
         }
         self.submit_to(now, work, lane_id, key_id, priority, fail_fast)

@@ -10,22 +10,11 @@ impl Controller {
     /// once: nothing waits in its lane, the lane and the key (if limited) have room, the
     /// breaker lets it through and, for LOW work, the gate is open. `None` otherwise. The
     /// executor's idle slots take their deques' work through it, so queued work keeps its
-    /// turn before deque work of the same lane.
-    pub fn try_admit(
-        &mut self,
-        now: u64,
-        work: Work,
-        lane_id: LaneId,
-        key_id: Option<KeyId>,
-        priority: Priority,
-    ) -> Option<Permit> {
-        self.admit_at_once(now, work, lane_id, key_id, priority)
-    }
-
-    /// [`Controller::try_admit`]'s body, inlined into `submit_or_admit`: on the run path a
-    /// call that returns a permit through memory costs more than the check itself.
+    /// turn before deque work of the same lane. Always inlined: on the run path (through
+    /// `submit_or_admit`) a call that returns a permit through memory costs more than the
+    /// check itself (P6).
     #[inline(always)]
-    pub(super) fn admit_at_once(
+    pub fn try_admit(
         &mut self,
         now: u64,
         work: Work,
