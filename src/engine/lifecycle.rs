@@ -542,7 +542,7 @@ impl Engine {
                         HostOutcome::Failed(f) => f.retry_after_ms,
                         _ => None,
                     };
-                    self.fail_or_retry(now, task, class, describe(&outcome), wait)?;
+                    self.fail_or_retry(now, task, class, describe(&outcome), wait, false)?;
                 }
             }
             (CallFor::LastMessage(task), outcome) => {
@@ -1267,8 +1267,14 @@ impl Engine {
                         .unwrap_or_else(|| "aborted".into());
                     self.settle(now, task, TaskState::Cancelled { reason })
                 } else {
+                    // The turn is over: a follow-up sent again continues its conversation, and
+                    // must tell its own reply from this one.
+                    let keep = self.in_conversation(task, &session);
+                    if keep {
+                        self.pool.replied(&session, message.created_wall_ms);
+                    }
                     let message = error.to_string();
-                    self.fail_or_retry(now, task, class, message, error.retry_after_ms())
+                    self.fail_or_retry(now, task, class, message, error.retry_after_ms(), keep)
                 }
             }
         }
@@ -1303,6 +1309,7 @@ impl Engine {
                 FailureClass::Timeout,
                 "deadline passed".into(),
                 None,
+                false, // its turn may still run: the session is aborted
             );
         }
         self.settle(now, task, TaskState::TimedOut)
@@ -1404,6 +1411,16 @@ impl Engine {
                 self.by_session.remove(&session);
             }
         }
+    }
+
+    /// Whether `task` runs in `session` as a follow-up in its predecessor's session: the
+    /// conversation it continues, which a retry must not lose.
+    fn in_conversation(&self, task: TaskId, session: &SessionId) -> bool {
+        self.tasks
+            .get_brief(task)
+            .and_then(|r| r.spec.follow_up_of)
+            .and_then(|p| self.tasks.get_brief(p))
+            .is_some_and(|p| p.state.session() == Some(session))
     }
 
     /// An abort answered (or gave up on): the session's turn ended by now at the latest, so

@@ -2,8 +2,10 @@
 //!
 //! One retry layer (OpenCode already retried inside the session): a turn that ended rate
 //! limited is re-dispatched by default, after the provider's Retry-After, in a fresh session;
-//! an upstream failure or a timeout only when the task asked for `retries`. A failFast task
-//! queued for a model whose breaker opens fails instead of waiting for the probe.
+//! an upstream failure or a timeout only when the task asked for `retries`. A follow-up whose
+//! turn ended with the error is the exception: it is sent again in its conversation's session,
+//! which holds what the follow-up continues (a fresh one would not). A failFast task queued for
+//! a model whose breaker opens fails instead of waiting for the probe.
 
 use super::{Engine, Live, RATE_LIMIT_REDISPATCHES};
 use crate::control::{Outcome, Verdict};
@@ -21,10 +23,13 @@ impl Engine {
     /// - upstream or timeout: only when the task asked for `retries` (OpenCode already retried);
     /// - anything else: failed.
     ///
-    /// Either way the permit goes back at once (a task waiting to be sent again holds no slot)
-    /// and the session is released as failed, so the pool aborts it: the next attempt runs in a
+    /// Either way the permit goes back at once (a task waiting to be sent again holds no slot).
+    /// The session is released as failed, so the pool aborts it: the next attempt runs in a
     /// fresh session, and each session's transcript holds its prompt once, with the error that
-    /// ended it or the answer.
+    /// ended it or the answer. Unless `keep_session` (a follow-up whose turn ended with the
+    /// error, idle in its conversation's session; see `Engine::in_conversation`) and it is sent
+    /// again: then the session is parked for it, and the next attempt continues the conversation
+    /// (its transcript holds the failed prompt with its error, then the prompt again).
     pub(super) fn fail_or_retry(
         &mut self,
         now: u64,
@@ -32,6 +37,7 @@ impl Engine {
         class: FailureClass,
         message: String,
         retry_after_ms: Option<u64>,
+        keep_session: bool,
     ) -> Result<(), Error> {
         let Some(record) = self.tasks.get(task) else {
             return Ok(());
@@ -54,7 +60,7 @@ impl Engine {
         let Some((delay, rate_limited)) = delay else {
             return self.settle(now, task, TaskState::Failed { class, message });
         };
-        self.release(now, task, Outcome::Failed(class), false);
+        self.release(now, task, Outcome::Failed(class), keep_session);
         self.transition(now, task, TaskState::Queued)?;
         if let Some(l) = self.live.get_mut(&task) {
             *l = Live {

@@ -1094,6 +1094,87 @@ fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
 }
 
 #[test]
+fn a_rate_limited_follow_up_is_sent_again_in_its_conversation_and_tells_its_reply_from_the_error() {
+    let mut o = Engine::new(&Config::default(), 1);
+    let s = SessionId("ses_1".into());
+    let t = 1_700_000_000_000;
+    let first = o.submit(t, spec()).unwrap();
+    answer_all(&mut o, t, &mut |op| match op {
+        HostOp::CreateSession { .. } => Some(HostOutcome::Ok(HostReply::SessionCreated(s.clone()))),
+        _ => None,
+    });
+    answer_all(&mut o, t, &mut |_| Some(HostOutcome::Ok(HostReply::Done)));
+    o.on_event(t + 100, HostEvent::Busy(s.clone())).unwrap();
+    o.on_event(t + 2_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 2_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
+        _ => None,
+    });
+    let mut follow = spec();
+    follow.follow_up_of = Some(first);
+    let second = o.submit(t + 3_000, follow).unwrap();
+    let prompted_in = |o: &mut Engine, now: u64| {
+        let mut to = Vec::new();
+        answer_all(o, now, &mut |op| match op {
+            HostOp::Prompt { session, .. } => {
+                to.push(session.clone());
+                Some(HostOutcome::Ok(HostReply::Done))
+            }
+            HostOp::Abort { session } => panic!("{session:?} aborted: the conversation is lost"),
+            _ => None,
+        });
+        to
+    };
+    assert_eq!(prompted_in(&mut o, t + 3_000), vec![s.clone()]);
+    o.on_event(t + 3_100, HostEvent::Busy(s.clone())).unwrap();
+    o.on_event(t + 4_000, HostEvent::Idle(s.clone())).unwrap();
+    // The turn ends in APIError 429 after OpenCode's own retries: sent again after 1 s.
+    let limited = HostOutcome::Ok(HostReply::Message(Some(crate::host::AssistantMessage {
+        created_ms: t + 3_200,
+        created_wall_ms: t + 3_200,
+        completed_ms: Some(t + 3_900),
+        finish: None,
+        error: Some(crate::host::MessageError::Api {
+            status: Some(429),
+            message: "rate limited".into(),
+            retry_after_ms: Some(1_000),
+        }),
+        text: String::new(),
+    })));
+    answer_all(&mut o, t + 4_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(limited.clone()),
+        _ => None,
+    });
+    assert_eq!(o.tasks().get(second).unwrap().state, TaskState::Queued);
+    assert!(prompted_in(&mut o, t + 4_000).is_empty());
+    o.tick(t + 5_100).unwrap();
+    assert_eq!(
+        prompted_in(&mut o, t + 5_100),
+        vec![s.clone()],
+        "sent again in the session that holds the conversation"
+    );
+    o.on_event(t + 5_200, HostEvent::Busy(s.clone())).unwrap();
+    o.on_event(t + 6_000, HostEvent::Idle(s.clone())).unwrap();
+    // The error that ended the first attempt is not this attempt's reply.
+    answer_all(&mut o, t + 6_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(limited.clone()),
+        _ => None,
+    });
+    assert!(!o.tasks().get(second).unwrap().state.is_settled());
+    o.on_event(t + 7_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 7_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 5_300, t + 5_300, "second")),
+        _ => None,
+    });
+    match o.tasks().get(second).unwrap().state {
+        TaskState::Succeeded { session, text } => {
+            assert_eq!((session, text.as_str()), (s, "second"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_429_storm_lowers_the_lane_limit_as_typed_events_and_calm_work_raises_it_back() {
     let mut s = Sim::new(
         5,
