@@ -23,8 +23,10 @@
 // Faults for a whole provider, set while the server runs: `setFault({ status, probability,
 // headers, models })` makes requests (of `models`, default all) answer `status` with
 // `probability` (default 1) and the given response headers (e.g. `{ "retry-after": "1" }`), until
-// `setFault(null)`. Each request's log entry records the status it was answered with.
+// `setFault(null)`. Which requests a probability below 1 hits follows `seed` (default 1), so a
+// failing run can be replayed. Each request's log entry records the status it was answered with.
 import { createServer } from "node:http";
+import { rng } from "../js/seeded.mjs";
 
 function chunk(id, delta, finish = null) {
   return { id, object: "chat.completion.chunk", created: 0, model: "fake-model", choices: [{ index: 0, delta, finish_reason: finish }] };
@@ -79,6 +81,7 @@ export async function startFakeModel(options = {}) {
   const peak = {};
   let n = 0;
   let fault = null;
+  let draw = () => 0; // uniform in [0, 1), seeded by setFault
   const server = createServer((req, res) => {
     let raw = "";
     req.on("data", (d) => (raw += d));
@@ -106,7 +109,7 @@ export async function startFakeModel(options = {}) {
       };
       res.on("close", () => finish("closed")); // no-op after a normal end
       const id = `chatcmpl-${entry.seq}`;
-      const faulted = fault && (!fault.models || fault.models.includes(model)) && Math.random() < (fault.probability ?? 1);
+      const faulted = fault && (!fault.models || fault.models.includes(model)) && draw() < (fault.probability ?? 1);
       const reply = faulted ? { status: fault.status, headers: fault.headers ?? {} } : decide(body, options);
       const usage = { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 };
       if (reply.status) {
@@ -161,6 +164,8 @@ export async function startFakeModel(options = {}) {
     /** Sets (or with `null` clears) a provider-wide fault: see the header comment. */
     setFault(f) {
       fault = f;
+      const next = rng(f?.seed ?? 1);
+      draw = () => next(1_000_000) / 1_000_000;
     },
     /** Forgets the peaks, so a test measures only its own requests. */
     resetPeaks() {
