@@ -166,7 +166,8 @@ pub struct Engine {
     probing: bool,
     /// When the last probe was started.
     last_probe: Option<u64>,
-    /// The stamp of the reply a success is about to be journaled with (see `judge`).
+    /// The stamp of the reply a success (or a follow-up's requeue in its conversation, see
+    /// `fail_or_retry`) is about to be journaled with.
     reply_note: Option<(SessionId, u64)>,
     /// The host has no `sessionStatuses`: suspects are checked one by one.
     no_statuses: bool,
@@ -542,7 +543,7 @@ impl Engine {
                         HostOutcome::Failed(f) => f.retry_after_ms,
                         _ => None,
                     };
-                    self.fail_or_retry(now, task, class, describe(&outcome), wait, false)?;
+                    self.fail_or_retry(now, task, class, describe(&outcome), wait, None)?;
                 }
             }
             (CallFor::LastMessage(task), outcome) => {
@@ -869,8 +870,10 @@ impl Engine {
 
     fn transition(&mut self, now: u64, task: TaskId, to: TaskState) -> Result<(), Error> {
         let phase = to.phase();
+        // The last reply's stamp goes with a success, or with the requeue of a follow-up sent
+        // again in its conversation (`fail_or_retry`).
         let reply = match &to {
-            TaskState::Succeeded { .. } => self.reply_note.take(),
+            TaskState::Succeeded { .. } | TaskState::Queued => self.reply_note.take(),
             _ => None,
         };
         self.tasks
@@ -1269,12 +1272,11 @@ impl Engine {
                 } else {
                     // The turn is over: a follow-up sent again continues its conversation, and
                     // must tell its own reply from this one.
-                    let keep = self.in_conversation(task, &session);
-                    if keep {
-                        self.pool.replied(&session, message.created_wall_ms);
-                    }
+                    let kept = self
+                        .in_conversation(task, &session)
+                        .then_some(message.created_wall_ms);
                     let message = error.to_string();
-                    self.fail_or_retry(now, task, class, message, error.retry_after_ms(), keep)
+                    self.fail_or_retry(now, task, class, message, error.retry_after_ms(), kept)
                 }
             }
         }
@@ -1309,7 +1311,7 @@ impl Engine {
                 FailureClass::Timeout,
                 "deadline passed".into(),
                 None,
-                false, // its turn may still run: the session is aborted
+                None, // its turn may still run: the session is aborted
             );
         }
         self.settle(now, task, TaskState::TimedOut)

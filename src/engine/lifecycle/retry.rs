@@ -26,10 +26,16 @@ impl Engine {
     /// Either way the permit goes back at once (a task waiting to be sent again holds no slot).
     /// The session is released as failed, so the pool aborts it: the next attempt runs in a
     /// fresh session, and each session's transcript holds its prompt once, with the error that
-    /// ended it or the answer. Unless `keep_session` (a follow-up whose turn ended with the
-    /// error, idle in its conversation's session; see `Engine::in_conversation`) and it is sent
-    /// again: then the session is parked for it, and the next attempt continues the conversation
-    /// (its transcript holds the failed prompt with its error, then the prompt again).
+    /// ended it or the answer. Unless `kept` (a follow-up whose turn ended with the error, idle
+    /// in its conversation's session — see `Engine::in_conversation` — and the server's stamp
+    /// of that error) and it is sent again: then the session is parked for it, and the next
+    /// attempt continues the conversation (its transcript holds the failed prompt with its
+    /// error, then the prompt again). The error's stamp is the session's last reply from then
+    /// on, in the pool and journaled with the requeue, so that attempt — restored from the
+    /// journal or not — never takes the error for its own reply.
+    ///
+    /// A task the user cancelled whose turn failed before the abort landed settles cancelled:
+    /// it is never sent again.
     pub(super) fn fail_or_retry(
         &mut self,
         now: u64,
@@ -37,11 +43,14 @@ impl Engine {
         class: FailureClass,
         message: String,
         retry_after_ms: Option<u64>,
-        keep_session: bool,
+        kept: Option<u64>,
     ) -> Result<(), Error> {
         let Some(record) = self.tasks.get(task) else {
             return Ok(());
         };
+        if let Some(reason) = self.live.get(&task).and_then(|l| l.cancelling.clone()) {
+            return self.settle(now, task, TaskState::Cancelled { reason });
+        }
         let rate_limited = self.live.get(&task).map_or(0, |l| l.rate_limited);
         let delay = match class {
             FailureClass::RateLimited
@@ -60,7 +69,11 @@ impl Engine {
         let Some((delay, rate_limited)) = delay else {
             return self.settle(now, task, TaskState::Failed { class, message });
         };
-        self.release(now, task, Outcome::Failed(class), keep_session);
+        if let (Some(stamp), Some(session)) = (kept, record.state.session()) {
+            self.pool.replied(session, stamp);
+            self.reply_note = Some((session.clone(), stamp));
+        }
+        self.release(now, task, Outcome::Failed(class), kept.is_some());
         self.transition(now, task, TaskState::Queued)?;
         if let Some(l) = self.live.get_mut(&task) {
             *l = Live {

@@ -1093,11 +1093,43 @@ fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
     }
 }
 
-#[test]
-fn a_rate_limited_follow_up_is_sent_again_in_its_conversation_and_tells_its_reply_from_the_error() {
+/// The prompts `o` asks for now, answered; an abort of a session fails the test (the
+/// conversation it holds would be lost).
+fn prompted_in(o: &mut Engine, now: u64) -> Vec<SessionId> {
+    let mut to = Vec::new();
+    answer_all(o, now, &mut |op| match op {
+        HostOp::Prompt { session, .. } => {
+            to.push(session.clone());
+            Some(HostOutcome::Ok(HostReply::Done))
+        }
+        HostOp::Abort { session } => panic!("{session:?} aborted: the conversation is lost"),
+        _ => None,
+    });
+    to
+}
+
+/// A turn that ended in APIError 429 (retry-after 1 s) after OpenCode's own retries, written
+/// by the server at `at`.
+fn rate_limited_reply(at: u64) -> HostOutcome {
+    HostOutcome::Ok(HostReply::Message(Some(crate::host::AssistantMessage {
+        created_ms: at,
+        created_wall_ms: at,
+        completed_ms: Some(at + 700),
+        finish: None,
+        error: Some(crate::host::MessageError::Api {
+            status: Some(429),
+            message: "rate limited".into(),
+            retry_after_ms: Some(1_000),
+        }),
+        text: String::new(),
+    })))
+}
+
+/// A task that succeeded in `ses_1` at `t`, then its follow-up there, busy from `t + 3_100`:
+/// (the engine, the session, the follow-up).
+fn follow_up_running(t: u64) -> (Engine, SessionId, TaskId) {
     let mut o = Engine::new(&Config::default(), 1);
     let s = SessionId("ses_1".into());
-    let t = 1_700_000_000_000;
     let first = o.submit(t, spec()).unwrap();
     answer_all(&mut o, t, &mut |op| match op {
         HostOp::CreateSession { .. } => Some(HostOutcome::Ok(HostReply::SessionCreated(s.clone()))),
@@ -1113,36 +1145,18 @@ fn a_rate_limited_follow_up_is_sent_again_in_its_conversation_and_tells_its_repl
     let mut follow = spec();
     follow.follow_up_of = Some(first);
     let second = o.submit(t + 3_000, follow).unwrap();
-    let prompted_in = |o: &mut Engine, now: u64| {
-        let mut to = Vec::new();
-        answer_all(o, now, &mut |op| match op {
-            HostOp::Prompt { session, .. } => {
-                to.push(session.clone());
-                Some(HostOutcome::Ok(HostReply::Done))
-            }
-            HostOp::Abort { session } => panic!("{session:?} aborted: the conversation is lost"),
-            _ => None,
-        });
-        to
-    };
     assert_eq!(prompted_in(&mut o, t + 3_000), vec![s.clone()]);
     o.on_event(t + 3_100, HostEvent::Busy(s.clone())).unwrap();
+    (o, s, second)
+}
+
+/// [`follow_up_running`], whose turn then ended in a 429 written at `t + 3_200` and was sent
+/// again in its session, busy again from `t + 5_200`.
+fn follow_up_sent_again(t: u64) -> (Engine, SessionId, TaskId) {
+    let (mut o, s, second) = follow_up_running(t);
     o.on_event(t + 4_000, HostEvent::Idle(s.clone())).unwrap();
-    // The turn ends in APIError 429 after OpenCode's own retries: sent again after 1 s.
-    let limited = HostOutcome::Ok(HostReply::Message(Some(crate::host::AssistantMessage {
-        created_ms: t + 3_200,
-        created_wall_ms: t + 3_200,
-        completed_ms: Some(t + 3_900),
-        finish: None,
-        error: Some(crate::host::MessageError::Api {
-            status: Some(429),
-            message: "rate limited".into(),
-            retry_after_ms: Some(1_000),
-        }),
-        text: String::new(),
-    })));
     answer_all(&mut o, t + 4_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(limited.clone()),
+        HostOp::LastAssistantMessage { .. } => Some(rate_limited_reply(t + 3_200)),
         _ => None,
     });
     assert_eq!(o.tasks().get(second).unwrap().state, TaskState::Queued);
@@ -1154,10 +1168,17 @@ fn a_rate_limited_follow_up_is_sent_again_in_its_conversation_and_tells_its_repl
         "sent again in the session that holds the conversation"
     );
     o.on_event(t + 5_200, HostEvent::Busy(s.clone())).unwrap();
+    (o, s, second)
+}
+
+#[test]
+fn a_rate_limited_follow_up_is_sent_again_in_its_conversation_and_tells_its_reply_from_the_error() {
+    let t = 1_700_000_000_000;
+    let (mut o, s, second) = follow_up_sent_again(t);
     o.on_event(t + 6_000, HostEvent::Idle(s.clone())).unwrap();
     // The error that ended the first attempt is not this attempt's reply.
     answer_all(&mut o, t + 6_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(limited.clone()),
+        HostOp::LastAssistantMessage { .. } => Some(rate_limited_reply(t + 3_200)),
         _ => None,
     });
     assert!(!o.tasks().get(second).unwrap().state.is_settled());
@@ -1172,6 +1193,75 @@ fn a_rate_limited_follow_up_is_sent_again_in_its_conversation_and_tells_its_repl
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_follow_up_sent_again_and_restored_from_the_journal_does_not_take_the_error_for_its_reply() {
+    let t = 1_700_000_000_000;
+    let (o, s, second) = follow_up_sent_again(t);
+    // The instance is lost while the second attempt runs; a new one restores from the journal
+    // and reads the session's last message: still the 429 of the first attempt.
+    let journal = o.tasks().store().journal().export(1);
+    let head = o.tasks().store().journal().head();
+    let (mut o, _) = Engine::restore(&Config::default(), 2, &journal, head, t + 5_500).unwrap();
+    answer_all(&mut o, t + 5_500, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(rate_limited_reply(t + 3_200)),
+        HostOp::Prompt { .. } => panic!("sent again after a restore: {op:?}"),
+        _ => None,
+    });
+    assert!(
+        matches!(
+            o.tasks().get(second).unwrap().state,
+            TaskState::Running { .. }
+        ),
+        "{:?}",
+        o.tasks().get(second).unwrap().state
+    );
+    // Its own reply, when its turn ends, is taken.
+    o.on_event(t + 7_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 7_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 5_300, t + 5_300, "second")),
+        HostOp::Prompt { .. } => panic!("sent again after a restore: {op:?}"),
+        _ => None,
+    });
+    match o.tasks().get(second).unwrap().state {
+        TaskState::Succeeded { text, .. } => assert_eq!(text, "second"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_cancelled_task_whose_turn_ends_rate_limited_before_the_abort_lands_is_not_sent_again() {
+    let t = 1_700_000_000_000;
+    let (mut o, s, second) = follow_up_running(t);
+    assert!(o.cancel(t + 3_500, second).unwrap());
+    // The abort is on its way; the turn ends in a 429 first.
+    let aborts: Vec<_> = o.take_requests();
+    assert!(aborts.iter().any(|r| matches!(r.op, HostOp::Abort { .. })));
+    o.on_event(t + 4_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 4_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(rate_limited_reply(t + 3_200)),
+        _ => None,
+    });
+    for r in aborts {
+        o.on_answer(t + 4_100, r.call, HostOutcome::Ok(HostReply::Done))
+            .unwrap();
+    }
+    o.tick(t + 10_000).unwrap();
+    let prompts = o
+        .take_requests()
+        .into_iter()
+        .filter(|r| matches!(r.op, HostOp::Prompt { .. }))
+        .count();
+    assert_eq!(prompts, 0, "a cancelled task is never sent again");
+    assert!(
+        matches!(
+            o.tasks().get(second).unwrap().state,
+            TaskState::Cancelled { .. }
+        ),
+        "{:?}",
+        o.tasks().get(second).unwrap().state
+    );
 }
 
 #[test]

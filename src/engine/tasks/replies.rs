@@ -1,7 +1,9 @@
 //! Replies recorded per session: the server's stamp of the reply that ended a session's last
 //! successful turn, journaled with the success as the session key's value (see
 //! `store::journal`), so a follow-up continuing the session — restored from the journal or not —
-//! tells its own reply from its predecessor's without comparing clocks.
+//! tells its own reply from its predecessor's without comparing clocks. A follow-up whose turn
+//! ended in an error and that is sent again in the same session records that error's stamp the
+//! same way, with its requeue.
 
 use super::{TaskTable, is_legal, session_key, truncate};
 use crate::engine::task::{TaskRecord, TaskState};
@@ -47,7 +49,7 @@ impl TaskTable {
         Ok(record)
     }
 
-    /// The server's stamp of the reply that ended `session`'s last successful turn, as recorded
+    /// The server's stamp of the reply that ended `session`'s last recorded turn, as recorded
     /// by [`TaskTable::transition_replied`], if any.
     pub fn reply_of(&self, session: &SessionId) -> Option<u64> {
         let snap = self.store.snapshot();
