@@ -1,5 +1,6 @@
 // Boundary helpers: reading arbitrary JavaScript values without letting their traps (proxies,
-// getters, thenables) escape into WebAssembly as exceptions. Imported by convert.rs and host.rs.
+// getters, thenables) escape into WebAssembly as exceptions, and the typed errors JavaScript
+// callers get. Imported by convert.rs, host.rs and run.js.
 
 const then = Promise.prototype.then;
 
@@ -102,4 +103,32 @@ export function readableBytes(value) {
   } catch {
     return false;
   }
+}
+
+/** A typed error (`name` ForemanError, a stable `code`), with `extra` fields. */
+export function foremanError(code, message, extra) {
+  const e = new Error(message);
+  e.name = "ForemanError";
+  e.code = code;
+  return Object.assign(e, extra);
+}
+
+/** `INVALID_INPUT` naming the field and why. */
+export function invalid(field, reason) {
+  return foremanError("INVALID_INPUT", `invalid input \`${field}\`: ${reason}`, { field });
+}
+
+/** [`invalid`], rejected. */
+export function bad(field, reason) {
+  return Promise.reject(invalid(field, reason));
+}
+
+/** `ctx.join`'s result: the values in order, or the first rejection in order. */
+export function values(results) {
+  const out = [];
+  for (const r of results) {
+    if (r.status === "rejected") throw r.reason;
+    out.push(r.value);
+  }
+  return out;
 }

@@ -8,7 +8,7 @@
 // is 0 or 1, never `true`/`false`): JavaScriptCore (Bun) converts anything else on a slow path
 // that costs ~50 ns per call, more than all of foreman's work for a task.
 
-import { isArray, promiseOf } from "./boundary.js";
+import { bad, foremanError, invalid, isArray, promiseOf, values } from "./boundary.js";
 
 const STATE = Symbol("foreman.run");
 // A slot's cells in `RunState.cells`: its work (a function while it waits, null once started
@@ -35,20 +35,9 @@ const then = Promise.prototype.then;
 const PRIORITY = { high: 0, normal: 1, low: 2 };
 const RUN_KEYS = new Set(["lane", "key", "priority", "deadlineMs", "failFast", "parent"]);
 
-function foremanError(code, message, extra) {
-  const e = new Error(message);
-  e.name = "ForemanError";
-  e.code = code;
-  return Object.assign(e, extra);
-}
-
 /** A lane or key name: a non-blank string of at most 256 characters. */
 function isName(value) {
   return typeof value === "string" && value.trim() !== "" && value.length <= 256;
-}
-
-function invalid(field, reason) {
-  return foremanError("INVALID_INPUT", `invalid input \`${field}\`: ${reason}`, { field });
 }
 
 /** One options object `run` checked: its five fields as they were, and what they said. */
@@ -138,6 +127,15 @@ class RunState {
     };
     this.view = new Uint32Array(this.memory.buffer, this.ptr, this.cap);
     this.flags = new Uint32Array(this.memory.buffer, this.ptr + 4 * this.cap, 1);
+  }
+
+  /** A context's `_state` stays out of `JSON.stringify(ctx)` and is one word in `console.log`. */
+  toJSON() {
+    return undefined;
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")]() {
+    return "[foreman run state]";
   }
 
   /** Whether some key's breaker is open or half-open (then a keyed call needs the time). */
@@ -442,10 +440,6 @@ function breaker(key) {
   return handle;
 }
 
-function bad(field, reason) {
-  return Promise.reject(invalid(field, reason));
-}
-
 function run(fn, o) {
   let state = this[STATE];
   if (state === undefined) {
@@ -562,8 +556,18 @@ function context(state, id) {
   return { run: childRun, join, _state: state, _id: id, _kids: undefined };
 }
 
+/** The run state of `ctx` when it has a context's shape (one `context` made), else undefined. */
+function stateOf(ctx) {
+  if (ctx === null || typeof ctx !== "object" || ctx.join !== join || typeof ctx._id !== "number") return undefined;
+  const state = ctx._state;
+  return state instanceof RunState && (ctx._kids === undefined || ctx._kids instanceof Map) ? state : undefined;
+}
+
+const detached = (what) => bad("ctx", `${what} must be called as a method of the context a run received`);
+
 /** `ctx.run(fn, opts)`: `engine.run(fn, { ...opts, parent: ctx })`. */
 function childRun(fn, o) {
+  if (stateOf(this) === undefined) return detached("ctx.run");
   const engine = this._state.engine;
   if (o === undefined) return engine.run(fn, { parent: this });
   if (o === null || typeof o !== "object" || isArray(o)) return bad("options", "must be a plain object");
@@ -580,7 +584,8 @@ function childRun(fn, o) {
 
 /** `ctx.join(promises)`: lends the run's slot to those children until they settle. */
 function join(promises) {
-  const state = this._state;
+  const state = stateOf(this);
+  if (state === undefined) return detached("ctx.join");
   if (state.gone) return Promise.reject(foremanError("DISPOSED", "the engine was disposed"));
   if (!isArray(promises)) return bad("promises", "must be an array of promises this run's children returned");
   const list = [], ids = [];
@@ -603,26 +608,24 @@ function join(promises) {
 
 /** `run`'s child path: `fn` as a child of context `ctx` (checked to be one of this engine's). */
 function startChild(engine, state, fn, ctx, lane, key, priority, failFast, deadline) {
-  if (ctx === null || typeof ctx !== "object" || ctx.join !== join || ctx._state !== state) {
+  if (stateOf(ctx) !== state) {
     return bad("options.parent", "must be the context a run of this engine passed to its function");
+  }
+  let kids = ctx._kids;
+  if (kids === undefined) {
+    try {
+      kids = ctx._kids = new Map(); // before the child exists: a frozen context starts none
+    } catch {
+      return bad("options.parent", "a frozen or sealed context cannot start children");
+    }
   }
   const now = (key !== 0 && state.breakerNotClosed()) || priority === 2 || deadline !== 0 ? state.now() : NaN;
   const slot = engine.runChild(ctx._id, lane, key, priority, failFast, deadline, now);
   if (slot === 0xffffffff) return Promise.reject(engine.runError());
   const promise = state.hold(fn, slot, false);
-  (ctx._kids ??= new Map()).set(promise, slot);
+  kids.set(promise, slot);
   state.collect();
   return promise;
-}
-
-/** `ctx.join`'s result: the values in order, or the first rejection in order. */
-function values(results) {
-  const out = [];
-  for (const r of results) {
-    if (r.status === "rejected") throw r.reason;
-    out.push(r.value);
-  }
-  return out;
 }
 
 // Placeholder engines with run state, kept for the module's life. Optimized code for `run`

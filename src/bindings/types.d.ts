@@ -197,7 +197,10 @@ export interface RunOptions {
   parent?: RunContext;
 }
 
-/** What `run` passes to its function: that run's context, for starting and joining children. */
+/** What `run` passes to its function: that run's context, for starting and joining children.
+ * A plain object made per run; call `run` and `join` as its methods (detached, or on a frozen
+ * context, they reject with INVALID_INPUT, field `ctx` or `options.parent`). Its `_`-prefixed
+ * fields are internal: a copy with them changed is not told apart from the context. */
 export interface RunContext {
   /** Starts a child of this run: `engine.run(fn, { ...options, parent: this })`. */
   run<T>(fn: (ctx: RunContext) => T | PromiseLike<T>, options?: Omit<RunOptions, "parent">): Promise<T>;

@@ -179,6 +179,24 @@ test("a child started after its parent ended is a plain run; bad parents and joi
   engine.dispose();
 });
 
+test("a frozen or detached context, or one with a broken id, gives typed errors and starts nothing", async () => {
+  const engine = new Engine(host(), { lanes: { w: 2 } });
+  let started = 0;
+  const work = () => { started++; return 1; };
+  await engine.run(async (ctx) => {
+    await assert.rejects(engine.run(work, { lane: "w", parent: Object.freeze(ctx) }), (e) => e.code === "INVALID_INPUT" && e.field === "options.parent");
+    await assert.rejects(ctx.run(work), (e) => e.code === "INVALID_INPUT" && e.field === "options.parent");
+    const { run, join } = ctx;
+    await assert.rejects(run(work), (e) => e.code === "INVALID_INPUT" && e.field === "ctx");
+    await assert.rejects(join([]), (e) => e.code === "INVALID_INPUT" && e.field === "ctx");
+    await assert.rejects(join.call({ ...ctx, _id: Symbol("id") }, []), (e) => e.code === "INVALID_INPUT" && e.field === "ctx");
+    assert.equal(JSON.stringify(ctx).includes("cells"), false, "the engine's run state stays out of JSON");
+  }, { lane: "w" });
+  await turns(5);
+  assert.equal(started, 0);
+  engine.dispose();
+});
+
 test("dispose rejects a join waiting for its slot with DISPOSED", async () => {
   const engine = new Engine(host(), { lanes: { w: 1 } });
   let joined;
