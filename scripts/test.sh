@@ -63,6 +63,10 @@ suite "wasm-bindgen-test (chrome)" cargo env WASM_BINDGEN_USE_BROWSER=1 CHROMEDR
 suite "wasm-bindgen-test (firefox)" cargo env WASM_BINDGEN_USE_BROWSER=1 GECKODRIVER="$(command -v geckodriver)" \
   wasm-pack test --mode no-install --headless --firefox
 step "plugin typecheck" bash -c 'cd plugin && node_modules/.bin/tsc -p .'
+# The .wasm `make build` made, against its budget (README, "Size of the .wasm").
+raw=$(wc -c < pkg/foreman_bg.wasm)
+gz=$(gzip -9 -c pkg/foreman_bg.wasm | wc -c)
+step ".wasm size: $raw B raw, $gz B gzip -9 (budget 350000 / 145000)" test "$raw" -le 350000 -a "$gz" -le 145000
 suite "plugin (bun test)" bun bash -c 'cd plugin && bun test'
 suite "JS API, fuzz, recovery drill, journal verifier, simulator (node --test)" node node --test tests/js/
 suite "demo page (node --test, headless chromium + firefox)" node node --test tests/browser/

@@ -1188,7 +1188,8 @@ impl Engine {
         // and the journal keep for the session (recorded with the success), not by times:
         // steps of either clock do not matter. A session with no such reply served no earlier
         // successful turn (a new task always gets an empty session, a retry a new one; only a
-        // success parks a session for a follow-up). Only a follow-up shown by its predecessor's
+        // success parks a session for a follow-up — and a follow-up's error for its retry, with
+        // the error's stamp, see `fail_or_retry`). Only a follow-up shown by its predecessor's
         // record to continue its session, restored from a journal with no reply recorded for it
         // (written before replies were recorded), compares times: its reply must be stamped at
         // or after the prompt and not after now, on the engine's clock, within the skew
@@ -1198,13 +1199,14 @@ impl Engine {
             .pool
             .reply(&session)
             .or_else(|| self.tasks.reply_of(&session));
-        let legacy = previous.is_none()
-            && self.live.get(&task).is_some_and(|l| l.restored)
-            && record
-                .spec
-                .follow_up_of
-                .and_then(|p| self.tasks.get_brief(p))
-                .is_some_and(|p| p.state.session() == Some(&session));
+        // A follow-up in its predecessor's session: the conversation it continues.
+        let conversation = record
+            .spec
+            .follow_up_of
+            .and_then(|p| self.tasks.state(p))
+            .is_some_and(|p| p.session() == Some(&session));
+        let legacy =
+            previous.is_none() && self.live.get(&task).is_some_and(|l| l.restored) && conversation;
         let own = |m: &crate::host::AssistantMessage| match previous {
             Some(stamp) => m.created_wall_ms != stamp,
             None if !legacy => true,
@@ -1272,9 +1274,7 @@ impl Engine {
                 } else {
                     // The turn is over: a follow-up sent again continues its conversation, and
                     // must tell its own reply from this one.
-                    let kept = self
-                        .in_conversation(task, &session)
-                        .then_some(message.created_wall_ms);
+                    let kept = conversation.then_some(message.created_wall_ms);
                     let message = error.to_string();
                     self.fail_or_retry(now, task, class, message, error.retry_after_ms(), kept)
                 }
@@ -1413,16 +1413,6 @@ impl Engine {
                 self.by_session.remove(&session);
             }
         }
-    }
-
-    /// Whether `task` runs in `session` as a follow-up in its predecessor's session: the
-    /// conversation it continues, which a retry must not lose.
-    fn in_conversation(&self, task: TaskId, session: &SessionId) -> bool {
-        self.tasks
-            .get_brief(task)
-            .and_then(|r| r.spec.follow_up_of)
-            .and_then(|p| self.tasks.get_brief(p))
-            .is_some_and(|p| p.state.session() == Some(session))
     }
 
     /// An abort answered (or gave up on): the session's turn ended by now at the latest, so

@@ -27,7 +27,7 @@ impl Engine {
     /// The session is released as failed, so the pool aborts it: the next attempt runs in a
     /// fresh session, and each session's transcript holds its prompt once, with the error that
     /// ended it or the answer. Unless `kept` (a follow-up whose turn ended with the error, idle
-    /// in its conversation's session — see `Engine::in_conversation` — and the server's stamp
+    /// in its conversation's session — its predecessor's session — and the server's stamp
     /// of that error) and it is sent again: then the session is parked for it, and the next
     /// attempt continues the conversation (its transcript holds the failed prompt with its
     /// error, then the prompt again). The error's stamp is the session's last reply from then
@@ -45,13 +45,16 @@ impl Engine {
         retry_after_ms: Option<u64>,
         kept: Option<u64>,
     ) -> Result<(), Error> {
-        let Some(record) = self.tasks.get(task) else {
+        let Some(record) = self.tasks.get_brief(task) else {
             return Ok(());
         };
-        if let Some(reason) = self.live.get(&task).and_then(|l| l.cancelling.clone()) {
+        let (rate_limited, cancelled) = self
+            .live
+            .get_mut(&task)
+            .map_or((0, None), |l| (l.rate_limited, l.cancelling.take()));
+        if let Some(reason) = cancelled {
             return self.settle(now, task, TaskState::Cancelled { reason });
         }
-        let rate_limited = self.live.get(&task).map_or(0, |l| l.rate_limited);
         let delay = match class {
             FailureClass::RateLimited
                 if rate_limited < RATE_LIMIT_REDISPATCHES.max(record.spec.retries) =>
