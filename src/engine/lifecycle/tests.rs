@@ -1035,11 +1035,11 @@ fn reply(created_ms: u64, created_wall_ms: u64, text: &str) -> HostOutcome {
     })))
 }
 
-#[test]
-fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
+/// A task prompted at `t` in a new session `ses_1`, busy from `t + 100`, idle at `t + 2_000`
+/// (its reply not read yet): (the engine, the session, the task).
+fn first_turn(t: u64) -> (Engine, SessionId, TaskId) {
     let mut o = Engine::new(&Config::default(), 1);
     let s = SessionId("ses_1".into());
-    let t = 1_700_000_000_000;
     let first = o.submit(t, spec()).unwrap();
     answer_all(&mut o, t, &mut |op| match op {
         HostOp::CreateSession { .. } => Some(HostOutcome::Ok(HostReply::SessionCreated(s.clone()))),
@@ -1048,6 +1048,13 @@ fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
     answer_all(&mut o, t, &mut |_| Some(HostOutcome::Ok(HostReply::Done)));
     o.on_event(t + 100, HostEvent::Busy(s.clone())).unwrap();
     o.on_event(t + 2_000, HostEvent::Idle(s.clone())).unwrap();
+    (o, s, first)
+}
+
+#[test]
+fn which_turn_wrote_a_reply_is_told_without_the_clocks() {
+    let t = 1_700_000_000_000;
+    let (mut o, s, first) = first_turn(t);
     // The server's clock was a day ahead when it wrote the reply; a task in a session of its own
     // takes its reply whatever the stamp says.
     let day = 86_400_000;
@@ -1128,16 +1135,7 @@ fn rate_limited_reply(at: u64) -> HostOutcome {
 /// A task that succeeded in `ses_1` at `t`, then its follow-up there, busy from `t + 3_100`:
 /// (the engine, the session, the follow-up).
 fn follow_up_running(t: u64) -> (Engine, SessionId, TaskId) {
-    let mut o = Engine::new(&Config::default(), 1);
-    let s = SessionId("ses_1".into());
-    let first = o.submit(t, spec()).unwrap();
-    answer_all(&mut o, t, &mut |op| match op {
-        HostOp::CreateSession { .. } => Some(HostOutcome::Ok(HostReply::SessionCreated(s.clone()))),
-        _ => None,
-    });
-    answer_all(&mut o, t, &mut |_| Some(HostOutcome::Ok(HostReply::Done)));
-    o.on_event(t + 100, HostEvent::Busy(s.clone())).unwrap();
-    o.on_event(t + 2_000, HostEvent::Idle(s.clone())).unwrap();
+    let (mut o, s, first) = first_turn(t);
     answer_all(&mut o, t + 2_000, &mut |op| match op {
         HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
         _ => None,
