@@ -567,8 +567,9 @@ const detached = (what) => bad("ctx", `${what} must be called as a method of the
 
 /** `ctx.run(fn, opts)`: `engine.run(fn, { ...opts, parent: ctx })`. */
 function childRun(fn, o) {
-  if (stateOf(this) === undefined) return detached("ctx.run");
-  const engine = this._state.engine;
+  const state = stateOf(this);
+  if (state === undefined) return detached("ctx.run");
+  const engine = state.engine;
   if (o === undefined) return engine.run(fn, { parent: this });
   if (o === null || typeof o !== "object" || isArray(o)) return bad("options", "must be a plain object");
   let copy;

@@ -280,12 +280,10 @@ impl JsEngine {
             return 0;
         }
         let now = self.inner.host.observe_now(f64::NAN);
-        if self.inner.core.borrow().low_pending() {
-            // Lending may admit LOW children: the reading the engine asks for (see
-            // `Engine::memory_due`), at the last clock reading, as at `runEnd`.
-            if memory_if_due(&self.inner, now).is_err() {
-                return 0;
-            }
+        // Lending may admit LOW children: the reading the engine asks for (see
+        // `Engine::memory_due`), at the last clock reading, as at `runEnd`.
+        if memory_if_due(&self.inner, now).is_err() {
+            return 0;
         }
         let children: Vec<RunId> = children.into_iter().map(RunId::from_raw).collect();
         let waits = self
@@ -451,7 +449,7 @@ impl JsEngine {
             let mut o = self.inner.core.borrow_mut();
             if o.low_pending() {
                 // The slot this frees may admit LOW work: the reading the engine asks for, at
-                // the call's time (see `fresh_reading` for why no clock is read here).
+                // the call's time (see `Engine::low_pending` for why no clock is read here).
                 drop(o);
                 js(memory_if_due(&self.inner, now))?;
                 o = self.inner.core.borrow_mut();

@@ -163,12 +163,9 @@ impl Controller {
     /// A breaker-guarded call's `outcome` (no slot held): a backoff signal backs off the key's
     /// limit, if it has one; nothing else changes limits.
     pub(super) fn adapt_key(&mut self, now: u64, key: KeyId, outcome: Outcome) {
-        let k = key.index();
-        if let (Some(cause), true) = (
-            LimitCause::of(outcome),
-            self.keys.get(k).is_some_and(|s| s.limit.is_some()),
-        ) {
-            self.back_off(now, Adaptive::Key(k), cause);
+        if let Some(cause) = LimitCause::of(outcome) {
+            // A key without a limit has no `aimd`: `back_off` leaves it be.
+            self.back_off(now, Adaptive::Key(key.index()), cause);
         }
     }
 

@@ -868,6 +868,14 @@ impl Engine {
         self.events.push(TaskEvent { task, state });
     }
 
+    /// `stamp` is the server's stamp of the reply that ended `session`'s last turn: the pool
+    /// keeps it, and the next success or requeue journals it (see `transition`), so the turn
+    /// after tells its own reply from this one, restored or not.
+    fn note_reply(&mut self, session: &SessionId, stamp: u64) {
+        self.pool.replied(session, stamp);
+        self.reply_note = Some((session.clone(), stamp));
+    }
+
     fn transition(&mut self, now: u64, task: TaskId, to: TaskState) -> Result<(), Error> {
         let phase = to.phase();
         // The last reply's stamp goes with a success, or with the requeue of a follow-up sent
@@ -1251,8 +1259,7 @@ impl Engine {
             None => {
                 // The reply a follow-up in this session must tell its own from, journaled with
                 // the success.
-                self.pool.replied(&session, message.created_wall_ms);
-                self.reply_note = Some((session.clone(), message.created_wall_ms));
+                self.note_reply(&session, message.created_wall_ms);
                 self.settle(
                     now,
                     task,

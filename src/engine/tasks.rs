@@ -330,7 +330,7 @@ impl TaskTable {
         self.bytes += bytes;
         self.pin(id, &record.spec.depends_on);
         self.counts.by_state[0] += 1;
-        self.low_queued += u32::from(record.spec.priority == Priority::Low);
+        self.low_queued += u32::from(low_queued(&record));
         self.maybe_checkpoint();
         Ok((id, true))
     }

@@ -73,8 +73,7 @@ impl Engine {
             return self.settle(now, task, TaskState::Failed { class, message });
         };
         if let (Some(stamp), Some(session)) = (kept, record.state.session()) {
-            self.pool.replied(session, stamp);
-            self.reply_note = Some((session.clone(), stamp));
+            self.note_reply(session, stamp);
         }
         self.release(now, task, Outcome::Failed(class), kept.is_some());
         self.transition(now, task, TaskState::Queued)?;
