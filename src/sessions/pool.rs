@@ -22,6 +22,10 @@
 //! - Parked sessions are bounded per agent by `parked_per_agent` (the pool's size, default 5):
 //!   parking one more retires the agent's parked session unused longest, so a burst of short
 //!   tasks leaves at most that many parked on the server.
+//! - A parked session [held](Pool::hold) for a follow-up that will be sent again (its turn
+//!   ended rate limited) is neither retired by that bound nor idle until the time it is held
+//!   for: its idle time counts from then. However long the provider asks to wait, and however
+//!   many tasks of its agent finish meanwhile, the retry finds its conversation.
 //! - Warm and parked sessions are due a health check every `health_every_ms`
 //!   ([`Pool::take_checks`]); the engine answers them all with its one liveness probe per
 //!   interval (`sessionStatuses`), so their cost does not grow with their number.
@@ -97,8 +101,17 @@ struct Entry {
     /// The stamp (`created_wall_ms`) of the reply that ended its last turn, as the engine read
     /// it: a follow-up continuing the session tells its own reply from this one by it.
     reply: Option<u64>,
+    /// Parked and held for a retry due then (0: not held). See [`Pool::hold`].
+    held_until: u64,
     /// When it came into the pool (a counter), for a stable order of the map's entries.
     seq: u64,
+}
+
+impl Entry {
+    /// When its idle time starts: its last activity, or the retry it is held for if later.
+    fn idle_since(&self) -> u64 {
+        self.last_activity.max(self.held_until)
+    }
 }
 
 /// Counters for the stats view.
@@ -185,6 +198,7 @@ impl Pool {
             Some(e) if e.state == State::Parked && !e.busy && e.turns < max => {
                 e.state = State::InUse;
                 e.turns += 1;
+                e.held_until = 0;
                 e.last_activity = now;
                 self.counters.affinity_hits += 1;
                 true
@@ -230,7 +244,7 @@ impl Pool {
         if succeeded && e.turns < max {
             e.state = State::Parked;
             let agent = e.agent.clone();
-            self.bound_parked(&agent);
+            self.bound_parked(&agent, now);
         } else {
             let abort = !succeeded || e.busy;
             e.state = State::Retiring { abort };
@@ -241,9 +255,20 @@ impl Pool {
         }
     }
 
-    /// Retires `agent`'s parked sessions unused longest until at most `parked_per_agent` stay
-    /// parked. Costs one pass over the pool, which this bound keeps small.
-    fn bound_parked(&mut self, agent: &str) {
+    /// Keeps parked `session` for a retry due at `until`: it is not retired before then, nor
+    /// idle until then (see the module docs). Continuing it ends the hold.
+    pub fn hold(&mut self, session: &SessionId, until: u64) {
+        if let Some(e) = self.sessions.get_mut(session) {
+            if e.state == State::Parked {
+                e.held_until = until;
+            }
+        }
+    }
+
+    /// Retires `agent`'s parked sessions unused longest, none held at `now`, until at most
+    /// `parked_per_agent` stay parked (held ones counted). Costs one pass over the pool, which
+    /// this bound keeps small.
+    fn bound_parked(&mut self, agent: &str, now: u64) {
         let limit = self.config.parked_per_agent as usize;
         loop {
             let mut parked = 0;
@@ -251,7 +276,9 @@ impl Pool {
             for (id, e) in &self.sessions {
                 if e.state == State::Parked && e.agent == agent {
                     parked += 1;
-                    if oldest.is_none_or(|(at, seq, _)| (e.last_activity, e.seq) < (at, seq)) {
+                    if e.held_until <= now
+                        && oldest.is_none_or(|(at, seq, _)| (e.last_activity, e.seq) < (at, seq))
+                    {
                         oldest = Some((e.last_activity, e.seq, id));
                     }
                 }
@@ -331,12 +358,13 @@ impl Pool {
         }
     }
 
-    /// Moves time to `now`: warm and parked sessions idle for `idle_retire_ms` retire.
+    /// Moves time to `now`: warm and parked sessions idle for `idle_retire_ms` retire (a held
+    /// one counts its idle time from the time it is held for).
     pub fn tick(&mut self, now: u64) {
         let idle = self.config.idle_retire_ms;
         for (id, e) in self.sessions.iter_mut() {
             if matches!(e.state, State::Warm | State::Parked)
-                && now.saturating_sub(e.last_activity) >= idle
+                && now.saturating_sub(e.idle_since()) >= idle
             {
                 e.state = State::Retiring { abort: e.busy };
                 self.counters.retirements += 1;
@@ -471,7 +499,7 @@ impl Pool {
         self.sessions
             .values()
             .filter_map(|e| match e.state {
-                State::Warm | State::Parked => Some(e.last_activity + c.idle_retire_ms),
+                State::Warm | State::Parked => Some(e.idle_since() + c.idle_retire_ms),
                 State::Retiring { abort: false } if !e.busy => {
                     Some(e.last_activity + c.delete_quiet_ms)
                 }
@@ -545,6 +573,7 @@ impl Pool {
             last_activity: now,
             last_check: now,
             reply: None,
+            held_until: 0,
             seq: self.next_seq,
         };
         self.next_seq += 1;

@@ -14,12 +14,12 @@
 //!   children settle (the plugin's delegate in wait mode). P then lends its slot: the slot runs
 //!   P's children one at a time from its deque's back, under P's lane permit — a child on a lent
 //!   slot takes no second lane permit, so the lane is counted once. Its key is still the
-//!   controller's to admit ([`Controller::admit_lent`]): the breaker must let it through, and a
+//!   controller's to admit ([`Controller::admit_lent`](crate::control::Controller::admit_lent)): the breaker must let it through, and a
 //!   limited key must have room unless a lender on the same slot already counts that key. The
 //!   child's outcome feeds the key's breaker and adaptive limit like any task's.
 //! - **Stealing.** A lent slot with an empty deque takes the oldest child (the front) of the
 //!   fullest deque of its lane; an idle slot does the same with a lane permit the controller
-//!   gives only when nothing waits in its queue for that lane ([`Controller::try_admit`]): queued
+//!   gives only when nothing waits in its queue for that lane ([`Controller::try_admit`](crate::control::Controller::try_admit)): queued
 //!   work keeps its turn, and no slot idles while its lane has admissible children.
 //! - **Resuming.** When P's joined children have all settled, P needs its slot back before its
 //!   session continues: if the slot runs stolen work, P is first in line for it. The engine

@@ -28,7 +28,8 @@ impl Engine {
     /// fresh session, and each session's transcript holds its prompt once, with the error that
     /// ended it or the answer. Unless `kept` (a follow-up whose turn ended with the error, idle
     /// in its conversation's session — its predecessor's session — and the server's stamp
-    /// of that error) and it is sent again: then the session is parked for it, and the next
+    /// of that error) and it is sent again: then the session is parked and held for it (neither
+    /// idle nor bounded out until the retry is due: [`crate::sessions::Pool::hold`]), and the next
     /// attempt continues the conversation (its transcript holds the failed prompt with its
     /// error, then the prompt again). The error's stamp is the session's last reply from then
     /// on, in the pool and journaled with the requeue, so that attempt — restored from the
@@ -72,10 +73,14 @@ impl Engine {
         let Some((delay, rate_limited)) = delay else {
             return self.settle(now, task, TaskState::Failed { class, message });
         };
-        if let (Some(stamp), Some(session)) = (kept, record.state.session()) {
-            self.note_reply(session, stamp);
+        let held = kept.zip(record.state.session().cloned());
+        if let Some((stamp, session)) = &held {
+            self.note_reply(session, *stamp);
         }
-        self.release(now, task, Outcome::Failed(class), kept.is_some());
+        self.release(now, task, Outcome::Failed(class), held.is_some());
+        if let Some((_, session)) = &held {
+            self.pool.hold(session, now + delay);
+        }
         self.transition(now, task, TaskState::Queued)?;
         if let Some(l) = self.live.get_mut(&task) {
             *l = Live {

@@ -1118,6 +1118,11 @@ fn prompted_in(o: &mut Engine, now: u64) -> Vec<SessionId> {
 /// A turn that ended in APIError 429 (retry-after 1 s) after OpenCode's own retries, written
 /// by the server at `at`.
 fn rate_limited_reply(at: u64) -> HostOutcome {
+    rate_limited_for(at, 1_000)
+}
+
+/// [`rate_limited_reply`] with the provider asking to wait `wait` ms.
+fn rate_limited_for(at: u64, wait: u64) -> HostOutcome {
     HostOutcome::Ok(HostReply::Message(Some(crate::host::AssistantMessage {
         created_ms: at,
         created_wall_ms: at,
@@ -1126,7 +1131,7 @@ fn rate_limited_reply(at: u64) -> HostOutcome {
         error: Some(crate::host::MessageError::Api {
             status: Some(429),
             message: "rate limited".into(),
-            retry_after_ms: Some(1_000),
+            retry_after_ms: Some(wait),
         }),
         text: String::new(),
     })))
@@ -1226,6 +1231,75 @@ fn a_follow_up_sent_again_and_restored_from_the_journal_does_not_take_the_error_
         TaskState::Succeeded { text, .. } => assert_eq!(text, "second"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Runs `n` new tasks of `spec()`'s agent to success at `now`, each in a session of its own
+/// (`ses_other_*`), answering every call; an abort of `keep` fails the test.
+fn others_succeed(o: &mut Engine, now: u64, n: usize, keep: &SessionId) {
+    let mut made = 0;
+    for _ in 0..n {
+        o.submit(now, spec()).unwrap();
+    }
+    loop {
+        let mut prompted = Vec::new();
+        let requests = o.take_requests();
+        if requests.is_empty() {
+            return;
+        }
+        for r in requests {
+            let outcome = match &r.op {
+                HostOp::CreateSession { .. } => {
+                    made += 1;
+                    HostReply::SessionCreated(SessionId(format!("ses_other_{made}")))
+                }
+                HostOp::Prompt { session, .. } => {
+                    assert_ne!(session, keep, "another task took the held session");
+                    prompted.push(session.clone());
+                    HostReply::Done
+                }
+                HostOp::Abort { session } => {
+                    assert_ne!(session, keep, "the conversation is lost");
+                    HostReply::Done
+                }
+                HostOp::LastAssistantMessage { .. } => {
+                    o.on_answer(now, r.call, reply(now, now, "done")).unwrap();
+                    continue;
+                }
+                _ => HostReply::Done,
+            };
+            o.on_answer(now, r.call, HostOutcome::Ok(outcome)).unwrap();
+        }
+        for session in prompted {
+            o.on_event(now, HostEvent::Busy(session.clone())).unwrap();
+            o.on_event(now, HostEvent::Idle(session)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_follow_up_waiting_long_to_be_sent_again_keeps_its_session_while_others_finish() {
+    let t = 1_700_000_000_000;
+    let (mut o, s, second) = follow_up_running(t);
+    // The provider asks for 10 minutes: longer than the pool keeps an idle session (5).
+    o.on_event(t + 4_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 4_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(rate_limited_for(t + 3_200, 600_000)),
+        _ => None,
+    });
+    assert_eq!(o.tasks().get(second).unwrap().state, TaskState::Queued);
+    // Meanwhile more tasks of its agent finish than the pool parks per agent (5).
+    others_succeed(&mut o, t + 5_000, 7, &s);
+    // Past the idle retirement, and past it again after the retry is due, nothing is sent.
+    for at in [t + 310_000, t + 590_000] {
+        o.tick(at).unwrap();
+        assert!(prompted_in(&mut o, at).is_empty());
+    }
+    o.tick(t + 604_000).unwrap();
+    assert_eq!(
+        prompted_in(&mut o, t + 604_000),
+        vec![s.clone()],
+        "sent again in the session that holds the conversation"
+    );
 }
 
 #[test]

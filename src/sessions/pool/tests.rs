@@ -146,6 +146,41 @@ fn idle_sessions_retire_after_five_minutes() {
 }
 
 #[test]
+fn a_session_held_for_a_retry_outlasts_the_parked_bound_and_idles_from_the_retry() {
+    let mut p = pool();
+    p.created_in_use(id("held"), "worker", parent(), 0);
+    p.release(&id("held"), true, 0);
+    p.hold(&id("held"), 600_000);
+    // Six more parked for the agent: the bound of five retires others, never the held one.
+    for i in 1..=6u64 {
+        let s = id(&format!("w{i}"));
+        p.created_in_use(s.clone(), "worker", parent(), i);
+        p.release(&s, true, i);
+    }
+    assert_eq!(p.state(&id("held")), Some(State::Parked));
+    assert_eq!(p.state(&id("w1")), Some(State::Retiring { abort: false }));
+    assert_eq!(p.census().2, 5, "held sessions count towards the bound");
+    // Idle from the retry it is held for, not from its last activity.
+    let mut unused = pool();
+    unused.created_in_use(id("held"), "worker", parent(), 0);
+    unused.release(&id("held"), true, 0);
+    unused.hold(&id("held"), 600_000);
+    assert_eq!(unused.next_deadline(), Some(900_000));
+    unused.tick(900_000);
+    assert_eq!(
+        unused.state(&id("held")),
+        Some(State::Retiring { abort: false })
+    );
+    p.tick(599_999);
+    assert_eq!(p.state(&id("held")), Some(State::Parked));
+    // Continuing it ends the hold: parked again, it idles from its last activity.
+    assert!(p.acquire_affinity(&id("held"), 500_000));
+    p.release(&id("held"), true, 500_000);
+    p.tick(800_000);
+    assert_eq!(p.state(&id("held")), Some(State::Retiring { abort: false }));
+}
+
+#[test]
 fn sessions_due_come_oldest_first_whatever_their_names() {
     let mut p = pool();
     let names: Vec<String> = (0..40).map(|i| format!("ses_{}", (i * 17) % 40)).collect();
@@ -224,6 +259,9 @@ fn random_lives_leave_no_orphan_and_break_no_deletion_rule() {
                     if let Some(s) = pick(&mut rng) {
                         let in_use = p.state(&s) == Some(State::InUse);
                         p.release(&s, rng.bool(), now);
+                        if rng.bool() {
+                            p.hold(&s, now + rng.u64(0..900_000));
+                        }
                         if in_use {
                             last_activity.entry(s).and_modify(|a| a.0 = now);
                         }
