@@ -4,9 +4,10 @@
 //! them (`Engine::join`; its session blocks in the tool call at the server and makes no model
 //! request), and goes on only once the engine reports it has its slot again
 //! (`Engine::take_resumed`), for a short summary. Leaves' turns are lognormal (median 20 s),
-//! parents' summaries median 2 s, with σ 0.5 and then σ 0.8 (agent_load's spread: with 85
-//! tasks on 4 slots, a long leaf that starts late is a visible tail no online order avoids);
-//! the gap before `busy` is up to 3 s.
+//! parents' summaries median 2 s, with σ 0 (every leaf alike: the tree as the goal states it),
+//! 0.2, 0.5 and then 0.8 (agent_load's spread: with 85 tasks on 4 slots, a long leaf that
+//! starts late is a visible tail no online order avoids); the gap before `busy` is up to 3 s
+//! at every σ.
 //!
 //! Beside the engine's ratio, two references on the same tree and the same measured work, each
 //! a list scheduler of 4 slots that pays nothing between pieces: a clairvoyant one (longest path
@@ -455,7 +456,7 @@ fn main() {
          every parent waiting on its children, lane of {LIMIT}"
     );
     let mut last = None;
-    for sigma in [0.5, 0.8] {
+    for sigma in [0.0, 0.2, 0.5, 0.8] {
         println!("turn times lognormal, σ {sigma}");
         println!(
             "seed  makespan s  lower bound s  ratio   clairvoyant   blind  most in flight  \
