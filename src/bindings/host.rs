@@ -256,14 +256,14 @@ impl Host for JsHost {
             .f
             .now
             .call0(&self.f.this)
-            .map_err(|e| bad(format!("now() threw: {}", describe(&e))))
+            .map_err(|e| threw("now", "now", &e))
             .and_then(|value| non_negative(&value).map_err(bad));
         let monotonic = match &self.f.monotonic {
             None => None,
             Some(f) => match f.call0(&self.f.this).map(|v| v.as_f64()) {
                 Ok(Some(m)) if m.is_finite() => Some(m),
                 Ok(_) => return Err(bad("monotonic() must return a finite number".into())),
-                Err(e) => return Err(bad(format!("monotonic() threw: {}", describe(&e)))),
+                Err(e) => return Err(threw("now", "monotonic", &e)),
             },
         };
         // With a monotonic clock, a failing wall clock only leaves the stamp offset as it was.
@@ -286,7 +286,7 @@ impl Host for JsHost {
             .f
             .memory
             .call0(&self.f.this)
-            .map_err(|e| bad(format!("memory() threw: {}", describe(&e))))?;
+            .map_err(|e| threw("memory", "memory", &e))?;
         if !value.is_object() {
             return Err(bad(format!(
                 "expected {{ used, limit }}, got {}",
@@ -300,6 +300,17 @@ impl Host for JsHost {
 
     fn start(&self, request: HostRequest) {
         self.call(request);
+    }
+}
+
+/// A bad `reading`: the host's function `call` threw `thrown`. Out of line: one copy of the
+/// formatting for every reading.
+#[cold]
+#[inline(never)]
+fn threw(reading: &'static str, call: &str, thrown: &JsValue) -> Error {
+    Error::HostBadReading {
+        reading,
+        reason: format!("{call}() threw: {}", describe(thrown)),
     }
 }
 

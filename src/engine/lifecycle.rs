@@ -55,7 +55,7 @@ use crate::sessions::{Acquired, Pool, PoolConfig};
 
 use super::runs::Runs;
 use super::task::{TaskPhase, TaskSpec, TaskState};
-use super::tasks::{Restored, TaskTable};
+use super::tasks::TaskTable;
 
 /// With no busy seen, an idle counts only this long after dispatch, ms.
 pub(crate) const GRACE_MS: u64 = 5_000;
@@ -239,109 +239,6 @@ impl Engine {
         }
     }
 
-    /// Rebuilds an engine from a journal (see `TaskTable::restore`): unknown tasks are
-    /// reconciled through the host (their last message is read), requeued ones wait for
-    /// admission again, and sessions nobody owns any more are aborted and retired.
-    pub fn restore(
-        config: &Config,
-        seed: u64,
-        export: &[u8],
-        head: crate::store::Head,
-        now: u64,
-    ) -> Result<(Self, Restored), Error> {
-        let store = crate::store::Store::replay(export, head)?;
-        Self::restore_fenced(config, seed, store, now, None, |_| 0)
-    }
-
-    /// [`Engine::restore`] from a verified replayed store: fencing epoch above `epoch_floor`'s
-    /// and the journal's (`TaskTable::restore`); `memory` (read at `now`) decides LOW work.
-    pub fn restore_fenced(
-        config: &Config,
-        seed: u64,
-        store: crate::store::Store,
-        now: u64,
-        memory: Option<crate::host::MemoryReading>,
-        epoch_floor: impl FnOnce([u8; 16]) -> u64,
-    ) -> Result<(Self, Restored), Error> {
-        let (tasks, restored) = TaskTable::from_store(
-            store,
-            now,
-            config.retention,
-            config.memory_budget,
-            epoch_floor,
-        )?;
-        let mut o = Self::with_table(config, seed, tasks);
-        o.clock = now;
-        if let Some(reading) = memory {
-            o.observe_memory(now, reading);
-        }
-        for record in o.tasks.all() {
-            if !record.state.is_settled() {
-                for dep in &record.spec.depends_on {
-                    o.dependents.entry(*dep).or_default().push(record.id);
-                }
-            }
-            match &record.state {
-                TaskState::Queued => {
-                    o.live.insert(record.id, Live::default());
-                    o.enqueue(now, record.id)?;
-                }
-                TaskState::Unknown { session, .. } => {
-                    // It may still be running: it counts against the limits until reconciled.
-                    let permit = o.controller.adopt(
-                        record.id,
-                        &record.spec.agent,
-                        record.spec.model.as_deref(),
-                    )?;
-                    let mut live = Live {
-                        permit: Some(permit),
-                        restored: true,
-                        ..Live::default()
-                    };
-                    if let Some(s) = session {
-                        o.pool.created_in_use(
-                            s.clone(),
-                            &record.spec.agent,
-                            record.spec.parent.clone(),
-                            now,
-                        );
-                        o.by_session.insert(s.clone(), record.id);
-                        live.check_pending = true;
-                        // Reconciled or not, it settles by its deadline from now.
-                        live.deadline_at = Some(now.saturating_add(record.spec.deadline_ms));
-                        o.live.insert(record.id, live);
-                        o.place(record.id, &record.spec.agent);
-                        o.call(
-                            CallFor::LastMessage(record.id),
-                            HostOp::LastAssistantMessage { session: s.clone() },
-                        );
-                    } else {
-                        o.live.insert(record.id, live);
-                        o.settle(
-                            now,
-                            record.id,
-                            TaskState::Failed {
-                                class: FailureClass::Invalid,
-                                message: "lost in a restart before it had a session".into(),
-                            },
-                        )?;
-                    }
-                }
-                _ => {}
-            }
-        }
-        // Every session the lost instance created and did not see gone, except those of tasks
-        // being reconciled, is nobody's now: the pool aborts it, then deletes it after quiet.
-        for s in o.tasks.sessions() {
-            if o.pool.state(&s).is_none() {
-                o.pool.created_in_use(s.clone(), "", None, now);
-                o.pool.release(&s, false, now);
-            }
-        }
-        o.pump(now);
-        Ok((o, restored))
-    }
-
     /// Whether [`Engine::submit`] would accept `spec` now, without submitting it: its
     /// validation, the controller's refusals, and the tasks it names. A batch is checked whole
     /// with this before any of it is submitted.
@@ -398,9 +295,9 @@ impl Engine {
         }
         // A dependency that already failed cancels the task at once.
         for dep in &deps {
-            if let Some(r) = self.tasks.get(*dep) {
-                if r.state.is_settled() && !matches!(r.state, TaskState::Succeeded { .. }) {
-                    self.cancel_with(now, id, format!("dependency {} did not succeed", dep.get()))?;
+            if let Some(state) = self.tasks.state(*dep) {
+                if state.is_settled() && !matches!(state, TaskState::Succeeded { .. }) {
+                    self.cancel_with(now, id, dependency_failed(*dep))?;
                     return Ok(id);
                 }
             }
@@ -444,12 +341,11 @@ impl Engine {
         match (purpose, outcome) {
             (CallFor::Create(task), HostOutcome::Ok(HostReply::SessionCreated(session))) => {
                 self.tasks.record_session(&session)?;
-                let agent = self
+                let (agent, parent) = self
                     .tasks
-                    .get(task)
-                    .map(|r| r.spec.agent)
+                    .get_brief(task)
+                    .map(|r| (r.spec.agent, r.spec.parent))
                     .unwrap_or_default();
-                let parent = self.tasks.get(task).and_then(|r| r.spec.parent);
                 self.pool
                     .created_in_use(session.clone(), &agent, parent, now);
                 if self.live.get(&task).is_some_and(|l| l.cancelling.is_some())
@@ -513,9 +409,10 @@ impl Engine {
                 }
             }
             (CallFor::Prompt(task), HostOutcome::Ok(_)) => {
-                let record = self.tasks.get(task);
-                if let Some(TaskState::SessionAcquired { session }) = record.map(|r| r.state) {
-                    let deadline = self.tasks.get(task).map_or(0, |r| r.spec.deadline_ms);
+                let record = self.tasks.get_brief(task);
+                if let Some((TaskState::SessionAcquired { session }, deadline)) =
+                    record.map(|r| (r.state, r.spec.deadline_ms))
+                {
                     let at_ms = self.live.get(&task).and_then(|l| l.sent_at).unwrap_or(now);
                     self.transition(
                         now,
@@ -651,9 +548,7 @@ impl Engine {
                         l.idle_at = None;
                         l.unfinished_since = None;
                     }
-                    if let Some(TaskState::Dispatched { session, at_ms }) =
-                        self.tasks.get(task).map(|r| r.state)
-                    {
+                    if let Some(TaskState::Dispatched { session, at_ms }) = self.tasks.state(task) {
                         self.transition(now, task, TaskState::Running { session, at_ms })?;
                     }
                 }
@@ -666,7 +561,7 @@ impl Engine {
                         .live
                         .get(&task)
                         .map_or((false, true), |l| (l.seen_busy, l.check_pending));
-                    let at = match self.tasks.get(task).map(|r| r.state) {
+                    let at = match self.tasks.state(task) {
                         Some(
                             TaskState::Dispatched { at_ms, .. } | TaskState::Running { at_ms, .. },
                         ) => Some(at_ms),
@@ -757,7 +652,7 @@ impl Engine {
                     if let Some(l) = self.live.get_mut(&task) {
                         l.retry_at = None;
                     }
-                    match self.tasks.get(task).map(|r| r.state) {
+                    match self.tasks.state(task) {
                         Some(TaskState::Admitted) => self.create_session(task),
                         Some(TaskState::Queued) => self.enqueue(now, task)?,
                         _ => {}
@@ -916,15 +811,14 @@ impl Engine {
 
     /// Puts a queued task in line with the controller once its dependencies succeeded.
     fn enqueue(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
-        let Some(record) = self.tasks.get(task) else {
+        let Some(record) = self.tasks.get_brief(task) else {
             return Ok(());
         };
-        let ready = record.spec.depends_on.iter().all(|d| {
-            matches!(
-                self.tasks.get(*d).map(|r| r.state),
-                Some(TaskState::Succeeded { .. })
-            )
-        });
+        let ready = record
+            .spec
+            .depends_on
+            .iter()
+            .all(|d| matches!(self.tasks.state(*d), Some(TaskState::Succeeded { .. })));
         if !ready {
             if let Some(l) = self.live.get_mut(&task) {
                 l.blocked_on_deps = true;
@@ -1024,7 +918,7 @@ impl Engine {
         } else {
             return; // settled meanwhile: dropping the permit releases it
         }
-        let Some(record) = self.tasks.get(task) else {
+        let Some(record) = self.tasks.get_brief(task) else {
             return;
         };
         if place {
@@ -1036,8 +930,8 @@ impl Engine {
         let follow = record
             .spec
             .follow_up_of
-            .and_then(|p| self.tasks.get(p))
-            .and_then(|r| r.state.session().cloned());
+            .and_then(|p| self.tasks.state(p))
+            .and_then(|s| s.session().cloned());
         if let Some(session) = follow.filter(|s| self.pool.acquire_affinity(s, now)) {
             let _ = self.acquired(now, task, session);
             return;
@@ -1177,7 +1071,7 @@ impl Engine {
         task: TaskId,
         message: Option<crate::host::AssistantMessage>,
     ) -> Result<(), Error> {
-        let Some(record) = self.tasks.get(task) else {
+        let Some(record) = self.tasks.get_brief(task) else {
             return Ok(());
         };
         let (session, at) = match &record.state {
@@ -1292,7 +1186,7 @@ impl Engine {
     /// The deadline passed: the task settles (or retries), and its session, released as failed,
     /// is aborted by the pool before it is deleted after quiet.
     fn time_out(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
-        let Some(record) = self.tasks.get(task) else {
+        let Some(record) = self.tasks.get_brief(task) else {
             return Ok(());
         };
         if let Some(reason) = self.live.get(&task).and_then(|l| l.cancelling.clone()) {
@@ -1325,7 +1219,7 @@ impl Engine {
     }
 
     fn cancel_with(&mut self, now: u64, task: TaskId, reason: String) -> Result<(), Error> {
-        let Some(record) = self.tasks.get(task) else {
+        let Some(state) = self.tasks.state(task) else {
             return Ok(());
         };
         let bound = now.saturating_add(self.liveness.cancel_ms);
@@ -1333,7 +1227,7 @@ impl Engine {
             l.cancelling = Some(reason.clone());
             l.cancel_by = Some(l.cancel_by.map_or(bound, |b| b.min(bound)));
         }
-        match record.state {
+        match state {
             TaskState::Queued => {
                 if let Some(ticket) = self.live.get_mut(&task).and_then(|l| l.ticket.take()) {
                     self.controller.cancel(ticket);
@@ -1391,11 +1285,7 @@ impl Engine {
                     self.enqueue(now, dependent)?;
                 }
             } else {
-                self.cancel_with(
-                    now,
-                    dependent,
-                    format!("dependency {} did not succeed", task.get()),
-                )?;
+                self.cancel_with(now, dependent, dependency_failed(task))?;
             }
         }
         if counted {
@@ -1443,6 +1333,13 @@ impl Engine {
     }
 }
 
+/// Why a task whose dependency `dep` did not succeed is cancelled (one copy of the format).
+#[cold]
+#[inline(never)]
+fn dependency_failed(dep: TaskId) -> String {
+    format!("dependency {} did not succeed", dep.get())
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Due {
     Deadline = 0,
@@ -1469,6 +1366,7 @@ fn describe(outcome: &HostOutcome) -> String {
 mod driver;
 mod liveness;
 mod nested;
+mod restore;
 mod retry;
 mod run_children;
 mod run_path;

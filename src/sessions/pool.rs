@@ -96,22 +96,15 @@ struct Entry {
     state: State,
     turns: u32,
     busy: bool,
+    /// Its last activity, or for one [held](Pool::hold) the time it is held for (later than
+    /// now): it only moves forward until the session is taken again.
     last_activity: u64,
     last_check: u64,
     /// The stamp (`created_wall_ms`) of the reply that ended its last turn, as the engine read
     /// it: a follow-up continuing the session tells its own reply from this one by it.
     reply: Option<u64>,
-    /// Parked and held for a retry due then (0: not held). See [`Pool::hold`].
-    held_until: u64,
     /// When it came into the pool (a counter), for a stable order of the map's entries.
     seq: u64,
-}
-
-impl Entry {
-    /// When its idle time starts: its last activity, or the retry it is held for if later.
-    fn idle_since(&self) -> u64 {
-        self.last_activity.max(self.held_until)
-    }
 }
 
 /// Counters for the stats view.
@@ -198,7 +191,6 @@ impl Pool {
             Some(e) if e.state == State::Parked && !e.busy && e.turns < max => {
                 e.state = State::InUse;
                 e.turns += 1;
-                e.held_until = 0;
                 e.last_activity = now;
                 self.counters.affinity_hits += 1;
                 true
@@ -260,7 +252,7 @@ impl Pool {
     pub fn hold(&mut self, session: &SessionId, until: u64) {
         if let Some(e) = self.sessions.get_mut(session) {
             if e.state == State::Parked {
-                e.held_until = until;
+                e.last_activity = e.last_activity.max(until);
             }
         }
     }
@@ -276,7 +268,7 @@ impl Pool {
             for (id, e) in &self.sessions {
                 if e.state == State::Parked && e.agent == agent {
                     parked += 1;
-                    if e.held_until <= now
+                    if e.last_activity <= now
                         && oldest.is_none_or(|(at, seq, _)| (e.last_activity, e.seq) < (at, seq))
                     {
                         oldest = Some((e.last_activity, e.seq, id));
@@ -301,7 +293,7 @@ impl Pool {
     pub fn activity(&mut self, session: &SessionId, busy: bool, now: u64) {
         if let Some(e) = self.sessions.get_mut(session) {
             e.busy = busy;
-            e.last_activity = now;
+            e.last_activity = e.last_activity.max(now);
         }
     }
 
@@ -364,7 +356,7 @@ impl Pool {
         let idle = self.config.idle_retire_ms;
         for (id, e) in self.sessions.iter_mut() {
             if matches!(e.state, State::Warm | State::Parked)
-                && now.saturating_sub(e.idle_since()) >= idle
+                && now.saturating_sub(e.last_activity) >= idle
             {
                 e.state = State::Retiring { abort: e.busy };
                 self.counters.retirements += 1;
@@ -499,7 +491,7 @@ impl Pool {
         self.sessions
             .values()
             .filter_map(|e| match e.state {
-                State::Warm | State::Parked => Some(e.idle_since() + c.idle_retire_ms),
+                State::Warm | State::Parked => Some(e.last_activity + c.idle_retire_ms),
                 State::Retiring { abort: false } if !e.busy => {
                     Some(e.last_activity + c.delete_quiet_ms)
                 }
@@ -573,7 +565,6 @@ impl Pool {
             last_activity: now,
             last_check: now,
             reply: None,
-            held_until: 0,
             seq: self.next_seq,
         };
         self.next_seq += 1;
@@ -583,5 +574,6 @@ impl Pool {
     }
 }
 
+mod restore;
 #[cfg(test)]
 mod tests;

@@ -93,8 +93,7 @@ impl Engine {
             .into_iter()
             .filter_map(|id| {
                 let task = TaskId(id as u32);
-                let record = self.tasks.get(task)?;
-                match record.state {
+                match self.tasks.state(task)? {
                     TaskState::Dispatched { session, .. }
                     | TaskState::Running { session, .. }
                     | TaskState::Unknown {

@@ -315,7 +315,7 @@ impl Engine {
     fn ask(&mut self, slot: usize, child: Work) -> Option<Ask> {
         let (lane, key, priority) = match child {
             Work::Task(t) => {
-                let record = self.tasks.get(t)?;
+                let record = self.tasks.get_brief(t)?;
                 let key = match record.spec.model.as_deref() {
                     Some(name) => Some(self.controller.key_id(name).ok()?),
                     None => None,

@@ -97,7 +97,7 @@ impl Engine {
     /// for the model that asked for `failFast` fail now (`BREAKER_OPEN`) instead of waiting for
     /// a probe, as they would had they been submitted a moment later.
     pub(super) fn fail_fast_if_open(&mut self, now: u64, task: TaskId) -> Result<(), Error> {
-        let Some(key) = self.tasks.get(task).and_then(|r| r.spec.model) else {
+        let Some(key) = self.tasks.get_brief(task).and_then(|r| r.spec.model) else {
             return Ok(());
         };
         let Some(Verdict::Refuse { .. }) = self.controller.breaker(&key).map(|b| b.check(now))
@@ -109,7 +109,7 @@ impl Engine {
             .iter()
             .filter(|(_, l)| l.permit.is_none() && l.cancelling.is_none())
             .filter_map(|(id, _)| {
-                let r = self.tasks.get(*id)?;
+                let r = self.tasks.get_brief(*id)?;
                 (r.spec.fail_fast
                     && r.state == TaskState::Queued
                     && r.spec.model.as_deref() == Some(key.as_str()))

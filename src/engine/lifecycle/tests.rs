@@ -1233,6 +1233,85 @@ fn a_follow_up_sent_again_and_restored_from_the_journal_does_not_take_the_error_
     }
 }
 
+#[test]
+fn a_follow_up_after_a_restore_continues_the_conversation_its_predecessor_left() {
+    let t = 1_700_000_000_000;
+    let (mut o, s, first) = first_turn(t);
+    answer_all(&mut o, t + 2_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
+        _ => None,
+    });
+    // A second task failed in its own session (ses_2): that session holds no conversation.
+    let failed = o.submit(t + 2_100, spec()).unwrap();
+    let s2 = SessionId("ses_2".into());
+    let mut fail = |op: &HostOp| match op {
+        HostOp::CreateSession { .. } => {
+            Some(HostOutcome::Ok(HostReply::SessionCreated(s2.clone())))
+        }
+        HostOp::Prompt { .. } => Some(HostOutcome::Failed(crate::host::HostFailure {
+            class: FailureClass::Invalid,
+            message: "bad request".into(),
+            retry_after_ms: None,
+        })),
+        _ => None,
+    };
+    answer_all(&mut o, t + 2_100, &mut fail);
+    answer_all(&mut o, t + 2_100, &mut fail);
+    assert!(matches!(
+        o.tasks().get(failed).unwrap().state,
+        TaskState::Failed { .. }
+    ));
+    // The instance is lost; a new one restores from the journal.
+    let journal = o.tasks().store().journal().export(1);
+    let head = o.tasks().store().journal().head();
+    let (mut o, _) = Engine::restore(&Config::default(), 2, &journal, head, t + 60_000).unwrap();
+    let mut follow = spec();
+    follow.follow_up_of = Some(first);
+    let second = o.submit(t + 60_000, follow).unwrap();
+    let mut aborted = Vec::new();
+    let mut to = Vec::new();
+    answer_all(&mut o, t + 60_000, &mut |op| match op {
+        HostOp::Prompt { session, .. } => {
+            to.push(session.clone());
+            Some(HostOutcome::Ok(HostReply::Done))
+        }
+        HostOp::Abort { session } => {
+            aborted.push(session.clone());
+            Some(HostOutcome::Ok(HostReply::Done))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        to,
+        vec![s.clone()],
+        "the follow-up continues its predecessor's session"
+    );
+    assert_eq!(
+        aborted,
+        vec![s2],
+        "the failed task's session is nobody's: aborted"
+    );
+    // It tells its own reply from its predecessor's, whose stamp the journal kept.
+    o.on_event(t + 61_000, HostEvent::Busy(s.clone())).unwrap();
+    o.on_event(t + 62_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 62_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
+        _ => None,
+    });
+    assert!(!o.tasks().get(second).unwrap().state.is_settled());
+    o.on_event(t + 63_000, HostEvent::Idle(s.clone())).unwrap();
+    answer_all(&mut o, t + 63_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 61_500, t + 61_500, "second")),
+        _ => None,
+    });
+    match o.tasks().get(second).unwrap().state {
+        TaskState::Succeeded { session, text } => {
+            assert_eq!((session, text.as_str()), (s, "second"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Runs `n` new tasks of `spec()`'s agent to success at `now`, each in a session of its own
 /// (`ses_other_*`), answering every call; an abort of `keep` fails the test.
 fn others_succeed(o: &mut Engine, now: u64, n: usize, keep: &SessionId) {

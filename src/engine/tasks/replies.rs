@@ -49,6 +49,12 @@ impl TaskTable {
         Ok(record)
     }
 
+    /// Whether the engine created `session` and has not seen it gone.
+    pub fn has_session(&self, session: &SessionId) -> bool {
+        let snap = self.store.snapshot();
+        self.store.get(&snap, &session_key(session)).is_some()
+    }
+
     /// The server's stamp of the reply that ended `session`'s last recorded turn, as recorded
     /// by [`TaskTable::transition_replied`], if any.
     pub fn reply_of(&self, session: &SessionId) -> Option<u64> {

@@ -181,6 +181,39 @@ fn a_session_held_for_a_retry_outlasts_the_parked_bound_and_idles_from_the_retry
 }
 
 #[test]
+fn sessions_restored_parked_keep_their_turns_the_bound_and_a_suspected_turn() {
+    let mut p = pool();
+    // Seven conversations of one agent read back, oldest first; the first served 10 turns.
+    for _ in 0..10 {
+        p.restored_parked(&id("c0"), "worker", parent(), 5);
+    }
+    for i in 1..7 {
+        p.restored_parked(&id(&format!("c{i}")), "worker", parent(), 5);
+    }
+    assert_eq!(
+        p.state(&id("c0")),
+        Some(State::Retiring { abort: false }),
+        "10 turns"
+    );
+    assert_eq!(
+        p.state(&id("c1")),
+        Some(State::Retiring { abort: false }),
+        "bound"
+    );
+    assert_eq!(p.census().2, 5);
+    assert!(p.acquire_affinity(&id("c6"), 6));
+    // A session a follow-up may still run a turn in is not continued until the host says it
+    // is idle; one a follow-up failed in is retired with an abort.
+    p.restored_busy(&id("c5"), false, 7);
+    assert!(!p.acquire_affinity(&id("c5"), 8));
+    p.settled_idle(&id("c5"), 9);
+    assert!(p.acquire_affinity(&id("c5"), 10));
+    p.restored_busy(&id("c4"), true, 11);
+    assert_eq!(p.state(&id("c4")), Some(State::Retiring { abort: true }));
+    assert_eq!(p.take_aborts(), vec![id("c4")]);
+}
+
+#[test]
 fn sessions_due_come_oldest_first_whatever_their_names() {
     let mut p = pool();
     let names: Vec<String> = (0..40).map(|i| format!("ses_{}", (i * 17) % 40)).collect();
