@@ -24,8 +24,9 @@
 //!   tasks leaves at most that many parked on the server.
 //! - A parked session [held](Pool::hold) for a follow-up that will be sent again (its turn
 //!   ended rate limited) is neither retired by that bound nor idle until the time it is held
-//!   for: its idle time counts from then. However long the provider asks to wait, and however
-//!   many tasks of its agent finish meanwhile, the retry finds its conversation.
+//!   for (the retry's due time): its idle time counts from then. However long the provider
+//!   asks to wait, and however many tasks of its agent finish meanwhile, a retry admitted when
+//!   due finds its conversation.
 //! - Warm and parked sessions are due a health check every `health_every_ms`
 //!   ([`Pool::take_checks`]); the engine answers them all with its one liveness probe per
 //!   interval (`sessionStatuses`), so their cost does not grow with their number.
@@ -232,7 +233,7 @@ impl Pool {
         if e.state != State::InUse {
             return;
         }
-        e.last_activity = now;
+        e.last_activity = e.last_activity.max(now); // a hold (see `hold`) stays
         if succeeded && e.turns < max {
             e.state = State::Parked;
             let agent = e.agent.clone();
@@ -247,11 +248,12 @@ impl Pool {
         }
     }
 
-    /// Keeps parked `session` for a retry due at `until`: it is not retired before then, nor
-    /// idle until then (see the module docs). Continuing it ends the hold.
+    /// Keeps `session` (in use, about to be released as kept, or parked) for a retry due at
+    /// `until`: until then it is not retired by the parked bound, and its idle time counts
+    /// from then. Continuing it ends the hold.
     pub fn hold(&mut self, session: &SessionId, until: u64) {
         if let Some(e) = self.sessions.get_mut(session) {
-            if e.state == State::Parked {
+            if matches!(e.state, State::InUse | State::Parked) {
                 e.last_activity = e.last_activity.max(until);
             }
         }
@@ -491,7 +493,9 @@ impl Pool {
         self.sessions
             .values()
             .filter_map(|e| match e.state {
-                State::Warm | State::Parked => Some(e.last_activity + c.idle_retire_ms),
+                State::Warm | State::Parked => {
+                    Some(e.last_activity.saturating_add(c.idle_retire_ms))
+                }
                 State::Retiring { abort: false } if !e.busy => {
                     Some(e.last_activity + c.delete_quiet_ms)
                 }

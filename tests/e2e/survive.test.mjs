@@ -5,7 +5,9 @@
 //   2. a server killed (SIGKILL) with 10 tasks running starts again, the plugin restores its
 //      journal from the project, every task ends in a final state, no prompt reaches the model
 //      twice, the journal verifies and no session is left busy;
-//   3. a torn journal file is detected at start and logged; the last good state is used.
+//   3. a torn journal file is detected at start and logged; the last good state is used;
+//   4. a task finished before a kill keeps its session across the restart: a follow-up
+//      (`followUp`) sent after it continues that conversation.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -157,4 +159,36 @@ test("a torn journal file is detected at start, logged, and the last good state 
   assert.deepEqual(ids(after).slice(0, 10), ids(before).slice(0, 10));
   const log = opencode.log.slice(logFrom).join("");
   assert.match(log, /not loading .*head\.json: .*(cut short|SHA-256)/);
+});
+
+test("a task that finished before the server was killed keeps its conversation: a follow-up after the restart runs in its session", LIMIT, async () => {
+  const blockOf = (output, id) => output.split("\n\n").find((b) => b.startsWith(`#${id} `)) ?? "";
+  const sessionOf = (output, id) => /session (ses_\w+)/.exec(blockOf(output, id))?.[1];
+  const first = await ask(restart, "foreman_delegate", {
+    tasks: [{ agent: "worker", prompt: "SAY before the kill", description: "before the kill" }],
+    mode: "wait",
+  });
+  const [id] = [...first.matchAll(/^#(\d+) succeeded/gm)].map((m) => Number(m[1]));
+  assert.ok(id, first);
+  const session = sessionOf(first, id);
+  assert.ok(session, first);
+  await new Promise((r) => setTimeout(r, 500)); // the plugin saves its journal at most every 200 ms
+  const killed = new Promise((ok) => opencode.proc.once("exit", ok));
+  opencode.proc.kill("SIGKILL");
+  await killed;
+  await opencode.start();
+  client = createOpencodeClient({ baseUrl: opencode.url });
+  const next = await ask(restart, "foreman_delegate", {
+    tasks: [{ agent: "worker", prompt: "SAY after the restart", description: "after the restart", followUp: `#${id}` }],
+    mode: "wait",
+  });
+  const [second] = [...next.matchAll(/^#(\d+) succeeded/gm)].map((m) => Number(m[1]));
+  assert.ok(second, next);
+  assert.equal(blockOf(next, second).split("\n")[1], "after the restart", next);
+  assert.equal(sessionOf(next, second), session, `the follow-up ran in the first task's session:\n${next}`);
+  // The session's transcript holds both turns, in order.
+  const messages = (await client.session.messages({ path: { id: session }, query: { directory: restart } })).data;
+  const said = messages.flatMap((m) => m.parts).filter((p) => p.type === "text" && !p.synthetic).map((p) => p.text);
+  assert.deepEqual(said.filter((t) => /before the kill|after the restart/.test(t)).map((t) => t.replace(/^SAY /, "")),
+    ["before the kill", "before the kill", "after the restart", "after the restart"], said.join(" | "));
 });

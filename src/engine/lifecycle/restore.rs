@@ -118,23 +118,29 @@ impl Engine {
 
     /// Restoring, in task order: a session the lost instance created and did not see gone,
     /// whose turn ended in a success, holds a conversation a follow-up may continue, so it is
-    /// parked again (in task order, so the per-agent bound keeps the newest; its turns are
-    /// the successes it served) — unless a follow-up of that success then had a turn in it:
-    /// - one that failed or was cancelled may still run (a deadline's abort not landed): the
-    ///   session is retired with an abort;
-    /// - one that waits to be sent again may still run its last turn (a deadline's retry does
-    ///   not keep the session): it stays parked as busy, which the liveness probe clears once
-    ///   the server says it is idle.
+    /// parked again as if the instance had lived: idle since that success (one idle past the
+    /// pool's retirement is not taken), its turns the successes it served, the per-agent bound
+    /// applied in task order — unless a follow-up of a success in it was sent and has not
+    /// succeeded (failed, cancelled, timed out, or queued to be sent again): that follow-up's
+    /// turn may still run there (a deadline's abort not landed), so the session is retired with
+    /// an abort. That may cost a conversation the follow-up never touched (it ran in a fresh
+    /// session) or one a rate-limited follow-up kept for its retry (which then runs in a fresh
+    /// one): the journal does not say where a failed attempt ran, and a prompt into a session
+    /// that may be busy is what this must never send.
     ///
     /// A task being reconciled in such a session takes it over (in use).
     #[inline(never)]
     fn adopt_session(&mut self, r: &crate::engine::task::TaskRecord, now: u64) {
         match &r.state {
             TaskState::Succeeded { session, .. } if self.tasks.has_session(session) => {
+                let (agent, parent) = (&r.spec.agent, r.spec.parent.clone());
                 self.pool
-                    .restored_parked(session, &r.spec.agent, r.spec.parent.clone(), now);
+                    .restored_parked(session, agent, parent, r.updated_ms, now);
             }
-            TaskState::Failed { .. } | TaskState::Cancelled { .. } | TaskState::Queued
+            TaskState::Failed { .. }
+            | TaskState::Cancelled { .. }
+            | TaskState::TimedOut
+            | TaskState::Queued
                 if r.attempts > 0 =>
             {
                 if let Some(s) = r
@@ -143,8 +149,9 @@ impl Engine {
                     .and_then(|p| self.tasks.state(p))
                     .and_then(|p| p.session().cloned())
                 {
-                    self.pool
-                        .restored_busy(&s, r.state != TaskState::Queued, now);
+                    // Retired with an abort (the pool's way for a parked session it cannot
+                    // trust; one in use by a task being reconciled is left to it).
+                    self.pool.health(&s, false, now);
                 }
             }
             _ => {}

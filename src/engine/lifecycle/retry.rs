@@ -77,10 +77,11 @@ impl Engine {
         if let Some((stamp, session)) = &held {
             self.note_reply(session, *stamp);
         }
-        self.release(now, task, Outcome::Failed(class), held.is_some());
         if let Some((_, session)) = &held {
-            self.pool.hold(session, now + delay);
+            // Before the release parks it, so the per-agent bound already spares it.
+            self.pool.hold(session, now.saturating_add(delay));
         }
+        self.release(now, task, Outcome::Failed(class), held.is_some());
         self.transition(now, task, TaskState::Queued)?;
         if let Some(l) = self.live.get_mut(&task) {
             *l = Live {

@@ -1312,6 +1312,52 @@ fn a_follow_up_after_a_restore_continues_the_conversation_its_predecessor_left()
     }
 }
 
+#[test]
+fn after_a_restore_a_session_a_follow_up_may_still_run_in_is_aborted_not_continued() {
+    let t = 1_700_000_000_000;
+    let (mut o, s, first) = first_turn(t);
+    answer_all(&mut o, t + 2_000, &mut |op| match op {
+        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
+        _ => None,
+    });
+    // A follow-up runs in the session past its deadline: timed out, the abort asked for, and
+    // the instance is lost before it lands.
+    let mut follow = spec();
+    follow.follow_up_of = Some(first);
+    follow.deadline_ms = 10_000;
+    let second = o.submit(t + 3_000, follow).unwrap();
+    assert_eq!(prompted_in(&mut o, t + 3_000), vec![s.clone()]);
+    o.on_event(t + 3_100, HostEvent::Busy(s.clone())).unwrap();
+    o.tick(t + 13_100).unwrap();
+    assert_eq!(o.tasks().get(second).unwrap().state, TaskState::TimedOut);
+    let journal = o.tasks().store().journal().export(1);
+    let head = o.tasks().store().journal().head();
+    let (mut o, _) = Engine::restore(&Config::default(), 2, &journal, head, t + 20_000).unwrap();
+    // The restored engine aborts it, and a new follow-up of the first task runs elsewhere.
+    let mut again = spec();
+    again.follow_up_of = Some(first);
+    o.submit(t + 20_000, again).unwrap();
+    let (mut aborted, mut prompted) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        answer_all(&mut o, t + 20_000, &mut |op| match op {
+            HostOp::Abort { session } => {
+                aborted.push(session.clone());
+                Some(HostOutcome::Ok(HostReply::Done))
+            }
+            HostOp::CreateSession { .. } => Some(HostOutcome::Ok(HostReply::SessionCreated(
+                SessionId("ses_fresh".into()),
+            ))),
+            HostOp::Prompt { session, .. } => {
+                prompted.push(session.clone());
+                Some(HostOutcome::Ok(HostReply::Done))
+            }
+            _ => None,
+        });
+    }
+    assert_eq!(aborted, vec![s]);
+    assert_eq!(prompted, vec![SessionId("ses_fresh".into())]);
+}
+
 /// Runs `n` new tasks of `spec()`'s agent to success at `now`, each in a session of its own
 /// (`ses_other_*`), answering every call; an abort of `keep` fails the test.
 fn others_succeed(o: &mut Engine, now: u64, n: usize, keep: &SessionId) {

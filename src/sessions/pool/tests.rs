@@ -181,15 +181,24 @@ fn a_session_held_for_a_retry_outlasts_the_parked_bound_and_idles_from_the_retry
 }
 
 #[test]
-fn sessions_restored_parked_keep_their_turns_the_bound_and_a_suspected_turn() {
+fn sessions_restored_parked_keep_their_turns_the_bound_and_their_idle_time() {
     let mut p = pool();
-    // Seven conversations of one agent read back, oldest first; the first served 10 turns.
+    let now = 1_000_000;
+    // Eight conversations of one agent read back, oldest first; the first served 10 turns; the
+    // last finished longer ago than the pool keeps a session idle.
     for _ in 0..10 {
-        p.restored_parked(&id("c0"), "worker", parent(), 5);
+        p.restored_parked(&id("c0"), "worker", parent(), now - 60_000, now);
     }
-    for i in 1..7 {
-        p.restored_parked(&id(&format!("c{i}")), "worker", parent(), 5);
+    for i in 1..7u64 {
+        p.restored_parked(
+            &id(&format!("c{i}")),
+            "worker",
+            parent(),
+            now - 60_000 + i,
+            now,
+        );
     }
+    p.restored_parked(&id("old"), "worker", parent(), now - 300_000, now);
     assert_eq!(
         p.state(&id("c0")),
         Some(State::Retiring { abort: false }),
@@ -200,17 +209,17 @@ fn sessions_restored_parked_keep_their_turns_the_bound_and_a_suspected_turn() {
         Some(State::Retiring { abort: false }),
         "bound"
     );
+    assert_eq!(
+        p.state(&id("old")),
+        None,
+        "not taken: it would have retired idle"
+    );
     assert_eq!(p.census().2, 5);
-    assert!(p.acquire_affinity(&id("c6"), 6));
-    // A session a follow-up may still run a turn in is not continued until the host says it
-    // is idle; one a follow-up failed in is retired with an abort.
-    p.restored_busy(&id("c5"), false, 7);
-    assert!(!p.acquire_affinity(&id("c5"), 8));
-    p.settled_idle(&id("c5"), 9);
-    assert!(p.acquire_affinity(&id("c5"), 10));
-    p.restored_busy(&id("c4"), true, 11);
-    assert_eq!(p.state(&id("c4")), Some(State::Retiring { abort: true }));
-    assert_eq!(p.take_aborts(), vec![id("c4")]);
+    // Idle since its turn ended, as if the instance had lived.
+    p.tick(now + 240_002);
+    assert_eq!(p.state(&id("c2")), Some(State::Retiring { abort: false }));
+    assert_eq!(p.state(&id("c6")), Some(State::Parked));
+    assert!(p.acquire_affinity(&id("c6"), now + 240_003));
 }
 
 #[test]
