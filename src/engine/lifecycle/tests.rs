@@ -1137,19 +1137,31 @@ fn rate_limited_for(at: u64, wait: u64) -> HostOutcome {
     })))
 }
 
-/// A task that succeeded in `ses_1` at `t`, then its follow-up there, busy from `t + 3_100`:
-/// (the engine, the session, the follow-up).
-fn follow_up_running(t: u64) -> (Engine, SessionId, TaskId) {
+/// [`first_turn`], its reply (stamped `t + 200`) read at `t + 2_000`: it succeeded.
+fn first_succeeded(t: u64) -> (Engine, SessionId, TaskId) {
     let (mut o, s, first) = first_turn(t);
     answer_all(&mut o, t + 2_000, &mut |op| match op {
         HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
         _ => None,
     });
-    let mut follow = spec();
+    (o, s, first)
+}
+
+/// [`first_succeeded`], then `follow` as its follow-up there, busy from `t + 3_100`: (the
+/// engine, the session, the first task, the follow-up).
+fn follow_up_busy(t: u64, mut follow: TaskSpec) -> (Engine, SessionId, TaskId, TaskId) {
+    let (mut o, s, first) = first_succeeded(t);
     follow.follow_up_of = Some(first);
     let second = o.submit(t + 3_000, follow).unwrap();
     assert_eq!(prompted_in(&mut o, t + 3_000), vec![s.clone()]);
     o.on_event(t + 3_100, HostEvent::Busy(s.clone())).unwrap();
+    (o, s, first, second)
+}
+
+/// A task that succeeded in `ses_1` at `t`, then its follow-up there, busy from `t + 3_100`:
+/// (the engine, the session, the follow-up).
+fn follow_up_running(t: u64) -> (Engine, SessionId, TaskId) {
+    let (o, s, _, second) = follow_up_busy(t, spec());
     (o, s, second)
 }
 
@@ -1178,21 +1190,40 @@ fn follow_up_sent_again(t: u64) -> (Engine, SessionId, TaskId) {
 fn a_rate_limited_follow_up_is_sent_again_in_its_conversation_and_tells_its_reply_from_the_error() {
     let t = 1_700_000_000_000;
     let (mut o, s, second) = follow_up_sent_again(t);
-    o.on_event(t + 6_000, HostEvent::Idle(s.clone())).unwrap();
     // The error that ended the first attempt is not this attempt's reply.
-    answer_all(&mut o, t + 6_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(rate_limited_reply(t + 3_200)),
-        _ => None,
-    });
-    assert!(!o.tasks().get(second).unwrap().state.is_settled());
-    o.on_event(t + 7_000, HostEvent::Idle(s.clone())).unwrap();
-    answer_all(&mut o, t + 7_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(reply(t + 5_300, t + 5_300, "second")),
-        _ => None,
-    });
-    match o.tasks().get(second).unwrap().state {
+    ends_with_its_own_reply(
+        &mut o,
+        &s,
+        second,
+        (t + 6_000, rate_limited_reply(t + 3_200)),
+        (t + 7_000, reply(t + 5_300, t + 5_300, "second")),
+    );
+}
+
+/// `task`'s turn in `s` is seen idle twice: first with `stale` the session's last message (an
+/// earlier turn's), which it must not take, then with its own `reply`: it succeeds in `s` with
+/// the text "second".
+fn ends_with_its_own_reply(
+    o: &mut Engine,
+    s: &SessionId,
+    task: TaskId,
+    stale: (u64, HostOutcome),
+    own: (u64, HostOutcome),
+) {
+    for (i, (at, message)) in [stale, own].into_iter().enumerate() {
+        o.on_event(at, HostEvent::Idle(s.clone())).unwrap();
+        let mut message = Some(message);
+        answer_all(o, at, &mut |op| match op {
+            HostOp::LastAssistantMessage { .. } => message.take(),
+            _ => None,
+        });
+        if i == 0 {
+            assert!(!o.tasks().get(task).unwrap().state.is_settled());
+        }
+    }
+    match o.tasks().get(task).unwrap().state {
         TaskState::Succeeded { session, text } => {
-            assert_eq!((session, text.as_str()), (s, "second"));
+            assert_eq!((&session, text.as_str()), (s, "second"));
         }
         other => panic!("{other:?}"),
     }
@@ -1236,11 +1267,7 @@ fn a_follow_up_sent_again_and_restored_from_the_journal_does_not_take_the_error_
 #[test]
 fn a_follow_up_after_a_restore_continues_the_conversation_its_predecessor_left() {
     let t = 1_700_000_000_000;
-    let (mut o, s, first) = first_turn(t);
-    answer_all(&mut o, t + 2_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
-        _ => None,
-    });
+    let (mut o, s, first) = first_succeeded(t);
     // A second task failed in its own session (ses_2): that session holds no conversation.
     let failed = o.submit(t + 2_100, spec()).unwrap();
     let s2 = SessionId("ses_2".into());
@@ -1293,41 +1320,23 @@ fn a_follow_up_after_a_restore_continues_the_conversation_its_predecessor_left()
     );
     // It tells its own reply from its predecessor's, whose stamp the journal kept.
     o.on_event(t + 61_000, HostEvent::Busy(s.clone())).unwrap();
-    o.on_event(t + 62_000, HostEvent::Idle(s.clone())).unwrap();
-    answer_all(&mut o, t + 62_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
-        _ => None,
-    });
-    assert!(!o.tasks().get(second).unwrap().state.is_settled());
-    o.on_event(t + 63_000, HostEvent::Idle(s.clone())).unwrap();
-    answer_all(&mut o, t + 63_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(reply(t + 61_500, t + 61_500, "second")),
-        _ => None,
-    });
-    match o.tasks().get(second).unwrap().state {
-        TaskState::Succeeded { session, text } => {
-            assert_eq!((session, text.as_str()), (s, "second"));
-        }
-        other => panic!("{other:?}"),
-    }
+    ends_with_its_own_reply(
+        &mut o,
+        &s,
+        second,
+        (t + 62_000, reply(t + 200, t + 200, "first")),
+        (t + 63_000, reply(t + 61_500, t + 61_500, "second")),
+    );
 }
 
 #[test]
 fn after_a_restore_a_session_a_follow_up_may_still_run_in_is_aborted_not_continued() {
     let t = 1_700_000_000_000;
-    let (mut o, s, first) = first_turn(t);
-    answer_all(&mut o, t + 2_000, &mut |op| match op {
-        HostOp::LastAssistantMessage { .. } => Some(reply(t + 200, t + 200, "first")),
-        _ => None,
-    });
     // A follow-up runs in the session past its deadline: timed out, the abort asked for, and
     // the instance is lost before it lands.
     let mut follow = spec();
-    follow.follow_up_of = Some(first);
     follow.deadline_ms = 10_000;
-    let second = o.submit(t + 3_000, follow).unwrap();
-    assert_eq!(prompted_in(&mut o, t + 3_000), vec![s.clone()]);
-    o.on_event(t + 3_100, HostEvent::Busy(s.clone())).unwrap();
+    let (mut o, s, first, second) = follow_up_busy(t, follow);
     o.tick(t + 13_100).unwrap();
     assert_eq!(o.tasks().get(second).unwrap().state, TaskState::TimedOut);
     let journal = o.tasks().store().journal().export(1);
