@@ -453,10 +453,7 @@ impl Engine {
                     &outcome,
                     HostOutcome::Failed(f) if !matches!(f.class, FailureClass::Invalid)
                 );
-                let unknown = self
-                    .tasks
-                    .get(task)
-                    .is_some_and(|r| matches!(r.state, TaskState::Unknown { .. }));
+                let unknown = matches!(self.tasks.state(task), Some(TaskState::Unknown { .. }));
                 if let HostOutcome::Ok(HostReply::Message(message)) = outcome {
                     self.judge(now, task, message)?;
                 } else if inconclusive && unknown {
@@ -662,11 +659,7 @@ impl Engine {
                     if let Some(l) = self.live.get_mut(&task) {
                         l.next_poll = Some(now + POLL_MS);
                     }
-                    if let Some(s) = self
-                        .tasks
-                        .get(task)
-                        .and_then(|r| r.state.session().cloned())
-                    {
+                    if let Some(s) = self.tasks.state(task).and_then(|s| s.session().cloned()) {
                         self.check(task, s);
                     }
                 }
@@ -1002,7 +995,7 @@ impl Engine {
     }
 
     fn create_session(&mut self, task: TaskId) {
-        let Some(record) = self.tasks.get(task) else {
+        let Some(record) = self.tasks.get_brief(task) else {
             return;
         };
         if let Some(l) = self.live.get_mut(&task) {
@@ -1300,11 +1293,7 @@ impl Engine {
         if let Some(permit) = self.live.get_mut(&task).and_then(|l| l.permit.take()) {
             self.controller.complete(now, permit, outcome);
         }
-        if let Some(session) = self
-            .tasks
-            .get(task)
-            .and_then(|r| r.state.session().cloned())
-        {
+        if let Some(session) = self.tasks.state(task).and_then(|s| s.session().cloned()) {
             self.pool.release(&session, succeeded, now);
             if self.by_session.get(&session) == Some(&task) {
                 self.by_session.remove(&session);
