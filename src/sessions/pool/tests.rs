@@ -181,6 +181,29 @@ fn a_session_held_for_a_retry_outlasts_the_parked_bound_and_idles_from_the_retry
 }
 
 #[test]
+fn a_session_held_while_in_use_is_spared_by_the_bound_its_release_applies() {
+    let mut p = pool();
+    // Five parked and held already (five follow-ups rate limited together).
+    for i in 0..5u64 {
+        let s = id(&format!("h{i}"));
+        p.created_in_use(s.clone(), "worker", parent(), i);
+        p.hold(&s, 60_000);
+        p.release(&s, true, i);
+    }
+    // A sixth is held before its release parks it: the bound has no one to retire.
+    p.created_in_use(id("h5"), "worker", parent(), 10);
+    p.hold(&id("h5"), 60_000);
+    p.release(&id("h5"), true, 10);
+    for i in 0..6 {
+        assert_eq!(p.state(&id(&format!("h{i}"))), Some(State::Parked), "h{i}");
+    }
+    // Once their retries are due, the bound applies again at the next park.
+    p.created_in_use(id("w"), "worker", parent(), 60_001);
+    p.release(&id("w"), true, 60_001);
+    assert_eq!(p.census().2, 5);
+}
+
+#[test]
 fn sessions_restored_parked_keep_their_turns_the_bound_and_their_idle_time() {
     let mut p = pool();
     let now = 1_000_000;
