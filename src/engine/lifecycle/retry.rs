@@ -76,9 +76,7 @@ impl Engine {
         let held = kept.zip(record.state.session().cloned());
         if let Some((stamp, session)) = &held {
             self.note_reply(session, *stamp);
-        }
-        if let Some((_, session)) = &held {
-            // Before the release parks it, so the per-agent bound already spares it.
+            // Held before the release parks it, so the per-agent bound already spares it.
             self.pool.hold(session, now.saturating_add(delay));
         }
         self.release(now, task, Outcome::Failed(class), held.is_some());
